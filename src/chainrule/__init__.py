@@ -1,3 +1,41 @@
-"""chainrule: image classification for robot perception, built from the chain rule up."""
+"""chainrule: image classification for robot perception, built from the chain rule up.
+
+The engine (``Tensor``, ``Function``, reverse and forward mode, gradient checks, graph
+drawings) is importable from the top level; models, layers, optimizers and datasets
+live in ``chainrule.models``, ``chainrule.nn``, ``chainrule.optim`` and
+``chainrule.data``.
+"""
+
+from chainrule.autograd import (
+    Context,
+    Function,
+    Tensor,
+    concatenate,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    jvp,
+    maximum,
+    no_grad,
+    stack,
+    vjp,
+    where,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Context",
+    "Function",
+    "Tensor",
+    "concatenate",
+    "enable_grad",
+    "grad",
+    "is_grad_enabled",
+    "jvp",
+    "maximum",
+    "no_grad",
+    "stack",
+    "vjp",
+    "where",
+]
