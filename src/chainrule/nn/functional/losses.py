@@ -1,0 +1,207 @@
+"""Classification losses as fused Functions with the lecture's flat, vectorized gradients.
+
+Both losses take class scores ``(N, C)`` (a Tensor or an array) and integer labels
+``(N,)`` and return the mean loss over the ``N`` examples as a scalar Tensor of the
+scores' dtype (float32 in, float32 out).
+
+Each is one `Function`: `forward` computes the loss on arrays, `backward` is the
+hand-derived gradient with respect to the scores (the ``dW``-free part of cs231n's
+``svm_loss_vectorized`` / ``softmax_loss_vectorized``), and `jvp` gives the directional
+derivative for forward mode. They can also be used without a graph, in the course's
+``forward -> cache``, ``backward(dout, cache)`` style, with a `Context` as the cache::
+
+    ctx = Context()
+    loss = SVMLoss.forward(ctx, scores, y)
+    dscores, _ = SVMLoss.backward(ctx, np.float64(1.0))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.autograd.engine import Function, Tensor
+
+__all__ = ["SVMLoss", "SoftmaxCrossEntropy", "cross_entropy", "svm_loss"]
+
+
+def _check_inputs(scores, y, name: str):
+    """Validate scores (N, C) and labels (N,); return (scores, labels as intp)."""
+    if isinstance(scores, Tensor):
+        s = scores.data
+    else:
+        try:
+            s = np.asarray(scores)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}: scores must be a numeric array (N, C): {exc}") from None
+        if s.dtype.kind in "biu":
+            s = s.astype(np.float64)
+        elif s.dtype.kind != "f":
+            raise TypeError(f"{name}: scores must hold real numbers, got dtype {s.dtype}")
+        scores = s
+    if s.ndim != 2:
+        raise ValueError(f"{name}: scores must be 2-D (N, C), got shape {s.shape}")
+    n, c = s.shape
+    if n == 0 or c == 0:
+        raise ValueError(f"{name}: scores of shape {s.shape} are empty")
+    if not np.isfinite(s).all():
+        raise ValueError(f"{name}: scores contain NaN or infinity")
+
+    if isinstance(y, Tensor):
+        raise TypeError(f"{name}: labels y must be an integer array, not a Tensor")
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name}: labels y must be integers (class indices), got dtype {y.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"{name}: labels y must be 1-D (N,), got shape {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name}: {y.shape[0]} labels for {n} rows of scores")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= c:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{name}: label {bad} out of range for {c} classes (0..{c - 1})")
+    return scores, y.astype(np.intp, copy=False)
+
+
+class SVMLoss(Function):
+    """Multiclass SVM (hinge) loss, margin 1, summed over the wrong classes, mean over N.
+
+    ``L = 1/N sum_i sum_{j != y_i} max(0, s_ij - s_iy_i + 1)``.
+
+    Gradient with respect to the scores, row ``i``: ``1/N`` at every wrong class whose
+    margin is positive, and minus ``1/N`` times the number of those classes at the correct
+    class. At a margin of exactly 0 (the hinge's kink) the gradient is taken as 0.
+    """
+
+    @staticmethod
+    def forward(ctx, scores, y):
+        """scores: (N, C) float, y: (N,) int in [0, C). Returns a 0-d array (scores' dtype)."""
+        n = scores.shape[0]
+        rows = np.arange(n)
+        margins = scores - scores[rows, y][:, None]
+        margins += 1
+        margins[rows, y] = 0
+        np.maximum(margins, 0, out=margins)
+        ctx.save_for_backward(margins > 0, y)
+        ctx.dtype = scores.dtype
+        return np.asarray(margins.sum() / n, dtype=scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        positive, y = ctx.saved_tensors
+        n = positive.shape[0]
+        dscores = positive.astype(ctx.dtype)
+        dscores[np.arange(n), y] = -dscores.sum(axis=1)
+        dscores *= np.asarray(grad_output, dtype=ctx.dtype) / n
+        return dscores, None
+
+    @staticmethod
+    def jvp(ctx, t_scores, _t_y):
+        positive, y = ctx.saved_tensors
+        n = positive.shape[0]
+        # d margin_ij = t_ij - t_iy_i where the margin is positive, 0 elsewhere.
+        dmargins = t_scores - t_scores[np.arange(n), y][:, None]
+        return np.asarray((dmargins * positive).sum() / n, dtype=ctx.dtype)
+
+
+class SoftmaxCrossEntropy(Function):
+    """Softmax cross-entropy, mean over N, with optional label smoothing.
+
+    With smoothing ``eps`` the target distribution of row ``i`` is
+    ``q_i = (1 - eps) * onehot(y_i) + eps / C`` (PyTorch's definition) and
+    ``L = -1/N sum_i sum_j q_ij log p_ij`` with ``p_i = softmax(s_i)``; ``eps = 0`` gives
+    ``-1/N sum_i log p_iy_i``.
+
+    Gradient with respect to the scores: ``(p - q) / N``. Computed after subtracting each
+    row's maximum score, so scores of any size (1e4 and beyond) neither overflow nor
+    produce NaN.
+    """
+
+    @staticmethod
+    def forward(ctx, scores, y, label_smoothing=0.0):
+        """scores: (N, C) float, y: (N,) int, label_smoothing in [0, 1]. Returns a 0-d array."""
+        n, c = scores.shape
+        rows = np.arange(n)
+        z = scores - scores.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        sums = e.sum(axis=1, keepdims=True)
+        logp = z
+        logp -= np.log(sums)
+        eps = float(label_smoothing)
+        loss = -logp[rows, y].mean()
+        if eps:
+            # eps/C * sum_j (-log p_ij) is eps times the row mean of -log p.
+            loss = (1.0 - eps) * loss - eps * logp.mean()
+        e /= sums  # the probabilities, kept for backward
+        ctx.save_for_backward(e, y)
+        ctx.eps = eps
+        return np.asarray(loss, dtype=scores.dtype)
+
+    @staticmethod
+    def _dscores(ctx):
+        """(p - q) / N for an upstream gradient of 1, as a fresh array."""
+        probs, y = ctx.saved_tensors
+        n, c = probs.shape
+        d = probs.copy()
+        d[np.arange(n), y] -= 1.0 - ctx.eps
+        if ctx.eps:
+            d -= ctx.eps / c
+        d /= n
+        return d
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        d = SoftmaxCrossEntropy._dscores(ctx)
+        d *= np.asarray(grad_output, dtype=d.dtype)
+        return d, None, None
+
+    @staticmethod
+    def jvp(ctx, t_scores, _t_y, _t_eps):
+        d = SoftmaxCrossEntropy._dscores(ctx)
+        return np.asarray((d * t_scores).sum(), dtype=d.dtype)
+
+
+def svm_loss(scores, y) -> Tensor:
+    """Multiclass SVM loss (margin 1) averaged over the batch.
+
+    Parameters
+    ----------
+    scores : Tensor or ndarray, shape (N, C), float
+        Class scores; integer arrays are taken as float64.
+    y : ndarray, shape (N,), int
+        Correct class of each row, in ``[0, C)``.
+
+    Returns
+    -------
+    Tensor, shape (), dtype of ``scores``. Differentiable with respect to ``scores``.
+    """
+    scores, y = _check_inputs(scores, y, "svm_loss")
+    return SVMLoss.apply(scores, y)
+
+
+def cross_entropy(scores, y, label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy averaged over the batch (stable for scores of any size).
+
+    Parameters
+    ----------
+    scores : Tensor or ndarray, shape (N, C), float
+        Unnormalized class scores (logits); integer arrays are taken as float64.
+    y : ndarray, shape (N,), int
+        Correct class of each row, in ``[0, C)``.
+    label_smoothing : float in [0, 1]
+        Mix the one-hot targets with the uniform distribution:
+        ``q = (1 - label_smoothing) * onehot + label_smoothing / C`` (as in PyTorch).
+
+    Returns
+    -------
+    Tensor, shape (), dtype of ``scores``. Differentiable with respect to ``scores``.
+    """
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"cross_entropy: label_smoothing must be a number, got {label_smoothing!r}"
+        ) from None
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {eps}")
+    scores, y = _check_inputs(scores, y, "cross_entropy")
+    return SoftmaxCrossEntropy.apply(scores, y, eps)
