@@ -154,3 +154,113 @@ def plot_search_results(results, path, x: str = "learning_rate", y: str = "reg")
         ax.set_ylabel(y)
         ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_confusion_matrix(cm, classes, path, title: str = "confusion matrix") -> Path:
+    """Draw a confusion matrix with counts, rows true classes, columns predictions.
+
+    Parameters
+    ----------
+    cm : int array (C, C), ``cm[i, j]`` samples of class ``i`` predicted as ``j``
+        (see :func:`chainrule.report.metrics.confusion_matrix`)
+    classes : sequence of C class names
+    path : where to write the image
+    title : heading; the accuracy ``trace(cm) / sum(cm)`` is appended
+
+    Cell colors are row-normalized (the share of each true class), so small classes are as
+    visible as large ones; the numbers are the raw counts.
+    """
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+        raise ValueError(f"a confusion matrix must be square (C, C), got shape {cm.shape}")
+    classes = [str(c) for c in classes]
+    n = cm.shape[0]
+    if len(classes) != n:
+        raise ValueError(f"{len(classes)} class names for a {n}x{n} confusion matrix")
+    total = cm.sum()
+    rows = cm.sum(axis=1, keepdims=True).astype(np.float64)
+    shares = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+
+    size = max(4.0, 0.45 * n + 2.0)
+    fig = _new_figure((size + 1.0, size))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        str(int(cm[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7 if n > 12 else 9,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right")
+    ax.set_yticklabels(classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    acc = np.trace(cm) / total if total else float("nan")
+    ax.set_title(f"{title} (accuracy {acc:.1%})")
+    return _save(fig, path)
+
+
+def plot_first_layer_weights(W, image_shape, path, max_units: int = 100) -> Path:
+    """Draw the first layer's weights of a network as images, one per hidden unit.
+
+    Parameters
+    ----------
+    W : ndarray (D, H) or (D + 1, H)
+        First-layer weights, one column per hidden unit, rows in the flattened
+        (height, width, channels) order of the input; a trailing bias row is dropped.
+    image_shape : tuple (height, width) or (height, width, channels), channels 1 or 3
+    path : where to write the image
+    max_units : draw at most this many units (the first ones)
+
+    Each unit is rescaled to 0..255 on its own (as the course's ``show_net_weights``), so
+    the pattern of every unit is visible whatever its scale.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
+        raise ValueError(f"image_shape must be (H, W) or (H, W, 1|3), got {image_shape!r}")
+    d = math.prod(shape)
+    if W.ndim != 2 or W.shape[0] not in (d, d + 1) or W.shape[1] == 0:
+        raise ValueError(
+            f"W of shape {W.shape} does not fit images of shape {shape}: expected "
+            f"({d}, units) or ({d + 1}, units)"
+        )
+    if max_units < 1:
+        raise ValueError(f"max_units must be positive, got {max_units}")
+    w = W[:d, : int(max_units)]
+    units = w.shape[1]
+    lo = w.min(axis=0)
+    span = w.max(axis=0) - lo
+    scaled = 255.0 * (w - lo) / np.where(span > 0, span, 1.0)
+
+    cols = math.ceil(math.sqrt(units))
+    rows = math.ceil(units / cols)
+    h, wd = shape[0], shape[1]
+    c = shape[2] if len(shape) == 3 else 1
+    # One mosaic with a 1-pixel gap between units keeps this fast for hundreds of units.
+    grid = np.full((rows * (h + 1) - 1, cols * (wd + 1) - 1, c), 255.0)
+    for u in range(units):
+        r, q = divmod(u, cols)
+        grid[r * (h + 1) : r * (h + 1) + h, q * (wd + 1) : q * (wd + 1) + wd] = scaled[
+            :, u
+        ].reshape(h, wd, c)
+    img = grid.astype(np.uint8)
+    fig = _new_figure((min(12.0, 0.5 * cols + 2), min(12.0, 0.5 * rows + 2)))
+    ax = fig.add_subplot(1, 1, 1)
+    if c == 1:
+        ax.imshow(img[:, :, 0], cmap="gray", interpolation="nearest")
+    else:
+        ax.imshow(img, interpolation="nearest")
+    ax.set_title(f"first-layer weights ({units} of {W.shape[1]} units)")
+    ax.axis("off")
+    return _save(fig, path)
