@@ -1,0 +1,124 @@
+"""Weight initialisations, seeded through `random_state`.
+
+Weights are stored ``(fan_in, fan_out)`` (``out = x @ W``), so ``fan_in = shape[0]``
+and ``fan_out = shape[1]``. Each function returns a new C-contiguous array of the
+requested dtype (float32 by default).
+
+- `kaiming_normal` / `kaiming_uniform` (He et al. 2015): variance ``gain^2 / fan_in``
+  with ``gain = sqrt(2)`` for ReLU, so activations keep their scale through deep ReLU
+  networks.
+- `xavier_normal` / `xavier_uniform` (Glorot and Bengio 2010): variance
+  ``2 / (fan_in + fan_out)``, for tanh / sigmoid networks.
+- `normal`: ``weight_scale * standard normal``, the course's scaled-normal initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_generator",
+    "calculate_gain",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "normal",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+]
+
+
+def as_generator(random_state=None) -> np.random.Generator:
+    """A `numpy.random.Generator` from None (fresh entropy), an int seed or a Generator
+    (returned as is, so its state advances)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.SeedSequence):
+        return np.random.default_rng(random_state)
+    raise TypeError(
+        "random_state must be None, an int seed or a numpy.random.Generator, "
+        f"got {type(random_state).__name__}"
+    )
+
+
+def calculate_gain(nonlinearity: str = "relu", negative_slope: float = 0.01) -> float:
+    """The gain that keeps activation variance constant for a nonlinearity (PyTorch's
+    table): relu sqrt(2), leaky_relu sqrt(2 / (1 + slope^2)), tanh 5/3, linear and
+    sigmoid 1."""
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        return math.sqrt(2.0 / (1.0 + negative_slope**2))
+    if nonlinearity == "tanh":
+        return 5.0 / 3.0
+    if nonlinearity in ("linear", "sigmoid", "identity"):
+        return 1.0
+    raise ValueError(
+        f"unknown nonlinearity {nonlinearity!r}; use relu, leaky_relu, tanh, sigmoid or linear"
+    )
+
+
+def _fans(shape) -> tuple[int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) != 2 or min(shape) <= 0:
+        raise ValueError(f"initialisation needs a weight shape (fan_in, fan_out), got {shape}")
+    return shape[0], shape[1]
+
+
+def _normal(shape, std, random_state, dtype):
+    rng = as_generator(random_state)
+    w = rng.standard_normal(tuple(shape), dtype=np.float64)
+    w *= std
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def _uniform(shape, bound, random_state, dtype):
+    rng = as_generator(random_state)
+    w = rng.uniform(-bound, bound, size=tuple(shape))
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def kaiming_normal(shape, random_state=None, dtype=np.float32, nonlinearity="relu"):
+    """He normal: N(0, gain^2 / fan_in), gain sqrt(2) for ReLU. shape (fan_in, fan_out)."""
+    fan_in, _ = _fans(shape)
+    return _normal(shape, calculate_gain(nonlinearity) / math.sqrt(fan_in), random_state, dtype)
+
+
+def kaiming_uniform(shape, random_state=None, dtype=np.float32, nonlinearity="relu"):
+    """He uniform: U(-b, b), b = gain * sqrt(3 / fan_in). shape (fan_in, fan_out)."""
+    fan_in, _ = _fans(shape)
+    bound = calculate_gain(nonlinearity) * math.sqrt(3.0 / fan_in)
+    return _uniform(shape, bound, random_state, dtype)
+
+
+def xavier_normal(shape, random_state=None, dtype=np.float32, gain=1.0):
+    """Glorot normal: N(0, gain^2 * 2 / (fan_in + fan_out)). shape (fan_in, fan_out)."""
+    fan_in, fan_out = _fans(shape)
+    return _normal(shape, gain * math.sqrt(2.0 / (fan_in + fan_out)), random_state, dtype)
+
+
+def xavier_uniform(shape, random_state=None, dtype=np.float32, gain=1.0):
+    """Glorot uniform: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
+    fan_in, fan_out = _fans(shape)
+    return _uniform(shape, gain * math.sqrt(6.0 / (fan_in + fan_out)), random_state, dtype)
+
+
+def normal(shape, weight_scale=1e-2, random_state=None, dtype=np.float32):
+    """Scaled normal: ``weight_scale * N(0, 1)`` (the course's ``weight_scale``)."""
+    if not weight_scale >= 0:
+        raise ValueError(f"weight_scale must be a non-negative number, got {weight_scale!r}")
+    _fans(shape)
+    return _normal(shape, weight_scale, random_state, dtype)
+
+
+def zeros(shape, dtype=np.float32):
+    return np.zeros(tuple(shape), dtype=dtype)

@@ -1,0 +1,481 @@
+"""Update rules: SGD (with momentum and Nesterov momentum), RMSProp, Adam, AdamW.
+
+Every optimizer updates each parameter's ``.data`` IN PLACE from its ``.grad``, with
+state arrays (moments) allocated once, of the parameter's dtype (float32 stays
+float32), and NumPy ufuncs writing into preallocated scratch buffers. Large
+parameters are processed in chunks of `CHUNK` elements, so the scratch buffers stay
+in the CPU cache and each step reads and writes every state array once instead of
+once per arithmetic operation.
+
+The formulas are PyTorch's (``torch.optim``), so trajectories agree with it:
+
+- SGD: ``g += wd * p``; momentum ``b = mu * b + g``; Nesterov ``g = g + mu * b``
+  (else ``g = b``); ``p -= lr * g``.
+- RMSProp: ``s = alpha * s + (1 - alpha) * g^2``; ``p -= lr * g / (sqrt(s) + eps)``.
+- Adam: ``t += 1`` before the update; ``m = b1 m + (1 - b1) g``;
+  ``v = b2 v + (1 - b2) g^2``; ``p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) +
+  eps)``; `weight_decay` adds ``wd * p`` to the gradient (L2 regularization).
+- AdamW: Adam with decoupled weight decay ``p *= 1 - lr * wd`` before the update.
+
+Weight decay on weights only: `params` is either an iterable of Parameters or a list
+of dicts ``{"params": [...], "weight_decay": wd}`` (the key is optional and defaults to
+the optimizer's `weight_decay`; no other key is accepted). `weight_decay_groups`
+builds such a list from a module: decay for matrices (ndim >= 2), none for biases and
+batch-norm scales and shifts.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from chainrule.autograd.engine import Tensor
+
+__all__ = [
+    "CHUNK",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSProp",
+    "clip_grad_norm",
+    "weight_decay_groups",
+]
+
+# 32768 float32 values = 128 KiB per array: a chunk of each operand fits in L2.
+CHUNK = 1 << 15
+
+
+def _check_number(name, value, lo=0.0, hi=math.inf, lo_open=False, hi_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < lo or (lo_open and value == lo) or value > hi or (hi_open and value == hi):
+        lb = "(" if lo_open else "["
+        hb = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in {lb}{lo}, {hi}{hb}, got {value!r}")
+    return float(value)
+
+
+def weight_decay_groups(module_or_params, weight_decay: float) -> list[dict]:
+    """Two parameter groups: matrices (ndim >= 2) with `weight_decay`, everything else
+    (biases, batch-norm gamma/beta) without. Accepts a Module or an iterable of
+    Parameters."""
+    params = (
+        module_or_params.parameters()
+        if hasattr(module_or_params, "parameters")
+        else list(module_or_params)
+    )
+    decay = [p for p in params if p.data.ndim >= 2]
+    rest = [p for p in params if p.data.ndim < 2]
+    groups = [{"params": decay, "weight_decay": float(weight_decay)}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return groups
+
+
+def _parse_params(params, weight_decay, name):
+    if isinstance(params, Tensor):
+        raise TypeError(f"{name}: params must be an iterable of Parameters, not one Tensor")
+    if hasattr(params, "parameters") and callable(params.parameters):
+        params = params.parameters()
+    try:
+        items = list(params)
+    except TypeError:
+        raise TypeError(f"{name}: params must be an iterable of Parameters") from None
+    if not items:
+        raise ValueError(f"{name}: got an empty parameter list")
+    out_params, out_wd = [], []
+    if all(isinstance(it, dict) for it in items):
+        groups = items
+    elif any(isinstance(it, dict) for it in items):
+        raise TypeError(f"{name}: params must be all Parameters or all dicts, not a mixture")
+    else:
+        groups = [{"params": items}]
+    for gi, group in enumerate(groups):
+        extra = set(group) - {"params", "weight_decay"}
+        if extra or "params" not in group:
+            raise ValueError(
+                f"{name}: parameter group {gi} must have a 'params' list and optionally "
+                f"'weight_decay', got keys {sorted(group)}"
+            )
+        wd = _check_number(f"{name}: weight_decay", group.get("weight_decay", weight_decay))
+        for p in group["params"]:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: expected Parameters (Tensors), got {type(p).__name__}")
+            if not p.requires_grad:
+                raise ValueError(f"{name}: a parameter does not require grad")
+            if p.data.dtype.kind != "f":
+                raise TypeError(f"{name}: parameters must be float, got {p.data.dtype}")
+            if any(p is q for q in out_params):
+                raise ValueError(f"{name}: a parameter appears more than once")
+            out_params.append(p)
+            out_wd.append(wd)
+    if not out_params:
+        raise ValueError(f"{name}: got an empty parameter list")
+    return out_params, out_wd
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a C-contiguous array (never a copy: updates must reach `a`)."""
+    if not a.flags.c_contiguous:
+        raise ValueError("optimizer: parameter data and gradients must be C-contiguous arrays")
+    return a.reshape(-1)
+
+
+class Optimizer:
+    """Base class: holds the parameters, the learning rate ``lr`` (which schedules
+    set), the step count ``t`` and per-parameter state arrays."""
+
+    _state_names: tuple[str, ...] = ()
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+        name = type(self).__name__
+        self.lr = _check_number(f"{name}: lr", lr)
+        self.weight_decay = _check_number(f"{name}: weight_decay", weight_decay)
+        self.params, self.weight_decays = _parse_params(params, self.weight_decay, name)
+        self.t = 0
+        self.state: dict[str, list[np.ndarray | None]] = {
+            k: [None] * len(self.params) for k in self._state_names
+        }
+        self._scratch: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
+
+    # ------------------------------------------------------------ helpers
+    def _buffer(self, key: str, i: int) -> np.ndarray:
+        """State array `key` of parameter i, zeros of its shape and dtype at first use."""
+        buf = self.state[key][i]
+        p = self.params[i].data
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+            buf = np.zeros_like(p, order="C")
+            self.state[key][i] = buf
+        return buf
+
+    def _scratch_for(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        s = self._scratch.get(dtype)
+        if s is None:
+            s = (np.empty(CHUNK, dtype=dtype), np.empty(CHUNK, dtype=dtype))
+            self._scratch[dtype] = s
+        return s
+
+    def _grads(self):
+        """(index, flat data, flat grad) for every parameter that has a gradient."""
+        for i, p in enumerate(self.params):
+            g = p._grad
+            if g is None:
+                continue
+            if g.shape != p.data.shape:
+                raise ValueError(
+                    f"{type(self).__name__}: gradient of shape {g.shape} for a parameter of "
+                    f"shape {p.data.shape}"
+                )
+            if g.dtype != p.data.dtype or not g.flags.c_contiguous:
+                g = np.ascontiguousarray(g, dtype=p.data.dtype)
+            yield i, _flat(p.data), g.reshape(-1)
+
+    # ------------------------------------------------------------ public
+    def zero_grad(self) -> None:
+        """Forget the gradients of all parameters (``.grad = None``)."""
+        for p in self.params:
+            p._grad = None
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays only (writable to .npz without pickle): ``"t"``, ``"lr"`` and
+        ``"<state>.<i>"`` for parameter i (e.g. ``"exp_avg.0"``). Copies."""
+        state = {"t": np.array(self.t, dtype=np.int64), "lr": np.array(self.lr)}
+        for key, bufs in self.state.items():
+            for i, b in enumerate(bufs):
+                if b is not None:
+                    state[f"{key}.{i}"] = b.copy()
+        state.update(self._extra_state())
+        return state
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _load_extra_state(self, state) -> None:
+        pass
+
+    def load_state_dict(self, state) -> None:
+        """Restore what `state_dict` returned (for the same parameters, in the same
+        order). Raises ValueError on unknown keys or shape mismatches."""
+        name = type(self).__name__
+        problems = []
+        for k in ("t", "lr"):
+            if k not in state:
+                problems.append(f"missing key {k!r}")
+        new_state = {key: [None] * len(self.params) for key in self._state_names}
+        extra_keys = set(self._extra_state())
+        for k in state.keys():
+            if k in ("t", "lr") or k in extra_keys:
+                continue
+            key, _, idx = k.rpartition(".")
+            if key not in new_state or not idx.isdigit() or int(idx) >= len(self.params):
+                problems.append(f"unexpected key {k!r}")
+                continue
+            i = int(idx)
+            v = np.asarray(state[k])
+            p = self.params[i].data
+            if v.shape != p.shape:
+                problems.append(f"{k}: shape {v.shape}, parameter {i} has shape {p.shape}")
+                continue
+            new_state[key][i] = np.array(v, dtype=p.dtype, order="C")
+        if problems:
+            raise ValueError(f"cannot load {name} state: " + "; ".join(problems))
+        self.t = int(np.asarray(state["t"]))
+        self.lr = float(np.asarray(state["lr"]))
+        self.state = new_state
+        self._load_extra_state(state)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr}, {len(self.params)} parameters)"
+
+
+def _chunks(n: int):
+    for s in range(0, n, CHUNK):
+        yield s, min(s + CHUNK, n)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    ``SGD(params, lr, momentum=0.0, nesterov=False, weight_decay=0.0)``; state
+    ``momentum_buffer`` when momentum > 0.
+    """
+
+    _state_names = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        nesterov=False,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, lr, weight_decay)
+        self.momentum = _check_number("SGD: momentum", momentum)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0")
+
+    def step(self) -> None:
+        self.t += 1
+        lr, mu, nesterov = self.lr, self.momentum, self.nesterov
+        for i, p, g in self._grads():
+            wd = self.weight_decays[i]
+            a, b = self._scratch_for(p.dtype)
+            buf = _flat(self._buffer("momentum_buffer", i)) if mu != 0 else None
+            for s, e in _chunks(p.size):
+                pc, gc = p[s:e], g[s:e]
+                n = e - s
+                if wd != 0:
+                    d = a[:n]
+                    np.multiply(pc, wd, out=d)
+                    d += gc
+                else:
+                    d = gc
+                if buf is not None:
+                    bc = buf[s:e]
+                    bc *= mu
+                    bc += d
+                    if nesterov:
+                        u = b[:n]
+                        np.multiply(bc, mu, out=u)
+                        u += d
+                        d = u
+                    else:
+                        d = bc
+                u = b[:n]
+                np.multiply(d, -lr, out=u)
+                pc += u
+
+
+class RMSProp(Optimizer):
+    """RMSProp: ``s = alpha * s + (1 - alpha) * g^2``, ``p -= lr * g / (sqrt(s) + eps)``.
+
+    ``RMSProp(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0)`` (the course's
+    ``decay_rate`` is `alpha`); state ``square_avg``.
+    """
+
+    _state_names = ("square_avg",)
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, lr, weight_decay)
+        self.alpha = _check_number("RMSProp: alpha", alpha, 0.0, 1.0)
+        self.eps = _check_number("RMSProp: eps", eps)
+
+    def step(self) -> None:
+        self.t += 1
+        lr, alpha, eps = self.lr, self.alpha, self.eps
+        for i, p, g in self._grads():
+            wd = self.weight_decays[i]
+            a, b = self._scratch_for(p.dtype)
+            sq = _flat(self._buffer("square_avg", i))
+            for s, e in _chunks(p.size):
+                pc, gc, sc = p[s:e], g[s:e], sq[s:e]
+                n = e - s
+                if wd != 0:
+                    d = a[:n]
+                    np.multiply(pc, wd, out=d)
+                    d += gc
+                else:
+                    d = gc
+                u = b[:n]
+                sc *= alpha
+                np.multiply(d, d, out=u)
+                u *= 1.0 - alpha
+                sc += u
+                np.sqrt(sc, out=u)
+                u += eps
+                np.divide(d, u, out=u)
+                u *= -lr
+                pc += u
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; the step count ``t`` is incremented before the update.
+
+    ``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)``;
+    `weight_decay` is L2 regularization added to the gradient (use `AdamW` for
+    decoupled decay). State ``exp_avg`` (m) and ``exp_avg_sq`` (v).
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq")
+    _decoupled = False
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(params, lr, weight_decay)
+        name = type(self).__name__
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            msg = f"{name}: betas must be a pair (beta1, beta2), got {betas!r}"
+            raise ValueError(msg) from None
+        self.betas = (
+            _check_number(f"{name}: beta1", b1, 0.0, 1.0, hi_open=True),
+            _check_number(f"{name}: beta2", b2, 0.0, 1.0, hi_open=True),
+        )
+        self.eps = _check_number(f"{name}: eps", eps)
+
+    def step(self) -> None:
+        self.t += 1
+        t = self.t
+        lr, eps = self.lr, self.eps
+        b1, b2 = self.betas
+        bc1 = 1.0 - b1**t
+        bc2_sqrt = math.sqrt(1.0 - b2**t)
+        # lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+        #   = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)): one pass fewer.
+        step_size = -lr * bc2_sqrt / bc1
+        eps_hat = eps * bc2_sqrt
+        for i, p, g in self._grads():
+            wd = self.weight_decays[i]
+            a, b = self._scratch_for(p.dtype)
+            m = _flat(self._buffer("exp_avg", i))
+            v = _flat(self._buffer("exp_avg_sq", i))
+            decay = 1.0 - lr * wd if (self._decoupled and wd != 0) else None
+            l2 = wd if (not self._decoupled and wd != 0) else 0.0
+            for s, e in _chunks(p.size):
+                pc, gc, mc, vc = p[s:e], g[s:e], m[s:e], v[s:e]
+                n = e - s
+                u = a[:n]
+                if decay is not None:
+                    pc *= decay
+                if l2:
+                    d = b[:n]
+                    np.multiply(pc, l2, out=d)
+                    d += gc
+                    gc = d
+                # m = b1 m + (1 - b1) g
+                mc *= b1
+                np.multiply(gc, 1.0 - b1, out=u)
+                mc += u
+                # v = b2 v + (1 - b2) g^2
+                vc *= b2
+                np.multiply(gc, gc, out=u)
+                u *= 1.0 - b2
+                vc += u
+                # p += step_size * m / (sqrt(v) + eps_hat)
+                np.sqrt(vc, out=u)
+                u += eps_hat
+                np.divide(mc, u, out=u)
+                u *= step_size
+                pc += u
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter):
+    ``p *= 1 - lr * weight_decay`` before the Adam update.
+
+    ``AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)``.
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+def clip_grad_norm(
+    params, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+) -> float:
+    """Scale all gradients in place so that their joint norm is at most `max_norm`.
+
+    The norm is taken over all gradients together (as if concatenated); when it
+    exceeds `max_norm` every gradient is multiplied by ``max_norm / (norm + 1e-6)``,
+    as ``torch.nn.utils.clip_grad_norm_``. `norm_type` is 2 or ``inf``. Returns the
+    norm before clipping (a float). A NaN or infinite norm raises ValueError when
+    `error_if_nonfinite`, else it is returned and the gradients are left as they are.
+    """
+    if hasattr(params, "parameters") and callable(params.parameters):
+        params = params.parameters()
+    if isinstance(params, Tensor):
+        params = [params]
+    max_norm = _check_number("clip_grad_norm: max_norm", max_norm)
+    if norm_type not in (2, 2.0, math.inf):
+        raise ValueError(f"clip_grad_norm: norm_type must be 2 or inf, got {norm_type!r}")
+    grads = [p._grad for p in params if isinstance(p, Tensor) and p._grad is not None]
+    if not grads:
+        return 0.0
+    if norm_type == math.inf:
+        total = max(float(np.max(np.abs(g))) for g in grads)
+    else:
+        sq = 0.0
+        for g in grads:
+            f = g.reshape(-1)
+            sq += float(np.dot(f, f))
+        total = math.sqrt(sq)
+    if not math.isfinite(total):
+        if error_if_nonfinite:
+            raise ValueError(f"clip_grad_norm: the gradient norm is {total} (NaN or inf)")
+        return total
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g *= coef
+    return total
