@@ -21,20 +21,25 @@ from chainrule.autograd import (
     vjp,
     where,
 )
+from chainrule.gradcheck import GradcheckError, gradcheck, numeric_gradient, rel_error
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Context",
     "Function",
+    "GradcheckError",
     "Tensor",
     "concatenate",
     "enable_grad",
     "grad",
+    "gradcheck",
     "is_grad_enabled",
     "jvp",
     "maximum",
     "no_grad",
+    "numeric_gradient",
+    "rel_error",
     "stack",
     "vjp",
     "where",

@@ -1,0 +1,233 @@
+"""Gradient checking: finite differences, relative error, and reverse/forward mode checks.
+
+The numeric derivative is the centered difference of the lecture,
+``df/dx ~ (f(x + h) - f(x - h)) / 2h``, which is accurate to O(h^2). For a function with
+a vector output, the chain rule is checked with an upstream gradient ``u``: the gradient
+of the scalar ``sum(u * f(x))`` is the vector-Jacobian product ``u^T J``, which is what
+reverse mode computes.
+
+`gradcheck` checks a function built from `Function`s three ways along random directions:
+for an input direction ``v`` and an output direction ``u``, the number ``u^T J v`` is
+
+- reverse mode: ``(u^T J) . v`` (one backward pass, `vjp`),
+- forward mode: ``u . (J v)`` (one forward pass with tangents, `jvp`),
+- finite differences: ``u . (f(x + eps v) - f(x - eps v)) / 2 eps``,
+
+and the three must agree. Each input is checked separately, so a failure names the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.autograd.engine import Tensor, no_grad
+from chainrule.autograd.forward import jvp, vjp
+
+__all__ = ["GradcheckError", "gradcheck", "numeric_gradient", "rel_error"]
+
+
+class GradcheckError(AssertionError):
+    """Raised by `gradcheck` when two ways of computing a derivative disagree.
+
+    Attributes: ``input_index`` (which input), ``check`` (e.g. ``"rev vs numeric"``),
+    ``error`` (the worst relative error) and ``values`` (the numbers compared).
+    """
+
+    def __init__(self, message, input_index=None, check=None, error=None, values=None):
+        super().__init__(message)
+        self.input_index = input_index
+        self.check = check
+        self.error = error
+        self.values = values
+
+
+def rel_error(a, b) -> float:
+    """Worst relative error ``max |a - b| / max(1e-8, |a| + |b|)`` (elementwise, as in cs231n).
+
+    a, b: numbers or arrays of the same shape. Returns a Python float (0.0 for empty arrays).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error: shapes {a.shape} and {b.shape} differ")
+    if a.size == 0:
+        return 0.0
+    err = np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))
+    return float(np.max(err))
+
+
+def _value(f, x) -> np.ndarray:
+    # A copy: f may return a view of a buffer it reuses or of x itself.
+    return np.array(f(x), dtype=np.float64)
+
+
+def numeric_gradient(f, x, upstream=None, h: float = 1e-6) -> np.ndarray:
+    """Centered-difference gradient of `f` at `x`.
+
+    f : callable taking an array shaped like x and returning a number or an array.
+    x : float array (any shape). A float64 ndarray is perturbed in place, one entry at a
+        time, and restored, so `f` may also ignore its argument and read `x` through a
+        closure (as in cs231n). Anything else is copied to a float64 array first.
+    upstream : None when f returns a single number; otherwise an array of f's output
+        shape, the upstream gradient u: the result is then the gradient of
+        ``sum(u * f(x))``, that is ``u^T J`` (the chain rule for a vector output).
+    h : step size.
+
+    Returns a float64 array of x's shape.
+    """
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
+        x = np.array(x, dtype=np.float64)
+    if not x.flags.writeable:
+        x = x.copy()
+    if upstream is not None:
+        upstream = np.asarray(upstream, dtype=np.float64)
+    grad = np.zeros(x.shape, dtype=np.float64)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        try:
+            x[i] = old + h
+            fp = _value(f, x)
+            x[i] = old - h
+            fm = _value(f, x)
+        finally:
+            x[i] = old
+        diff = fp - fm
+        if upstream is None:
+            if diff.size != 1:
+                raise ValueError(
+                    f"numeric_gradient: f returned an array of shape {diff.shape}; "
+                    "pass upstream (an array of that shape) for a vector output"
+                )
+            grad[i] = diff.reshape(()) / (2 * h)
+        else:
+            if diff.shape != upstream.shape:
+                raise ValueError(
+                    f"numeric_gradient: upstream has shape {upstream.shape} but f "
+                    f"returned shape {diff.shape}"
+                )
+            grad[i] = np.sum(upstream * diff) / (2 * h)
+    return grad
+
+
+def _check_inputs(inputs):
+    if isinstance(inputs, np.ndarray) or np.isscalar(inputs):
+        inputs = (inputs,)
+    arrays = []
+    for i, a in enumerate(inputs):
+        arr = np.array(a.data if isinstance(a, Tensor) else a)
+        if arr.dtype.kind in "biu":
+            arr = arr.astype(np.float64)
+        if arr.dtype != np.float64:
+            raise TypeError(
+                f"gradcheck: input {i} has dtype {arr.dtype}; finite differences need "
+                "float64 inputs (pass non-differentiable arguments through a closure)"
+            )
+        arrays.append(arr)
+    if not arrays:
+        raise ValueError("gradcheck: no inputs to check")
+    return arrays
+
+
+def gradcheck(
+    fn,
+    inputs,
+    modes=("rev", "fwd"),
+    tol: float = 1e-6,
+    eps: float = 1e-6,
+    random_state=0,
+    n_directions: int = 2,
+) -> bool:
+    """Check the derivatives of `fn` at `inputs` along random directions.
+
+    fn : callable taking one Tensor per input and returning a Tensor (any shape). Bind
+        arguments that are not differentiated (labels, axes, constants) with a closure:
+        ``gradcheck(lambda s: cross_entropy(s, y), [scores])``.
+    inputs : sequence of float64 arrays (or one array).
+    modes : which of ``"rev"`` (reverse mode, backward) and ``"fwd"`` (forward mode, jvp)
+        to check against finite differences; with both, they are also checked against
+        each other.
+    tol : largest accepted relative error ``|a - b| / (|a| + |b|)`` between two ways of
+        computing ``u^T J v``. A difference within the rounding noise of the finite
+        difference itself (estimated from the size of ``u * f(x)`` and `eps`) also passes.
+    eps : finite-difference step.
+    random_state : int seed or numpy.random.Generator for the directions u and v.
+    n_directions : random (u, v) pairs per input.
+
+    Returns True, or raises `GradcheckError` naming the input, the two computations that
+    disagree and the worst relative error.
+    """
+    modes = tuple(modes)
+    bad = [m for m in modes if m not in ("rev", "fwd")]
+    if bad or not modes:
+        raise ValueError(
+            f"gradcheck: modes must be a non-empty subset of ('rev', 'fwd'), got {modes}"
+        )
+    arrays = _check_inputs(inputs)
+    rng = np.random.default_rng(random_state)
+
+    def f(*xs):
+        with no_grad():
+            out = fn(*(Tensor(x) for x in xs))
+        if not isinstance(out, Tensor):
+            raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+        return np.array(out.data, dtype=np.float64)
+
+    y0 = f(*arrays)
+    if not np.all(np.isfinite(y0)):
+        raise ValueError("gradcheck: fn returned NaN or infinity at the given inputs")
+
+    for _ in range(n_directions):
+        u = rng.standard_normal(y0.shape)
+        grads = None
+        if "rev" in modes:
+            out, vjp_fn = vjp(fn, *arrays)
+            grads = vjp_fn(u)
+            for i, (g, x) in enumerate(zip(grads, arrays)):
+                if np.shape(g) != x.shape:
+                    raise GradcheckError(
+                        f"gradcheck: reverse mode gave a gradient of shape {np.shape(g)} "
+                        f"for input {i} of shape {x.shape}",
+                        input_index=i,
+                        check="rev shape",
+                    )
+        for i, x in enumerate(arrays):
+            if x.size == 0:
+                continue
+            v = rng.standard_normal(x.shape)
+            xs_p = list(arrays)
+            xs_m = list(arrays)
+            xs_p[i] = x + eps * v
+            xs_m[i] = x - eps * v
+            fp = f(*xs_p)
+            fm = f(*xs_m)
+            numeric = float(np.sum(u * (fp - fm)) / (2 * eps))
+            # Rounding in f(x +- eps v) is amplified by 1/eps; differences below this
+            # noise level cannot be told apart from exact agreement.
+            noise = 1e2 * np.finfo(np.float64).eps * float(np.sum(np.abs(u * fp))) / eps
+            values = {"numeric": numeric}
+            if grads is not None:
+                values["rev"] = float(np.sum(np.asarray(grads[i], dtype=np.float64) * v))
+            if "fwd" in modes:
+                tangents = [np.zeros_like(a) for a in arrays]
+                tangents[i] = v
+                _, jv = jvp(fn, tuple(arrays), tuple(tangents))
+                values["fwd"] = float(np.sum(u * np.asarray(jv, dtype=np.float64)))
+            pairs = [(m, "numeric") for m in ("rev", "fwd") if m in values]
+            if "rev" in values and "fwd" in values:
+                pairs.append(("rev", "fwd"))
+            for a, b in pairs:
+                va, vb = values[a], values[b]
+                err = rel_error(va, vb)
+                allowed = noise if b == "numeric" else 0.0
+                if err > tol and abs(va - vb) > allowed:
+                    raise GradcheckError(
+                        f"gradcheck failed for input {i} (shape {x.shape}): {a} mode vs "
+                        f"{'finite differences' if b == 'numeric' else b + ' mode'}: "
+                        f"worst relative error {err:.3e} > tol {tol:.1e} "
+                        f"(u^T J v = {va!r} vs {vb!r})",
+                        input_index=i,
+                        check=f"{a} vs {b}",
+                        error=err,
+                        values=values,
+                    )
+    return True

@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import Function, GradcheckError, gradcheck, numeric_gradient, rel_error
+
+
+def test_rel_error_is_the_elementwise_worst_case():
+    assert rel_error(1.0, 1.0) == 0.0
+    assert rel_error(0.0, 0.0) == 0.0
+    assert rel_error(1.0, 3.0) == pytest.approx(0.5)
+    # The worst entry decides; the 1e-8 floor keeps tiny values from dividing by zero.
+    assert rel_error([1.0, 10.0], [1.0, 12.0]) == pytest.approx(2 / 22)
+    assert rel_error([1e-12], [0.0]) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="shapes"):
+        rel_error(np.zeros(2), np.zeros(3))
+
+
+def test_numeric_gradient_of_a_scalar_function():
+    x = np.array([[1.0, -2.0], [0.5, 3.0]])
+    g = numeric_gradient(lambda a: np.sum(a**3), x)
+    np.testing.assert_allclose(g, 3 * x**2, rtol=1e-8)
+    np.testing.assert_array_equal(x, [[1.0, -2.0], [0.5, 3.0]])  # restored
+
+
+def test_numeric_gradient_vector_output_is_upstream_times_jacobian():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 3))
+    u = rng.standard_normal(4)
+    x = rng.standard_normal(3)
+    g = numeric_gradient(lambda a: A @ a, x, upstream=u)
+    np.testing.assert_allclose(g, A.T @ u, rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="upstream"):
+        numeric_gradient(lambda a: A @ a, x)
+    with pytest.raises(ValueError, match="upstream has shape"):
+        numeric_gradient(lambda a: A @ a, x, upstream=np.ones(5))
+
+
+def test_numeric_gradient_perturbs_the_array_a_closure_reads():
+    W = np.array([2.0, -1.0, 0.5])
+
+    def loss(_):  # cs231n style: ignores its argument, reads W
+        return float(np.sum(np.exp(W)))
+
+    g = numeric_gradient(loss, W)
+    np.testing.assert_allclose(g, np.exp(W), rtol=1e-8)
+
+
+def test_numeric_gradient_copies_non_float64_input():
+    x = [1, 2, 3]
+    g = numeric_gradient(lambda a: np.sum(a * a), x)
+    assert g.dtype == np.float64
+    np.testing.assert_allclose(g, [2.0, 4.0, 6.0], rtol=1e-8)
+
+
+def test_gradcheck_passes_for_correct_functions_with_closures():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 3))
+    W = rng.standard_normal((3, 4))
+    y = np.array([0, 3, 1, 1, 2])  # labels: not differentiable, bound by the closure
+    rows = np.arange(5)
+
+    def loss(x, W):
+        return -(x @ W).log_softmax(axis=1)[rows, y].mean()
+
+    assert gradcheck(loss, [x, W]) is True
+    assert gradcheck(lambda x: (x * x).sigmoid(), x, modes=("fwd",)) is True
+
+
+class _Square(Function):
+    """x**2 with a deliberately wrong reverse rule (and a configurable forward rule)."""
+
+    jvp_scale = 2.0
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2.1 * x * g
+
+    @classmethod
+    def jvp(cls, ctx, t):
+        (x,) = ctx.saved_tensors
+        return cls.jvp_scale * x * t
+
+
+def test_gradcheck_names_the_input_and_the_error():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal(3), rng.standard_normal(3)
+    with pytest.raises(GradcheckError, match=r"input 1 .*rev mode.*relative error") as info:
+        gradcheck(lambda a, b: a * _Square.apply(b), [a, b])
+    err = info.value
+    assert isinstance(err, AssertionError)
+    assert err.input_index == 1
+    assert err.check == "rev vs numeric"
+    assert err.error > 1e-3
+    # Forward mode alone is right for this function.
+    assert gradcheck(lambda a, b: a * _Square.apply(b), [a, b], modes=("fwd",))
+
+
+def test_gradcheck_catches_a_wrong_forward_rule():
+    class WrongJvp(_Square):
+        jvp_scale = 2.5
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g
+
+    x = np.array([0.3, -1.2])
+    assert gradcheck(WrongJvp.apply, [x], modes=("rev",))
+    with pytest.raises(GradcheckError, match="input 0 .*fwd mode") as info:
+        gradcheck(WrongJvp.apply, [x])
+    assert info.value.check == "fwd vs numeric"
+
+
+def test_gradcheck_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda x: x * 2, [np.ones(3, dtype=np.float32)])
+    with pytest.raises(ValueError, match="modes"):
+        gradcheck(lambda x: x * 2, [np.ones(3)], modes=("backward",))
+    with pytest.raises(TypeError, match="must return a Tensor"):
+        gradcheck(lambda x: 3.0, [np.ones(3)])
+    with np.errstate(invalid="ignore"), pytest.raises(ValueError, match="NaN"):
+        gradcheck(lambda x: x.log(), [-np.ones(2)])
+
+
+def test_gradcheck_is_exported():
+    assert cr.gradcheck is gradcheck and cr.numeric_gradient is numeric_gradient
