@@ -5,6 +5,7 @@ import pytest
 
 import chainrule as cr
 from chainrule.autograd.engine import Context
+from chainrule.gradcheck import gradcheck, numeric_gradient, rel_error
 from chainrule.nn.functional import SoftmaxCrossEntropy, SVMLoss, cross_entropy, svm_loss
 
 LOSSES = [
@@ -53,26 +54,6 @@ def softmax_loss_naive(scores, y, eps=0.0):
             loss -= q * np.log(p[j])
             dscores[i, j] = p[j] - q
     return loss / n, dscores / n
-
-
-def numeric_gradient(f, x, h=1e-5):
-    """Centered differences of scalar f at every entry of float64 array x."""
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        idx = it.multi_index
-        old = x[idx]
-        x[idx] = old + h
-        fp = f(x)
-        x[idx] = old - h
-        fm = f(x)
-        x[idx] = old
-        grad[idx] = (fp - fm) / (2 * h)
-    return grad
-
-
-def rel_error(a, b):
-    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
 
 
 def analytic_grad(loss_fn, scores, y):
@@ -142,8 +123,14 @@ def test_svm_ties_count_only_positive_margins():
 def test_gradient_matches_numeric(loss_fn, seed):
     scores, y = random_problem(n=5, c=4, seed=seed)
     _, grad = analytic_grad(loss_fn, scores, y)
-    num = numeric_gradient(lambda s: loss_fn(s, y).item(), scores.copy())
+    num = numeric_gradient(lambda s: loss_fn(s, y).item(), scores.copy(), h=1e-5)
     assert rel_error(grad, num) < 1e-7
+
+
+@pytest.mark.parametrize("loss_fn", LOSSES)
+def test_gradcheck_reverse_and_forward_mode(loss_fn):
+    scores, y = random_problem(n=8, c=6, seed=13, scale=2.0)
+    assert gradcheck(lambda s: loss_fn(s, y), [scores], modes=("rev", "fwd"), tol=1e-7)
 
 
 @pytest.mark.parametrize("loss_fn", LOSSES)
@@ -155,7 +142,7 @@ def test_upstream_gradient_and_graph_composition(loss_fn):
     y = rng.integers(0, 4, size=6)
     w = cr.Tensor(w0.copy(), requires_grad=True)
     (loss_fn(cr.Tensor(x) @ w, y) * 3.0).backward()
-    num = numeric_gradient(lambda m: 3.0 * loss_fn(x @ m, y).item(), w0.copy())
+    num = numeric_gradient(lambda m: 3.0 * loss_fn(x @ m, y).item(), w0.copy(), h=1e-5)
     assert rel_error(w.grad, num) < 1e-7
 
 
