@@ -1,1 +1,70 @@
+"""Datasets, downloads, preprocessing and augmentation for image classification.
 
+Main entry points::
+
+    from chainrule import data
+    train = data.load("digits", split="train")        # Dataset: .images, .labels, .classes
+    pre = data.Preprocessor(bias=False).fit(train.images)
+    X = pre.transform(train.images)                   # (N, H*W*C) float32
+    Xb = data.random_crop_flip_flat(X, train.image_shape, rng=rng)
+
+Submodules that need Pillow, tqdm, urllib or tarfile (``folder``, ``download``, ``cifar10``,
+``props``, ``safe_pickle``, ``archive``, ``digits``) are imported on first use, so
+``import chainrule.data`` costs NumPy only.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .augment import crop_flip, random_crop_flip, random_crop_flip_flat
+from .cache import cache_root
+from .dataset import Dataset
+from .loading import DATASETS, SPLITS, available_splits, load
+from .preprocess import Preprocessor
+from .splits import stratified_split_indices, train_val_split
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "Dataset",
+    "Preprocessor",
+    "available_splits",
+    "cache_root",
+    "crop_flip",
+    "load",
+    "random_crop_flip",
+    "random_crop_flip_flat",
+    "read_image",
+    "read_images",
+    "stratified_split_indices",
+    "train_val_split",
+]
+
+_LAZY_MODULES = ("archive", "cifar10", "digits", "download", "folder", "props", "safe_pickle")
+
+
+def read_image(path, mode: str = "RGB"):
+    """Decode one image file to (H, W, C) uint8 exactly as image folders are decoded.
+
+    See :func:`chainrule.data.folder.read_image`.
+    """
+    from .folder import read_image as _read_image
+
+    return _read_image(path, mode)
+
+
+def read_images(paths, mode: str = "RGB", progress: bool = True, workers: int | None = None):
+    """Decode same-size image files to (N, H, W, C) uint8 in parallel.
+
+    See :func:`chainrule.data.folder.read_images`.
+    """
+    from .folder import read_images as _read_images
+
+    return _read_images(paths, mode=mode, progress=progress, workers=workers)
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
