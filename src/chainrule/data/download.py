@@ -1,0 +1,307 @@
+"""Atomic downloads with checksums and a progress bar, Google Drive included.
+
+A download is written to a temporary file next to its destination, flushed to disk, checked
+(length announced by the server, MD5/SHA-256 when given) and only then renamed to the
+destination. Whatever goes wrong (network error, early end of the transfer, wrong checksum,
+Ctrl-C) raises an error and leaves nothing at the destination.
+
+Only the standard library's ``urllib`` is used (no extra dependency); it is imported when a
+download starts, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from .cache import temp_file
+
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "GOOGLE_DRIVE_URL",
+    "check_file",
+    "download",
+    "download_google_drive",
+    "file_digest",
+]
+
+#: Where Google Drive serves a file by id (``?export=download&id=...`` is appended).
+GOOGLE_DRIVE_URL = "https://drive.google.com/uc"
+USER_AGENT = "chainrule (+https://pypi.org/project/chainrule)"
+CHUNK = 1 << 20
+TIMEOUT_S = 60.0
+_MAX_PAGE = 4 << 20  # a confirmation page is small; more than this is not one
+
+
+class DownloadError(OSError):
+    """A download failed (network error, HTTP error, incomplete transfer, unexpected page)."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded or local file does not have the expected checksum."""
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes (``algorithm``: any name hashlib knows)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_file(path: str | os.PathLike, md5: str | None = None, sha256: str | None = None) -> None:
+    """Raise :class:`ChecksumError` (naming the file and both digests) on a mismatch."""
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected:
+            actual = file_digest(path, algorithm)
+            if actual != expected.lower():
+                raise ChecksumError(
+                    f"{path}: {algorithm} checksum mismatch (expected {expected.lower()}, "
+                    f"got {actual}); the file is corrupt or not the expected one"
+                )
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = TIMEOUT_S,
+) -> Path:
+    """Download ``url`` to the file ``dest`` atomically; return ``Path(dest)``.
+
+    Raises :class:`DownloadError` for network and HTTP errors and for a transfer shorter
+    than the announced ``Content-Length``, :class:`ChecksumError` when ``md5``/``sha256`` is
+    given and does not match. In every failure case no file is left at ``dest`` (nor a
+    temporary file beside it); an existing ``dest`` is replaced only on success.
+    """
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    response = _open(urllib.request.urlopen, request, url, timeout)
+    with response:
+        return _save(response, url, Path(dest), md5, sha256, progress)
+
+
+def _open(opener, request, url: str, timeout: float):
+    import urllib.error
+
+    try:
+        return opener(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"cannot reach {url}: {exc.reason}") from exc
+    except (OSError, ValueError) as exc:
+        raise DownloadError(f"downloading {url} failed: {exc}") from exc
+
+
+def _save(response, url: str, dest: Path, md5, sha256, progress: bool) -> Path:
+    import http.client
+
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    length = response.headers.get("Content-Length")
+    try:
+        expected = int(length) if length is not None else None
+    except ValueError:
+        expected = None
+    hashes = {}
+    if md5:
+        hashes["md5"] = (hashlib.md5(), md5.lower())
+    if sha256:
+        hashes["sha256"] = (hashlib.sha256(), sha256.lower())
+
+    fd, tmp = temp_file(dest.parent, dest.name)
+    done = False
+    received = 0
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            tqdm(
+                total=expected,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.name,
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except http.client.IncompleteRead as exc:
+                    received += len(exc.partial)
+                    raise DownloadError(
+                        f"downloading {url}: the transfer ended early, after {received} of "
+                        f"{expected} bytes"
+                    ) from exc
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DownloadError(
+                        f"downloading {url} failed after {received} bytes: {exc}"
+                    ) from exc
+                if not block:
+                    break
+                out.write(block)
+                for h, _ in hashes.values():
+                    h.update(block)
+                received += len(block)
+                bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
+        if expected is not None and received != expected:
+            raise DownloadError(
+                f"downloading {url}: the transfer ended early, after {received} of {expected} bytes"
+            )
+        for name, (h, want) in hashes.items():
+            got = h.hexdigest()
+            if got != want:
+                raise ChecksumError(
+                    f"downloading {url}: {name} checksum mismatch (expected {want}, got {got}); "
+                    "the file was not saved"
+                )
+        os.replace(tmp, dest)
+        done = True
+        _fsync_dir(dest.parent)
+        return dest
+    finally:
+        if not done:
+            tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform, hence best effort.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- Google Drive -------------------------------------------------------------------------
+
+
+def download_google_drive(
+    file_id: str,
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    base_url: str | None = None,
+    timeout: float = TIMEOUT_S,
+) -> Path:
+    """Download a publicly shared Google Drive file by id, atomically, like :func:`download`.
+
+    For large files Drive first answers with an HTML page ("can't scan this file for
+    viruses") instead of the file; this follows it: the form ``id="download-form"`` with its
+    hidden inputs (current Drive), else a ``confirm=`` token in a link or a
+    ``download_warning`` cookie (older Drive). If Drive still answers with a page (quota
+    exceeded, no access), :class:`DownloadError` says so and suggests downloading by hand.
+
+    ``base_url`` defaults to :data:`GOOGLE_DRIVE_URL` (read at call time).
+    """
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+
+    base = base_url or GOOGLE_DRIVE_URL
+    url = f"{base}?{urllib.parse.urlencode({'export': 'download', 'id': file_id})}"
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    headers = {"User-Agent": USER_AGENT}
+    by_hand = (
+        f"download https://drive.google.com/file/d/{file_id} in a browser and pass the file "
+        "with archive="
+    )
+
+    response = _open(opener.open, urllib.request.Request(url, headers=headers), url, timeout)
+    with response:
+        if not _is_html(response):
+            return _save(response, url, Path(dest), md5, sha256, progress)
+        page = response.read(_MAX_PAGE).decode("utf-8", errors="replace")
+        page_url = response.geturl()
+
+    next_url = _confirmed_url(page, page_url, url, jar)
+    if next_url is None:
+        raise DownloadError(
+            f"Google Drive answered {url} with a web page instead of the file and no download "
+            f"link in it (quota exceeded or no access?); {by_hand}"
+        )
+    response = _open(
+        opener.open, urllib.request.Request(next_url, headers=headers), next_url, timeout
+    )
+    with response:
+        if _is_html(response):
+            raise DownloadError(
+                f"Google Drive answered the confirmed download {next_url} with another web "
+                f"page (quota exceeded or no access?); {by_hand}"
+            )
+        return _save(response, next_url, Path(dest), md5, sha256, progress)
+
+
+def _is_html(response) -> bool:
+    return response.headers.get_content_type() in ("text/html", "application/xhtml+xml")
+
+
+def _confirmed_url(page: str, page_url: str, url: str, jar) -> str | None:
+    """The URL that the confirmation page leads to, or None if it has none."""
+    import urllib.parse
+
+    form = _find_download_form(page)
+    if form is not None:
+        action, fields = form
+        target = urllib.parse.urljoin(page_url, action or page_url)
+        sep = "&" if urllib.parse.urlsplit(target).query else "?"
+        return target + sep + urllib.parse.urlencode(fields)
+    match = re.search(r"confirm=([0-9A-Za-z_-]+)", page)
+    token = match.group(1) if match else None
+    if token is None:
+        for cookie in jar:
+            if cookie.name.startswith("download_warning"):
+                token = cookie.value
+                break
+    if token is None:
+        return None
+    return f"{url}&{urllib.parse.urlencode({'confirm': token})}"
+
+
+def _find_download_form(page: str) -> tuple[str, list[tuple[str, str]]] | None:
+    from html.parser import HTMLParser
+
+    class FormParser(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.inside = False
+            self.found = False
+            self.action = ""
+            self.fields: list[tuple[str, str]] = []
+
+        def handle_starttag(self, tag, attrs):
+            a = {k: (v or "") for k, v in attrs}
+            if tag == "form" and a.get("id") == "download-form":
+                self.inside = self.found = True
+                self.action = a.get("action", "")
+            elif tag == "input" and self.inside and a.get("name"):
+                if a.get("type", "text").lower() in ("hidden", "text", ""):
+                    self.fields.append((a["name"], a.get("value", "")))
+
+        def handle_endtag(self, tag):
+            if tag == "form":
+                self.inside = False
+
+    parser = FormParser()
+    parser.feed(page)
+    parser.close()
+    return (parser.action, parser.fields) if parser.found else None

@@ -1,0 +1,165 @@
+"""PROPS classification data (Progress Robot Object Perception Samples).
+
+32x32 RGB crops of 10 YCB objects seen by a robot: 50,000 training and 10,000 test images,
+the test images from scenes not in the training set. The archive
+``Progress-Objects-Sample.tar.gz`` lives on Google Drive (:data:`FILE_ID`, checked against
+:data:`MD5`); it holds ``meta.pkl`` and one pickle per object instance (``mug_3.pkl``, ...),
+each a dict with ``data`` (n, 32, 32, 3) and ``labels`` (n,); ``meta["test_split"]`` names the
+held-out instances. The pickles are read with
+:class:`~chainrule.data.safe_pickle.RestrictedUnpickler`, which admits only plain data and
+NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .cache import cache_root
+
+__all__ = ["CLASSES", "FILE_ID", "MD5", "ensure_props", "read_props"]
+
+FILE_ID = "1C8_JFsnPVm392C-S1rH0y4HFfNkdMlXi"
+MD5 = "b32c587684bb54a9f918b6b081a18e28"
+#: Google Drive endpoint; None means :data:`chainrule.data.download.GOOGLE_DRIVE_URL`.
+DRIVE_URL: str | None = None
+ARCHIVE_NAME = "Progress-Objects-Sample.tar.gz"
+FOLDER = "Progress-Objects-Sample"
+META_FILE = "meta.pkl"
+CLASSES = [
+    "master_chef_can", "cracker_box", "sugar_box", "tomato_soup_can", "mustard_bottle",
+    "tuna_fish_can", "gelatin_box", "potted_meat_can", "mug", "large_marker",
+]  # fmt: skip
+_PICKLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.pkl$")
+
+
+def ensure_props(
+    cache_dir: str | os.PathLike | None = None,
+    archive: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """The folder holding the unpacked pickles, downloading and unpacking if needed.
+
+    ``archive`` is a ``Progress-Objects-Sample.tar.gz`` downloaded by hand (checked against
+    :data:`MD5`).
+    """
+    from .archive import extract_files
+    from .download import ChecksumError, check_file, download_google_drive
+
+    root = cache_root(cache_dir) / "props"
+    target = root / FOLDER
+    if (target / META_FILE).is_file():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+
+    if archive is None:
+        archive_path = root / ARCHIVE_NAME
+        if archive_path.is_file():
+            try:
+                check_file(archive_path, md5=MD5)
+            except ChecksumError:
+                archive_path.unlink()
+        if not archive_path.is_file():
+            download_google_drive(
+                FILE_ID, archive_path, md5=MD5, progress=progress, base_url=DRIVE_URL
+            )
+    else:
+        archive_path = Path(archive).expanduser()
+        if not archive_path.is_file():
+            raise FileNotFoundError(f"no such archive: {archive_path}")
+        try:
+            check_file(archive_path, md5=MD5)
+        except ChecksumError as exc:
+            raise ChecksumError(f"{exc}; expected the PROPS {ARCHIVE_NAME}") from None
+
+    def choose(member: str) -> str | None:
+        name = Path(member).name
+        return name if _PICKLE_NAME.match(name) else None
+
+    return extract_files(archive_path, target, choose=choose, required=(META_FILE,))
+
+
+def read_props(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Parse an unpacked PROPS folder into ``{"train": (images, labels), "test": (...)}``.
+
+    images (N, 32, 32, 3) uint8, labels (N,) int64 in :data:`CLASSES` order; object
+    instances in name order. Raises ``ValueError`` naming a file that does not fit.
+    """
+    from .safe_pickle import load_pickle
+
+    folder = Path(folder)
+    meta = load_pickle(folder / META_FILE)
+    if not isinstance(meta, dict) or "test_split" not in meta:
+        raise ValueError(f"{folder / META_FILE} has no 'test_split' entry")
+    held_out = meta["test_split"]
+    if isinstance(held_out, str | bytes) or not hasattr(held_out, "__iter__"):
+        raise ValueError(f"{folder / META_FILE}: 'test_split' must list instance names")
+    held_out = {_instance_name(x) for x in held_out}
+
+    instances = sorted(p.stem for p in folder.glob("*.pkl") if p.name != META_FILE)
+    parts: dict[str, list] = {"train": [], "test": []}
+    for inst in instances:
+        images, labels = _read_instance(folder / f"{inst}.pkl")
+        parts["test" if inst in held_out else "train"].append((images, labels))
+    out = {}
+    for split, chunks in parts.items():
+        if not chunks:
+            raise ValueError(
+                f"{folder} has no {split} instances (meta test_split: {sorted(held_out)})"
+            )
+        out[split] = (
+            np.concatenate([c[0] for c in chunks]),
+            np.concatenate([c[1] for c in chunks]),
+        )
+    return out
+
+
+def _instance_name(x) -> str:
+    if isinstance(x, bytes):
+        x = x.decode("latin1")
+    name = os.path.basename(str(x))
+    return name[:-4] if name.endswith(".pkl") else name
+
+
+def _read_instance(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    from .safe_pickle import load_pickle
+
+    entry = load_pickle(path)
+    if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
+        raise ValueError(f"{path} is not a PROPS instance file (a dict with data and labels)")
+    data = np.asarray(entry["data"])
+    if data.ndim != 4 or data.shape[3] != 3:
+        raise ValueError(f"{path}: data must have shape (n, H, W, 3), got {data.shape}")
+    if data.dtype != np.uint8:
+        if not np.issubdtype(data.dtype, np.integer) or data.min() < 0 or data.max() > 255:
+            raise ValueError(f"{path}: data must hold 8-bit pixel values, got {data.dtype}")
+        data = data.astype(np.uint8)
+    labels = _labels(entry["labels"], path)
+    if labels.shape != (data.shape[0],):
+        raise ValueError(f"{path}: {data.shape[0]} images but {labels.size} labels")
+    return data, labels
+
+
+def _labels(raw, path: Path) -> np.ndarray:
+    values = np.asarray(raw)
+    if values.dtype.kind in "USO":
+        index = {c: i for i, c in enumerate(CLASSES)}
+        try:
+            return np.array([index[_text(v)] for v in values.ravel()], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(f"{path}: unknown class name {exc.args[0]!r}") from None
+    if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{path}: labels must be integers or class names, got {values.dtype}")
+    values = values.astype(np.int64).ravel()
+    if values.size and (values.min() < 0 or values.max() >= len(CLASSES)):
+        raise ValueError(f"{path}: labels must lie in 0..{len(CLASSES) - 1}")
+    return values
+
+
+def _text(v) -> str:
+    return v.decode("latin1") if isinstance(v, bytes) else str(v)
