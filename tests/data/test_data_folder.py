@@ -1,0 +1,194 @@
+"""Image folders: both layouts, decoding, errors naming files, and the decoded-array cache."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import chainrule.data as data
+from chainrule.data import folder as folder_mod
+
+
+def write(path, array, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+
+
+def make_flat(root, n_per_class=5, size=(6, 5), seed=0):
+    """root/<class>/*.png with random pixels; returns {relative path: array}."""
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for c in ("dog", "cat", "bird"):
+        for i in range(n_per_class):
+            arr = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            write(root / c / f"{i:03d}.png", arr)
+            truth[f"{c}/{i:03d}.png"] = arr
+    return truth
+
+
+def test_flat_folder_all_split(tmp_path):
+    truth = make_flat(tmp_path / "imgs")
+    (tmp_path / "imgs" / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "imgs" / "cat" / ".hidden.png").write_bytes(b"junk")
+    ds = data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    assert ds.classes == ["bird", "cat", "dog"]
+    assert ds.images.shape == (15, 6, 5, 3) and ds.images.dtype == np.uint8
+    assert ds.labels.dtype == np.int64
+    # Files in class order, then name order.
+    expected = [truth[k] for k in sorted(truth, key=lambda k: (k.split("/")[0], k))]
+    np.testing.assert_array_equal(ds.images, np.stack(expected))
+    assert ds.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+
+
+def test_flat_folder_train_val_and_no_test(tmp_path):
+    make_flat(tmp_path / "imgs", n_per_class=10)
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    train = data.load(str(tmp_path / "imgs"), "train", **kw)
+    val = data.load(str(tmp_path / "imgs"), "val", **kw)
+    assert (len(train), len(val)) == (24, 6)
+    assert val.class_counts().tolist() == [2, 2, 2]
+    together = {r.tobytes() for r in np.concatenate([train.images, val.images])}
+    assert len(together) == 30
+    assert data.available_splits(tmp_path / "imgs") == ("train", "val", "all")
+    with pytest.raises(ValueError, match="split='all'"):
+        data.load(tmp_path / "imgs", "test", **kw)
+
+
+def test_split_layout_with_jpg_bmp_and_grayscale(tmp_path):
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(1)
+    smooth = np.full((8, 8, 3), 120, np.uint8)
+    write(root / "train" / "a" / "0.jpg", smooth)
+    write(root / "train" / "a" / "1.JPEG", smooth, fmt="JPEG")
+    write(root / "train" / "b" / "0.bmp", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    gray = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    write(root / "train" / "c" / "0.png", gray)
+    write(root / "test" / "b" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    write(root / "test" / "b" / "nested" / "1.png", np.ones((8, 8, 3), np.uint8))
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+
+    assert data.available_splits(root) == ("train", "val", "test", "all")
+    train = data.load(root, "train", val_fraction=0, **kw)
+    assert train.classes == ["a", "b", "c"]
+    assert train.labels.tolist() == [0, 0, 1, 2]
+    assert np.abs(train.images[:2].astype(int) - 120).max() <= 2  # JPEG is lossy
+    np.testing.assert_array_equal(train.images[3], np.repeat(gray[:, :, None], 3, axis=2))
+    test = data.load(root, "test", **kw)
+    assert test.classes == ["a", "b", "c"]  # the union of all splits' classes
+    assert test.labels.tolist() == [1, 1]
+    np.testing.assert_array_equal(test.images[1], np.ones((8, 8, 3)))
+    assert len(data.load(root, "all", **kw)) == 6
+
+
+def test_split_layout_with_val_folder_is_used_as_is(tmp_path):
+    root = tmp_path / "ds"
+    for split, n in (("train", 4), ("val", 2)):
+        for c in ("x", "y"):
+            for i in range(n):
+                write(root / split / c / f"{i}.png", np.full((4, 4, 3), i, np.uint8))
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    assert len(data.load(root, "train", **kw)) == 8
+    assert len(data.load(root, "val", **kw)) == 4
+    with pytest.raises(ValueError, match="no test/ folder"):
+        data.load(root, "test", **kw)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    make_flat(tmp_path / "imgs")
+    bad = tmp_path / "imgs" / "dog" / "002.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.raises(ValueError, match=f"cannot read image {bad}"):
+        data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_mismatched_sizes_name_the_file(tmp_path):
+    make_flat(tmp_path / "imgs")
+    odd = tmp_path / "imgs" / "dog" / "004.png"
+    write(odd, np.zeros((7, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match=f"{odd} is 5x7 pixels.*same size"):
+        data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_parallel_decoding_matches_serial(tmp_path):
+    truth = make_flat(tmp_path / "imgs", n_per_class=200, size=(4, 4))
+    paths = [tmp_path / "imgs" / k for k in sorted(truth)]
+    serial = data.read_images(paths, progress=False, workers=1)
+    threaded = data.read_images(paths, progress=False, workers=3)
+    np.testing.assert_array_equal(serial, threaded)
+    np.testing.assert_array_equal(serial, np.stack([truth[k] for k in sorted(truth)]))
+
+
+def test_cache_hit_does_not_decode(tmp_path, monkeypatch):
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    first = data.load(tmp_path / "imgs", "all", **kw)
+    assert len(list((tmp_path / "cache" / "folders").glob("*.npz"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded although the cache is valid")
+
+    monkeypatch.setattr(folder_mod, "read_image", refuse)
+    monkeypatch.setattr(folder_mod, "read_images", refuse)
+    second = data.load(tmp_path / "imgs", "all", **kw)
+    np.testing.assert_array_equal(first.images, second.images)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    assert second.classes == first.classes
+
+
+def test_cache_invalidated_when_a_file_changes(tmp_path, monkeypatch):
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    data.load(tmp_path / "imgs", "all", **kw)
+    changed = tmp_path / "imgs" / "bird" / "001.png"
+    write(changed, np.full((6, 5, 3), 7, np.uint8))
+    st = changed.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    decoded = []
+    real = folder_mod.read_images
+    monkeypatch.setattr(folder_mod, "read_images", lambda p, **k: decoded.append(p) or real(p, **k))
+    ds = data.load(tmp_path / "imgs", "all", **kw)
+    assert len(decoded) == 1
+    np.testing.assert_array_equal(ds.images[1], np.full((6, 5, 3), 7))
+    # The entry for the old state is gone; only the new one is kept.
+    assert len(list((tmp_path / "cache" / "folders").glob("*.npz"))) == 1
+
+    (tmp_path / "imgs" / "bird" / "001.png").unlink()  # a removed file changes the key too
+    assert len(data.load(tmp_path / "imgs", "all", **kw)) == 14
+    assert len(decoded) == 2
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path):
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    first = data.load(tmp_path / "imgs", "all", **kw)
+    (entry,) = (tmp_path / "cache" / "folders").glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:1000])
+    again = data.load(tmp_path / "imgs", "all", **kw)
+    np.testing.assert_array_equal(first.images, again.images)
+
+
+def test_cache_dir_from_environment(tmp_path, monkeypatch):
+    make_flat(tmp_path / "imgs", n_per_class=1)
+    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "envcache"))
+    data.load(tmp_path / "imgs", "all", progress=False)
+    assert len(list((tmp_path / "envcache" / "folders").glob("*.npz"))) == 1
+
+
+def test_bad_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such dataset name or folder"):
+        data.load(tmp_path / "missing", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no class folders"):
+        data.load(tmp_path / "empty", "all", cache_dir=tmp_path, progress=False)
+    (tmp_path / "noimg" / "cls").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no images"):
+        data.load(tmp_path / "noimg", "all", cache_dir=tmp_path, progress=False)
+
+
+def test_read_image_modes(tmp_path):
+    arr = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    write(tmp_path / "x.png", arr)
+    np.testing.assert_array_equal(data.read_image(tmp_path / "x.png"), arr)
+    gray = data.read_image(tmp_path / "x.png", mode="L")
+    assert gray.shape == (4, 4, 1) and gray.dtype == np.uint8
