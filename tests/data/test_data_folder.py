@@ -111,7 +111,7 @@ def test_mismatched_sizes_name_the_file(tmp_path):
 
 
 def test_parallel_decoding_matches_serial(tmp_path):
-    truth = make_flat(tmp_path / "imgs", n_per_class=200, size=(4, 4))
+    truth = make_flat(tmp_path / "imgs", n_per_class=100, size=(4, 4))  # > one chunk of 256
     paths = [tmp_path / "imgs" / k for k in sorted(truth)]
     serial = data.read_images(paths, progress=False, workers=1)
     threaded = data.read_images(paths, progress=False, workers=3)

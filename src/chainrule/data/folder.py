@@ -194,10 +194,15 @@ def _load_set(
         ).encode()
     ).hexdigest()[:32]
     prefix = hashlib.sha256(resolved.encode()).hexdigest()[:16]
-    cache = cache_root(cache_dir) / "folders"
-    entry = cache / f"{prefix}-{key}.npz"
+    try:
+        cache = cache_root(cache_dir) / "folders"
+    except OSError:
+        if cache_dir is not None:
+            raise
+        cache = None  # no usable default cache folder: decode every time
+    entry = cache / f"{prefix}-{key}.npz" if cache is not None else None
 
-    cached = _read_cache(entry, key, len(files))
+    cached = _read_cache(entry, key, len(files)) if entry is not None else None
     if cached is not None:
         return cached
 
@@ -206,7 +211,8 @@ def _load_set(
     images = read_images(
         [folder / rel for rel, _, _ in files], progress=progress, desc=f"decoding {name}"
     )
-    _write_cache(cache, entry, prefix, key, images, labels)
+    if entry is not None:
+        _write_cache(cache, entry, prefix, key, images, labels)
     return images, labels
 
 
