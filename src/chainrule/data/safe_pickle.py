@@ -20,8 +20,12 @@ import numpy as np
 __all__ = ["RestrictedUnpickler", "UnsafePickleError", "load_pickle", "loads_pickle"]
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle refers to something other than plain data and NumPy arrays."""
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """The pickle refers to something other than plain data and NumPy arrays.
+
+    Also a ``ValueError``, like every other "this data is not what it should be" error of
+    :mod:`chainrule.data`.
+    """
 
 
 def _numpy_core():
