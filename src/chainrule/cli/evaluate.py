@@ -1,0 +1,162 @@
+"""``chainrule eval RUN_DIR --data NAME_OR_DIR [--split test] [--json]``: accuracy of a model.
+
+The images go through the model file's own preprocessing; labels are matched to the
+model's classes by name, so a folder holding only some of the classes (or holding them
+in another order) is evaluated correctly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from chainrule.cli import CommandError
+from chainrule.cli._common import (
+    add_data_arguments,
+    fmt_acc,
+    fmt_seconds,
+    label_map,
+    load_split,
+    load_trained,
+    match_channels,
+    positive_int,
+    splits_of,
+    stopwatch,
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", metavar="RUN_DIR", help="a run folder or a model file (.npz)")
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--split",
+        choices=("train", "val", "test", "all"),
+        default=None,
+        help="which part of the data (default: test; for an image folder without a test/ "
+        "folder, every image in it)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="which model of a comparison run folder (knn, svm, ...)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="share held out for validation when --split is train or val (default: the "
+        "one the model was trained with)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the validation split (default: the model's training seed)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=5000,
+        help="images classified at once (bounds memory; default 5000)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a summary"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def predict_in_batches(loaded, images: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
+    """Predicted labels (N,) int64 of raw images (N, H, W, C), ``batch_size`` at a time."""
+    from tqdm.auto import tqdm
+
+    n = images.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    starts = range(0, n, batch_size)
+    for lo in tqdm(
+        starts,
+        desc="evaluating",
+        unit="batch",
+        disable=not progress or n <= batch_size,
+        leave=False,
+    ):
+        out[lo : lo + batch_size] = loaded.predict(images[lo : lo + batch_size])
+    return out
+
+
+def images_for_model(loaded, images: np.ndarray) -> np.ndarray:
+    """``images`` (N, H, W, C) converted to the model's channel count; the size must match."""
+    prep = loaded.preprocessor
+    if prep is None:
+        return images
+    h, w, c = (int(s) for s in prep.image_shape_)
+    if images.shape[1:3] != (h, w):
+        raise CommandError(
+            f"the data's images are {images.shape[2]}x{images.shape[1]} pixels but the model "
+            f"was trained on {w}x{h} images"
+        )
+    return match_channels(images, c)
+
+
+def run(args) -> int:
+    from chainrule.report.metrics import accuracy, confusion_matrix, per_class_accuracy
+
+    loaded = load_trained(args.run, args.model)
+    split = args.split
+    if split is None:
+        split = "test" if "test" in splits_of(args.data) else "all"
+    progress = not args.quiet and not args.json
+    # The train/val carving of the model's own training run, unless told otherwise.
+    val_fraction = args.val_fraction
+    if val_fraction is None:
+        val_fraction = loaded.extra.get("val_fraction", 0.2)
+    seed = loaded.extra.get("seed", 0) if args.seed is None else args.seed
+    ds = load_split(
+        args.data,
+        split,
+        val_fraction=val_fraction,
+        seed=seed,
+        cache_dir=args.cache_dir,
+        archive=args.archive,
+        progress=progress,
+    )
+    images = images_for_model(loaded, ds.images)
+    mapping = label_map(ds.classes, loaded.classes)
+    y = ds.labels if mapping is None else mapping[ds.labels]
+    with stopwatch() as elapsed:
+        try:
+            pred = predict_in_batches(loaded, images, args.batch_size, progress)
+        except (ValueError, TypeError) as e:
+            raise CommandError(f"cannot apply the model to {args.data!r}: {e}") from None
+    acc = accuracy(y, pred)
+    cm = confusion_matrix(y, pred, num_classes=len(loaded.classes))
+    per_class = per_class_accuracy(cm)
+    result = {
+        "accuracy": acc,
+        "n": int(len(ds)),
+        "correct": int(np.count_nonzero(pred == y)),
+        "model": loaded.name,
+        "model_file": str(loaded.path),
+        "data": str(args.data),
+        "split": split,
+        "classes": loaded.classes,
+        "per_class_accuracy": {
+            c: (None if np.isnan(a) else float(a)) for c, a in zip(loaded.classes, per_class)
+        },
+        "confusion_matrix": cm.tolist(),
+        "predict_time_s": elapsed(),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"model:    {loaded.name} ({loaded.path})")
+    print(f"data:     {args.data} ({split}, {len(ds)} images)")
+    print(f"accuracy: {fmt_acc(acc)} ({result['correct']} of {len(ds)})")
+    print(f"time:     {fmt_seconds(elapsed())}")
+    worst = [
+        (c, a) for c, a in sorted(zip(loaded.classes, per_class), key=lambda t: t[1]) if a == a
+    ][:3]
+    if len(loaded.classes) > 1 and worst:
+        print("weakest:  " + ", ".join(f"{c} {fmt_acc(a)}" for c, a in worst))
+    return 0

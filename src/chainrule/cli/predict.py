@@ -1,0 +1,95 @@
+"""``chainrule predict RUN_DIR IMAGE...``: class and probability of each image file.
+
+Each file is decoded exactly as image folders are (Pillow, RGB, or grayscale for a model
+trained on one-channel images) and goes through the model file's preprocessing, so the
+answer for a file is the one ``chainrule eval`` gives for the same image in a folder.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from chainrule.cli import CommandError
+from chainrule.cli._common import load_trained
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", metavar="RUN_DIR", help="a run folder or a model file (.npz)")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="which model of a comparison run folder (knn, svm, ...)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=1, metavar="K", help="also list the K most likely classes"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object per image, one per line"
+    )
+
+
+def read_for_model(loaded, paths: list[str]) -> np.ndarray:
+    """Decode image files to (N, H, W, C) uint8 as image folders are decoded (RGB), then
+    convert them to the model's channel count exactly as ``chainrule eval`` converts a
+    folder's images."""
+    from chainrule.cli.evaluate import images_for_model
+    from chainrule.data import read_image
+
+    images = []
+    for p in paths:
+        try:
+            images.append(read_image(p, "RGB"))
+        except FileNotFoundError:
+            raise CommandError(f"no such image file: {p}") from None
+        except (OSError, ValueError) as e:
+            raise CommandError(str(e)) from None
+    sizes = {im.shape for im in images}
+    prep = loaded.preprocessor
+    if prep is not None:
+        h, w, _ = prep.image_shape_
+        for p, im in zip(paths, images):
+            if im.shape[:2] != (h, w):
+                raise CommandError(
+                    f"image {p} is {im.shape[1]}x{im.shape[0]} pixels but the model was "
+                    f"trained on {w}x{h} images"
+                )
+    elif len(sizes) > 1:
+        raise CommandError("the images have different sizes; the model needs one size")
+    return images_for_model(loaded, np.stack(images))
+
+
+def run(args) -> int:
+    if args.top < 1:
+        raise CommandError(f"--top must be at least 1, got {args.top}")
+    loaded = load_trained(args.run, args.model)
+    images = read_for_model(loaded, args.images)
+    try:
+        labels = loaded.predict(images)
+        proba = loaded.predict_proba(images)
+    except (ValueError, TypeError) as e:
+        raise CommandError(f"cannot apply the model to these images: {e}") from None
+    model_labels = np.asarray(loaded.model.classes_)
+    column = {int(c): j for j, c in enumerate(model_labels)}
+    top = min(args.top, proba.shape[1])
+    width = max(len(p) for p in args.images)
+    for path, label, p in zip(args.images, labels, proba):
+        label = int(label)
+        name = loaded.classes[label]
+        prob = float(p[column[label]])
+        order = np.argsort(-p, kind="stable")[:top]
+        ranked = [(loaded.classes[int(model_labels[j])], float(p[j])) for j in order]
+        if args.json:
+            record = {"image": path, "class": name, "label": label, "probability": prob}
+            if args.top > 1:
+                record["top"] = [{"class": c, "probability": q} for c, q in ranked]
+            print(json.dumps(record))
+        else:
+            line = f"{path.ljust(width)}  {name}  {prob:.3f}"
+            if args.top > 1:
+                line += "   (" + ", ".join(f"{c} {q:.3f}" for c, q in ranked) + ")"
+            print(line)
+    return 0
