@@ -1,1 +1,3 @@
+"""Classifiers with scikit-learn conventions (fit, predict, predict_proba, score)."""
 
+from chainrule.models.knn import KNearestNeighbors, knn_best_k, knn_cross_validate  # noqa: F401

@@ -264,3 +264,48 @@ def plot_first_layer_weights(W, image_shape, path, max_units: int = 100) -> Path
     ax.set_title(f"first-layer weights ({units} of {W.shape[1]} units)")
     ax.axis("off")
     return _save(fig, path)
+
+
+def plot_knn_cv(results, path, title: str = "k-NN cross-validation") -> Path:
+    """Cross-validation accuracy of k-NN against k, as in the course figure.
+
+    Parameters
+    ----------
+    results : dict ``k -> fold accuracies`` (1-D array-like of fractions in [0, 1]), as
+        returned by :func:`chainrule.models.knn_cross_validate`
+    path : where to write the image
+    title : heading; the best k (highest mean, smallest k on ties) is appended
+
+    Each fold's accuracy is a dot; the line connects the means, with error bars of one
+    standard deviation across folds.
+    """
+    if not isinstance(results, dict) or not results:
+        raise ValueError("results must be a non-empty dict k -> fold accuracies")
+    ks = sorted(results)
+    accs = []
+    for k in ks:
+        a = np.asarray(results[k], dtype=np.float64).ravel()
+        if a.size == 0 or not np.isfinite(a).all():
+            raise ValueError(f"results[{k!r}] must hold finite fold accuracies, got {a!r}")
+        accs.append(a)
+    means = np.array([a.mean() for a in accs])
+    stds = np.array([a.std() for a in accs])
+    best = min(k for k, m in zip(ks, means) if m >= means.max() - 1e-12)
+
+    fig = _new_figure((6.5, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for k, a in zip(ks, accs):
+        ax.scatter(np.full(a.size, k), a, s=14, color="tab:blue", alpha=0.6)
+    ax.errorbar(ks, means, yerr=stds, color="tab:orange", marker="o", capsize=3, label="mean ± std")
+    ax.axvline(best, color="gray", ls=":", lw=1)
+    if len(ks) > 2 and ks[0] > 0 and ks[-1] / ks[0] >= 20:
+        ax.set_xscale("log")
+        ax.set_xticks(ks)
+        ax.set_xticklabels([str(k) for k in ks])
+        ax.minorticks_off()
+    ax.set_xlabel("k")
+    ax.set_ylabel("cross-validation accuracy")
+    ax.set_title(f"{title} (best k = {best}, {means[ks.index(best)]:.1%})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, path)

@@ -1,0 +1,770 @@
+"""k-nearest neighbours: brute force, chunked, exact.
+
+Distances are computed block by block (a chunk of queries against a block of training
+rows), so memory stays bounded for any number of queries and training points; no
+``(n_queries, n_train, n_features)`` array is ever formed.
+
+How the neighbours are found (every metric)
+-------------------------------------------
+1. *Approximate pass*, fast, in the compute dtype (float32 for float32 or 8/16-bit input,
+   float64 otherwise):
+
+   - ``l2``: one matrix product per block on mean-centred data,
+     ``||x||^2 - 2 q.x`` (``||q||^2`` is the same along a query's row, so ranking does not
+     need it). Centring on the training mean removes any common offset (raw 0..255
+     pixels, or data shifted by 1e4), which is what makes float32 cancellation small.
+   - ``l1``: ``sum|q - x| = sum q + sum x - 2 sum min(q, x)``, the minimum taken over small
+     cache-sized tiles and summed by a matrix-vector product (two passes over each tile
+     instead of subtract/abs/sum).
+   - ``cosine``: one matrix product of unit-normalised rows.
+
+   Each block keeps only its ``m + 1`` smallest values per query
+   (``m = k + max(8, k // 4)``) by a threshold filter (``_smallest``).
+2. *Exact pass*: the ``m`` candidates are re-measured in float64 from the original data
+   (``sum (q - x)**2``, ``sum |q - x|``, ``1 - cos``) and sorted by (distance, index).
+3. *Certificate*: a rigorous rounding-error bound ``e`` of the approximate pass (see
+   ``_Metric.error``) gives every training point left out of the candidates a lower
+   bound on its true distance. A query whose k-th exact distance is below all of those is
+   done; any other query (rare: near ties, duplicates) is redone by collecting every point
+   whose lower bound does not exceed that k-th distance and measuring those exactly.
+
+So the neighbours, and therefore predictions, are those of a float64 brute-force
+computation: the same indices, ties between equal distances resolved towards the smaller
+training index, and the vote tie towards the smaller label.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from chainrule.models._base import (
+    BaseEstimator,
+    ClassifierMixin,
+    check_is_fitted,
+    check_labels,
+    check_random_state,
+    check_X,
+    check_X_y,
+)
+
+__all__ = ["KNearestNeighbors", "knn_best_k", "knn_cross_validate"]
+
+METRICS = ("l2", "l1", "cosine")
+
+# Memory budget of one block of approximate distances (queries x training rows).
+_BLOCK_BYTES = 128 * 2**20
+# Fewest queries per block when the training set is huge (keeps the matrix product efficient).
+_MIN_QUERY_ROWS = 64
+# Budget of the gathered rows of the exact float64 pass.
+_GATHER_BYTES = 16 * 2**20
+# Elements of one L1 tile (min(q, x) for a few queries x a few training rows x features):
+# about 4 MB in float32, so that the tile is still in cache when it is summed.
+_L1_TILE_ELEMENTS = 1 << 20
+# Least work (elements of min(q, x)) worth a thread of its own.
+_L1_JOB_ELEMENTS = 1 << 24
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float32 unless float32 would round the input (float64, 32/64-bit integers)."""
+    if dtype.kind == "f" and dtype.itemsize >= 8:
+        return np.dtype(np.float64)
+    if dtype.kind in "iu" and dtype.itemsize >= 4:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _pool_size(k: int, n_train: int) -> int:
+    return min(n_train, k + max(8, k // 4))
+
+
+def _default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# --- selection of the smallest values per row ------------------------------------------
+
+
+def _sort_rows(vals: np.ndarray, idx: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` smallest of each row, ordered by (value, index)."""
+    order = np.lexsort((idx, vals), axis=-1)[:, :m]
+    return np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1)
+
+
+def _smallest(A: np.ndarray, m: int, mask_buf: np.ndarray | None = None):
+    """Values and column indices of the ``m`` smallest entries of each row of ``A`` (r, n).
+
+    Returns ``(vals, cols)``, both (r, m), each row ordered by (value, column). ``A`` must be
+    C-contiguous and free of NaN.
+
+    Rather than partitioning every row (slow: ~100 us for 50,000 entries), each row is cut
+    into ``4 m`` groups; the ``m``-th smallest group minimum ``tau`` is an upper bound of the
+    ``m``-th smallest entry (``m`` groups each hold an entry <= tau), so the entries
+    ``<= tau`` are few and hold the answer. Three fast passes over ``A`` instead of a sort.
+    """
+    r, n = A.shape
+    if m >= n:
+        cols = np.broadcast_to(np.arange(n), (r, n))
+        return _sort_rows(A, cols, n)
+    groups = 4 * m
+    size = n // groups
+    if size >= 16:
+        gmin = A[:, : groups * size].reshape(r, groups, size).min(axis=2)
+        tau = np.partition(gmin, m - 1, axis=1)[:, m - 1]
+        if mask_buf is None:
+            mask = A <= tau[:, None]
+        else:
+            mask = np.less_equal(A, tau[:, None], out=mask_buf[: r * n].reshape(r, n))
+        flat = np.flatnonzero(mask)
+        # Many equal values (duplicated training rows) can make the filter useless.
+        if flat.size <= r * max(64, 16 * m):
+            rows = flat // n
+            cols = flat - rows * n
+            vals = A.reshape(-1)[flat]
+            order = np.lexsort((cols, vals, rows))
+            counts = np.bincount(rows, minlength=r)
+            starts = np.cumsum(counts) - counts
+            pick = order[starts[:, None] + np.arange(m)]
+            return vals[pick], cols[pick]
+    cols = np.empty((r, m), dtype=np.int64)
+    for i in range(r):
+        cols[i] = np.argpartition(A[i], m - 1)[:m]
+    return _sort_rows(np.take_along_axis(A, cols, 1), cols, m)
+
+
+def _merge(vals_a, idx_a, vals_b, idx_b, m: int):
+    """Merge two candidate lists (r, *) into the ``m`` smallest by (value, index)."""
+    return _sort_rows(np.concatenate([vals_a, vals_b], 1), np.concatenate([idx_a, idx_b], 1), m)
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+def _gamma(n: int, u: float) -> float:
+    """Higham's gamma_n = n u / (1 - n u): relative error bound of a sum of n terms."""
+    nu = n * u
+    return nu / (1.0 - nu) if nu < 0.5 else np.inf
+
+
+class _Metric:
+    """One distance, in three forms.
+
+    - ``approx``: a block of fast values ``a`` (compute dtype) with ``a + base[q]``
+      approximating a monotone *comparison value* ``v`` (``d**2`` for l2, ``d`` for l1,
+      ``1 - cos`` for cosine);
+    - ``error``: a rigorous bound ``e`` on ``|a + base - v|`` from the sizes of the
+      operands (standard floating-point error analysis, with a factor 2 to spare);
+    - ``exact``: ``v`` in float64 from the original data.
+
+    State lives in the estimator (``_train``) and per query chunk (dicts of arrays).
+    """
+
+    name = ""
+
+    def __init__(self, dtype: np.dtype, n_features: int):
+        self.dtype = dtype
+        self.u = float(np.finfo(dtype).eps) / 2
+        self.tiny = float(np.finfo(dtype).tiny)
+        self.gamma = _gamma(n_features + 2, self.u)
+        self.n_features = n_features
+
+    # Rows of X (N, D) in float64 in steps, so that preparation needs little extra memory.
+    @staticmethod
+    def _row_steps(n: int, d: int):
+        step = max(1, (8 * 2**20) // (8 * d))
+        return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+    def safe(self, size: float) -> bool:
+        """Whether operands of this size (``error``'s ``q_size + x_size``) cannot overflow."""
+        return True
+
+    def exact(self, Q, X, qrow, cols, train, query):
+        """Float64 comparison values between ``Q[qrow[i]]`` and ``X[cols[i, j]]``.
+
+        Q (nq, D), X (n, D) in their original dtypes; qrow (p,), cols (p, c) -> (p, c).
+        """
+        p, c = cols.shape
+        out = np.empty((p, c), dtype=np.float64)
+        step = max(1, _GATHER_BYTES // (8 * max(1, c) * X.shape[1]))
+        for s in range(0, p, step):
+            e = min(p, s + step)
+            q = Q[qrow[s:e]].astype(np.float64)
+            x = X[cols[s:e]].astype(np.float64)
+            out[s:e] = self._exact_rows(q, x, qrow[s:e], cols[s:e], train, query)
+        return out
+
+
+class _L2(_Metric):
+    name = "l2"
+
+    def prepare_train(self, X):
+        n, d = X.shape
+        mean = X.mean(axis=0, dtype=np.float64)
+        Xc = np.empty((n, d), dtype=self.dtype)
+        sq = np.empty(n, dtype=np.float64)
+        for s, e in self._row_steps(n, d):
+            xc = X[s:e].astype(np.float64)
+            xc -= mean
+            Xc[s:e] = xc
+            # Norms of the rounded rows actually used by the matrix product.
+            xr = Xc[s:e].astype(np.float64)
+            sq[s:e] = np.einsum("ij,ij->i", xr, xr)
+        return {
+            "mean": mean,
+            "Xc": Xc,
+            "sq": sq.astype(self.dtype),
+            "norm": np.sqrt(sq),
+            "norm_max": float(np.sqrt(sq.max())),
+        }
+
+    def prepare_query(self, Q, train):
+        qc = (Q.astype(np.float64) - train["mean"]).astype(self.dtype)
+        q64 = qc.astype(np.float64)
+        sq = np.einsum("ij,ij->i", q64, q64)
+        return {"m2q": qc * self.dtype.type(-2), "base": sq, "norm": np.sqrt(sq)}
+
+    def approx(self, query, train, j0, j1, out, n_jobs):
+        np.matmul(query["m2q"], train["Xc"][j0:j1].T, out=out)
+        out += train["sq"][j0:j1]
+        return out
+
+    def safe(self, size):
+        # |a| <= size**2; keep a margin below the largest finite value.
+        return size < np.sqrt(float(np.finfo(self.dtype).max)) / 8
+
+    def error(self, q_size, x_size):
+        n = q_size + x_size
+        return n * n * (self.gamma + 8 * self.u) + 4 * (self.n_features + 2) * self.tiny
+
+    def _exact_rows(self, q, x, qrow, cols, train, query):
+        x -= q[:, None, :]
+        return np.einsum("ijk,ijk->ij", x, x)
+
+    @staticmethod
+    def to_distance(v):
+        return np.sqrt(np.maximum(v, 0.0))
+
+
+class _L1(_Metric):
+    name = "l1"
+
+    def prepare_train(self, X):
+        n, d = X.shape
+        mean = X.mean(axis=0, dtype=np.float64)
+        Xc = np.empty((n, d), dtype=self.dtype)
+        s1 = np.empty(n, dtype=np.float64)
+        a1 = np.empty(n, dtype=np.float64)
+        for s, e in self._row_steps(n, d):
+            xc = X[s:e].astype(np.float64)
+            xc -= mean
+            Xc[s:e] = xc
+            xr = Xc[s:e].astype(np.float64)
+            s1[s:e] = xr.sum(axis=1)
+            a1[s:e] = np.abs(xr).sum(axis=1)
+        return {
+            "mean": mean,
+            "Xc": Xc,
+            "sum": s1.astype(self.dtype),
+            "norm": a1,
+            "norm_max": float(a1.max()),
+        }
+
+    def prepare_query(self, Q, train):
+        qc = (Q.astype(np.float64) - train["mean"]).astype(self.dtype)
+        q64 = qc.astype(np.float64)
+        return {
+            "qc": qc,
+            "sum": q64.sum(axis=1).astype(self.dtype),
+            "base": np.zeros(len(qc)),
+            "norm": np.abs(q64).sum(axis=1),
+        }
+
+    def approx(self, query, train, j0, j1, out, n_jobs):
+        _sum_of_minima(query["qc"], train["Xc"][j0:j1], out, n_jobs)
+        out *= self.dtype.type(-2)
+        out += train["sum"][j0:j1]
+        out += query["sum"][:, None]
+        return out
+
+    def safe(self, size):
+        return size < float(np.finfo(self.dtype).max) / 16
+
+    def error(self, q_size, x_size):
+        return (q_size + x_size) * (4 * self.gamma + 18 * self.u) + 4 * (
+            self.n_features + 2
+        ) * self.tiny
+
+    def _exact_rows(self, q, x, qrow, cols, train, query):
+        x -= q[:, None, :]
+        np.abs(x, out=x)
+        return x.sum(axis=2)
+
+    @staticmethod
+    def to_distance(v):
+        return v
+
+
+class _Cosine(_Metric):
+    name = "cosine"
+
+    @staticmethod
+    def _unit(X64):
+        norm = np.sqrt(np.einsum("ij,ij->i", X64, X64))
+        safe = np.where(norm > 0, norm, 1.0)
+        return X64 / safe[:, None], norm
+
+    def prepare_train(self, X):
+        n, d = X.shape
+        Xu = np.empty((n, d), dtype=self.dtype)
+        norm = np.empty(n, dtype=np.float64)
+        for s, e in self._row_steps(n, d):
+            Xu[s:e], norm[s:e] = self._unit(X[s:e].astype(np.float64))
+        return {"Xu": Xu, "norm0": norm, "norm": np.ones(n), "norm_max": 1.0}
+
+    def prepare_query(self, Q, train):
+        qu, norm = self._unit(Q.astype(np.float64))
+        return {
+            "mq": (-qu).astype(self.dtype),
+            "base": np.ones(len(qu)),
+            "norm": np.ones(len(qu)),
+            "norm0": norm,
+        }
+
+    def approx(self, query, train, j0, j1, out, n_jobs):
+        return np.matmul(query["mq"], train["Xu"][j0:j1].T, out=out)
+
+    def error(self, q_size, x_size):
+        return 2 * (self.gamma + 4 * self.u) + 4 * (self.n_features + 2) * self.tiny
+
+    def _exact_rows(self, q, x, qrow, cols, train, query):
+        dots = np.einsum("ijk,ik->ij", x, q)
+        denom = train["norm0"][cols] * query["norm0"][qrow][:, None]
+        cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        return np.clip(1.0 - cos, 0.0, 2.0)
+
+    @staticmethod
+    def to_distance(v):
+        return v
+
+
+_METRIC_CLASSES = {"l2": _L2, "l1": _L1, "cosine": _Cosine}
+
+
+def _sum_of_minima(Qc: np.ndarray, Xc: np.ndarray, out: np.ndarray, n_jobs: int) -> None:
+    """``out[i, j] = sum_d min(Qc[i, d], Xc[j, d])`` for Qc (r, D), Xc (n, D), out (r, n).
+
+    Tiles of a few queries x a few training rows keep the ``(tq, tx, D)`` temporary in
+    cache between the minimum and the sum over features. Query rows are shared among up to
+    ``n_jobs`` threads (NumPy releases the GIL in these loops); small blocks stay on one
+    thread, where handing work over would cost more than it saves.
+    """
+    r, d = Qc.shape
+    n = Xc.shape[0]
+    tq = max(1, min(r, 8, _L1_TILE_ELEMENTS // d))
+    tx = max(1, min(n, _L1_TILE_ELEMENTS // (tq * d)))
+
+    def work(i_start: int, i_stop: int) -> None:
+        buf = np.empty(tq * tx * d, dtype=Qc.dtype)
+        for i in range(i_start, i_stop, tq):
+            ii = min(tq, i_stop - i)
+            for j in range(0, n, tx):
+                jj = min(tx, n - j)
+                t = buf[: ii * jj * d].reshape(ii, jj, d)
+                np.minimum(Qc[i : i + ii, None, :], Xc[None, j : j + jj, :], out=t)
+                # einsum's reduction is faster than ndarray.sum over the last axis and,
+                # unlike a BLAS matrix-vector product, starts no threads of its own.
+                np.einsum("ijk->ij", t, out=out[i : i + ii, j : j + jj])
+
+    n_tiles = -(-r // tq)
+    jobs = max(1, min(n_jobs, n_tiles, (r * n * d) // _L1_JOB_ELEMENTS))
+    if jobs == 1:
+        work(0, r)
+        return
+    # Contiguous, tile-aligned shares of the query rows.
+    per = -(-n_tiles // jobs) * tq
+    bounds = [(s, min(r, s + per)) for s in range(0, r, per)]
+    with ThreadPoolExecutor(max_workers=len(bounds)) as ex:
+        for f in [ex.submit(work, a, b) for a, b in bounds]:
+            f.result()
+
+
+# --- the estimator ----------------------------------------------------------------------
+
+
+def _check_k(k, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {k!r}")
+    if k < 1:
+        raise ValueError(f"{name} must be at least 1, got {k}")
+    return int(k)
+
+
+def _check_chunk_size(chunk_size):
+    if chunk_size is None:
+        return None
+    values = chunk_size if isinstance(chunk_size, tuple | list) else (chunk_size,)
+    if len(values) not in (1, 2) or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values
+    ):
+        raise ValueError(
+            "chunk_size must be None, a positive int (queries per block) or a pair of "
+            f"positive ints (queries, training rows per block), got {chunk_size!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+class KNearestNeighbors(ClassifierMixin, BaseEstimator):
+    """k-nearest-neighbour classifier (brute force, exact, memory-bounded).
+
+    Parameters
+    ----------
+    k : int >= 1, number of neighbours that vote.
+    metric : ``"l2"`` (Euclidean), ``"l1"`` (Manhattan) or ``"cosine"`` (``1 - cos``; a
+        zero vector is at distance 1 from everything).
+    chunk_size : None, int or (int, int). Queries per distance block, optionally with
+        training rows per block. ``None`` sizes blocks from a 128 MB budget (all training
+        rows at once when at least 64 queries fit). Results never depend on it.
+    n_jobs : None or int. Threads for the ``l1`` distance loops (``None``: every CPU this
+        process may use). The ``l2`` and ``cosine`` matrix products use the BLAS threads
+        (set them with threadpoolctl or ``OPENBLAS_NUM_THREADS``).
+
+    Attributes (after ``fit``)
+    --------------------------
+    classes_ : (C,) int64, the sorted distinct training labels.
+    n_features_in_ : int, number of features D.
+
+    The vote: each of the k nearest training points (ties in distance resolved towards
+    the smaller training index) votes for its label; the label with most votes wins, and a
+    tie between labels goes to the smallest label. ``predict_proba`` gives the vote
+    fractions in the order of ``classes_``.
+
+    Precision: float32 input (and 8/16-bit integers) is computed in float32, anything else
+    in float64; either way the neighbours are certified equal to a float64 brute-force
+    computation (see the module docstring), so float32 costs no accuracy.
+
+    ``fit`` keeps a reference to ``X`` (as scikit-learn does) plus a centred copy in the
+    compute dtype; do not modify ``X`` in place after fitting.
+    """
+
+    def __init__(self, k=1, metric="l2", chunk_size=None, n_jobs=None):
+        self.k = k
+        self.metric = metric
+        self.chunk_size = chunk_size
+        self.n_jobs = n_jobs
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        _check_k(self.k)
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+        _check_chunk_size(self.chunk_size)
+        if self.n_jobs is not None and (
+            isinstance(self.n_jobs, bool)
+            or not isinstance(self.n_jobs, numbers.Integral)
+            or self.n_jobs < 1
+        ):
+            raise ValueError(f"n_jobs must be None or a positive int, got {self.n_jobs!r}")
+
+    def fit(self, X, y):
+        """Remember the training data.
+
+        X : (N, D) array of numbers, no NaN or infinity. y : (N,) integer labels (any
+        values; float labels must be whole numbers). Returns ``self``.
+        """
+        self._check_params()
+        X, y = check_X_y(X, y)
+        if self.k > X.shape[0]:
+            raise ValueError(
+                f"k={self.k} is larger than the number of training samples ({X.shape[0]})"
+            )
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        self._set_training_data(X, y_index.astype(np.int64))
+        return self
+
+    def _set_training_data(self, X: np.ndarray, y_index: np.ndarray) -> None:
+        n, d = X.shape
+        metric = _METRIC_CLASSES[self.metric](_compute_dtype(X.dtype), d)
+        if metric.dtype == np.float32 and X.dtype.kind == "f":
+            # Values so large that float32 squares or sums could overflow: float64 throughout.
+            largest = max(float(X.max()), -float(X.min()))
+            if not metric.safe(4 * largest * (np.sqrt(d) if metric.name == "l2" else d)):
+                metric = _METRIC_CLASSES[self.metric](np.dtype(np.float64), d)
+        self._metric = metric
+        self._train = metric.prepare_train(X)
+        self._fit_X = X
+        self._y_index = y_index
+        self.n_features_in_ = X.shape[1]
+
+    # -- model files (chainrule.models.io) -------------------------------------------
+
+    def _state_dict(self) -> dict[str, np.ndarray]:
+        check_is_fitted(self, "_fit_X")
+        return {"classes_": self.classes_, "fit_X": self._fit_X, "y_index": self._y_index}
+
+    def _load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._check_params()
+        X = check_X(np.asarray(state["fit_X"]), name="fit_X")
+        classes = check_labels(np.asarray(state["classes_"]), name="classes_")
+        y_index = check_labels(np.asarray(state["y_index"]), name="y_index")
+        if len(y_index) != len(X) or (
+            len(y_index) and (y_index.min() < 0 or y_index.max() >= len(classes))
+        ):
+            raise ValueError("y_index does not match fit_X and classes_")
+        if self.k > len(X):
+            raise ValueError(f"k={self.k} is larger than the number of training samples")
+        self.classes_ = classes
+        self._set_training_data(X, y_index)
+
+    # -- neighbours --------------------------------------------------------------------
+
+    def _blocks(self, n_query: int) -> tuple[int, int]:
+        """(queries per block, training rows per block)."""
+        n_train = self._fit_X.shape[0]
+        budget = max(1, _BLOCK_BYTES // self._metric.dtype.itemsize)
+        cs = _check_chunk_size(self.chunk_size)
+        if cs is None:
+            tb = min(n_train, max(1, budget // _MIN_QUERY_ROWS))
+            qc = max(1, budget // tb)
+        elif len(cs) == 1:
+            qc = cs[0]
+            tb = min(n_train, max(1, budget // qc))
+        else:
+            qc, tb = cs[0], min(n_train, cs[1])
+        return max(1, min(qc, n_query)), tb
+
+    def _check_query(self, X) -> np.ndarray:
+        check_is_fitted(self, "_fit_X")
+        return check_X(X, n_features=self.n_features_in_, estimator=self, allow_empty=True)
+
+    def _check_magnitude(self, query: dict) -> None:
+        largest = float(query["norm"].max()) if query["norm"].size else 0.0
+        if not self._metric.safe(largest + self._train["norm_max"]):
+            raise ValueError(
+                f"X has values too large for distance computations in {self._metric.dtype} "
+                f"(row norm {largest:.3g}); fit and predict with float64 data"
+            )
+
+    def _neighbors(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Comparison values (float64) and indices of the k nearest, both (nq, k), sorted."""
+        metric, train, X = self._metric, self._train, self._fit_X
+        n_query, n_train = Q.shape[0], X.shape[0]
+        m = _pool_size(k, n_train)
+        keep = min(n_train, m + 1)
+        qc, tb = self._blocks(n_query)
+        n_jobs = self.n_jobs or _default_jobs()
+        buf = np.empty(qc * tb, dtype=metric.dtype)
+        mask_buf = np.empty(qc * tb, dtype=bool)
+        out_v = np.empty((n_query, k))
+        out_i = np.empty((n_query, k), dtype=np.int64)
+        for i0 in range(0, n_query, qc):
+            Qo = Q[i0 : i0 + qc]
+            r = Qo.shape[0]
+            query = metric.prepare_query(Qo, train)
+            self._check_magnitude(query)
+            vals = cols = None
+            for j0 in range(0, n_train, tb):
+                j1 = min(n_train, j0 + tb)
+                A = metric.approx(query, train, j0, j1, buf[: r * (j1 - j0)].reshape(r, -1), n_jobs)
+                v, c = _smallest(A, min(keep, j1 - j0), mask_buf)
+                c = c + j0
+                vals, cols = (v, c) if vals is None else _merge(vals, cols, v, c, keep)
+            cand = cols[:, :m]
+            exact = metric.exact(Qo, X, np.arange(r), cand, train, query)
+            exact, cand = _sort_rows(exact, cand, k)
+            if keep > m:
+                # Lower bound of the true value of every point outside the candidates.
+                floor = vals[:, m] + query["base"] - metric.error(query["norm"], train["norm_max"])
+                redo = np.flatnonzero(~(exact[:, k - 1] < floor))
+                if redo.size:
+                    exact[redo], cand[redo] = self._redo(Qo[redo], exact[redo, k - 1], k)
+            out_v[i0 : i0 + r] = exact
+            out_i[i0 : i0 + r] = cand
+        return out_v, out_i
+
+    def _redo(self, Qo: np.ndarray, bound: np.ndarray, k: int):
+        """Exact k nearest for queries whose candidates were not certified.
+
+        Every training point whose approximate value minus its error bound does not exceed
+        ``bound`` (the k-th exact value found so far, an upper bound of the true k-th) is
+        measured exactly. Qo (r, D), bound (r,) -> (values, indices), both (r, k).
+        """
+        metric, train, X = self._metric, self._train, self._fit_X
+        n_train = X.shape[0]
+        r = Qo.shape[0]
+        qc, tb = self._blocks(r)
+        qc = max(1, qc // 2)  # the float64 lower bounds take twice a float32 block
+        n_jobs = self.n_jobs or _default_jobs()
+        out_v = np.empty((r, k))
+        out_i = np.empty((r, k), dtype=np.int64)
+        for i0 in range(0, r, qc):
+            Qs = Qo[i0 : i0 + qc]
+            rs = Qs.shape[0]
+            query = metric.prepare_query(Qs, train)
+            pair_rows, pair_cols, pair_vals = [], [], []
+            for j0 in range(0, n_train, tb):
+                j1 = min(n_train, j0 + tb)
+                A = np.empty((rs, j1 - j0), dtype=metric.dtype)
+                A = metric.approx(query, train, j0, j1, A, n_jobs)
+                low = A + query["base"][:, None]
+                low -= metric.error(query["norm"][:, None], train["norm"][None, j0:j1])
+                rows, c = np.nonzero(~(low > bound[i0 : i0 + rs, None]))  # keeps NaN too
+                c = c + j0
+                pair_rows.append(rows)
+                pair_cols.append(c)
+                pair_vals.append(metric.exact(Qs, X, rows, c[:, None], train, query)[:, 0])
+            rows = np.concatenate(pair_rows)
+            cols = np.concatenate(pair_cols)
+            vals = np.concatenate(pair_vals)
+            order = np.lexsort((cols, vals, rows))
+            counts = np.bincount(rows, minlength=rs)
+            starts = np.cumsum(counts) - counts
+            pick = order[starts[:, None] + np.arange(k)]
+            out_v[i0 : i0 + rs] = vals[pick]
+            out_i[i0 : i0 + rs] = cols[pick]
+        return out_v, out_i
+
+    def kneighbors(self, X, k=None):
+        """The k nearest training points of each row of X.
+
+        X : (N, D). k : int, default ``self.k``.
+
+        Returns ``(distances, indices)``, both (N, k): distances float64 (true distances:
+        Euclidean for l2, Manhattan for l1, ``1 - cos`` for cosine) ascending along each
+        row, indices int64 into the training set (equal distances: smaller index first).
+        """
+        Q = self._check_query(X)
+        k = self.k if k is None else _check_k(k)
+        if k > self._fit_X.shape[0]:
+            raise ValueError(
+                f"k={k} is larger than the number of training samples ({self._fit_X.shape[0]})"
+            )
+        v, idx = self._neighbors(Q, k)
+        return self._metric.to_distance(v), idx
+
+    def _votes(self, X) -> np.ndarray:
+        """Vote counts (N, C) int64 of the k nearest neighbours."""
+        Q = self._check_query(X)
+        k = _check_k(self.k)
+        if k > self._fit_X.shape[0]:
+            raise ValueError(
+                f"k={k} is larger than the number of training samples ({self._fit_X.shape[0]})"
+            )
+        _, idx = self._neighbors(Q, k)
+        return _count_votes(self._y_index[idx], len(self.classes_))
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels (N,) int64, values from ``classes_``."""
+        votes = self._votes(X)
+        # argmax takes the first maximum: ties go to the smallest label.
+        return self.classes_[votes.argmax(axis=1)]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Vote fractions (N, C) float64, columns in the order of ``classes_``."""
+        votes = self._votes(X)
+        return votes / float(self.k)
+
+
+def _count_votes(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """labels (N, k) class indices -> counts (N, n_classes) int64."""
+    n = labels.shape[0]
+    flat = (np.arange(n)[:, None] * n_classes + labels).ravel()
+    return np.bincount(flat, minlength=n * n_classes).reshape(n, n_classes)
+
+
+# --- cross-validation -------------------------------------------------------------------
+
+DEFAULT_KS = (1, 3, 5, 8, 10, 12, 15, 20, 50, 100)
+
+
+def _stratified_folds(y: np.ndarray, folds: int, random_state) -> np.ndarray:
+    """Fold number (N,) for each sample: each class dealt round-robin over the folds.
+
+    Without ``random_state`` samples are taken in their given order (deterministic); with
+    one, each class is shuffled first.
+    """
+    fold = np.empty(len(y), dtype=np.int64)
+    rng = None if random_state is None else check_random_state(random_state)
+    offset = 0
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        if rng is not None:
+            members = rng.permutation(members)
+        # The offset keeps fold sizes balanced when classes are small.
+        fold[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return fold
+
+
+def knn_cross_validate(
+    X,
+    y,
+    ks=DEFAULT_KS,
+    folds: int = 5,
+    metric: str = "l2",
+    random_state=None,
+    chunk_size=None,
+    n_jobs=None,
+    progress: bool = False,
+) -> dict[int, np.ndarray]:
+    """Fold accuracies of k-NN for every k in ``ks``.
+
+    X : (N, D), y : (N,) integer labels. The data are split into ``folds`` stratified
+    folds (see ``_stratified_folds``; ``random_state`` shuffles within each class). For each
+    fold the distances are computed once: the ``max(ks)`` nearest neighbours of the held-out
+    rows, sorted, from which every k votes.
+
+    Returns ``{k: accuracies}`` with ``accuracies`` a float64 array of shape (folds,).
+    """
+    X, y = check_X_y(X, y)
+    if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    if folds > len(y):
+        raise ValueError(f"folds={folds} is more than the number of samples ({len(y)})")
+    ks = [_check_k(k, "every k in ks") for k in np.atleast_1d(ks).tolist()]
+    if not ks:
+        raise ValueError("ks is empty")
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"ks has repeated values: {ks}")
+    fold = _stratified_folds(y, folds, random_state)
+    smallest_train = len(y) - np.bincount(fold, minlength=folds).max()
+    k_max = max(ks)
+    if k_max > smallest_train:
+        raise ValueError(
+            f"k={k_max} is larger than the smallest training part of the folds "
+            f"({smallest_train} samples)"
+        )
+    results = {k: np.empty(folds) for k in ks}
+    model = KNearestNeighbors(k=k_max, metric=metric, chunk_size=chunk_size, n_jobs=n_jobs)
+    steps = range(folds)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"k-NN {metric} cross-validation", unit="fold")
+    for f in steps:
+        held = fold == f
+        model.fit(X[~held], y[~held])
+        _, idx = model.kneighbors(X[held], k_max)
+        labels = model._y_index[idx]
+        truth = np.searchsorted(model.classes_, y[held])
+        known = np.isin(y[held], model.classes_)
+        for k in ks:
+            pred = _count_votes(labels[:, :k], len(model.classes_)).argmax(axis=1)
+            results[k][f] = np.mean((pred == truth) & known)
+    return results
+
+
+def knn_best_k(results: dict[int, np.ndarray]) -> int:
+    """The k with the highest mean accuracy in ``results`` (smallest k on ties)."""
+    if not results:
+        raise ValueError("results is empty")
+    means = {int(k): float(np.mean(v)) for k, v in results.items()}
+    best = max(means.values())
+    # Means of equal fold accuracies can differ in the last bit from summation order.
+    return min(k for k, v in means.items() if v >= best - 1e-12)

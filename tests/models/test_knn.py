@@ -1,0 +1,474 @@
+"""k-nearest neighbours: hand-computed cases, float64 brute force, scikit-learn, chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule.models.knn as knn_module
+from chainrule.models import KNearestNeighbors, knn_best_k, knn_cross_validate
+from chainrule.models._base import NotFittedError
+from chainrule.models.knn import _stratified_folds
+
+METRICS = ("l2", "l1", "cosine")
+
+
+def brute_force(X, Q, metric):
+    """Float64 distances (nq, n) and the stable argsort: the reference everything must match."""
+    X = np.asarray(X, dtype=np.float64)
+    Q = np.asarray(Q, dtype=np.float64)
+    if metric == "l2":
+        d = np.sqrt(((Q[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    elif metric == "l1":
+        d = np.abs(Q[:, None, :] - X[None, :, :]).sum(-1)
+    else:
+        nq = np.linalg.norm(Q, axis=1)[:, None]
+        nx = np.linalg.norm(X, axis=1)[None, :]
+        cos = np.divide(Q @ X.T, nq * nx, out=np.zeros((len(Q), len(X))), where=nq * nx > 0)
+        d = 1.0 - cos
+    order = np.argsort(d, axis=1, kind="stable")
+    return np.take_along_axis(d, order, 1), order
+
+
+def brute_predict(X, y, Q, k, metric):
+    _, order = brute_force(X, Q, metric)
+    classes = np.unique(y)
+    votes = np.stack([(y[order[:, :k]] == c).sum(1) for c in classes], axis=1)
+    return classes[votes.argmax(1)], votes / k
+
+
+@pytest.fixture
+def count_redo(monkeypatch):
+    """Number of queries that went through the uncertified (exact re-measuring) path."""
+    calls = []
+    original = KNearestNeighbors._redo
+
+    def wrapped(self, Qo, bound, k):
+        calls.append(len(Qo))
+        return original(self, Qo, bound, k)
+
+    monkeypatch.setattr(KNearestNeighbors, "_redo", wrapped)
+    return calls
+
+
+# --- exact small cases ----------------------------------------------------------------
+
+
+def test_one_dimensional_example_by_hand():
+    # Points 0, 1, 3, 7 with labels 5, 5, -2, -2; the query 2 is at distances 2, 1, 1, 5.
+    X = np.array([[0.0], [1.0], [3.0], [7.0]], dtype=np.float32)
+    y = np.array([5, 5, -2, -2])
+    for metric in ("l2", "l1"):
+        model = KNearestNeighbors(k=3, metric=metric).fit(X, y)
+        np.testing.assert_array_equal(model.classes_, [-2, 5])
+        d, i = model.kneighbors([[2.0]])
+        # Equal distances: the smaller training index first.
+        np.testing.assert_array_equal(i, [[1, 2, 0]])
+        np.testing.assert_array_equal(d, [[1.0, 1.0, 2.0]])
+        assert d.dtype == np.float64 and i.dtype == np.int64
+        # k=3: labels 5, -2, 5 -> 5.
+        assert model.predict([[2.0]]).tolist() == [5]
+        np.testing.assert_array_equal(model.predict_proba([[2.0]]), [[1 / 3, 2 / 3]])
+        # k=1: nearest is index 1 (label 5); k=2: one vote each -> the smaller label, -2.
+        assert model.set_params(k=1).predict([[2.0]]).tolist() == [5]
+        assert model.set_params(k=2).predict([[2.0]]).tolist() == [-2]
+        np.testing.assert_array_equal(model.predict_proba([[2.0]]), [[0.5, 0.5]])
+        # Far right: 7 then 3.
+        assert model.kneighbors([[10.0]], k=2)[1].tolist() == [[3, 2]]
+
+
+def test_two_dimensional_example_by_hand_all_metrics():
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [4.0, 4.0]])
+    y = np.array([0, 1, 2, 3])
+    q = np.array([[2.0, 1.0]])
+    expected = {
+        "l2": ([1.0, np.sqrt(2.0), np.sqrt(4.0), np.sqrt(13.0)], [2, 0, 1, 3]),
+        "l1": ([1.0, 2.0, 2.0, 5.0], [2, 0, 1, 3]),
+        "cosine": (
+            [
+                1 - 12 / np.sqrt(5 * 32),  # (4, 4) is as aligned as (1, 1): index 2 first
+                1 - 3 / np.sqrt(10),
+                1 - 2 / np.sqrt(5),
+                1 - 1 / np.sqrt(5),
+            ],
+            [2, 3, 0, 1],
+        ),
+    }
+    for metric, (dist, idx) in expected.items():
+        model = KNearestNeighbors(k=4, metric=metric).fit(X, y)
+        d, i = model.kneighbors(q)
+        np.testing.assert_array_equal(i[0], idx)
+        np.testing.assert_allclose(d[0], dist, rtol=0, atol=1e-15)
+
+
+def test_cosine_zero_vector_is_at_distance_one():
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    model = KNearestNeighbors(k=3, metric="cosine").fit(X, [0, 1, 2])
+    d, i = model.kneighbors([[3.0, 0.0]])
+    np.testing.assert_array_equal(i, [[1, 0, 2]])
+    np.testing.assert_allclose(d, [[0.0, 1.0, 2.0]], atol=1e-15)
+    d, i = model.kneighbors([[0.0, 0.0]])
+    np.testing.assert_array_equal(d, [[1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(i, [[0, 1, 2]])
+
+
+# --- agreement with a float64 brute force --------------------------------------------
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_matches_float64_brute_force_on_pixels_with_an_offset(metric, offset):
+    # Raw 0..255 pixel values, optionally far from the origin: float32 cancellation is
+    # what centring and the certificate must defeat. 1,200 training rows exercise the
+    # threshold selection (more than 64 entries per group).
+    rng = np.random.default_rng(1)
+    X = (rng.integers(0, 256, (1200, 48)) + offset).astype(np.float32)
+    Q = (rng.integers(0, 256, (60, 48)) + offset).astype(np.float32)
+    y = rng.integers(0, 4, 1200)
+    ref_d, ref_i = brute_force(X, Q, metric)
+    for k in (1, 6):
+        model = KNearestNeighbors(k=k, metric=metric).fit(X, y)
+        d, i = model.kneighbors(Q)
+        np.testing.assert_array_equal(i, ref_i[:, :k])
+        np.testing.assert_allclose(d, ref_d[:, :k], rtol=1e-12, atol=1e-12)
+        pred, proba = brute_predict(X, y, Q, k, metric)
+        np.testing.assert_array_equal(model.predict(Q), pred)
+        np.testing.assert_array_equal(model.predict_proba(Q), proba)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_matches_brute_force_on_nearly_equal_continuous_data(metric):
+    # A tiny spread on a large offset: differences near float32 resolution.
+    rng = np.random.default_rng(2)
+    X = (1000.0 + rng.random((400, 16))).astype(np.float32)
+    Q = (1000.0 + rng.random((60, 16))).astype(np.float32)
+    _, ref_i = brute_force(X, Q, metric)
+    _, i = KNearestNeighbors(k=5, metric=metric).fit(X, np.zeros(400, int)).kneighbors(Q)
+    np.testing.assert_array_equal(i, ref_i[:, :5])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_many_exact_ties_go_through_the_exact_path(metric, count_redo):
+    # Integer points on a sphere around the query (all permutations and signs of
+    # (3, 4, 0, 0) and (0, 0, 5, 0) ...) plus duplicates: more equal distances than
+    # candidates, so the certificate must fail and the exact path pick the smallest indices.
+    base = []
+    for a, b in [(3, 4), (4, 3), (5, 0), (0, 5)]:
+        for pos in [(0, 1), (1, 2), (2, 3), (0, 3)]:
+            for sa in (1, -1):
+                for sb in (1, -1):
+                    v = [0, 0, 0, 0]
+                    v[pos[0]], v[pos[1]] = sa * a, sb * b
+                    base.append(v)
+    rng = np.random.default_rng(3)
+    X = np.array(base * 3, dtype=np.float32)
+    X = X[rng.permutation(len(X))]
+    X = np.concatenate([X, X * 2.0]) + 50.0  # a shell farther out, and an offset
+    y = rng.integers(0, 3, len(X))
+    Q = np.full((3, 4), 50.0, dtype=np.float32)
+    Q[1] += 0.5  # a second query off-centre
+    ref_d, ref_i = brute_force(X, Q, metric)
+    model = KNearestNeighbors(k=7, metric=metric, chunk_size=(2, 100)).fit(X, y)
+    d, i = model.kneighbors(Q)
+    np.testing.assert_array_equal(i, ref_i[:, :7])
+    np.testing.assert_allclose(d, ref_d[:, :7], atol=1e-12)
+    np.testing.assert_array_equal(model.predict(Q), brute_predict(X, y, Q, 7, metric)[0])
+    assert sum(count_redo) > 0
+
+
+def test_no_exact_path_needed_for_well_separated_data(count_redo):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(2000, 32)).astype(np.float32)
+    KNearestNeighbors(k=3).fit(X, np.zeros(2000, int)).predict(X[:100] + 0.01)
+    assert count_redo == []
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int16, np.float16, np.float64, np.int64, np.int32, bool]
+)
+def test_input_dtypes(dtype):
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 2 if dtype is bool else 100, (300, 10)).astype(dtype)
+    Q = rng.integers(0, 2 if dtype is bool else 100, (40, 10)).astype(dtype)
+    y = rng.integers(0, 3, 300)
+    for metric in METRICS:
+        ref_d, ref_i = brute_force(X, Q, metric)
+        d, i = KNearestNeighbors(k=4, metric=metric).fit(X, y).kneighbors(Q)
+        np.testing.assert_array_equal(i, ref_i[:, :4])
+        np.testing.assert_allclose(d, ref_d[:, :4], atol=1e-12)
+
+
+def test_float64_input_is_computed_in_float64_and_float32_in_float32():
+    X = np.arange(12.0).reshape(6, 2)
+    assert KNearestNeighbors().fit(X, np.arange(6))._metric.dtype == np.float64
+    assert KNearestNeighbors().fit(X.astype(np.float32), np.arange(6))._metric.dtype == np.float32
+    # float32 values too large to square in float32 switch the computation to float64.
+    big = np.array([[0.0], [3e25], [-3e25]], dtype=np.float32)
+    model = KNearestNeighbors().fit(big, [0, 1, 2])
+    assert model._metric.dtype == np.float64
+    np.testing.assert_array_equal(model.kneighbors([[2e25]], k=3)[1], [[1, 0, 2]])
+
+
+def test_queries_too_large_for_float32_are_refused():
+    model = KNearestNeighbors().fit(np.zeros((3, 2), np.float32), [0, 1, 2])
+    with pytest.raises(ValueError, match="too large"):
+        model.predict(np.full((1, 2), 1e30, np.float32))
+
+
+def test_float64_queries_against_float32_training_data():
+    rng = np.random.default_rng(6)
+    X = (rng.random((500, 8)) + 300).astype(np.float32)
+    Q = rng.random((50, 8)) + 300  # float64, not representable in float32
+    _, ref_i = brute_force(X, Q, "l2")
+    _, i = KNearestNeighbors(k=3).fit(X, np.zeros(500, int)).kneighbors(Q)
+    np.testing.assert_array_equal(i, ref_i[:, :3])
+
+
+# --- scikit-learn ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "metric, sk_metric", [("l2", "euclidean"), ("l1", "manhattan"), ("cosine", "cosine")]
+)
+def test_agrees_with_sklearn(metric, sk_metric):
+    pytest.importorskip("sklearn")
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(7)
+    # Continuous data (no equal distances, where sklearn's order is arbitrary), few classes
+    # and even k, so that vote ties are common: both pick the smallest label.
+    X = rng.normal(size=(600, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 600) * 10 - 5
+    Q = rng.normal(size=(200, 12)).astype(np.float32)
+    for k in (1, 2, 4, 10):
+        ours = KNearestNeighbors(k=k, metric=metric).fit(X, y)
+        ref = KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric=sk_metric).fit(X, y)
+        np.testing.assert_array_equal(ours.predict(Q), ref.predict(Q))
+        np.testing.assert_allclose(ours.predict_proba(Q), ref.predict_proba(Q))
+        d_ref, i_ref = ref.kneighbors(Q.astype(np.float64))
+        d, i = ours.kneighbors(Q)
+        np.testing.assert_array_equal(i, i_ref)
+        np.testing.assert_allclose(d, d_ref, rtol=1e-6, atol=1e-6)
+
+
+def test_sklearn_cross_val_score_and_grid_search():
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(0, 1, (40, 3)), rng.normal(3, 1, (40, 3))])
+    y = np.repeat([3, 9], 40)
+    model = KNearestNeighbors(k=3, metric="l1", chunk_size=16)
+    assert clone(model).get_params() == model.get_params()
+    scores = cross_val_score(model, X, y, cv=4)
+    assert scores.shape == (4,) and scores.mean() > 0.8
+    grid = GridSearchCV(model, {"k": [1, 5, 15], "metric": ["l2", "cosine"]}, cv=3).fit(X, y)
+    assert grid.best_params_["k"] in (1, 5, 15)
+    assert grid.best_estimator_.score(X, y) == grid.score(X, y)
+    assert set(grid.predict(X)) <= {3, 9}
+
+
+# --- chunking and threads ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_chunk_sizes_give_identical_results(metric, monkeypatch):
+    rng = np.random.default_rng(9)
+    X = rng.integers(0, 256, (700, 20)).astype(np.float32)
+    Q = rng.integers(0, 256, (90, 20)).astype(np.float32)
+    y = rng.integers(0, 5, 700)
+    ref_d, ref_i = KNearestNeighbors(k=5, metric=metric).fit(X, y).kneighbors(Q)
+    for chunk_size in (1, 7, 64, 1000, (5, 3), (32, 150), [90, 700]):
+        d, i = KNearestNeighbors(k=5, metric=metric, chunk_size=chunk_size).fit(X, y).kneighbors(Q)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(d, ref_d)
+    # Automatic sizing from a smaller memory budget: several blocks of training rows.
+    monkeypatch.setattr(knn_module, "_BLOCK_BYTES", 20 * 150 * 4)
+    model = KNearestNeighbors(k=5, metric=metric).fit(X, y)
+    assert model._blocks(len(Q)) == (3000 // 46, 3000 // 64)
+    d, i = model.kneighbors(Q)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(d, ref_d)
+
+
+def test_automatic_block_size_follows_the_budget():
+    model = KNearestNeighbors().fit(np.zeros((50_000, 2), np.float32), np.zeros(50_000, int))
+    qc, tb = model._blocks(10_000)
+    assert tb == 50_000 and qc * tb * 4 <= knn_module._BLOCK_BYTES < (qc + 1) * tb * 4
+    assert model._blocks(10) == (10, 50_000)
+
+
+def test_l1_threads_give_identical_results(monkeypatch):
+    rng = np.random.default_rng(10)
+    X = rng.random((300, 40)).astype(np.float32)
+    Q = rng.random((77, 40)).astype(np.float32)
+    y = rng.integers(0, 3, 300)
+    one = KNearestNeighbors(k=4, metric="l1", n_jobs=1).fit(X, y).kneighbors(Q)
+    monkeypatch.setattr(knn_module, "_L1_JOB_ELEMENTS", 1000)  # threads even for tiny blocks
+    three = KNearestNeighbors(k=4, metric="l1", n_jobs=3).fit(X, y).kneighbors(Q)
+    np.testing.assert_array_equal(one[1], three[1])
+    np.testing.assert_array_equal(one[0], three[0])
+
+
+def test_selection_of_smallest_handles_duplicated_values():
+    # All-equal rows defeat the threshold filter; the per-row partition takes over.
+    A = np.zeros((3, 5000), dtype=np.float32)
+    A[1, 4000] = -1.0
+    A[2, :2500] = np.arange(2500, 0, -1)
+    vals, cols = knn_module._smallest(A, 4)
+    np.testing.assert_array_equal(vals, [[0, 0, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(np.take_along_axis(A, cols, 1), vals)
+    assert cols[1, 0] == 4000
+    assert all(len(set(row)) == 4 for row in cols.tolist())
+    assert (np.diff(cols[[0, 2]], axis=1) > 0).all()  # equal values by index
+    # The threshold path on distinct values agrees with a full sort.
+    B = np.random.default_rng(0).permutation(40_000).reshape(4, 10_000).astype(np.float32)
+    vals, cols = knn_module._smallest(B, 9)
+    np.testing.assert_array_equal(cols, np.argsort(B, axis=1)[:, :9])
+
+
+# --- cross-validation ------------------------------------------------------------------
+
+
+def test_stratified_folds_partition_the_data():
+    y = np.repeat([0, 1, 2], [10, 7, 3])
+    for random_state in (None, 0):
+        fold = _stratified_folds(y, 5, random_state)
+        assert fold.shape == y.shape and set(fold) == set(range(5))
+        sizes = np.bincount(fold)
+        assert sizes.sum() == len(y) and sizes.max() - sizes.min() <= 1
+        for c in range(3):  # every class spread as evenly as possible
+            per_class = np.bincount(fold[y == c], minlength=5)
+            assert per_class.max() - per_class.min() <= 1
+    a = _stratified_folds(y, 5, 1)
+    assert not np.array_equal(a, _stratified_folds(y, 5, 2))
+    np.testing.assert_array_equal(a, _stratified_folds(y, 5, 1))
+
+
+def test_cross_validate_matches_fitting_each_fold():
+    rng = np.random.default_rng(11)
+    X = np.concatenate([rng.normal(0, 1, (30, 4)), rng.normal(1.5, 1, (30, 4))])
+    y = np.repeat([0, 7], 30)
+    ks = (1, 2, 5, 9)
+    results = knn_cross_validate(X, y, ks=ks, folds=3, metric="l1", random_state=0)
+    assert sorted(results) == list(ks)
+    fold = _stratified_folds(y, 3, 0)
+    for k in ks:
+        assert results[k].shape == (3,)
+        for f in range(3):
+            held = fold == f
+            expected = KNearestNeighbors(k=k, metric="l1").fit(X[~held], y[~held])
+            assert results[k][f] == expected.score(X[held], y[held])
+
+
+def test_cross_validate_errors():
+    X = np.zeros((10, 2))
+    y = np.arange(10) % 2
+    with pytest.raises(ValueError, match="k=9 is larger than the smallest training part"):
+        knn_cross_validate(X, y, ks=(1, 9), folds=5)
+    with pytest.raises(ValueError, match="folds must be an int >= 2"):
+        knn_cross_validate(X, y, folds=1)
+    with pytest.raises(ValueError, match="repeated"):
+        knn_cross_validate(X, y, ks=(1, 1), folds=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        knn_cross_validate(X, y, ks=(0, 1), folds=2)
+
+
+def test_best_k_highest_mean_smallest_k_on_ties():
+    results = {
+        10: np.array([0.5, 0.7]),
+        3: np.array([0.6, 0.6]),
+        5: np.array([0.7, 0.5]),
+        1: np.array([0.4, 0.4]),
+    }
+    assert knn_best_k(results) == 3
+    results[20] = np.array([0.9, 0.4])
+    assert knn_best_k(results) == 20
+    with pytest.raises(ValueError, match="empty"):
+        knn_best_k({})
+
+
+def test_plot_knn_cv_writes_a_png(tmp_path):
+    from chainrule.report.plots import plot_knn_cv
+
+    results = {1: [0.3, 0.32, 0.31], 5: [0.35, 0.33, 0.36], 50: [0.28, 0.3, 0.29]}
+    path = plot_knn_cv(results, tmp_path / "cv" / "knn.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plot_knn_cv({}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="finite"):
+        plot_knn_cv({1: [np.nan]}, tmp_path / "x.png")
+
+
+# --- errors, parameters, model files ---------------------------------------------------
+
+
+def test_errors_name_the_problem():
+    X = np.zeros((4, 3), np.float32)
+    y = [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="k=5 is larger than the number of training samples"):
+        KNearestNeighbors(k=5).fit(X, y)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        KNearestNeighbors(k=0).fit(X, y)
+    with pytest.raises(TypeError, match="k must be an int"):
+        KNearestNeighbors(k=2.5).fit(X, y)
+    with pytest.raises(ValueError, match="metric must be one of l2, l1, cosine"):
+        KNearestNeighbors(metric="euclid").fit(X, y)
+    with pytest.raises(ValueError, match="chunk_size"):
+        KNearestNeighbors(chunk_size=0).fit(X, y)
+    with pytest.raises(ValueError, match="n_jobs"):
+        KNearestNeighbors(n_jobs=0).fit(X, y)
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        KNearestNeighbors().predict(X)
+    model = KNearestNeighbors(k=2).fit(X, y)
+    with pytest.raises(ValueError, match="X has 2 features, but KNearestNeighbors was fitted"):
+        model.predict(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(np.array([[0.0, np.nan, 0.0]]))
+    with pytest.raises(ValueError, match="NaN"):
+        KNearestNeighbors().fit(np.array([[np.nan]]), [0])
+    with pytest.raises(ValueError, match="infinity"):
+        model.kneighbors(np.array([[0.0, np.inf, 0.0]]))
+    with pytest.raises(ValueError, match="k=9 is larger"):
+        model.kneighbors(X, k=9)
+    with pytest.raises(ValueError, match="2-D"):
+        model.predict(np.zeros(3))
+    with pytest.raises(TypeError, match="integer class labels"):
+        KNearestNeighbors().fit(X, ["a", "b", "a", "b"])
+    with pytest.raises(ValueError, match="4 rows in X, 3 labels"):
+        KNearestNeighbors().fit(X, [0, 1, 0])
+    with pytest.raises(ValueError, match="empty"):
+        KNearestNeighbors().fit(np.zeros((0, 3)), [])
+
+
+def test_empty_query_gives_empty_answers():
+    model = KNearestNeighbors(k=2).fit(np.eye(3), [0, 1, 1])
+    assert model.predict(np.zeros((0, 3))).shape == (0,)
+    assert model.predict_proba(np.zeros((0, 3))).shape == (0, 2)
+    d, i = model.kneighbors(np.zeros((0, 3)))
+    assert d.shape == i.shape == (0, 2)
+
+
+def test_params_and_repr():
+    model = KNearestNeighbors(k=3, metric="cosine")
+    assert model.get_params() == {"k": 3, "metric": "cosine", "chunk_size": None, "n_jobs": None}
+    assert repr(model) == "KNearestNeighbors(k=3, metric='cosine')"
+    assert model.set_params(k=7).k == 7
+
+
+def test_model_file_round_trip(tmp_path):
+    from chainrule.models.io import load_model, save_model
+
+    rng = np.random.default_rng(12)
+    X = rng.integers(0, 256, (80, 12)).astype(np.uint8)
+    y = rng.integers(0, 3, 80) + 4
+    model = KNearestNeighbors(k=3, metric="l1", chunk_size=(8, 16)).fit(X, y)
+    path = save_model(tmp_path / "knn.npz", model, classes=["four", "five", "six"])
+    loaded = load_model(path)
+    assert loaded.name == "knn" and loaded.params["chunk_size"] == [8, 16]
+    Q = rng.integers(0, 256, (30, 12)).astype(np.uint8)
+    np.testing.assert_array_equal(loaded.model.predict(Q), model.predict(Q))
+    np.testing.assert_array_equal(loaded.model.classes_, [4, 5, 6])
+    with np.load(path, allow_pickle=False) as z:
+        assert z["model/fit_X"].dtype == np.uint8
