@@ -302,3 +302,14 @@ def test_init_errors():
         nn.BatchNorm1d(0)
     with pytest.raises(TypeError, match="Modules"):
         nn.Sequential(nn.ReLU(), "relu")
+
+
+def test_plain_float64_data_runs_in_the_network_dtype():
+    net = nn.Sequential(nn.Linear(4, 3, random_state=0), nn.ReLU(), nn.Linear(3, 2))
+    x64 = np.random.default_rng(0).standard_normal((5, 4))
+    out = net(x64)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.data, net(x64.astype(np.float32)).data)
+    assert nn.Linear(4, 3)(np.ones((2, 4), dtype=np.int64)).dtype == np.float32
+    # a Tensor input is not converted
+    assert nn.Linear(4, 3)(cr.Tensor(x64)).dtype == np.float64

@@ -263,6 +263,17 @@ class Module:
 # ---------------------------------------------------------------- layers
 
 
+def _input_like(x, weight):
+    """Plain-array input (data, not differentiated) in the weight's dtype: float64 or
+    integer data meeting float32 weights would otherwise make every product float64."""
+    if isinstance(x, Tensor):
+        return x
+    x = np.asarray(x)
+    if x.dtype != weight.data.dtype and x.dtype.kind in "fiub":
+        x = x.astype(weight.data.dtype)
+    return x
+
+
 _INITS = ("kaiming", "kaiming_uniform", "xavier", "xavier_uniform", "normal")
 
 
@@ -270,7 +281,9 @@ class Linear(Module):
     """Fully connected layer ``out = x @ weight + bias``.
 
     weight: (in_features, out_features), bias: (out_features,), both of `dtype`
-    (float32 by default). x: (N, in_features) -> (N, out_features).
+    (float32 by default). x: (N, in_features) -> (N, out_features). A plain array
+    input is converted to the weight's dtype (float64 data into a float32 network is
+    computed in float32); a Tensor input is used as it is.
 
     init: ``"kaiming"`` (He normal, for ReLU networks; the default),
     ``"kaiming_uniform"``, ``"xavier"`` (Glorot normal), ``"xavier_uniform"`` or
@@ -319,7 +332,7 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(_input_like(x, self.weight), self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (
@@ -489,7 +502,7 @@ class Sequential(Module):
         while i < n:
             m = mods[i]
             if i + 1 < n and type(m) is Linear and type(mods[i + 1]) is ReLU:
-                x = F.linear_relu(x, m.weight, m.bias)
+                x = F.linear_relu(_input_like(x, m.weight), m.weight, m.bias)
                 i += 2
                 continue
             x = m(x)
