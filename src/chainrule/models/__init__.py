@@ -1,3 +1,4 @@
 """Classifiers with scikit-learn conventions (fit, predict, predict_proba, score)."""
 
 from chainrule.models.knn import KNearestNeighbors, knn_best_k, knn_cross_validate  # noqa: F401
+from chainrule.models.linear import LinearSVM, SoftmaxClassifier  # noqa: F401
