@@ -2,3 +2,4 @@
 
 from chainrule.models.knn import KNearestNeighbors, knn_best_k, knn_cross_validate  # noqa: F401
 from chainrule.models.linear import LinearSVM, SoftmaxClassifier  # noqa: F401
+from chainrule.models.mlp import FullyConnectedNet, TwoLayerNet  # noqa: F401

@@ -1,0 +1,500 @@
+"""Fully connected networks as estimators: `TwoLayerNet` and `FullyConnectedNet`.
+
+The network is ``{Linear -> [BatchNorm1d] -> ReLU -> [Dropout]} x L -> Linear -> softmax``
+built from `chainrule.nn` modules and trained by `chainrule.train.Solver` on the
+softmax cross-entropy loss (with optional label smoothing) plus ``reg * sum(W**2)`` over
+the weight matrices (not biases, not batch-norm scales), as in the course. Decoupled
+weight decay (``optimizer="adamw"``, ``weight_decay=...``) is the alternative to `reg`.
+
+Both follow scikit-learn's conventions (``fit``, ``predict``, ``predict_proba``,
+``score``, ``get_params``) and save everything they learned, batch-norm running statistics
+included, through ``_state_dict`` / ``_load_state_dict`` for model files.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from chainrule.autograd.engine import Function, Tensor, no_grad
+from chainrule.models._base import (
+    BaseEstimator,
+    ClassifierMixin,
+    check_is_fitted,
+    check_labels,
+    check_random_state,
+    check_X,
+    check_X_y,
+)
+
+__all__ = ["FullyConnectedNet", "TwoLayerNet", "l2_penalty"]
+
+_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+_SCHEDULES = (None, "constant", "exponential", "step", "cosine", "warmup", "onecycle")
+
+
+class L2Penalty(Function):
+    """``reg * sum(W**2)`` of one weight array, a scalar; gradient ``2 * reg * W``.
+
+    One dot product forward and one scaled copy backward, instead of a graph of a square,
+    a sum and a product over millions of weights.
+    """
+
+    @staticmethod
+    def forward(ctx, W, reg):
+        flat = W.reshape(-1)
+        ctx.save_for_backward(W)
+        ctx.reg = reg
+        return np.asarray(reg * np.dot(flat, flat), dtype=W.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (W,) = ctx.saved_tensors
+        return W * (2.0 * ctx.reg * g), None
+
+    @staticmethod
+    def jvp(ctx, tW, _treg):
+        (W,) = ctx.saved_tensors
+        return 2.0 * ctx.reg * np.vdot(W, tW)
+
+
+def l2_penalty(weights, reg: float):
+    """``reg * sum over W in weights of sum(W**2)`` as a scalar Tensor (weights: Tensors)."""
+    total = None
+    for W in weights:
+        term = L2Penalty.apply(W, float(reg))
+        total = term if total is None else total + term
+    return total
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
+
+
+class FullyConnectedNet(ClassifierMixin, BaseEstimator):
+    """A fully connected ReLU network of any depth, trained with minibatch gradient descent.
+
+    Parameters
+    ----------
+    hidden_dims : sequence of int
+        Width of each hidden layer; ``(100,)`` is a two-layer network.
+    dropout : float in [0, 1)
+        Probability of dropping a hidden unit (inverted dropout after each ReLU).
+    batchnorm : bool
+        Batch normalization between each hidden Linear layer and its ReLU.
+    reg : float
+        L2 regularization strength: ``reg * sum(W**2)`` over the weight matrices is added
+        to the loss.
+    optimizer : "sgd", "momentum", "nesterov", "rmsprop", "adam" or "adamw"
+    learning_rate : float
+        The (peak, for "onecycle") learning rate.
+    lr_schedule : None, "constant", "exponential", "step", "cosine", "warmup" or "onecycle"
+        See `chainrule.optim.make_schedule`; sized for the whole run.
+    schedule_per : "iteration" or "epoch"
+        Whether the schedule steps after every minibatch or after every epoch.
+    batch_size, epochs : int
+    augment : bool
+        Random crops (``aug_padding`` pixels of padding) and horizontal flips of every
+        training minibatch; needs ``image_shape``.
+    image_shape : (H, W, C) or None
+        Shape of the images the rows were flattened from (HWC order), for `augment`.
+    aug_padding : int
+        Largest shift of a random crop, in pixels.
+    label_smoothing : float in [0, 1)
+        Share of the target probability spread evenly over all classes.
+    weight_decay : float
+        Weight decay of the weight matrices (decoupled for "adamw", added to the gradient
+        otherwise); biases and batch-norm parameters are never decayed.
+    momentum : float
+        Momentum of "momentum" / "nesterov" SGD.
+    weight_scale : float or None
+        Standard deviation of the initial weights (normal); None: He initialisation.
+    early_stopping_patience : int or None
+        Stop after this many epochs without a better validation accuracy.
+    random_state : int, Generator or None
+        Initialisation, shuffling, dropout masks and augmentation.
+    verbose : bool
+        Progress bar and one line per epoch.
+
+    Attributes (after fit)
+    ----------------------
+    classes_ : (C,) labels; n_features_in_ : int; net_ : the `chainrule.nn.Sequential`;
+    history_ : dict of lists (``loss`` per iteration; ``epoch_loss``, ``train_acc``,
+    ``val_acc``, ``lr``, ``epoch_time`` per epoch; ``best_epoch``, ``best_val_acc``).
+    """
+
+    def __init__(
+        self,
+        hidden_dims=(100,),
+        dropout=0.0,
+        batchnorm=False,
+        reg=0.0,
+        optimizer="adam",
+        learning_rate=1e-3,
+        lr_schedule=None,
+        schedule_per="iteration",
+        batch_size=200,
+        epochs=10,
+        augment=False,
+        image_shape=None,
+        aug_padding=4,
+        label_smoothing=0.0,
+        weight_decay=0.0,
+        momentum=0.9,
+        weight_scale=None,
+        early_stopping_patience=None,
+        random_state=None,
+        verbose=True,
+    ):
+        self.hidden_dims = hidden_dims
+        self.dropout = dropout
+        self.batchnorm = batchnorm
+        self.reg = reg
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.schedule_per = schedule_per
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.augment = augment
+        self.image_shape = image_shape
+        self.aug_padding = aug_padding
+        self.label_smoothing = label_smoothing
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.weight_scale = weight_scale
+        self.early_stopping_patience = early_stopping_patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ architecture
+    def _architecture(self) -> tuple[tuple[int, ...], float, bool]:
+        """(hidden widths, dropout, batchnorm), validated."""
+        dims = self.hidden_dims
+        if _is_int(dims):
+            dims = (dims,)
+        try:
+            dims = tuple(dims)
+        except TypeError:
+            raise TypeError(
+                f"hidden_dims must be a sequence of positive ints, got {self.hidden_dims!r}"
+            ) from None
+        if not all(_is_int(d) and d > 0 for d in dims):
+            raise ValueError(
+                f"hidden_dims must be a sequence of positive ints, got {self.hidden_dims!r}"
+            )
+        p = self.dropout
+        if not _is_real(p) or not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {p!r}")
+        if not isinstance(self.batchnorm, (bool, np.bool_)):
+            raise TypeError(f"batchnorm must be True or False, got {self.batchnorm!r}")
+        return tuple(int(d) for d in dims), float(p), bool(self.batchnorm)
+
+    def _build_network(self, n_features: int, n_classes: int, rng, dtype=np.float32):
+        """The `Sequential` for rows of `n_features` and `n_classes` classes.
+
+        Every layer that draws random numbers (initialisation, dropout masks) draws from
+        `rng`, so one generator state describes the whole run.
+        """
+        from chainrule import nn
+
+        dims, p, bn = self._architecture()
+        if self.weight_scale is None:
+            init = {"init": "kaiming"}
+        else:
+            if not _is_real(self.weight_scale) or self.weight_scale <= 0:
+                raise ValueError(
+                    f"weight_scale must be a positive number, got {self.weight_scale!r}"
+                )
+            init = {"init": "normal", "weight_scale": float(self.weight_scale)}
+        layers = []
+        d_in = n_features
+        for d in dims:
+            # The bias before batch norm would be cancelled by its mean subtraction.
+            layers.append(nn.Linear(d_in, d, bias=not bn, random_state=rng, dtype=dtype, **init))
+            if bn:
+                layers.append(nn.BatchNorm1d(d, dtype=dtype))
+            layers.append(nn.ReLU())
+            if p > 0:
+                layers.append(nn.Dropout(p, random_state=rng))
+            d_in = d
+        layers.append(nn.Linear(d_in, n_classes, random_state=rng, dtype=dtype, **init))
+        return nn.Sequential(*layers)
+
+    def _weights(self, net) -> list:
+        """The weight matrices (what `reg` penalises)."""
+        from chainrule import nn
+
+        return [m.weight for m in net.modules() if isinstance(m, nn.Linear)]
+
+    def _make_loss(self, net):
+        from chainrule.nn.functional import cross_entropy
+
+        ls = float(self.label_smoothing)
+        reg = float(self.reg)
+        weights = self._weights(net)
+
+        def loss_fn(scores, y):
+            loss = cross_entropy(scores, y, label_smoothing=ls)
+            if reg > 0:
+                loss = loss + l2_penalty(weights, reg)
+            return loss
+
+        return loss_fn
+
+    def _make_optimizer(self, net):
+        from chainrule import optim
+
+        name = self.optimizer
+        if name not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {name!r}")
+        lr = self.learning_rate
+        if not _is_real(lr) or lr <= 0:
+            raise ValueError(f"learning_rate must be a positive number, got {lr!r}")
+        wd = self.weight_decay
+        if not _is_real(wd) or wd < 0:
+            raise ValueError(f"weight_decay must be a non-negative number, got {wd!r}")
+        params = optim.weight_decay_groups(net, float(wd))
+        if name == "sgd":
+            return optim.SGD(params, lr=lr)
+        if name in ("momentum", "nesterov"):
+            mu = self.momentum
+            if not _is_real(mu) or not 0.0 <= mu < 1.0:
+                raise ValueError(f"momentum must be in [0, 1), got {mu!r}")
+            return optim.SGD(params, lr=lr, momentum=float(mu), nesterov=name == "nesterov")
+        if name == "rmsprop":
+            return optim.RMSProp(params, lr=lr)
+        if name == "adam":
+            return optim.Adam(params, lr=lr)
+        return optim.AdamW(params, lr=lr, weight_decay=float(wd))
+
+    def _make_schedule(self, opt, steps_per_epoch: int, epochs: int):
+        from chainrule import optim
+
+        if self.lr_schedule not in _SCHEDULES:
+            names = ", ".join(str(s) for s in _SCHEDULES)
+            raise ValueError(f"lr_schedule must be one of {names}; got {self.lr_schedule!r}")
+        if self.schedule_per not in ("iteration", "epoch"):
+            raise ValueError(
+                f'schedule_per must be "iteration" or "epoch", got {self.schedule_per!r}'
+            )
+        total = epochs * steps_per_epoch if self.schedule_per == "iteration" else epochs
+        kwargs = {}
+        if self.lr_schedule == "onecycle" and self.optimizer in ("sgd", "rmsprop"):
+            kwargs["cycle_momentum"] = False
+        return optim.make_schedule(self.lr_schedule, opt, total, **kwargs)
+
+    def _make_augment(self, n_features: int):
+        if not self.augment:
+            return None
+        if self.image_shape is None:
+            raise ValueError(
+                "augment=True needs image_shape=(H, W, C), the shape the rows were flattened from"
+            )
+        try:
+            shape = tuple(int(s) for s in self.image_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"image_shape must be (H, W, C), got {self.image_shape!r}") from None
+        if len(shape) != 3 or int(np.prod(shape)) not in (n_features, n_features - 1):
+            raise ValueError(
+                f"image_shape {self.image_shape!r} does not match rows of {n_features} features"
+            )
+        pad = self.aug_padding
+        if not _is_int(pad) or pad < 0:
+            raise ValueError(f"aug_padding must be a non-negative int, got {pad!r}")
+        from chainrule.data.augment import random_crop_flip_flat
+
+        def augment(X, rng):
+            return random_crop_flip_flat(X, shape, padding=int(pad), flip=True, rng=rng)
+
+        return augment
+
+    def _check_hyperparameters(self) -> None:
+        self._architecture()
+        for name in ("batch_size", "epochs"):
+            v = getattr(self, name)
+            if not _is_int(v) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if not _is_real(self.reg) or self.reg < 0:
+            raise ValueError(f"reg must be a non-negative number, got {self.reg!r}")
+        ls = self.label_smoothing
+        if not _is_real(ls) or not 0.0 <= ls < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {ls!r}")
+
+    # ------------------------------------------------------------ fitting
+    def fit(self, X, y, X_val=None, y_val=None, *, checkpoint_dir=None, resume=False):
+        """Train on rows X (N, D) with labels y (N,); validate on (X_val, y_val) if given.
+
+        With validation data the model of the best validation epoch is kept. With
+        `checkpoint_dir` a checkpoint is written after every epoch; ``resume=True``
+        continues from the checkpoint found there (same data and hyperparameters give the
+        same final model as an uninterrupted run). Returns self.
+        """
+        from chainrule.train.solver import Solver, batches_per_epoch
+
+        self._check_hyperparameters()
+        X, y = check_X_y(X, y, dtype=np.float32)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has a single class ({self.classes_[0]}); need at least 2")
+        self.n_features_in_ = X.shape[1]
+        if (X_val is None) != (y_val is None):
+            raise ValueError("give both X_val and y_val, or neither")
+        if X_val is not None:
+            X_val = check_X(X_val, name="X_val", dtype=np.float32, n_features=X.shape[1])
+            y_val = self._encode(check_labels(y_val, name="y_val"), "y_val")
+            if X_val.shape[0] != y_val.shape[0]:
+                raise ValueError(
+                    f"X_val has {X_val.shape[0]} rows but y_val has {y_val.shape[0]} labels"
+                )
+        rng = check_random_state(self.random_state)
+        net = self._build_network(X.shape[1], len(self.classes_), rng)
+        opt = self._make_optimizer(net)
+        steps = batches_per_epoch(X.shape[0], self.batch_size)
+        schedule = self._make_schedule(opt, steps, self.epochs)
+        solver = Solver(
+            net,
+            opt,
+            self._make_loss(net),
+            X,
+            y_idx,
+            X_val,
+            y_val,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            lr_schedule=schedule,
+            schedule_per=self.schedule_per,
+            augment=self._make_augment(X.shape[1]),
+            early_stopping_patience=self.early_stopping_patience,
+            checkpoint_dir=checkpoint_dir,
+            random_state=rng,
+            verbose=self.verbose,
+        )
+        solver.train(resume=resume)
+        self.net_ = net
+        self.history_ = dict(solver.history)
+        self.history_["best_epoch"] = solver.best_epoch
+        self.history_["best_val_acc"] = solver.best_val_acc if solver.X_val is not None else None
+        return self
+
+    def _encode(self, y, name: str) -> np.ndarray:
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        bad = self.classes_[idx] != y
+        if bad.any():
+            raise ValueError(f"{name} has labels not seen in y: {np.unique(y[bad])[:10].tolist()}")
+        return idx
+
+    # ------------------------------------------------------------ prediction
+    def decision_function(self, X, batch_size: int = 1000) -> np.ndarray:
+        """Class scores (N, C), float32, of rows X (N, D): the network in eval mode."""
+        check_is_fitted(self, "net_")
+        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+        self.net_.eval()
+        out = []
+        with no_grad():
+            for i in range(0, X.shape[0], batch_size):
+                out.append(self.net_(Tensor(X[i : i + batch_size])).data)
+        return np.concatenate(out, axis=0)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Softmax probabilities (N, C), float32; column j is class ``classes_[j]``."""
+        s = self.decision_function(X)
+        s = s - s.max(axis=1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(axis=1, keepdims=True)
+        return s
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels (N,) of rows X (N, D)."""
+        scores = self.decision_function(X)
+        return self.classes_[scores.argmax(axis=1)]
+
+    # ------------------------------------------------------------ model files
+    def _state_dict(self) -> dict[str, np.ndarray]:
+        check_is_fitted(self, "net_")
+        state = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        state["classes_"] = np.asarray(self.classes_)
+        state["n_features_in_"] = np.array(self.n_features_in_, dtype=np.int64)
+        return state
+
+    def _load_state_dict(self, state) -> None:
+        for k in ("classes_", "n_features_in_"):
+            if k not in state:
+                raise ValueError(f"{type(self).__name__} state has no {k!r}")
+        classes = np.asarray(state["classes_"])
+        n_features = int(np.asarray(state["n_features_in_"]))
+        net = self._build_network(n_features, len(classes), np.random.default_rng(0))
+        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        net.eval()
+        self.classes_ = classes
+        self.n_features_in_ = n_features
+        self.net_ = net
+
+
+class TwoLayerNet(FullyConnectedNet):
+    """The lecture's two-layer network: ``Linear -> ReLU -> Linear -> softmax``.
+
+    A `FullyConnectedNet` with one hidden layer of `hidden_size` units and no batch norm;
+    the other parameters are those of `FullyConnectedNet`.
+    """
+
+    def __init__(
+        self,
+        hidden_size=100,
+        dropout=0.0,
+        reg=0.0,
+        optimizer="adam",
+        learning_rate=1e-3,
+        lr_schedule=None,
+        schedule_per="iteration",
+        batch_size=200,
+        epochs=10,
+        augment=False,
+        image_shape=None,
+        aug_padding=4,
+        label_smoothing=0.0,
+        weight_decay=0.0,
+        momentum=0.9,
+        weight_scale=None,
+        early_stopping_patience=None,
+        random_state=None,
+        verbose=True,
+    ):
+        self.hidden_size = hidden_size
+        self.dropout = dropout
+        self.reg = reg
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.schedule_per = schedule_per
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.augment = augment
+        self.image_shape = image_shape
+        self.aug_padding = aug_padding
+        self.label_smoothing = label_smoothing
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.weight_scale = weight_scale
+        self.early_stopping_patience = early_stopping_patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @property
+    def hidden_dims(self):
+        return (self.hidden_size,)
+
+    @property
+    def batchnorm(self):
+        return False
+
+    def _architecture(self):
+        if not _is_int(self.hidden_size) or self.hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size!r}")
+        return super()._architecture()
