@@ -262,3 +262,92 @@ def test_console_entry_point_exit_status(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"chainrule eval: error: no run folder or model file '{tmp_path / 'missing'}'"
     ]
+
+
+# -- networks ------------------------------------------------------------------------------
+
+
+def test_mlp_flags_reach_the_model_and_plots(tmp_path, capsys):
+    run = tmp_path / "mlp"
+    code, out, _ = cli(
+        capsys,
+        "train",
+        "mlp",
+        "--hidden",
+        "32,16",
+        "--dropout",
+        "0.1",
+        "--batchnorm",
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "1e-4",
+        "--schedule",
+        "cosine",
+        "--label-smoothing",
+        "0.1",
+        "--lr",
+        "3e-3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--seed",
+        "3",
+        "--out",
+        run,
+        "--quiet",
+    )
+    assert code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    p = metrics["params"]
+    assert p["hidden_dims"] == [32, 16] and p["dropout"] == 0.1 and p["batchnorm"] is True
+    assert p["optimizer"] == "adamw" and p["weight_decay"] == 1e-4
+    assert p["lr_schedule"] == "cosine" and p["label_smoothing"] == 0.1
+    assert p["learning_rate"] == 3e-3 and p["epochs"] == 2 and p["batch_size"] == 128
+    assert p["random_state"] == 3
+    assert len(metrics["history"]["val_acc"]) == 2
+    assert {"first_layer.png", "loss.png", "confusion.png"} <= {f.name for f in run.iterdir()}
+    assert not (run / "checkpoint.npz").exists()  # removed once the run has finished
+    loaded = load_model(run / "model.npz")
+    assert loaded.model.hidden_dims == [32, 16]
+    code, _, err = cli(capsys, "train", "twolayer", "--hidden", "8,8", "--out", tmp_path / "t")
+    assert_user_error(code, err, "twolayer has one hidden layer")
+    code, _, err = cli(capsys, "train", "knn", "--dropout", "0.5", "--out", tmp_path / "k")
+    assert_user_error(code, err, "--dropout does not apply to model knn")
+
+
+def test_resume_an_interrupted_run_gives_the_uninterrupted_model(tmp_path, capsys, monkeypatch):
+    from chainrule.train.solver import Solver
+
+    argv = ["train", "twolayer", "--hidden", "16", "--epochs", "4", "--seed", "5", "--quiet"]
+    code, _, _ = cli(capsys, *argv, "--out", tmp_path / "whole")
+    assert code == 0
+
+    real_epoch = Solver._run_epoch
+
+    def interrupted(self, n):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        real_epoch(self, n)
+
+    monkeypatch.setattr(Solver, "_run_epoch", interrupted)
+    code, _, _ = cli(capsys, *argv, "--out", tmp_path / "cut")
+    assert code == 130
+    assert (tmp_path / "cut" / "checkpoint.npz").exists()
+    assert not (tmp_path / "cut" / "model.npz").exists()
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "running"
+    monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
+
+    code, _, _ = cli(capsys, "train", "--resume", tmp_path / "cut", "--quiet")
+    assert code == 0
+    whole = load_model(tmp_path / "whole" / "model.npz").model._state_dict()
+    resumed = load_model(tmp_path / "cut" / "model.npz").model._state_dict()
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        np.testing.assert_array_equal(whole[key], resumed[key], err_msg=key)
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert a["history"]["val_acc"] == b["history"]["val_acc"]
+    code, _, err = cli(capsys, "train", "--resume", tmp_path / "cut")
+    assert_user_error(code, err, "has finished")

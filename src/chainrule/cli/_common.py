@@ -269,6 +269,10 @@ def _cell(value: object) -> str:
 def fmt_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:

@@ -14,6 +14,7 @@ import time
 from chainrule.cli import CommandError
 from chainrule.cli._common import (
     MODEL_NAMES,
+    NET_MODELS,
     add_data_arguments,
     check_out_dir,
     fmt_acc,
@@ -116,7 +117,18 @@ def run(args) -> int:
     for i, name in enumerate(names, 1):
         info(args, f"[{i}/{len(names)}] {name}")
         params, tuning = choose_params(
-            name, args, X, y, Xv, yv, len(classes), search=args.search, progress=progress
+            name,
+            args,
+            X,
+            y,
+            Xv,
+            yv,
+            len(classes),
+            search=args.search,
+            progress=progress,
+            image_shape=shape,
+            # one line per epoch of every network would bury the comparison table
+            verbose=False if name in NET_MODELS else None,
         )
         search = tuning.get("search", {})
         if name in ("svm", "softmax") and search.get("_best_estimator") is not None:
@@ -125,7 +137,7 @@ def run(args) -> int:
                 r["fit_time"] for r in search["results"] if r["params"] == search["best_params"]
             )
         else:
-            model, fit_time = fit_model(name, params, X, y, Xv, yv, image_shape=shape)
+            model, fit_time = fit_model(name, params, X, y, Xv, yv)
         val_acc, cm_val, val_time = evaluate_split(model, Xv, yv, len(classes))
         test_acc = cm_test = test_time = None
         if Xt is not None:
