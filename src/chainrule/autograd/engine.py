@@ -80,7 +80,12 @@ class Context:
     `save_for_backward(*arrays)` stores arrays, read back as `ctx.saved_tensors`; any
     other attribute may be set freely (`ctx.axis = axis`). `needs_input_grad` tells, per
     argument of `apply`, whether a gradient is wanted for it, so backward can skip work.
-    After a backward pass without ``retain_graph=True`` everything saved is released.
+    After a backward pass without ``retain_graph=True`` everything saved is released
+    (`released` becomes True); `fn` and `inputs` stay, so the graph can still be drawn.
+
+    A Context can also be made by hand, ``ctx = Context()``, to call a Function's
+    ``forward(ctx, ...)`` and ``backward(ctx, dout)`` without any graph, as the course's
+    ``forward -> cache`` / ``backward(dout, cache)`` pairs.
     """
 
     __slots__ = (
@@ -88,25 +93,47 @@ class Context:
         "needs_input_grad",
         "fn",
         "inputs",
-        "released",
         "retain_grad",
         "grad_output",
+        # How many recorded operations consume this output (counted by `apply`), and
+        # the bookkeeping of a running backward pass: pass marker, consumers still to
+        # send their gradient, the gradient summed so far.
+        "_consumers",
+        "_visit",
+        "_left",
+        "_gsum",
         "__dict__",
     )
 
     def __init__(self):
         self.saved_tensors = ()
-        self.released = False
+        self.needs_input_grad = ()
+        self.fn = None
+        self.inputs = ()
         self.retain_grad = False
         self.grad_output = None
+        self._consumers = 0
+        self._visit = None
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
 
+    @property
+    def released(self) -> bool:
+        """True once a backward pass has freed what forward saved."""
+        return self.saved_tensors is None
+
     def _release(self) -> None:
         self.saved_tensors = None
         self.__dict__.clear()
-        self.released = True
+
+
+_new = object.__new__
+_ndarray = np.ndarray
+# 0-d results are kept as NumPy scalars inside the engine: arithmetic on them costs a
+# fraction of the same arithmetic on 0-d arrays, which is what makes graphs of scalars
+# fast. `Tensor.data` still always hands out an ndarray.
+_SCALARS = (np.float64, np.float32, np.float16, np.longdouble)
 
 
 class Function:
@@ -143,6 +170,11 @@ class Function:
     argument for Tensor arguments, None for constants) and returns the output's tangent.
     """
 
+    # Whether forward/backward accept NumPy scalars (np.float64, ...) where a 0-d array
+    # could appear. The built-in operations do; a subclass gets 0-d ndarrays unless it
+    # sets this to True.
+    scalar_inputs = False
+
     @staticmethod
     def forward(ctx, *args):
         raise NotImplementedError
@@ -157,29 +189,82 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        ctx = Context()
-        raw = []
-        needs = []
-        for a in args:
+        ctx = _new(Context)
+        ctx.saved_tensors = ()
+        if len(args) == 2 and cls.scalar_inputs:
+            # The common binary case, unrolled: it runs once per operation of a graph.
+            a, b = args
             if isinstance(a, Tensor):
-                raw.append(a.data)
-                needs.append(a.requires_grad)
+                ra = a._data
+                na = a.requires_grad
             else:
-                raw.append(a)
-                needs.append(False)
-        ctx.needs_input_grad = needs
-        result = cls.forward(ctx, *raw)
-        if type(result) is not np.ndarray:
+                ra = a
+                na = False
+            if isinstance(b, Tensor):
+                rb = b._data
+                nb = b.requires_grad
+            else:
+                rb = b
+                nb = False
+            ctx.needs_input_grad = [na, nb]
+            result = cls.forward(ctx, ra, rb)
+            record = (na or nb) and _Mode.grad_enabled
+            if record:
+                # Tell the operations that made the inputs that one more consumer waits
+                # for their gradient (the backward pass runs an operation once all its
+                # consumers have sent theirs).
+                if na:
+                    pc = a._ctx
+                    if pc is not None:
+                        pc._consumers += 1
+                if nb:
+                    pc = b._ctx
+                    if pc is not None:
+                        pc._consumers += 1
+        else:
+            raw = []
+            needs = []
+            wanted = False
+            scalars_ok = cls.scalar_inputs
+            for a in args:
+                if isinstance(a, Tensor):
+                    d = a._data
+                    if not scalars_ok and d.__class__ is not _ndarray:
+                        d = a.data
+                    raw.append(d)
+                    if a.requires_grad:
+                        needs.append(True)
+                        wanted = True
+                    else:
+                        needs.append(False)
+                else:
+                    raw.append(a)
+                    needs.append(False)
+            ctx.needs_input_grad = needs
+            result = cls.forward(ctx, *raw)
+            record = wanted and _Mode.grad_enabled
+            if record:
+                for a, need in zip(args, needs):
+                    if need:
+                        pc = a._ctx
+                        if pc is not None:
+                            pc._consumers += 1
+        rc = result.__class__
+        if rc is not _ndarray and rc not in _SCALARS:
             result = np.asarray(result)
-        out = Tensor.__new__(Tensor)
-        out.data = result
+        out = _new(Tensor)
+        out._data = result
         out._grad = None
         out._tangent = None
         out.name = None
-        if _Mode.grad_enabled and True in needs:
+        if record:
             out.requires_grad = True
             ctx.fn = cls
             ctx.inputs = args
+            ctx.retain_grad = False
+            ctx.grad_output = None
+            ctx._consumers = 0
+            ctx._visit = None
             out._ctx = ctx
         else:
             out.requires_grad = False
@@ -209,9 +294,11 @@ def _forward_mode_step(cls, ctx, args, out) -> None:
         raise NotImplementedError(
             f"{cls.__name__} has no forward-mode rule (define {cls.__name__}.jvp)"
         ) from None
-    t = np.asarray(t, dtype=out.data.dtype)
-    if t.shape != out.data.shape:
-        t = np.broadcast_to(t, out.data.shape).copy()
+    dtype = out._data.dtype
+    t = np.asarray(t, dtype=dtype)
+    shape = out._data.shape
+    if t.shape != shape:
+        t = np.broadcast_to(t, shape).copy()
     out._tangent = t
 
 
@@ -228,6 +315,17 @@ def _sum_to_shape(g: np.ndarray, shape: tuple, fn_name: str) -> np.ndarray:
             f"for an input of shape {shape}"
         )
     return g
+
+
+def _conform(ig, data, fn_name: str):
+    """The gradient `ig` with the shape and dtype of the input value `data`."""
+    if not isinstance(ig, (_ndarray, np.generic)):
+        ig = np.asarray(ig)
+    if ig.shape != data.shape:
+        ig = _sum_to_shape(np.asarray(ig), data.shape, fn_name)
+    if ig.dtype != data.dtype:
+        ig = ig.astype(data.dtype)
+    return ig
 
 
 def _as_float_array(data, dtype=None) -> np.ndarray:
@@ -257,12 +355,16 @@ class Tensor:
     to that input's shape.
     """
 
-    __slots__ = ("data", "requires_grad", "_grad", "_ctx", "_tangent", "name", "__weakref__")
+    __slots__ = ("_data", "requires_grad", "_grad", "_ctx", "_tangent", "name", "__weakref__")
     # Makes NumPy hand `array * tensor` over to Tensor.__rmul__.
     __array_ufunc__ = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
-        self.data = _as_float_array(data, dtype)
+        if data.__class__ is float and dtype is None:
+            self._data = np.float64(data)
+        else:
+            arr = _as_float_array(data, dtype)
+            self._data = arr[()] if arr.ndim == 0 and arr is not data else arr
         self.requires_grad = bool(requires_grad)
         self._grad = None
         self._ctx = None
@@ -271,6 +373,20 @@ class Tensor:
 
     # ----------------------------------------------------------------- attributes
     @property
+    def data(self) -> np.ndarray:
+        """The values, an ndarray (0-d for a single number)."""
+        d = self._data
+        if d.__class__ is not _ndarray:
+            # Kept as a NumPy scalar so far; from now on it is this 0-d array, so that
+            # writes into it (``t.data[...] = v``) are seen by later operations.
+            d = self._data = np.asarray(d)
+        return d
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data = value if value.__class__ is _ndarray else np.asarray(value)
+
+    @property
     def grad(self):
         """The accumulated gradient (ndarray of this tensor's shape) or None.
 
@@ -278,17 +394,21 @@ class Tensor:
         by an operation it is kept only after `retain_grad()` or a backward pass with
         ``retain_graph=True``.
         """
-        if self._ctx is not None:
-            return self._ctx.grad_output
+        ctx = self._ctx
+        if ctx is not None:
+            g = ctx.grad_output
+            if g is not None and g.__class__ is not _ndarray:
+                g = ctx.grad_output = np.asarray(g)
+            return g
         return self._grad
 
     @grad.setter
     def grad(self, value):
         if value is not None:
-            value = np.asarray(value, dtype=self.data.dtype)
-            if value.shape != self.data.shape:
+            value = np.asarray(value, dtype=self._data.dtype)
+            if value.shape != self._data.shape:
                 raise ValueError(
-                    f"gradient of shape {value.shape} for a tensor of shape {self.data.shape}"
+                    f"gradient of shape {value.shape} for a tensor of shape {self._data.shape}"
                 )
         if self._ctx is not None:
             self._ctx.grad_output = value
@@ -297,19 +417,19 @@ class Tensor:
 
     @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def is_leaf(self) -> bool:
@@ -324,25 +444,30 @@ class Tensor:
         return len(self.data)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, precision=4, separator=", ", prefix="Tensor(")
+        body = np.array2string(
+            np.asarray(self._data), precision=4, separator=", ", prefix="Tensor("
+        )
         extra = ""
-        if self.data.dtype != np.float64:
-            extra += f", dtype={self.data.dtype}"
+        if self._data.dtype != np.float64:
+            extra += f", dtype={self._data.dtype}"
         if self._ctx is not None:
             extra += f", grad_fn={self._ctx.fn.__name__}"
         elif self.requires_grad:
             extra += ", requires_grad=True"
+        if self.name is not None:
+            extra += f", name={self.name!r}"
         return f"Tensor({body}{extra})"
 
     def __array__(self, dtype=None, copy=None):
-        if dtype is not None and dtype != self.data.dtype:
-            return self.data.astype(dtype)
+        d = self.data
+        if dtype is not None and dtype != d.dtype:
+            return d.astype(dtype)
         if copy:
-            return self.data.copy()
-        return self.data
+            return d.copy()
+        return d
 
     def item(self) -> float:
-        return self.data.item()
+        return self._data.item()
 
     def numpy(self) -> np.ndarray:
         """The data as an ndarray (shared, not copied)."""
@@ -350,10 +475,17 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data, cut off from the graph."""
-        return Tensor(self.data)
+        t = Tensor.__new__(Tensor)
+        t._data = self._data
+        t.requires_grad = False
+        t._grad = t._ctx = t._tangent = t.name = None
+        return t
 
     def zero_grad(self) -> None:
-        self.grad = None
+        if self._ctx is None:
+            self._grad = None
+        else:
+            self._ctx.grad_output = None
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if self._ctx is not None and not flag:
@@ -381,19 +513,20 @@ class Tensor:
                 "backward() on a tensor that does not require grad: no input of the "
                 "computation has requires_grad=True"
             )
+        data = self._data
         if grad is None:
-            if self.data.size != 1:
+            if data.size != 1:
                 raise RuntimeError(
-                    f"backward() on a non-scalar output of shape {self.data.shape} needs "
+                    f"backward() on a non-scalar output of shape {data.shape} needs "
                     "an upstream gradient of that shape: call backward(grad)"
                 )
-            grad = np.ones_like(self.data)
+            grad = np.ones(data.shape, dtype=data.dtype)
         else:
-            grad = np.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
-            if grad.shape != self.data.shape:
+            grad = np.array(grad._data if isinstance(grad, Tensor) else grad, dtype=data.dtype)
+            if grad.shape != data.shape:
                 raise ValueError(
                     f"backward(grad): grad has shape {grad.shape} but the output has "
-                    f"shape {self.data.shape}"
+                    f"shape {data.shape}"
                 )
         run_backward(self, grad, retain_graph)
 
@@ -442,16 +575,16 @@ class Tensor:
 
     # Comparisons give plain boolean arrays: they have no gradient.
     def __lt__(self, other):
-        return self.data < _data(other)
+        return np.asarray(self._data < _data(other))
 
     def __le__(self, other):
-        return self.data <= _data(other)
+        return np.asarray(self._data <= _data(other))
 
     def __gt__(self, other):
-        return self.data > _data(other)
+        return np.asarray(self._data > _data(other))
 
     def __ge__(self, other):
-        return self.data >= _data(other)
+        return np.asarray(self._data >= _data(other))
 
     def __getitem__(self, index):
         if isinstance(index, Tensor):
@@ -504,11 +637,12 @@ class Tensor:
         return _ops.Transpose.apply(self, None)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
-        shape = self.data.shape
-        if self.data.ndim == 0:
+        shape = self._data.shape
+        ndim = len(shape)
+        if ndim == 0:
             return self.reshape(1)
-        start = start_dim % self.data.ndim
-        end = end_dim % self.data.ndim
+        start = start_dim % ndim
+        end = end_dim % ndim
         if start > end:
             raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
         new_shape = shape[:start] + (int(np.prod(shape[start : end + 1])),) + shape[end + 1 :]
@@ -525,89 +659,173 @@ class Tensor:
 
 
 def _data(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x._data if isinstance(x, Tensor) else x
 
 
-def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
-    """Backpropagate `grad` (dL/d root) through the graph that produced `root`."""
+_RELEASED_MESSAGE = (
+    "trying to backward through the graph a second time: its saved values were "
+    "released by the first backward; use backward(retain_graph=True) the first time "
+    "to keep them"
+)
+
+
+def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
+    """Backpropagate `grad` (dL/d root, shaped like root) through the graph of `root`.
+
+    Upstream gradient x local gradient = downstream gradient: every operation runs its
+    backward once, after all the operations that consumed its output have sent their
+    gradient (a reverse topological order, without recursion), and gradients reaching
+    the same value add up. The leaves' ``.grad`` grow by the gradients that reach them.
+
+    The number of consumers of each output is counted as the graph is built, so no
+    extra pass over the graph is needed. Consumers that are not part of this backward
+    pass (an output also used by another loss) never send a gradient; if the pass stalls
+    on them, the consumers still to come are counted exactly and it goes on.
+    """
     ctx = root._ctx
     if ctx is None:  # a leaf: its gradient is the upstream gradient itself
-        root._grad = grad if root._grad is None else root._grad + grad
+        g = np.array(grad, dtype=root._data.dtype)
+        root._grad = g if root._grad is None else root._grad + g
         return
 
-    # Pass 1: for every operation in the graph, count the operations that consume its
-    # output. An operation is ready for its backward once all of them have sent their
-    # gradient: that is a reverse topological order, found without recursion.
-    pending = {ctx: 0}
-    stack = [ctx]
+    visit = object()  # marks the operations reached by this pass and not yet run
+    done = object()  # marks those that have run
+    ctx._gsum = grad
+    ready = [ctx]
+    push = ready.append
+    pop = ready.pop
+    waiting = 0  # operations reached by this pass that still wait for a consumer
+    leaf_grads = {}
+    while True:
+        while ready:
+            c = pop()
+            c._visit = done
+            g = c._gsum
+            c._gsum = None
+            inputs = c.inputs
+            fn = c.fn
+            if g is None:
+                # Every consumer sent None: there is nothing to pass on, but the inputs
+                # must still hear from this consumer.
+                in_grads = (None,) * len(inputs)
+            else:
+                if c.saved_tensors is None:
+                    raise RuntimeError(_RELEASED_MESSAGE)
+                if retain_graph or c.retain_grad:
+                    prev = c.grad_output
+                    c.grad_output = g if prev is None else prev + g
+                if fn.scalar_inputs or g.__class__ is _ndarray:
+                    in_grads = fn.backward(c, g)
+                else:
+                    in_grads = fn.backward(c, np.asarray(g))
+                if in_grads.__class__ is not tuple:
+                    in_grads = (in_grads,)
+                if len(in_grads) != len(inputs):
+                    raise RuntimeError(
+                        f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
+                        f"{len(inputs)} inputs"
+                    )
+            if not retain_graph:
+                # Free what forward saved as soon as it has been used.
+                c.saved_tensors = None
+                c.__dict__.clear()
+            for t, ig, need in zip(inputs, in_grads, c.needs_input_grad):
+                if not need:
+                    continue
+                if ig is not None:
+                    d = t._data
+                    cls = ig.__class__
+                    if cls is not d.__class__ or (
+                        cls is _ndarray and (ig.shape != d.shape or ig.dtype != d.dtype)
+                    ):
+                        ig = _conform(ig, d, fn.__name__)
+                pc = t._ctx
+                if pc is None:
+                    if ig is not None:
+                        prev = leaf_grads.get(t)
+                        leaf_grads[t] = ig if prev is None else prev + ig
+                elif pc._visit is visit:
+                    if ig is not None:
+                        prev = pc._gsum
+                        pc._gsum = ig if prev is None else prev + ig
+                    left = pc._left - 1
+                    pc._left = left
+                    if left == 0:
+                        waiting -= 1
+                        push(pc)
+                else:
+                    pc._visit = visit
+                    pc._gsum = ig
+                    left = pc._consumers - 1
+                    pc._left = left
+                    if left == 0:
+                        push(pc)
+                    else:
+                        waiting += 1
+        if not waiting:
+            break
+        waiting = _recount(ctx, visit, done, push)
+        if not ready:
+            raise RuntimeError("backward: the graph has a cycle")
+
+    # A leaf owns its gradient: a view, or an array also handed elsewhere, is copied, so
+    # changing one .grad in place never changes another.
+    handed = set()
+    for t, g in leaf_grads.items():
+        if g.__class__ is not _ndarray:
+            g = np.asarray(g)
+        elif g.base is not None or id(g) in handed:
+            g = g.copy()
+        handed.add(id(g))
+        prev = t._grad
+        if prev is None:
+            t._grad = g
+        else:
+            s = prev + g
+            t._grad = s if s.__class__ is _ndarray else np.asarray(s)
+
+
+def _recount(root_ctx, visit, done, push) -> int:
+    """Count exactly which consumers are still to send a gradient, for every operation
+    of the graph below `root_ctx` that has not run yet; queue those that wait for none.
+
+    Returns how many operations still wait for a consumer.
+    """
+    pending = [c for c in _graph_contexts(root_ctx) if c._visit is not done]
+    for c in pending:
+        if c._visit is not visit:  # not reached yet
+            c._visit = visit
+            c._gsum = None
+        c._left = 0
+    for c in pending:
+        for t, need in zip(c.inputs, c.needs_input_grad):
+            if need and t._ctx is not None:
+                t._ctx._left += 1
+    waiting = 0
+    for c in pending:
+        if c._left == 0:
+            push(c)
+        else:
+            waiting += 1
+    return waiting
+
+
+def _graph_contexts(root_ctx) -> list:
+    """The contexts of every recorded operation that `root_ctx` depends on (itself
+    included), found without recursion."""
+    seen = {root_ctx}
+    stack = [root_ctx]
+    found = []
     while stack:
         c = stack.pop()
-        for t in c.inputs:
-            if isinstance(t, Tensor) and t._ctx is not None:
+        found.append(c)
+        for t, need in zip(c.inputs, c.needs_input_grad):
+            if need:
                 pc = t._ctx
-                if pc in pending:
-                    pending[pc] += 1
-                else:
-                    pending[pc] = 1
+                if pc is not None and pc not in seen:
+                    seen.add(pc)
                     stack.append(pc)
-
-    # Pass 2: upstream gradient x local gradient = downstream gradient.
-    grads = {ctx: grad}
-    ready = [ctx]
-    handed_to_leaves = set()
-    while ready:
-        c = ready.pop()
-        g = grads.pop(c)
-        if c.released:
-            raise RuntimeError(
-                "trying to backward through the graph a second time: its saved values "
-                "were released by the first backward; use backward(retain_graph=True) "
-                "the first time to keep them"
-            )
-        if retain_graph or c.retain_grad:
-            c.grad_output = g if c.grad_output is None else c.grad_output + g
-        fn = c.fn
-        in_grads = fn.backward(c, g)
-        if type(in_grads) is not tuple:
-            in_grads = (in_grads,)
-        inputs = c.inputs
-        if len(in_grads) != len(inputs):
-            raise RuntimeError(
-                f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
-                f"{len(inputs)} inputs"
-            )
-        for t, ig in zip(inputs, in_grads):
-            if ig is None or not isinstance(t, Tensor) or not t.requires_grad:
-                continue
-            if type(ig) is not np.ndarray:
-                ig = np.asarray(ig)
-            tdata = t.data
-            if ig.shape != tdata.shape:
-                ig = _sum_to_shape(ig, tdata.shape, fn.__name__)
-            if ig.dtype != tdata.dtype:
-                ig = ig.astype(tdata.dtype)
-            pc = t._ctx
-            if pc is None:
-                if t._grad is None:
-                    # A leaf must own its gradient: a view or an array already given to
-                    # another leaf is copied, so changing one .grad never changes another.
-                    if ig.base is not None or id(ig) in handed_to_leaves:
-                        ig = ig.copy()
-                    handed_to_leaves.add(id(ig))
-                    t._grad = ig
-                else:
-                    t._grad = t._grad + ig
-            else:
-                if pc in grads:
-                    grads[pc] = grads[pc] + ig
-                else:
-                    grads[pc] = ig
-                left = pending[pc] - 1
-                pending[pc] = left
-                if left == 0:
-                    ready.append(pc)
-        if not retain_graph:
-            c._release()
+    return found
 
 
 from chainrule.autograd import ops as _ops  # noqa: E402  (ops need Tensor and Function)

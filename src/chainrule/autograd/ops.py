@@ -23,6 +23,13 @@ from chainrule.autograd.engine import Function, Tensor
 # ------------------------------------------------------------------ helpers
 
 
+class Primitive(Function):
+    """Base of the built-in operations: their rules also accept NumPy scalars for 0-d
+    values (see `Function.scalar_inputs`), which keeps graphs of scalars fast."""
+
+    scalar_inputs = True
+
+
 def _add_t(a, b):
     """Sum of two tangents, either of which may be None (a constant's zero tangent)."""
     if a is None:
@@ -37,13 +44,13 @@ def _broadcast_error(op, a, b):
 
 
 def _zero_if_none(t, like):
-    return np.zeros(np.shape(like)) if t is None else t
+    return np.zeros(np.shape(like), dtype=np.result_type(like)) if t is None else t
 
 
 # ------------------------------------------------------------------ arithmetic
 
 
-class Add(Function):
+class Add(Primitive):
     """a + b. Local gradients 1 and 1: the add gate distributes the upstream gradient."""
 
     @staticmethod
@@ -62,7 +69,7 @@ class Add(Function):
         return _add_t(ta, tb)
 
 
-class Sub(Function):
+class Sub(Primitive):
     """a - b."""
 
     @staticmethod
@@ -81,7 +88,7 @@ class Sub(Function):
         return _add_t(ta, None if tb is None else -tb)
 
 
-class Neg(Function):
+class Neg(Primitive):
     """-a."""
 
     @staticmethod
@@ -97,7 +104,7 @@ class Neg(Function):
         return -t
 
 
-class Mul(Function):
+class Mul(Primitive):
     """a * b. The mul gate swaps: da = b * upstream, db = a * upstream."""
 
     @staticmethod
@@ -120,7 +127,7 @@ class Mul(Function):
         return _add_t(None if ta is None else ta * b, None if tb is None else a * tb)
 
 
-class Div(Function):
+class Div(Primitive):
     """a / b: da = upstream / b, db = -upstream * a / b**2."""
 
     @staticmethod
@@ -145,7 +152,7 @@ class Div(Function):
         return _add_t(None if ta is None else ta / b, None if tb is None else -tb * a / (b * b))
 
 
-class Pow(Function):
+class Pow(Primitive):
     """a ** b: da = b * a**(b-1) * upstream, db = a**b * log(a) * upstream."""
 
     @staticmethod
@@ -174,7 +181,7 @@ class Pow(Function):
         )
 
 
-class MatMul(Function):
+class MatMul(Primitive):
     """a @ b (NumPy matmul semantics: 1-D, 2-D and batched).
 
     For y = x w: dL/dx = dL/dy w^T and dL/dw = x^T dL/dy.
@@ -200,25 +207,28 @@ class MatMul(Function):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        # Promote 1-D operands to matrices so one formula covers every case.
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
         ga = gb = None
-        if need_a:
-            ga = g2 @ np.swapaxes(b2, -1, -2)
-            if a.ndim == 1:
-                ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:])
-                ga = ga.sum(axis=tuple(range(ga.ndim - 1))) if ga.ndim > 1 else ga
-        if need_b:
-            gb = np.swapaxes(a2, -1, -2) @ g2
-            if b.ndim == 1:
-                gb = gb.reshape(gb.shape[:-1])
-                gb = gb.sum(axis=tuple(range(gb.ndim - 1))) if gb.ndim > 1 else gb
+        if a.ndim >= 2 and b.ndim >= 2:
+            # Batch dimensions that were broadcast are summed back by the engine.
+            if need_a:
+                ga = g @ np.swapaxes(b, -1, -2)
+            if need_b:
+                gb = np.swapaxes(a, -1, -2) @ g
+        elif a.ndim == 1 and b.ndim == 1:  # inner product, g is a number
+            if need_a:
+                ga = g * b
+            if need_b:
+                gb = g * a
+        elif b.ndim == 1:  # (..., n, k) @ (k,) -> (..., n)
+            if need_a:
+                ga = g[..., None] * b
+            if need_b:
+                gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1)
+        else:  # (k,) @ (..., k, m) -> (..., m)
+            if need_a:
+                ga = (b @ g[..., None])[..., 0]
+            if need_b:
+                gb = a[:, None] * g[..., None, :]
         return ga, gb
 
     @staticmethod
@@ -230,7 +240,7 @@ class MatMul(Function):
 # ------------------------------------------------------------------ elementwise
 
 
-class Exp(Function):
+class Exp(Primitive):
     """exp(x); local gradient exp(x)."""
 
     @staticmethod
@@ -250,7 +260,7 @@ class Exp(Function):
         return t * out
 
 
-class Log(Function):
+class Log(Primitive):
     """log(x); local gradient 1/x."""
 
     @staticmethod
@@ -269,7 +279,7 @@ class Log(Function):
         return t / x
 
 
-class Sqrt(Function):
+class Sqrt(Primitive):
     """sqrt(x); local gradient 1 / (2 sqrt(x))."""
 
     @staticmethod
@@ -295,7 +305,7 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-class Sigmoid(Function):
+class Sigmoid(Primitive):
     """sigma(x) = 1 / (1 + e^-x); local gradient (1 - sigma) sigma."""
 
     @staticmethod
@@ -315,7 +325,7 @@ class Sigmoid(Function):
         return t * (1 - s) * s
 
 
-class Tanh(Function):
+class Tanh(Primitive):
     """tanh(x); local gradient 1 - tanh(x)^2."""
 
     @staticmethod
@@ -335,12 +345,15 @@ class Tanh(Function):
         return t * (1 - out * out)
 
 
-class ReLU(Function):
+class ReLU(Primitive):
     """max(0, x); the gradient passes where x > 0 and is 0 elsewhere (0 at x = 0)."""
 
     @staticmethod
     def forward(ctx, x):
-        out = np.maximum(x, 0)
+        if x.__class__ is np.ndarray:
+            out = np.maximum(x, 0)
+        else:  # a NumPy scalar: a comparison costs less than a ufunc call
+            out = x if not x <= 0 else x.dtype.type(0)
         ctx.save_for_backward(out)
         return out
 
@@ -355,7 +368,7 @@ class ReLU(Function):
         return t * (out > 0)
 
 
-class Abs(Function):
+class Abs(Primitive):
     """|x|; local gradient sign(x) (0 at x = 0)."""
 
     @staticmethod
@@ -374,7 +387,7 @@ class Abs(Function):
         return t * np.sign(x)
 
 
-class Clip(Function):
+class Clip(Primitive):
     """clip(x, lo, hi); gradient 1 where lo <= x <= hi, 0 outside."""
 
     @staticmethod
@@ -398,7 +411,7 @@ class Clip(Function):
         return t * mask
 
 
-class Maximum(Function):
+class Maximum(Primitive):
     """Elementwise max(a, b): the gradient goes to the larger input, split in half at ties."""
 
     @staticmethod
@@ -412,20 +425,20 @@ class Maximum(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        wa = (a > b) + 0.5 * (a == b)
+        wa = np.asarray((a > b) + 0.5 * (a == b), dtype=np.result_type(g))
         need_a, need_b = ctx.needs_input_grad
         return (g * wa if need_a else None), (g * (1 - wa) if need_b else None)
 
     @staticmethod
     def jvp(ctx, ta, tb):
         a, b = ctx.saved_tensors
-        wa = (a > b) + 0.5 * (a == b)
+        wa = np.asarray((a > b) + 0.5 * (a == b), dtype=np.result_type(a, b))
         ta = _zero_if_none(ta, a)
         tb = _zero_if_none(tb, b)
         return wa * ta + (1 - wa) * tb
 
 
-class Where(Function):
+class Where(Primitive):
     """where(cond, a, b): the gradient goes to a where cond holds, to b elsewhere."""
 
     @staticmethod
@@ -470,7 +483,7 @@ def _normalize_axis(axis, ndim):
         raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}") from None
 
 
-class Sum(Function):
+class Sum(Primitive):
     """x.sum(axis, keepdims); the gradient is the upstream value copied to every entry."""
 
     @staticmethod
@@ -490,7 +503,7 @@ class Sum(Function):
         return np.sum(t, axis=ctx.axis, keepdims=ctx.keepdims)
 
 
-class Mean(Function):
+class Mean(Primitive):
     """x.mean(axis, keepdims)."""
 
     @staticmethod
@@ -512,7 +525,7 @@ class Mean(Function):
         return np.mean(t, axis=ctx.axis, keepdims=ctx.keepdims)
 
 
-class Max(Function):
+class Max(Primitive):
     """x.max(axis, keepdims): the max gate routes the gradient to the largest entry
     (shared equally among tied maxima)."""
 
@@ -520,8 +533,9 @@ class Max(Function):
     def forward(ctx, x, axis, keepdims):
         axis = _normalize_axis(axis, np.ndim(x))
         out = np.max(x, axis=axis, keepdims=True)
-        mask = x == out
-        ctx.save_for_backward(mask / mask.sum(axis=axis, keepdims=True))
+        weights = (x == out).astype(out.dtype)
+        weights /= weights.sum(axis=axis, keepdims=True)
+        ctx.save_for_backward(weights)
         ctx.axis = axis
         ctx.keepdims = keepdims
         return out if keepdims else (np.squeeze(out, axis) if axis is not None else out.reshape(()))
@@ -550,7 +564,7 @@ def _softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-class Softmax(Function):
+class Softmax(Primitive):
     """softmax(x) along `axis`: ds = s * (g - sum(g * s))."""
 
     @staticmethod
@@ -572,7 +586,7 @@ class Softmax(Function):
         return s * (t - (s * t).sum(axis=ctx.axis, keepdims=True))
 
 
-class LogSoftmax(Function):
+class LogSoftmax(Primitive):
     """log(softmax(x)) along `axis`, computed as z - log(sum(exp(z))) with z = x - max."""
 
     @staticmethod
@@ -597,7 +611,7 @@ class LogSoftmax(Function):
 # ------------------------------------------------------------------ shape
 
 
-class Reshape(Function):
+class Reshape(Primitive):
     @staticmethod
     def forward(ctx, x, shape):
         ctx.shape = np.shape(x)
@@ -619,7 +633,7 @@ class Reshape(Function):
         return np.reshape(t, ctx.out_shape)
 
 
-class Transpose(Function):
+class Transpose(Primitive):
     @staticmethod
     def forward(ctx, x, axes):
         ctx.axes = axes
@@ -636,7 +650,45 @@ class Transpose(Function):
         return np.transpose(t, ctx.axes)
 
 
-class GetItem(Function):
+def _selects_each_entry_once(index) -> bool:
+    """True when `x[index]` cannot select one entry twice, so the backward pass may
+    write the gradient with a plain assignment instead of the slower ``np.add.at``.
+
+    Basic indexing (ints, slices, ``...``, None) and boolean masks never repeat an
+    entry; integer arrays do not when one of them (not broadcast) is strictly monotonic
+    with all entries of one sign, like ``np.arange(N)`` in ``x[np.arange(N), y]``.
+    """
+    parts = index if isinstance(index, tuple) else (index,)
+    arrays = []
+    for p in parts:
+        if p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)):
+            continue
+        a = np.asarray(p)
+        if a.dtype == bool:
+            if len(parts) > 1:
+                return False
+            continue
+        if a.ndim == 0:
+            continue
+        arrays.append(a)
+    if not arrays:
+        return True
+    n = int(np.prod(np.broadcast_shapes(*(a.shape for a in arrays))))
+    if n <= 1:
+        return True
+    for a in arrays:
+        if a.size != n:
+            continue
+        flat = a.reshape(-1)
+        if not (flat[0] >= 0 and flat[-1] >= 0) and not (flat[0] < 0 and flat[-1] < 0):
+            continue
+        step = np.diff(flat)
+        if (step > 0).all() or (step < 0).all():
+            return True
+    return False
+
+
+class GetItem(Primitive):
     """x[index] with slices, integers, masks and integer arrays.
 
     Entries selected several times by an integer array receive the sum of their
@@ -645,15 +697,19 @@ class GetItem(Function):
 
     @staticmethod
     def forward(ctx, x, index):
-        ctx.shape = np.shape(x)
-        ctx.dtype = np.result_type(x)
+        x = np.asarray(x)
+        ctx.shape = x.shape
         ctx.index = index
-        return np.asarray(x)[index]
+        return x[index]
 
     @staticmethod
     def backward(ctx, g):
-        out = np.zeros(ctx.shape, dtype=ctx.dtype)
-        np.add.at(out, ctx.index, g)
+        out = np.zeros(ctx.shape, dtype=np.result_type(g))
+        index = ctx.index
+        if _selects_each_entry_once(index):
+            out[index] = g
+        else:
+            np.add.at(out, index, g)
         return out, None
 
     @staticmethod
@@ -661,7 +717,7 @@ class GetItem(Function):
         return t[ctx.index]
 
 
-class Concatenate(Function):
+class Concatenate(Primitive):
     """concatenate(tensors, axis); apply as Concatenate.apply(axis, *tensors)."""
 
     @staticmethod
@@ -679,7 +735,7 @@ class Concatenate(Function):
         return np.concatenate(ts, axis=ctx.axis)
 
 
-class Stack(Function):
+class Stack(Primitive):
     """stack(tensors, axis); apply as Stack.apply(axis, *tensors)."""
 
     @staticmethod

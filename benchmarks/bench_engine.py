@@ -1,0 +1,302 @@
+"""Engine speed against reference libraries, side by side in one run.
+
+(a) Scalar graphs: micrograd's demo (a 2-16-16-1 MLP over 100 two-moons points, max-margin
+    loss with L2 regularisation, then backward) with `micrograd` and the same graph made
+    of 0-d chainrule Tensors. Ratio = chainrule time / micrograd time (goal: <= 1).
+(b) One forward + backward step of a 3072-100-10 network (linear, relu, linear,
+    log_softmax, pick the label entries, mean) on a float32 batch of 200, with chainrule
+    and with PyTorch on the CPU using the same number of BLAS threads.
+    Ratio = chainrule time / PyTorch time (goal: <= 1.10).
+
+Both sides of a comparison run with the same garbage-collector setting: by default the
+collector is disabled inside each timed repeat and a full collection runs between repeats
+(micrograd's closures form reference cycles, so leaving the collector on mostly measures
+the collector); ``--gc on`` keeps it enabled on both sides.
+
+Run:  .venv/bin/python benchmarks/bench_engine.py [--repeats-scalar 7] [--repeats-tensor 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import statistics
+import sys
+import time
+
+# OpenBLAS reads these when NumPy is imported; the machine pins a generic core type. They
+# are dropped together for this command only (see --keep-openblas-env), before NumPy loads.
+_OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _reexec_without_openblas_env() -> None:
+    if "--keep-openblas-env" in sys.argv or not any(v in os.environ for v in _OPENBLAS_VARS):
+        return
+    env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_VARS}
+    env["_CHAINRULE_BENCH_UNSET"] = ",".join(
+        f"{v}={os.environ[v]}" for v in _OPENBLAS_VARS if v in os.environ
+    )
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+_reexec_without_openblas_env()
+
+import numpy as np  # noqa: E402
+
+import chainrule as cr  # noqa: E402
+
+
+def two_moons(n: int, noise: float, rng: np.random.Generator):
+    """Two interleaving half circles (like sklearn.datasets.make_moons); labels -1 / +1."""
+    n_out = n // 2
+    n_in = n - n_out
+    t_out = np.linspace(0, np.pi, n_out)
+    t_in = np.linspace(0, np.pi, n_in)
+    X = np.vstack(
+        [
+            np.stack([np.cos(t_out), np.sin(t_out)], axis=1),
+            np.stack([1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5], axis=1),
+        ]
+    )
+    X += rng.normal(scale=noise, size=X.shape)
+    y = np.concatenate([-np.ones(n_out), np.ones(n_in)])
+    return X, y
+
+
+def timed(fn, repeats: int, gc_mode: str) -> float:
+    """Median wall time of `fn()` over `repeats` runs, after one warm-up run."""
+    fn()
+    times = []
+    was_enabled = gc.isenabled()
+    try:
+        for _ in range(repeats):
+            gc.collect()
+            if gc_mode == "off":
+                gc.disable()
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+            gc.enable()
+    finally:
+        if was_enabled:
+            gc.enable()
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- (a) scalar graphs
+
+
+class ScalarMLP:
+    """micrograd.nn.MLP written with 0-d chainrule Tensors (same layout, same init)."""
+
+    def __init__(self, nin: int, nouts: list[int]):
+        sizes = [nin, *nouts]
+        self.layers = []
+        for i in range(len(nouts)):
+            neurons = []
+            for _ in range(sizes[i + 1]):
+                w = [cr.Tensor(random.uniform(-1, 1), requires_grad=True) for _ in range(sizes[i])]
+                b = cr.Tensor(0.0, requires_grad=True)
+                neurons.append((w, b))
+            self.layers.append((neurons, i != len(nouts) - 1))
+
+    def __call__(self, x):
+        for neurons, nonlin in self.layers:
+            out = []
+            for w, b in neurons:
+                act = sum((wi * xi for wi, xi in zip(w, x)), b)
+                out.append(act.relu() if nonlin else act)
+            x = out[0] if len(out) == 1 else out
+        return x
+
+    def parameters(self):
+        return [p for neurons, _ in self.layers for w, b in neurons for p in [*w, b]]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+
+def demo_step(model, X, y, make_input):
+    """The loss of micrograd's demo notebook, then backward (works for both libraries)."""
+    inputs = [list(map(make_input, row)) for row in X]
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    alpha = 1e-4
+    reg_loss = alpha * sum(p * p for p in model.parameters())
+    total = data_loss + reg_loss
+    accuracy = [(yi > 0) == (si.data > 0) for yi, si in zip(y, scores)]
+    model.zero_grad()
+    total.backward()
+    return total, sum(accuracy) / len(accuracy)
+
+
+def bench_scalar(repeats: int, gc_mode: str) -> float:
+    from micrograd.engine import Value
+    from micrograd.nn import MLP
+
+    X, y = two_moons(100, 0.1, np.random.default_rng(1337))
+    X = X.tolist()
+    y = [int(v) for v in y]
+
+    random.seed(1337)
+    mg_model = MLP(2, [16, 16, 1])
+    random.seed(1337)
+    cr_model = ScalarMLP(2, [16, 16, 1])
+
+    # Same numbers on both sides: the same loss and the same gradients.
+    mg_loss, _ = demo_step(mg_model, X, y, Value)
+    cr_loss, _ = demo_step(cr_model, X, y, cr.Tensor)
+    mg_grads = np.array([p.grad for p in mg_model.parameters()])
+    cr_grads = np.array([p.grad for p in cr_model.parameters()], dtype=float)
+    assert abs(mg_loss.data - cr_loss.item()) < 1e-9, (mg_loss.data, cr_loss.item())
+    assert np.allclose(mg_grads, cr_grads, atol=1e-9)
+
+    n_ops = count_ops(cr_loss)
+    t_mg = timed(lambda: demo_step(mg_model, X, y, Value), repeats, gc_mode)
+    t_cr = timed(lambda: demo_step(cr_model, X, y, cr.Tensor), repeats, gc_mode)
+    print(
+        f"(a) scalar MLP 2-16-16-1, 100 points, {n_ops} operations per graph "
+        f"(inputs: micrograd Values / chainrule Tensors without requires_grad)"
+    )
+    print(f"    micrograd : {t_mg * 1e3:8.2f} ms  (median of {repeats})")
+    print(f"    chainrule : {t_cr * 1e3:8.2f} ms")
+    ratio = t_cr / t_mg
+    print(f"    ratio chainrule/micrograd = {ratio:.3f}  (goal <= 1: {_verdict(ratio <= 1.0)})")
+    return ratio
+
+
+def count_ops(out) -> int:
+    seen = set()
+    stack = [out]
+    while stack:
+        t = stack.pop()
+        ctx = t._ctx
+        if ctx is None or id(ctx) in seen:
+            continue
+        seen.add(id(ctx))
+        stack.extend(a for a in ctx.inputs if isinstance(a, cr.Tensor))
+    return len(seen)
+
+
+# ---------------------------------------------------------------- (b) tensor step
+
+
+def bench_tensor(repeats: int, gc_mode: str, threads: int | None) -> float:
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    rng = np.random.default_rng(0)
+    N, D, H, C = 200, 3072, 100, 10
+    X = rng.standard_normal((N, D)).astype(np.float32)
+    y = rng.integers(0, C, size=N)
+    W1 = (rng.standard_normal((D, H)) * np.sqrt(2.0 / D)).astype(np.float32)
+    b1 = np.zeros(H, dtype=np.float32)
+    W2 = (rng.standard_normal((H, C)) * np.sqrt(2.0 / H)).astype(np.float32)
+    b2 = np.zeros(C, dtype=np.float32)
+
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    np_blas = next((i for i in blas if "numpy" in i.get("filepath", "")), blas[0] if blas else {})
+    if threads is None:
+        threads = int(np_blas.get("num_threads", 1))
+    else:
+        # Applies to NumPy's BLAS for the rest of the process.
+        threadpool_limits(limits=threads, user_api="blas")
+        np_blas = dict(np_blas, num_threads=threads)
+    torch.set_num_threads(threads)
+
+    # chainrule
+    params = [cr.Tensor(a.copy(), requires_grad=True) for a in (W1, b1, W2, b2)]
+    cW1, cb1, cW2, cb2 = params
+    cx = cr.Tensor(X)
+    rows = np.arange(N)
+
+    def cr_step():
+        for p in params:
+            p.zero_grad()
+        h = (cx @ cW1 + cb1).relu()
+        logp = (h @ cW2 + cb2).log_softmax(axis=1)
+        loss = -logp[rows, y].mean()
+        loss.backward()
+        return loss
+
+    # PyTorch, the same operations
+    tparams = [torch.tensor(a.copy(), requires_grad=True) for a in (W1, b1, W2, b2)]
+    tW1, tb1, tW2, tb2 = tparams
+    tx = torch.from_numpy(X)
+    ty = torch.from_numpy(y)
+    trows = torch.arange(N)
+
+    def torch_step():
+        for p in tparams:
+            p.grad = None
+        h = torch.relu(tx @ tW1 + tb1)
+        logp = torch.log_softmax(h @ tW2 + tb2, dim=1)
+        loss = -logp[trows, ty].mean()
+        loss.backward()
+        return loss
+
+    lc = cr_step()
+    lt = torch_step()
+    assert lc.dtype == np.float32 and all(p.grad.dtype == np.float32 for p in params)
+    assert abs(lc.item() - lt.item()) < 1e-4, (lc.item(), lt.item())
+    for p, tp in zip(params, tparams):
+        assert np.allclose(p.grad, tp.grad.numpy(), rtol=1e-3, atol=1e-5)
+
+    t_torch = timed(torch_step, repeats, gc_mode)
+    t_cr = timed(cr_step, repeats, gc_mode)
+    t_torch2 = timed(torch_step, repeats, gc_mode)
+    t_torch = min(t_torch, t_torch2)  # the better of two rounds for the reference
+
+    torch_blas = "MKL" if torch.backends.mkl.is_available() else "other"
+    print(f"(b) 3072-100-10 network, batch {N}, float32, one forward + backward step")
+    print(
+        f"    NumPy BLAS: {np_blas.get('internal_api', '?')} {np_blas.get('version', '')} "
+        f"({np_blas.get('architecture', '?')}), {threads} threads; "
+        f"PyTorch {torch.__version__}: {torch_blas}, {torch.get_num_threads()} threads"
+    )
+    print(f"    PyTorch   : {t_torch * 1e3:8.3f} ms  (median of {repeats}, better of 2 rounds)")
+    print(f"    chainrule : {t_cr * 1e3:8.3f} ms")
+    ratio = t_cr / t_torch
+    print(f"    ratio chainrule/PyTorch = {ratio:.3f}  (goal <= 1.10: {_verdict(ratio <= 1.10)})")
+    return ratio
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats-scalar", type=int, default=7)
+    p.add_argument("--repeats-tensor", type=int, default=50)
+    p.add_argument("--gc", choices=["off", "on"], default="off")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads on both sides of (b) (default: NumPy's OpenBLAS setting)",
+    )
+    p.add_argument("--only", choices=["scalar", "tensor"], default=None)
+    p.add_argument(
+        "--keep-openblas-env",
+        action="store_true",
+        help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as set in the environment",
+    )
+    args = p.parse_args(argv)
+    unset = os.environ.get("_CHAINRULE_BENCH_UNSET")
+    if unset:
+        print(f"OpenBLAS environment unset for this command: {unset}")
+    print(f"Python {sys.version.split()[0]}, NumPy {np.__version__}, gc {args.gc} while timing")
+    if args.only in (None, "scalar"):
+        bench_scalar(args.repeats_scalar, args.gc)
+    if args.only in (None, "tensor"):
+        bench_tensor(args.repeats_tensor, args.gc, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

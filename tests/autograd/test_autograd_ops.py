@@ -1,0 +1,288 @@
+"""One harness for every differentiable operation.
+
+Each row of CASES names an operation, a callable building it from Tensors, and a
+hypothesis strategy drawing its float64 inputs (shapes with broadcasting, values in the
+operation's domain and away from its kinks). Every row is checked the same ways:
+
+- reverse mode against numeric gradients (the full gradient u^T J, entry by entry),
+- forward mode against numeric gradients and against reverse mode: the number u^T J v
+  computed three ways along random directions (`chainrule.gradcheck`),
+- float32 in, float32 out: value, gradients and tangents.
+
+A new Function is checked by adding one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import chainrule as cr
+from chainrule import Tensor, gradcheck, jvp, numeric_gradient
+
+TOL = 1e-7
+
+# ------------------------------------------------------------------ value domains
+
+# Anywhere in a modest range (the smooth functions).
+ANY = st.floats(-3, 3, allow_nan=False, allow_subnormal=False)
+# Positive: log, sqrt, the base of a**b.
+POSITIVE = st.floats(0.2, 3)
+# Away from 0 by at least 0.2: divisors, relu and abs (their kink is at 0).
+NONZERO = st.tuples(st.sampled_from([-1.0, 1.0]), st.floats(0.2, 3)).map(lambda t: t[0] * t[1])
+# A grid k/100 + 0.003: entries of one array can be made distinct (max), and never equal
+# to a number on the grid k/100 (clip bounds, the other side of maximum), so no
+# finite-difference step crosses a tie.
+GRID = st.integers(-300, 300).map(lambda k: k / 100 + 0.003)
+GRID_OFF = st.integers(-300, 300).map(lambda k: k / 100)
+
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+SHAPES_1D_UP = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+
+
+def _arrays(shape, elements, unique=False):
+    return hnp.arrays(np.float64, shape, elements=elements, unique=unique)
+
+
+def one(elements=ANY, shapes=SHAPES, unique=False):
+    """One input."""
+    return shapes.flatmap(lambda s: st.tuples(_arrays(s, elements, unique))).map(lambda a: (a, {}))
+
+
+def two(first=ANY, second=ANY):
+    """Two inputs whose shapes broadcast together."""
+    shapes = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4)
+    return shapes.flatmap(
+        lambda bs: st.tuples(
+            _arrays(bs.input_shapes[0], first), _arrays(bs.input_shapes[1], second)
+        )
+    ).map(lambda a: (a, {}))
+
+
+def matmul_pairs():
+    """Operands of a @ b: 1-D, 2-D and batched with broadcast batch dimensions."""
+    shapes = hnp.mutually_broadcastable_shapes(
+        signature=np.matmul.signature, max_dims=2, max_side=3
+    )
+    return shapes.flatmap(
+        lambda bs: st.tuples(_arrays(bs.input_shapes[0], ANY), _arrays(bs.input_shapes[1], ANY))
+    ).map(lambda a: (a, {}))
+
+
+def with_axis(elements=ANY, unique=False, tuple_axes=True):
+    """One input and reduction arguments: axis None, an int (maybe negative) or a tuple."""
+
+    def params(x):
+        nd = x.ndim
+        axes = [st.none()]
+        if nd:
+            axes.append(st.integers(-nd, nd - 1))
+            if tuple_axes:
+                axes.append(st.lists(st.integers(0, nd - 1), unique=True, max_size=nd).map(tuple))
+        return st.fixed_dictionaries({"axis": st.one_of(axes), "keepdims": st.booleans()}).map(
+            lambda p: ((x,), p)
+        )
+
+    return SHAPES.flatmap(lambda s: _arrays(s, elements, unique)).flatmap(params)
+
+
+def with_one_axis(elements=ANY):
+    """One input of at least one dimension and one axis (softmax, log_softmax)."""
+    return SHAPES_1D_UP.flatmap(lambda s: _arrays(s, elements)).flatmap(
+        lambda x: st.integers(-x.ndim, x.ndim - 1).map(lambda ax: ((x,), {"axis": ax}))
+    )
+
+
+def with_permutation():
+    return SHAPES.flatmap(lambda s: _arrays(s, ANY)).flatmap(
+        lambda x: st.permutations(range(x.ndim)).map(lambda p: ((x,), {"axes": tuple(p)}))
+    )
+
+
+def with_index():
+    """A first axis and an index along it: a slice, an int, or an int array with repeats."""
+
+    def params(x):
+        n = x.shape[0]
+        index = st.one_of(
+            st.integers(-n, n - 1),
+            st.builds(slice, st.none() | st.integers(0, n), st.none(), st.sampled_from([1, 2, -1])),
+            hnp.arrays(np.intp, st.integers(1, 6), elements=st.integers(-n, n - 1)),
+        )
+        return index.map(lambda i: ((x,), {"index": i}))
+
+    return SHAPES_1D_UP.flatmap(lambda s: _arrays(s, ANY)).flatmap(params)
+
+
+def with_pick():
+    """A 2-D input and one column per row (the label pick of a classification loss)."""
+
+    def params(x):
+        n, c = x.shape
+        cols = hnp.arrays(np.intp, n, elements=st.integers(0, c - 1))
+        return cols.map(lambda y: ((x,), {"rows": np.arange(n), "cols": y}))
+
+    return (
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=4)
+        .flatmap(lambda s: _arrays(s, ANY))
+        .flatmap(params)
+    )
+
+
+def several(axis_new=False):
+    """Two or three inputs joined along an axis (concatenate, stack)."""
+
+    def build(shape_count_axis):
+        shape, count, axis = shape_count_axis
+        arrays = []
+        for i in range(count):
+            s = list(shape)
+            if not axis_new:
+                s[axis] = i + 1  # different sizes along the joined axis
+            arrays.append(_arrays(tuple(s), ANY))
+        return st.tuples(*arrays).map(lambda a: (a, {"axis": axis}))
+
+    return SHAPES_1D_UP.flatmap(
+        lambda s: st.tuples(
+            st.just(s),
+            st.integers(2, 3),
+            st.integers(0, len(s)) if axis_new else st.integers(0, len(s) - 1),
+        )
+    ).flatmap(build)
+
+
+def _checker(shape):
+    return (np.arange(int(np.prod(shape))).reshape(shape) % 3) == 0
+
+
+# ------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable  # (*tensors, **params) -> Tensor
+    inputs: st.SearchStrategy  # draws (tuple of float64 arrays, params dict)
+
+    def __repr__(self):
+        return self.name
+
+
+# fmt: off
+CASES = [
+    Case("add", lambda a, b: a + b, two()),
+    Case("add_number", lambda a: 2.5 + a, one()),
+    Case("sub", lambda a, b: a - b, two()),
+    Case("rsub_number", lambda a: 1.0 - a, one()),
+    Case("neg", lambda a: -a, one()),
+    Case("mul", lambda a, b: a * b, two()),
+    Case("mul_constant", lambda a: np.array([0.5, -2], a.dtype) * a, one(shapes=st.just((3, 2)))),
+    Case("div", lambda a, b: a / b, two(ANY, NONZERO)),
+    Case("rdiv_number", lambda a: 1.0 / a, one(NONZERO)),
+    Case("pow", lambda a, b: a**b, two(POSITIVE, ANY)),
+    Case("pow_number", lambda a: a**3, one()),
+    Case("rpow_number", lambda a: 2.0**a, one()),
+    Case("matmul", lambda a, b: a @ b, matmul_pairs()),
+    Case("exp", lambda a: a.exp(), one()),
+    Case("log", lambda a: a.log(), one(POSITIVE)),
+    Case("sqrt", lambda a: a.sqrt(), one(POSITIVE)),
+    Case("sigmoid", lambda a: a.sigmoid(), one()),
+    Case("tanh", lambda a: a.tanh(), one()),
+    Case("relu", lambda a: a.relu(), one(NONZERO)),
+    Case("abs", lambda a: a.abs(), one(NONZERO)),
+    Case("clip", lambda a: a.clip(-0.5, 0.5), one(GRID)),
+    Case("clip_low_only", lambda a: a.clip(0.25, None), one(GRID)),
+    Case("maximum", lambda a, b: cr.maximum(a, b), two(GRID, GRID_OFF)),
+    Case("where", lambda a, b: cr.where(_checker(np.broadcast_shapes(a.shape, b.shape)), a, b), two()),  # noqa: E501
+    Case("sum", lambda a, axis, keepdims: a.sum(axis, keepdims), with_axis()),
+    Case("mean", lambda a, axis, keepdims: a.mean(axis, keepdims), with_axis()),
+    Case("max", lambda a, axis, keepdims: a.max(axis, keepdims), with_axis(GRID, unique=True)),
+    Case("softmax", lambda a, axis: a.softmax(axis), with_one_axis()),
+    Case("log_softmax", lambda a, axis: a.log_softmax(axis), with_one_axis()),
+    Case("reshape", lambda a: a.reshape(-1, 1), one()),
+    Case("flatten", lambda a: a.flatten(), one()),
+    Case("transpose", lambda a, axes: a.transpose(axes), with_permutation()),
+    Case("T", lambda a: a.T, one()),
+    Case("getitem", lambda a, index: a[index], with_index()),
+    Case("getitem_pick", lambda a, rows, cols: a[rows, cols], with_pick()),
+    Case("getitem_mask", lambda a: a[a.data > 0], one(NONZERO, shapes=SHAPES_1D_UP)),
+    Case("concatenate", lambda *ts, axis: cr.concatenate(ts, axis), several()),
+    Case("stack", lambda *ts, axis: cr.stack(ts, axis), several(axis_new=True)),
+]
+# fmt: on
+
+HARNESS = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+H = 1e-6
+
+
+def _fd_error(exact, numeric, u, fx):
+    """Worst |exact - numeric| relative to the gradient's largest entry (so entries that
+    should be 0 are judged on the gradient's scale), after allowing for the error of
+    the centered difference itself: rounding of f amplified by 1/h, and the O(h^2)
+    truncation term."""
+    a = np.asarray(exact, dtype=np.float64)
+    b = np.asarray(numeric, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    noise = 10 * np.finfo(np.float64).eps * float(np.sum(np.abs(u * fx))) / H + 100 * H**2
+    diff = max(0.0, float(np.max(np.abs(a - b))) - noise)
+    return diff / max(1e-8, float(np.max(np.abs(a) + np.abs(b))))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@HARNESS
+@given(data=st.data())
+def test_gradients_match_numeric_in_both_modes(case, data):
+    arrays, params = data.draw(case.inputs, label="inputs")
+    fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
+
+    # Reverse mode against finite differences, the whole gradient u^T J of each input.
+    tensors = [Tensor(a, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    assert out.dtype == np.float64
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(out.shape)
+    out.backward(u)
+    for i, (t, a) in enumerate(zip(tensors, arrays)):
+        assert t.grad is not None and t.grad.shape == a.shape
+
+        def f_i(x, i=i):
+            xs = list(arrays)
+            xs[i] = x
+            with cr.no_grad():
+                return fn(*(Tensor(v) for v in xs)).data
+
+        num = numeric_gradient(f_i, a.copy(), upstream=u, h=H)
+        err = _fd_error(t.grad, num, u, out.data)
+        assert err < TOL, f"{case.name}: input {i}: reverse vs numeric error {err:.2e}"
+
+    # Forward mode against finite differences and reverse mode: u^T J v three ways.
+    assert gradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL, random_state=1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_float32_stays_float32(case, data):
+    arrays, params = data.draw(case.inputs, label="inputs")
+    arrays32 = [a.astype(np.float32) for a in arrays]
+    tensors = [Tensor(a, requires_grad=True) for a in arrays32]
+    out = case.build(*tensors, **params)
+    assert out.dtype == np.float32, f"{case.name} forward gave {out.dtype}"
+    out.backward(np.ones(out.shape, dtype=np.float32))
+    for t in tensors:
+        assert t.grad.dtype == np.float32, f"{case.name} gradient has dtype {t.grad.dtype}"
+    _, tangent = jvp(lambda *ts: case.build(*ts, **params), arrays32, arrays32)
+    assert tangent.dtype == np.float32, f"{case.name} tangent has dtype {tangent.dtype}"
