@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from chainrule.data.preprocess import Preprocessor
+from chainrule.data import Preprocessor
 from chainrule.models import registry
 from chainrule.models.io import load_model, save_model
 
@@ -176,3 +176,44 @@ def test_registry_names_and_errors():
     assert list(registry.MODEL_REGISTRY) == ["knn", "svm", "softmax", "twolayer", "mlp"]
     with pytest.raises(ValueError, match="unknown model 'forest'; choose one of knn"):
         registry.get_model_class("forest")
+
+
+def test_every_registered_name_resolves_both_ways():
+    for name in registry.MODEL_REGISTRY:
+        cls = registry.get_model_class(name)
+        assert registry.model_name(cls) == name
+        assert registry.model_name(cls()) == name
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("knn", {"k": 3, "metric": "l1"}),
+        ("svm", {"epochs": 2, "random_state": 0, "verbose": False}),
+        ("softmax", {"epochs": 2, "random_state": 0, "verbose": False}),
+        ("twolayer", {"hidden_size": 7, "epochs": 2, "random_state": 0, "verbose": False}),
+        (
+            "mlp",
+            {
+                "hidden_dims": (6, 5),
+                "batchnorm": True,
+                "dropout": 0.2,
+                "epochs": 2,
+                "random_state": 0,
+                "verbose": False,
+            },
+        ),
+    ],
+)
+def test_real_models_round_trip(tmp_path, name, params):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 12)).astype(np.float32)
+    y = np.arange(60) % 3
+    X[:, 0] += 2.0 * y  # something to learn
+    model = registry.get_model_class(name)(**params).fit(X, y)
+    path = save_model(tmp_path / f"{name}.npz", model, classes=["a", "b", "c"])
+    loaded = load_model(path)
+    assert type(loaded.model) is type(model)
+    assert loaded.preprocessor is None and loaded.classes == ["a", "b", "c"]
+    np.testing.assert_array_equal(loaded.model.predict(X), model.predict(X))
+    np.testing.assert_allclose(loaded.model.predict_proba(X), model.predict_proba(X), rtol=1e-6)

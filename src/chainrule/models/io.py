@@ -249,7 +249,7 @@ def load_model(path) -> LoadedModel:
         raise ValueError(f"{where} is damaged: the {name} model state is invalid ({e})") from None
     preprocessor = None
     if prep_state:
-        from chainrule.data.preprocess import Preprocessor
+        from chainrule.data import Preprocessor
 
         try:
             preprocessor = Preprocessor.from_state_dict(prep_state)
