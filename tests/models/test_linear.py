@@ -52,12 +52,13 @@ def test_learns_separable_problem_perfectly(cls):
     assert model.loss_history_[-20:].mean() < 0.2 * model.loss_history_[:5].mean()
 
 
-@pytest.mark.parametrize("cls, lr", [(LinearSVM, 1.0), (SoftmaxClassifier, 3.0)])
-def test_digits_high_accuracy(cls, lr, digits):
+@pytest.mark.parametrize("cls, lr, reg", [(LinearSVM, 1.0, 1e-4), (SoftmaxClassifier, 10.0, 1e-3)])
+def test_digits_high_accuracy(cls, lr, reg, digits):
+    # The hyperparameters recommended for the bundled digits in the module docstring.
     X, y, Xv, yv = digits
-    model = cls(learning_rate=lr, reg=1e-4, random_state=0, verbose=False)
+    model = cls(learning_rate=lr, reg=reg, random_state=0, verbose=False)
     model.fit(X, y, Xv, yv)
-    assert model.score(Xv, yv) > 0.93
+    assert model.score(Xv, yv) > 0.95
     assert len(model.history_["val_acc"]) == model.epochs
     assert model.history_["val_acc"][-1] == pytest.approx(model.score(Xv, yv))
     assert model.history_["train_acc"][-1] > model.history_["train_acc"][0]

@@ -16,10 +16,11 @@ flattened); a bias column from the preprocessor's bias trick is simply one more
 (regularized) feature.
 
 The defaults were tuned on the validation split of CIFAR-10 features of that kind
-(D = 3072; see ``benchmarks/linear_cifar10.py``). A good learning rate scales roughly
-with ``1 / mean(||x||^2)``, so features of a very different size need another one: for
-the bundled 8x8 digits (D = 64) about 30 times larger (``LinearSVM(learning_rate=1.0)``,
-``SoftmaxClassifier(learning_rate=3.0)``).
+(D = 3072, 40,000 training images; see ``benchmarks/linear_cifar10.py``): 39.5% for the
+SVM, 41.0% for softmax. A good learning rate scales roughly with ``1 / mean(||x||^2)``,
+so features of a very different size need another one: for the bundled 8x8 digits
+(D = 64) ``LinearSVM(learning_rate=1.0, reg=1e-4)`` and
+``SoftmaxClassifier(learning_rate=10.0, reg=1e-3)``.
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ class LinearSVM(_LinearClassifier):
     def __init__(
         self,
         learning_rate: float = 3e-2,
-        reg: float = 1e-3,
+        reg: float = 1e-2,
         epochs: int = 20,
         batch_size: int = 200,
         lr_decay: float = 0.9,
@@ -362,8 +363,8 @@ class SoftmaxClassifier(_LinearClassifier):
 
     def __init__(
         self,
-        learning_rate: float = 1e-1,
-        reg: float = 1e-3,
+        learning_rate: float = 3e-1,
+        reg: float = 1e-4,
         epochs: int = 20,
         batch_size: int = 200,
         lr_decay: float = 0.9,

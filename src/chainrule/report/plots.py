@@ -98,7 +98,14 @@ def plot_loss_curve(history, path) -> Path:
 
     fig = _new_figure((10 if accs else 6, 4))
     ax = fig.add_subplot(1, 2 if accs else 1, 1)
-    ax.plot(np.arange(1, loss.size + 1), loss, lw=0.8)
+    steps = np.arange(1, loss.size + 1)
+    ax.plot(steps, loss, lw=0.6, alpha=0.5 if loss.size > 50 else 1.0, label="per iteration")
+    if loss.size > 50:
+        # A moving average shows the trend through the minibatch noise.
+        w = max(5, loss.size // 50)
+        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, lw=1.5, label=f"mean of {w}")
+        ax.legend()
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title("training loss")
