@@ -488,7 +488,14 @@ def resume(args) -> int:
 
 def check_settings(name: str, args) -> None:
     """Refuse options that do not apply to the model, or bad values, before any work."""
+    if args.search and args.val_fraction == 0 and name != "knn":
+        raise CommandError("--search needs a validation split; use --val-fraction > 0")
     given, flags = requested_params(name, args)
+    if args.search:
+        tuned = [p for p in ("k", "learning_rate", "reg") if p in given]
+        if tuned:
+            shown = ", ".join(flags[p] for p in tuned)
+            raise CommandError(f"--search chooses {shown} itself; leave out {shown}")
     model = build_model(name, given, flags)
     check = getattr(model, "_check_params", None)
     if callable(check):
