@@ -40,6 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--windows", type=int, default=11, help="timing windows per library")
     p.add_argument("--iters", type=int, default=8, help="training steps per window")
+    p.add_argument(
+        "--optim-threads", type=int, default=1, help="threads of chainrule's Adam update"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="time chainrule only")
     p.add_argument("--no-subprocess", action="store_true", help="skip the unset-env rerun")
@@ -60,10 +63,11 @@ def make_data(batch, n_batches, seed):
     ]
 
 
-def chainrule_trainer(dims, seed):
+def chainrule_trainer(dims, seed, optim_threads=1):
     import chainrule.nn.functional as F
     from chainrule import nn, optim
 
+    optim.set_num_threads(optim_threads)
     layers = []
     for i in range(len(dims) - 1):
         layers.append(nn.Linear(dims[i], dims[i + 1], random_state=seed + i))
@@ -141,7 +145,7 @@ def measure(args):
 
     dims = [3072, *(int(h) for h in args.hidden.split(",") if h), 10]
     batches = make_data(args.batch, 4, args.seed)
-    cr_step, _ = chainrule_trainer(dims, args.seed)
+    cr_step, _ = chainrule_trainer(dims, args.seed, args.optim_threads)
     t_step = None
     if not args.no_torch:
         import torch
@@ -160,6 +164,7 @@ def measure(args):
     with threadpool_limits(limits=args.threads, user_api="blas"):
         result["numpy"] = numpy_blas_info()
         result["numpy"]["numpy_version"] = np.__version__
+        result["numpy"]["optim_threads"] = args.optim_threads
         if t_step is not None:
             result["torch"] = torch_info()
         # warm-up: first-touch allocations, thread pools, optimizer state
@@ -190,7 +195,8 @@ def report(title, r):
     nb = r["numpy"]
     print(
         f"   chainrule: NumPy {nb.get('numpy_version')} + {nb['library']} {nb.get('version')}, "
-        f"kernel {nb.get('kernel')}, {nb.get('threads')} threads"
+        f"kernel {nb.get('kernel')}, {nb.get('threads')} threads "
+        f"(Adam update: {nb.get('optim_threads')})"
     )
     if "torch" in r:
         t = r["torch"]
@@ -218,7 +224,7 @@ def profile(args):
 
     dims = [3072, *(int(h) for h in args.hidden.split(",") if h), 10]
     batches = make_data(args.batch, 4, args.seed)
-    step, (net, opt, F) = chainrule_trainer(dims, args.seed)
+    step, (net, opt, F) = chainrule_trainer(dims, args.seed, args.optim_threads)
     with threadpool_limits(limits=args.threads, user_api="blas"):
         for i in range(3):
             step(*batches[i % 4])

@@ -316,3 +316,37 @@ def test_optimizer_errors():
         optim.SGD([{"params": [p], "lr": 0.1}], 0.1)
     with pytest.raises(TypeError, match="one Tensor"):
         optim.SGD(p, 0.1)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: optim.AdamW(p, 1e-2, weight_decay=0.1),
+        lambda p: optim.SGD(p, 0.1, momentum=0.9, nesterov=True),
+        lambda p: optim.RMSProp(p, 1e-2, weight_decay=0.1),
+    ],
+)
+def test_threaded_update_equals_serial(make):
+    rng = np.random.default_rng(0)
+    shapes = [(700, 1000), (1000,), (300, 7)]  # enough elements to use the threads
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(2)]
+    results = []
+    for n_threads in (1, 2, 3):
+        optim.set_num_threads(n_threads)
+        try:
+            ps = [nn.Parameter(a.copy()) for a in init]
+            opt = make(ps)
+            for gs in grads:
+                for p, g in zip(ps, gs):
+                    p.grad = g.copy()
+                opt.step()
+            results.append([p.data for p in ps])
+        finally:
+            optim.set_num_threads(1)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    assert optim.get_num_threads() == 1
+    with pytest.raises(ValueError, match="positive int"):
+        optim.set_num_threads(0)

@@ -12,6 +12,8 @@ from chainrule.optim.optimizers import (
     Optimizer,
     RMSProp,
     clip_grad_norm,
+    get_num_threads,
+    set_num_threads,
     weight_decay_groups,
 )
 from chainrule.optim.schedules import (
@@ -37,6 +39,8 @@ __all__ = [
     "RMSProp",
     "StepLR",
     "clip_grad_norm",
+    "get_num_threads",
     "make_schedule",
+    "set_num_threads",
     "weight_decay_groups",
 ]

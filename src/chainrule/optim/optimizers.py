@@ -35,6 +35,8 @@ from chainrule.autograd.engine import Tensor
 
 __all__ = [
     "CHUNK",
+    "get_num_threads",
+    "set_num_threads",
     "SGD",
     "Adam",
     "AdamW",
@@ -139,7 +141,7 @@ class Optimizer:
         self.state: dict[str, list[np.ndarray | None]] = {
             k: [None] * len(self.params) for k in self._state_names
         }
-        self._scratch: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
+        self._scratch: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------ helpers
     def _buffer(self, key: str, i: int) -> np.ndarray:
@@ -151,11 +153,13 @@ class Optimizer:
             self.state[key][i] = buf
         return buf
 
-    def _scratch_for(self, dtype) -> tuple[np.ndarray, np.ndarray]:
-        s = self._scratch.get(dtype)
+    def _scratch_for(self, dtype, worker: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Two scratch arrays of CHUNK elements per (dtype, worker thread)."""
+        key = (np.dtype(dtype), worker)
+        s = self._scratch.get(key)
         if s is None:
             s = (np.empty(CHUNK, dtype=dtype), np.empty(CHUNK, dtype=dtype))
-            self._scratch[dtype] = s
+            self._scratch[key] = s
         return s
 
     def _grads(self):
@@ -180,6 +184,27 @@ class Optimizer:
             p._grad = None
 
     def step(self) -> None:
+        """One update of every parameter that has a gradient (``t`` is incremented first)."""
+        self.t += 1
+        consts = self._constants()
+        items = []
+        for i, p, g in self._grads():
+            states = [_flat(self._buffer(k, i)) for k in self._active_states()]
+            wd = self.weight_decays[i]
+            for s, e in _chunks(p.size):
+                items.append((p[s:e], g[s:e], [b[s:e] for b in states], wd))
+        _run_chunks(self, items, consts)
+
+    def _constants(self) -> tuple:
+        """Per-step numbers shared by all chunks (learning rate, bias corrections...)."""
+        return ()
+
+    def _active_states(self) -> tuple[str, ...]:
+        return self._state_names
+
+    def _update(self, p, g, states, wd, a, b, consts) -> None:
+        """Update one chunk in place: p, g and states are 1-D views of equal length n,
+        a and b scratch arrays of at least n elements."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -239,6 +264,63 @@ def _chunks(n: int):
         yield s, min(s + CHUNK, n)
 
 
+_threads = {"n": 1, "pool": None}
+# Below this many elements per step a second thread costs more than it saves.
+_PARALLEL_MIN = 1 << 18
+
+
+def set_num_threads(n: int) -> None:
+    """Number of threads the optimizers split their updates over (default 1).
+
+    The update is memory-bound elementwise NumPy work that releases the GIL, so on an
+    idle multi-core CPU two threads shorten it; on a loaded machine one is as good.
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    if _threads["pool"] is not None and n != _threads["n"]:
+        _threads["pool"].shutdown(wait=True)
+        _threads["pool"] = None
+    _threads["n"] = int(n)
+
+
+def get_num_threads() -> int:
+    return _threads["n"]
+
+
+def _run_group(opt, items, worker, consts):
+    for p, g, states, wd in items:
+        a, b = opt._scratch_for(p.dtype, worker)
+        opt._update(p, g, states, wd, a, b, consts)
+
+
+def _run_chunks(opt, items, consts) -> None:
+    nt = min(_threads["n"], len(items))
+    if nt <= 1 or sum(it[0].size for it in items) < _PARALLEL_MIN:
+        _run_group(opt, items, 0, consts)
+        return
+    if _threads["pool"] is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _threads["pool"] = ThreadPoolExecutor(_threads["n"] - 1, "chainrule-optim")
+    # Contiguous groups of about equal size; the calling thread takes the first.
+    size = sum(it[0].size for it in items)
+    groups, cur, acc = [], [], 0
+    for it in items:
+        cur.append(it)
+        acc += it[0].size
+        if acc >= size * (len(groups) + 1) / nt and len(groups) < nt - 1:
+            groups.append(cur)
+            cur = []
+    groups.append(cur)
+    futures = [
+        _threads["pool"].submit(_run_group, opt, grp, k, consts)
+        for k, grp in enumerate(groups[1:], start=1)
+    ]
+    _run_group(opt, groups[0], 0, consts)
+    for f in futures:
+        f.result()
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum.
 
@@ -262,36 +344,35 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: Nesterov momentum needs momentum > 0")
 
-    def step(self) -> None:
-        self.t += 1
-        lr, mu, nesterov = self.lr, self.momentum, self.nesterov
-        for i, p, g in self._grads():
-            wd = self.weight_decays[i]
-            a, b = self._scratch_for(p.dtype)
-            buf = _flat(self._buffer("momentum_buffer", i)) if mu != 0 else None
-            for s, e in _chunks(p.size):
-                pc, gc = p[s:e], g[s:e]
-                n = e - s
-                if wd != 0:
-                    d = a[:n]
-                    np.multiply(pc, wd, out=d)
-                    d += gc
-                else:
-                    d = gc
-                if buf is not None:
-                    bc = buf[s:e]
-                    bc *= mu
-                    bc += d
-                    if nesterov:
-                        u = b[:n]
-                        np.multiply(bc, mu, out=u)
-                        u += d
-                        d = u
-                    else:
-                        d = bc
+    def _active_states(self):
+        return self._state_names if self.momentum != 0 else ()
+
+    def _constants(self):
+        return (self.lr, self.momentum, self.nesterov)
+
+    def _update(self, p, g, states, wd, a, b, consts):
+        lr, mu, nesterov = consts
+        n = p.size
+        if wd != 0:
+            d = a[:n]
+            np.multiply(p, wd, out=d)
+            d += g
+        else:
+            d = g
+        if states:
+            (buf,) = states
+            buf *= mu
+            buf += d
+            if nesterov:
                 u = b[:n]
-                np.multiply(d, -lr, out=u)
-                pc += u
+                np.multiply(buf, mu, out=u)
+                u += d
+                d = u
+            else:
+                d = buf
+        u = b[:n]
+        np.multiply(d, -lr, out=u)
+        p += u
 
 
 class RMSProp(Optimizer):
@@ -315,32 +396,29 @@ class RMSProp(Optimizer):
         self.alpha = _check_number("RMSProp: alpha", alpha, 0.0, 1.0)
         self.eps = _check_number("RMSProp: eps", eps)
 
-    def step(self) -> None:
-        self.t += 1
-        lr, alpha, eps = self.lr, self.alpha, self.eps
-        for i, p, g in self._grads():
-            wd = self.weight_decays[i]
-            a, b = self._scratch_for(p.dtype)
-            sq = _flat(self._buffer("square_avg", i))
-            for s, e in _chunks(p.size):
-                pc, gc, sc = p[s:e], g[s:e], sq[s:e]
-                n = e - s
-                if wd != 0:
-                    d = a[:n]
-                    np.multiply(pc, wd, out=d)
-                    d += gc
-                else:
-                    d = gc
-                u = b[:n]
-                sc *= alpha
-                np.multiply(d, d, out=u)
-                u *= 1.0 - alpha
-                sc += u
-                np.sqrt(sc, out=u)
-                u += eps
-                np.divide(d, u, out=u)
-                u *= -lr
-                pc += u
+    def _constants(self):
+        return (self.lr, self.alpha, self.eps)
+
+    def _update(self, p, g, states, wd, a, b, consts):
+        lr, alpha, eps = consts
+        (sq,) = states
+        n = p.size
+        if wd != 0:
+            d = a[:n]
+            np.multiply(p, wd, out=d)
+            d += g
+        else:
+            d = g
+        u = b[:n]
+        sq *= alpha
+        np.multiply(d, d, out=u)
+        u *= 1.0 - alpha
+        sq += u
+        np.sqrt(sq, out=u)
+        u += eps
+        np.divide(d, u, out=u)
+        u *= -lr
+        p += u
 
 
 class Adam(Optimizer):
@@ -375,50 +453,44 @@ class Adam(Optimizer):
         )
         self.eps = _check_number(f"{name}: eps", eps)
 
-    def step(self) -> None:
-        self.t += 1
+    def _constants(self):
         t = self.t
-        lr, eps = self.lr, self.eps
+        lr = self.lr
         b1, b2 = self.betas
         bc1 = 1.0 - b1**t
         bc2_sqrt = math.sqrt(1.0 - b2**t)
         # lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
         #   = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)): one pass fewer.
-        step_size = -lr * bc2_sqrt / bc1
-        eps_hat = eps * bc2_sqrt
-        for i, p, g in self._grads():
-            wd = self.weight_decays[i]
-            a, b = self._scratch_for(p.dtype)
-            m = _flat(self._buffer("exp_avg", i))
-            v = _flat(self._buffer("exp_avg_sq", i))
-            decay = 1.0 - lr * wd if (self._decoupled and wd != 0) else None
-            l2 = wd if (not self._decoupled and wd != 0) else 0.0
-            for s, e in _chunks(p.size):
-                pc, gc, mc, vc = p[s:e], g[s:e], m[s:e], v[s:e]
-                n = e - s
-                u = a[:n]
-                if decay is not None:
-                    pc *= decay
-                if l2:
-                    d = b[:n]
-                    np.multiply(pc, l2, out=d)
-                    d += gc
-                    gc = d
-                # m = b1 m + (1 - b1) g
-                mc *= b1
-                np.multiply(gc, 1.0 - b1, out=u)
-                mc += u
-                # v = b2 v + (1 - b2) g^2
-                vc *= b2
-                np.multiply(gc, gc, out=u)
-                u *= 1.0 - b2
-                vc += u
-                # p += step_size * m / (sqrt(v) + eps_hat)
-                np.sqrt(vc, out=u)
-                u += eps_hat
-                np.divide(mc, u, out=u)
-                u *= step_size
-                pc += u
+        return (lr, b1, b2, -lr * bc2_sqrt / bc1, self.eps * bc2_sqrt)
+
+    def _update(self, p, g, states, wd, a, b, consts):
+        lr, b1, b2, step_size, eps_hat = consts
+        m, v = states
+        n = p.size
+        u = a[:n]
+        if wd != 0:
+            if self._decoupled:
+                p *= 1.0 - lr * wd
+            else:
+                d = b[:n]
+                np.multiply(p, wd, out=d)
+                d += g
+                g = d
+        # m = b1 m + (1 - b1) g
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=u)
+        m += u
+        # v = b2 v + (1 - b2) g^2
+        v *= b2
+        np.multiply(g, g, out=u)
+        u *= 1.0 - b2
+        v += u
+        # p += step_size * m / (sqrt(v) + eps_hat)
+        np.sqrt(v, out=u)
+        u += eps_hat
+        np.divide(m, u, out=u)
+        u *= step_size
+        p += u
 
 
 class AdamW(Adam):
