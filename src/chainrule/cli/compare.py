@@ -16,6 +16,7 @@ from chainrule.cli._common import (
     MODEL_NAMES,
     NET_MODELS,
     add_data_arguments,
+    blas_threads_for,
     check_out_dir,
     fmt_acc,
     fmt_seconds,
@@ -116,32 +117,33 @@ def run(args) -> int:
     rows = []
     for i, name in enumerate(names, 1):
         info(args, f"[{i}/{len(names)}] {name}")
-        params, tuning = choose_params(
-            name,
-            args,
-            X,
-            y,
-            Xv,
-            yv,
-            len(classes),
-            search=args.search,
-            progress=progress,
-            image_shape=shape,
-            # one line per epoch of every network would bury the comparison table
-            verbose=False if name in NET_MODELS else None,
-        )
-        search = tuning.get("search", {})
-        if name in ("svm", "softmax") and search.get("_best_estimator") is not None:
-            model = search["_best_estimator"]
-            fit_time = next(
-                r["fit_time"] for r in search["results"] if r["params"] == search["best_params"]
+        with blas_threads_for(X):
+            params, tuning = choose_params(
+                name,
+                args,
+                X,
+                y,
+                Xv,
+                yv,
+                len(classes),
+                search=args.search,
+                progress=progress,
+                image_shape=shape,
+                # one line per epoch of every network would bury the comparison table
+                verbose=False if name in NET_MODELS else None,
             )
-        else:
-            model, fit_time = fit_model(name, params, X, y, Xv, yv)
-        val_acc, cm_val, val_time = evaluate_split(model, Xv, yv, len(classes))
-        test_acc = cm_test = test_time = None
-        if Xt is not None:
-            test_acc, cm_test, test_time = evaluate_split(model, Xt, yt, len(classes))
+            search = tuning.get("search", {})
+            if name in ("svm", "softmax") and search.get("_best_estimator") is not None:
+                model = search["_best_estimator"]
+                fit_time = next(
+                    r["fit_time"] for r in search["results"] if r["params"] == search["best_params"]
+                )
+            else:
+                model, fit_time = fit_model(name, params, X, y, Xv, yv)
+            val_acc, cm_val, val_time = evaluate_split(model, Xv, yv, len(classes))
+            test_acc = cm_test = test_time = None
+            if Xt is not None:
+                test_acc, cm_test, test_time = evaluate_split(model, Xt, yt, len(classes))
         path = run_dir.save_model(
             model,
             prep,

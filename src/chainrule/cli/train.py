@@ -20,6 +20,7 @@ from chainrule.cli._common import (
     MODEL_NAMES,
     NET_MODELS,
     add_data_arguments,
+    blas_threads_for,
     build_model,
     check_model_name,
     check_out_dir,
@@ -554,54 +555,55 @@ def train_and_report(args, out, *, resuming: bool) -> int:
         + (f", {len(val)} validation images" if val is not None else ", no validation split"),
     )
 
-    saved_params = getattr(args, "_saved_params", None)
-    if resuming and saved_params is not None:
-        # The settings the interrupted run had chosen (after any search), as they were.
-        params, tuning = saved_params, {}
-        if "hidden_dims" in params and params["hidden_dims"] is not None:
-            params["hidden_dims"] = tuple(params["hidden_dims"])
-        if params.get("image_shape") is not None:
-            params["image_shape"] = tuple(params["image_shape"])
-    else:
-        params, tuning = choose_params(
-            name,
-            args,
-            X,
-            y,
-            Xv,
-            yv,
-            len(classes),
-            search=args.search,
-            progress=progress,
-            image_shape=train.image_shape,
-        )
-    metrics["params"] = dict(params)
-    metrics.update({k: public(v) for k, v in tuning.items()})
-    run_dir.write_metrics(metrics)
-    search = tuning.get("search", {})
-    if name in ("svm", "softmax") and search.get("_best_estimator") is not None:
-        # The search already fitted this exact model on the same rows.
-        model = search["_best_estimator"]
-        fit_time = next(
-            r["fit_time"] for r in search["results"] if r["params"] == search["best_params"]
-        )
-    else:
-        model, fit_time = fit_model(
-            name,
-            params,
-            X,
-            y,
-            Xv,
-            yv,
-            checkpoint_dir=run_dir.path if name in NET_MODELS else None,
-            resume=resuming,
-        )
+    with blas_threads_for(X):
+        saved_params = getattr(args, "_saved_params", None)
+        if resuming and saved_params is not None:
+            # The settings the interrupted run had chosen (after any search), as they were.
+            params, tuning = saved_params, {}
+            if "hidden_dims" in params and params["hidden_dims"] is not None:
+                params["hidden_dims"] = tuple(params["hidden_dims"])
+            if params.get("image_shape") is not None:
+                params["image_shape"] = tuple(params["image_shape"])
+        else:
+            params, tuning = choose_params(
+                name,
+                args,
+                X,
+                y,
+                Xv,
+                yv,
+                len(classes),
+                search=args.search,
+                progress=progress,
+                image_shape=train.image_shape,
+            )
+        metrics["params"] = dict(params)
+        metrics.update({k: public(v) for k, v in tuning.items()})
+        run_dir.write_metrics(metrics)
+        search = tuning.get("search", {})
+        if name in ("svm", "softmax") and search.get("_best_estimator") is not None:
+            # The search already fitted this exact model on the same rows.
+            model = search["_best_estimator"]
+            fit_time = next(
+                r["fit_time"] for r in search["results"] if r["params"] == search["best_params"]
+            )
+        else:
+            model, fit_time = fit_model(
+                name,
+                params,
+                X,
+                y,
+                Xv,
+                yv,
+                checkpoint_dir=run_dir.path if name in NET_MODELS else None,
+                resume=resuming,
+            )
 
-    rows = sample_rows(len(y), TRAIN_ACC_SAMPLES, args.seed)
-    train_acc, _, _ = evaluate_split(model, X[rows], y[rows], len(classes))
-    val_acc = cm = predict_time = None
-    if Xv is not None:
-        val_acc, cm, predict_time = evaluate_split(model, Xv, yv, len(classes))
+        rows = sample_rows(len(y), TRAIN_ACC_SAMPLES, args.seed)
+        train_acc, _, _ = evaluate_split(model, X[rows], y[rows], len(classes))
+        val_acc = cm = predict_time = None
+        if Xv is not None:
+            val_acc, cm, predict_time = evaluate_split(model, Xv, yv, len(classes))
 
     result = {
         "model": name,
