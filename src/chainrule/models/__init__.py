@@ -1,5 +1,12 @@
 """Classifiers with scikit-learn conventions (fit, predict, predict_proba, score)."""
 
+from chainrule.models.io import LoadedModel, load_model, save_model  # noqa: F401
 from chainrule.models.knn import KNearestNeighbors, knn_best_k, knn_cross_validate  # noqa: F401
 from chainrule.models.linear import LinearSVM, SoftmaxClassifier  # noqa: F401
 from chainrule.models.mlp import FullyConnectedNet, TwoLayerNet  # noqa: F401
+from chainrule.models.registry import (  # noqa: F401
+    MODEL_REGISTRY,
+    get_model_class,
+    model_name,
+    register_model,
+)
