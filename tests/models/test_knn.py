@@ -299,14 +299,15 @@ def test_automatic_block_size_follows_the_budget():
     assert model._blocks(10) == (10, 50_000)
 
 
-def test_l1_threads_give_identical_results(monkeypatch):
+@pytest.mark.parametrize("metric", METRICS)
+def test_threads_give_identical_results(metric, monkeypatch):
     rng = np.random.default_rng(10)
     X = rng.random((300, 40)).astype(np.float32)
     Q = rng.random((77, 40)).astype(np.float32)
     y = rng.integers(0, 3, 300)
-    one = KNearestNeighbors(k=4, metric="l1", n_jobs=1).fit(X, y).kneighbors(Q)
-    monkeypatch.setattr(knn_module, "_L1_JOB_ELEMENTS", 1000)  # threads even for tiny blocks
-    three = KNearestNeighbors(k=4, metric="l1", n_jobs=3).fit(X, y).kneighbors(Q)
+    one = KNearestNeighbors(k=4, metric=metric, n_jobs=1).fit(X, y).kneighbors(Q)
+    monkeypatch.setattr(knn_module, "_JOB_ELEMENTS", 1000)  # threads even for tiny blocks
+    three = KNearestNeighbors(k=4, metric=metric, n_jobs=3).fit(X, y).kneighbors(Q)
     np.testing.assert_array_equal(one[1], three[1])
     np.testing.assert_array_equal(one[0], three[0])
 

@@ -59,13 +59,14 @@ METRICS = ("l2", "l1", "cosine")
 _BLOCK_BYTES = 128 * 2**20
 # Fewest queries per block when the training set is huge (keeps the matrix product efficient).
 _MIN_QUERY_ROWS = 64
-# Budget of the gathered rows of the exact float64 pass.
-_GATHER_BYTES = 16 * 2**20
+# Budget of the gathered rows of one step of the exact float64 pass: small enough that the
+# gathered rows stay in cache through conversion, subtraction and summation.
+_GATHER_BYTES = 4 * 2**20
 # Elements of one L1 tile (min(q, x) for a few queries x a few training rows x features):
 # about 4 MB in float32, so that the tile is still in cache when it is summed.
 _L1_TILE_ELEMENTS = 1 << 20
-# Least work (elements of min(q, x)) worth a thread of its own.
-_L1_JOB_ELEMENTS = 1 << 24
+# Least work (array elements) worth a thread of its own.
+_JOB_ELEMENTS = 1 << 24
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -180,23 +181,45 @@ class _Metric:
         step = max(1, (8 * 2**20) // (8 * d))
         return [(s, min(n, s + step)) for s in range(0, n, step)]
 
+    def _center(self, X):
+        """The centre: the training mean, rounded to the compute dtype (float64 copy too)."""
+        center = X.mean(axis=0, dtype=np.float64).astype(self.dtype)
+        return center, center.astype(np.float64)
+
+    def _centered(self, A, center, center64):
+        """``fl(A - center)`` in the compute dtype with a single rounding per value.
+
+        ``center`` is representable in the compute dtype, so when ``A`` converts exactly
+        (float32 or narrower into float32) the subtraction can run in the compute dtype.
+        """
+        if np.can_cast(A.dtype, self.dtype, "safe"):
+            out = A.astype(self.dtype)
+            out -= center
+            return out
+        return (A.astype(np.float64) - center64).astype(self.dtype)
+
     def safe(self, size: float) -> bool:
         """Whether operands of this size (``error``'s ``q_size + x_size``) cannot overflow."""
         return True
 
-    def exact(self, Q, X, qrow, cols, train, query):
+    def exact(self, Q, X, qrow, cols, train, query, n_jobs: int = 1):
         """Float64 comparison values between ``Q[qrow[i]]`` and ``X[cols[i, j]]``.
 
         Q (nq, D), X (n, D) in their original dtypes; qrow (p,), cols (p, c) -> (p, c).
+        Rows are shared among up to ``n_jobs`` threads when there are many.
         """
         p, c = cols.shape
         out = np.empty((p, c), dtype=np.float64)
         step = max(1, _GATHER_BYTES // (8 * max(1, c) * X.shape[1]))
-        for s in range(0, p, step):
-            e = min(p, s + step)
-            q = Q[qrow[s:e]].astype(np.float64)
-            x = X[cols[s:e]].astype(np.float64)
-            out[s:e] = self._exact_rows(q, x, qrow[s:e], cols[s:e], train, query)
+
+        def work(start: int, stop: int) -> None:
+            for s in range(start, stop, step):
+                e = min(stop, s + step)
+                q = Q[qrow[s:e]].astype(np.float64)
+                x = X[cols[s:e]].astype(np.float64)
+                out[s:e] = self._exact_rows(q, x, qrow[s:e], cols[s:e], train, query)
+
+        _in_threads(work, p, step, p * c * X.shape[1], n_jobs)
         return out
 
 
@@ -205,18 +228,17 @@ class _L2(_Metric):
 
     def prepare_train(self, X):
         n, d = X.shape
-        mean = X.mean(axis=0, dtype=np.float64)
+        center, center64 = self._center(X)
         Xc = np.empty((n, d), dtype=self.dtype)
         sq = np.empty(n, dtype=np.float64)
         for s, e in self._row_steps(n, d):
-            xc = X[s:e].astype(np.float64)
-            xc -= mean
-            Xc[s:e] = xc
+            Xc[s:e] = self._centered(X[s:e], center, center64)
             # Norms of the rounded rows actually used by the matrix product.
             xr = Xc[s:e].astype(np.float64)
             sq[s:e] = np.einsum("ij,ij->i", xr, xr)
         return {
-            "mean": mean,
+            "center": center,
+            "center64": center64,
             "Xc": Xc,
             "sq": sq.astype(self.dtype),
             "norm": np.sqrt(sq),
@@ -224,10 +246,11 @@ class _L2(_Metric):
         }
 
     def prepare_query(self, Q, train):
-        qc = (Q.astype(np.float64) - train["mean"]).astype(self.dtype)
+        qc = self._centered(Q, train["center"], train["center64"])
         q64 = qc.astype(np.float64)
         sq = np.einsum("ij,ij->i", q64, q64)
-        return {"m2q": qc * self.dtype.type(-2), "base": sq, "norm": np.sqrt(sq)}
+        qc *= self.dtype.type(-2)  # exact
+        return {"m2q": qc, "base": sq, "norm": np.sqrt(sq)}
 
     def approx(self, query, train, j0, j1, out, n_jobs):
         np.matmul(query["m2q"], train["Xc"][j0:j1].T, out=out)
@@ -256,19 +279,18 @@ class _L1(_Metric):
 
     def prepare_train(self, X):
         n, d = X.shape
-        mean = X.mean(axis=0, dtype=np.float64)
+        center, center64 = self._center(X)
         Xc = np.empty((n, d), dtype=self.dtype)
         s1 = np.empty(n, dtype=np.float64)
         a1 = np.empty(n, dtype=np.float64)
         for s, e in self._row_steps(n, d):
-            xc = X[s:e].astype(np.float64)
-            xc -= mean
-            Xc[s:e] = xc
+            Xc[s:e] = self._centered(X[s:e], center, center64)
             xr = Xc[s:e].astype(np.float64)
             s1[s:e] = xr.sum(axis=1)
             a1[s:e] = np.abs(xr).sum(axis=1)
         return {
-            "mean": mean,
+            "center": center,
+            "center64": center64,
             "Xc": Xc,
             "sum": s1.astype(self.dtype),
             "norm": a1,
@@ -276,7 +298,7 @@ class _L1(_Metric):
         }
 
     def prepare_query(self, Q, train):
-        qc = (Q.astype(np.float64) - train["mean"]).astype(self.dtype)
+        qc = self._centered(Q, train["center"], train["center64"])
         q64 = qc.astype(np.float64)
         return {
             "qc": qc,
@@ -381,14 +403,22 @@ def _sum_of_minima(Qc: np.ndarray, Xc: np.ndarray, out: np.ndarray, n_jobs: int)
                 # unlike a BLAS matrix-vector product, starts no threads of its own.
                 np.einsum("ijk->ij", t, out=out[i : i + ii, j : j + jj])
 
-    n_tiles = -(-r // tq)
-    jobs = max(1, min(n_jobs, n_tiles, (r * n * d) // _L1_JOB_ELEMENTS))
+    _in_threads(work, r, tq, r * n * d, n_jobs)
+
+
+def _in_threads(work, n: int, grain: int, elements: int, n_jobs: int) -> None:
+    """Run ``work(start, stop)`` over ``range(n)`` in up to ``n_jobs`` threads.
+
+    The shares are contiguous and multiples of ``grain``; small jobs (few ``elements`` of
+    work) stay on the calling thread, where handing work over would cost more than it saves.
+    """
+    n_steps = -(-n // grain)
+    jobs = max(1, min(n_jobs, n_steps, elements // _JOB_ELEMENTS))
     if jobs == 1:
-        work(0, r)
+        work(0, n)
         return
-    # Contiguous, tile-aligned shares of the query rows.
-    per = -(-n_tiles // jobs) * tq
-    bounds = [(s, min(r, s + per)) for s in range(0, r, per)]
+    per = -(-n_steps // jobs) * grain
+    bounds = [(s, min(n, s + per)) for s in range(0, n, per)]
     with ThreadPoolExecutor(max_workers=len(bounds)) as ex:
         for f in [ex.submit(work, a, b) for a, b in bounds]:
             f.result()
@@ -539,6 +569,9 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
             qc, tb = cs[0], min(n_train, cs[1])
         return max(1, min(qc, n_query)), tb
 
+    def _jobs(self) -> int:
+        return self.n_jobs or _default_jobs()
+
     def _check_query(self, X) -> np.ndarray:
         check_is_fitted(self, "_fit_X")
         return check_X(X, n_features=self.n_features_in_, estimator=self, allow_empty=True)
@@ -551,17 +584,22 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
                 f"(row norm {largest:.3g}); fit and predict with float64 data"
             )
 
-    def _neighbors(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Comparison values (float64) and indices of the k nearest, both (nq, k), sorted."""
+    def _neighbors(self, Q: np.ndarray, k: int, ordered: bool = True, values: bool = True):
+        """The k nearest training rows of each query.
+
+        Returns ``(vals, idx)``, both (nq, k): ``idx`` int64 ordered by (exact value,
+        index) when ``ordered``, else the right set in an unspecified order; ``vals`` the
+        float64 comparison values in the same order, or None unless ``values``.
+        """
         metric, train, X = self._metric, self._train, self._fit_X
         n_query, n_train = Q.shape[0], X.shape[0]
         m = _pool_size(k, n_train)
         keep = min(n_train, m + 1)
         qc, tb = self._blocks(n_query)
-        n_jobs = self.n_jobs or _default_jobs()
+        n_jobs = self._jobs()
         buf = np.empty(qc * tb, dtype=metric.dtype)
         mask_buf = np.empty(qc * tb, dtype=bool)
-        out_v = np.empty((n_query, k))
+        out_v = np.empty((n_query, k)) if values else None
         out_i = np.empty((n_query, k), dtype=np.int64)
         for i0 in range(0, n_query, qc):
             Qo = Q[i0 : i0 + qc]
@@ -575,18 +613,64 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
                 v, c = _smallest(A, min(keep, j1 - j0), mask_buf)
                 c = c + j0
                 vals, cols = (v, c) if vals is None else _merge(vals, cols, v, c, keep)
-            cand = cols[:, :m]
-            exact = metric.exact(Qo, X, np.arange(r), cand, train, query)
-            exact, cand = _sort_rows(exact, cand, k)
-            if keep > m:
-                # Lower bound of the true value of every point outside the candidates.
-                floor = vals[:, m] + query["base"] - metric.error(query["norm"], train["norm_max"])
-                redo = np.flatnonzero(~(exact[:, k - 1] < floor))
-                if redo.size:
-                    exact[redo], cand[redo] = self._redo(Qo[redo], exact[redo, k - 1], k)
-            out_v[i0 : i0 + r] = exact
-            out_i[i0 : i0 + r] = cand
+            ok = self._certified(vals, metric.error(query["norm"], train["norm_max"]), k, ordered)
+            rows = np.flatnonzero(ok)
+            idx = cols[:, :k].copy()
+            exact = np.empty((r, k)) if values else None
+            if values and rows.size:
+                exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, n_jobs)
+            rows = np.flatnonzero(~ok)
+            if rows.size:
+                ex, ix = self._pool(Qo, query, vals, cols, rows, k, m)
+                idx[rows] = ix
+                if values:
+                    exact[rows] = ex
+            out_i[i0 : i0 + r] = idx
+            if values:
+                out_v[i0 : i0 + r] = exact
         return out_v, out_i
+
+    @staticmethod
+    def _certified(vals: np.ndarray, err: np.ndarray, k: int, ordered: bool) -> np.ndarray:
+        """Queries (r,) bool whose approximate top k is the exact top k without re-measuring.
+
+        Each approximate value is within ``err`` (per query) of its exact value, so a gap of
+        more than ``2 err`` after the k-th approximate value separates the exact top-k set
+        from everything else; with ``ordered``, gaps of more than ``2 err`` between all of
+        the first k fix their order too.
+        """
+        v = vals[:, : k + 1].astype(np.float64)
+        if v.shape[1] == 1:
+            return np.ones(len(v), dtype=bool)
+        twice = np.broadcast_to(2.0 * np.asarray(err, dtype=np.float64), (len(v),))
+        if ordered:
+            return (np.diff(v, axis=1) > twice[:, None]).all(axis=1)
+        if v.shape[1] <= k:  # every training point is among the k nearest
+            return np.ones(len(v), dtype=bool)
+        return v[:, k] - v[:, k - 1] > twice
+
+    def _pool(self, Qo, query, vals, cols, rows, k: int, m: int):
+        """Exact top k (values, indices) for the queries ``rows`` of a chunk.
+
+        The ``m`` best approximate candidates are measured exactly in float64; that result
+        stands if the k-th exact value is below a lower bound of every point left out, and
+        otherwise ``_redo`` widens the search.
+        """
+        metric, train = self._metric, self._train
+        cand = cols[rows, :m]
+        exact = metric.exact(Qo, self._fit_X, rows, cand, train, query, self._jobs())
+        exact, cand = _sort_rows(exact, cand, k)
+        if vals.shape[1] > m:
+            # Lower bound of the true value of every point outside the candidates.
+            floor = (
+                vals[rows, m].astype(np.float64)
+                + query["base"][rows]
+                - metric.error(query["norm"][rows], train["norm_max"])
+            )
+            redo = np.flatnonzero(~(exact[:, k - 1] < floor))
+            if redo.size:
+                exact[redo], cand[redo] = self._redo(Qo[rows[redo]], exact[redo, k - 1], k)
+        return exact, cand
 
     def _redo(self, Qo: np.ndarray, bound: np.ndarray, k: int):
         """Exact k nearest for queries whose candidates were not certified.
@@ -600,7 +684,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         r = Qo.shape[0]
         qc, tb = self._blocks(r)
         qc = max(1, qc // 2)  # the float64 lower bounds take twice a float32 block
-        n_jobs = self.n_jobs or _default_jobs()
+        n_jobs = self._jobs()
         out_v = np.empty((r, k))
         out_i = np.empty((r, k), dtype=np.int64)
         for i0 in range(0, r, qc):
@@ -618,7 +702,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
                 c = c + j0
                 pair_rows.append(rows)
                 pair_cols.append(c)
-                pair_vals.append(metric.exact(Qs, X, rows, c[:, None], train, query)[:, 0])
+                pair_vals.append(metric.exact(Qs, X, rows, c[:, None], train, query, n_jobs)[:, 0])
             rows = np.concatenate(pair_rows)
             cols = np.concatenate(pair_cols)
             vals = np.concatenate(pair_vals)
@@ -656,7 +740,8 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"k={k} is larger than the number of training samples ({self._fit_X.shape[0]})"
             )
-        _, idx = self._neighbors(Q, k)
+        # The vote needs the set of the k nearest, not their order or distances.
+        _, idx = self._neighbors(Q, k, ordered=False, values=False)
         return _count_votes(self._y_index[idx], len(self.classes_))
 
     def predict(self, X) -> np.ndarray:

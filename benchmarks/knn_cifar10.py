@@ -1,0 +1,175 @@
+"""k-NN accuracy on CIFAR-10: a stratified validation split of the 50,000 training images.
+
+Trains on 40,000 images and measures accuracy on the other 10,000 (stratified, 1,000 per
+class, ``random_state=0``) for every k of the grid, with L2 and L1 distances on raw pixels
+(float32, flattened, 0..255), as the course does. Published figures for comparison (train on
+all 50,000, test on the official test set, 1-NN): 35.4% (L2) and 38.6% (L1).
+
+Subtracting the training mean image does not change L2 or L1 distances (a translation), so
+it cannot change those results; ``--mean-subtracted`` checks that it gives identical
+neighbours, and adds cosine distance, for which centring does matter.
+
+For each metric the k nearest neighbours (k = the largest of the grid) are computed once,
+sorted, and every k votes from their first k, so the whole grid costs one search.
+
+Run (from the repository root; the images unpacked as in the notes):
+
+    .venv/bin/python benchmarks/knn_cifar10.py --data /work/data/cifar10
+    .venv/bin/python benchmarks/knn_cifar10.py --metrics l2 --n-val 2000     # quick
+    nice .venv/bin/python benchmarks/knn_cifar10.py --metrics l1               # slow: L1
+    .venv/bin/python benchmarks/knn_cifar10.py --metrics l2 --cv 10000 --plot knn_cv.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+KS = (1, 3, 5, 8, 10, 12, 15, 20, 50, 100)
+PUBLISHED = {"l2": 0.354, "l1": 0.386}
+
+
+def load_split(root: str, val_fraction: float = 0.2):
+    """(X_train, y_train, X_val, y_val, classes): raw pixels as float32 rows (N, 3072).
+
+    ``root`` is a folder with ``train/<class>/*.jpg`` (or ``<class>/*.jpg``).
+    """
+    from chainrule import data
+
+    tr = data.load(root, split="train", val_fraction=val_fraction, random_state=0)
+    va = data.load(root, split="val", val_fraction=val_fraction, random_state=0)
+    X_train = tr.images.reshape(len(tr.images), -1).astype(np.float32)
+    X_val = va.images.reshape(len(va.images), -1).astype(np.float32)
+    return X_train, tr.labels, X_val, va.labels, tr.classes
+
+
+def accuracy_by_k(model, X_val, y_val, ks, step: int = 500):
+    """Validation accuracy for every k from one sorted neighbour list; (dict, seconds)."""
+    from tqdm.auto import tqdm
+
+    from chainrule.models.knn import _count_votes
+
+    k_max = max(ks)
+    t0 = time.perf_counter()
+    idx = np.empty((len(X_val), k_max), dtype=np.int64)
+    for s in tqdm(range(0, len(X_val), step), desc=f"{model.metric} neighbours", unit="chunk"):
+        idx[s : s + step] = model.kneighbors(X_val[s : s + step], k_max)[1]
+    seconds = time.perf_counter() - t0
+    labels = model._y_index[idx]
+    truth = np.searchsorted(model.classes_, y_val)
+    acc = {}
+    for k in ks:
+        pred = _count_votes(labels[:, :k], len(model.classes_)).argmax(axis=1)
+        acc[k] = float(np.mean(pred == truth))
+    return acc, seconds, idx
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="/work/data/cifar10", help="CIFAR-10 image folder")
+    p.add_argument("--metrics", default="l2,l1")
+    p.add_argument("--ks", default=",".join(map(str, KS)))
+    p.add_argument("--n-val", type=int, default=None, help="use N validation rows (stratified)")
+    p.add_argument("--mean-subtracted", action="store_true", help="also run on centred pixels")
+    p.add_argument("--cv", type=int, default=0, help="5-fold cross-validation on N training rows")
+    p.add_argument("--plot", default=None, help="write the cross-validation plot here")
+    p.add_argument("--json", default=None, help="write all numbers here")
+    args = p.parse_args(argv)
+
+    from chainrule.models import KNearestNeighbors, knn_best_k, knn_cross_validate
+
+    ks = tuple(int(k) for k in args.ks.split(","))
+    t0 = time.perf_counter()
+    X_train, y_train, X_val, y_val, classes = load_split(args.data)
+    if args.n_val and args.n_val < len(y_val):
+        # The validation rows come sorted by class: take an evenly spaced (stratified) subset.
+        pick = np.linspace(0, len(y_val), args.n_val, endpoint=False).astype(np.int64)
+        X_val, y_val = X_val[pick], y_val[pick]
+    print(
+        f"loaded {len(X_train)} training and {len(X_val)} validation images "
+        f"({X_train.shape[1]} features, {len(classes)} classes) in "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    report: dict = {"n_train": len(X_train), "n_val": len(X_val), "ks": list(ks), "runs": {}}
+    variants = [("raw", X_train, X_val)]
+    if args.mean_subtracted:
+        mean = X_train.mean(axis=0, dtype=np.float64).astype(np.float32)
+        variants.append(("mean-subtracted", X_train - mean, X_val - mean))
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.mean_subtracted and "cosine" not in metrics:
+        metrics.append("cosine")
+    neighbours = {}
+    for name, Xt, Xv in variants:
+        for metric in metrics:
+            if metric == "cosine" and name == "raw" and args.mean_subtracted:
+                continue
+            model = KNearestNeighbors(k=1, metric=metric).fit(Xt, y_train)
+            acc, seconds, idx = accuracy_by_k(model, Xv, y_val, ks)
+            neighbours[(name, metric)] = idx
+            best = max(acc.values())
+            best_k = min(k for k, a in acc.items() if a == best)
+            report["runs"][f"{metric}/{name}"] = {
+                "accuracy": acc,
+                "best_k": best_k,
+                "best": best,
+                "seconds": seconds,
+            }
+            line = "  ".join(f"k={k}: {a:.2%}" for k, a in acc.items())
+            target = PUBLISHED.get(metric)
+            print(f"\n{metric} ({name} pixels), {seconds:.1f} s for {len(Xv)} queries\n  {line}")
+            print(
+                f"  best k={best_k}: {best:.2%}"
+                + (f" (published 1-NN: {target:.1%})" if target and name == "raw" else ""),
+                flush=True,
+            )
+    for metric in metrics:
+        a, b = neighbours.get(("raw", metric)), neighbours.get(("mean-subtracted", metric))
+        if a is not None and b is not None:
+            same = float(np.mean(a == b))
+            print(f"{metric}: raw and mean-subtracted neighbour lists agree on {same:.4%}")
+            report["runs"][f"{metric}/raw"]["same_neighbours_as_mean_subtracted"] = same
+
+    if args.cv:
+        rng = np.random.default_rng(0)
+        sub = np.sort(rng.choice(len(X_train), size=min(args.cv, len(X_train)), replace=False))
+        for metric in [m for m in metrics if m != "cosine"][:1] or ["l2"]:
+            t = time.perf_counter()
+            results = knn_cross_validate(
+                X_train[sub],
+                y_train[sub],
+                ks=ks,
+                folds=5,
+                metric=metric,
+                random_state=0,
+                progress=True,
+            )
+            seconds = time.perf_counter() - t
+            best_k = knn_best_k(results)
+            print(f"\n5-fold cross-validation, {metric}, {len(sub)} rows ({seconds:.1f} s)")
+            for k, a in results.items():
+                print(f"  k={k:3d}: {a.mean():.2%} +- {a.std():.2%}  folds {np.round(a, 4)}")
+            print(f"  best k: {best_k}")
+            report["cv"] = {
+                "metric": metric,
+                "n": len(sub),
+                "seconds": seconds,
+                "best_k": best_k,
+                "folds": {k: v.tolist() for k, v in results.items()},
+            }
+            if args.plot:
+                from chainrule.report.plots import plot_knn_cv
+
+                print(f"  plot: {plot_knn_cv(results, args.plot)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
