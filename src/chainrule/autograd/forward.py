@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule.autograd.engine import Tensor, _as_float_array, _Mode, run_backward
+from chainrule.autograd.engine import Tensor, _as_float_array, _Mode, _tangent_of, run_backward
 
 
 def _as_tuple(x):
@@ -50,7 +50,8 @@ def jvp(fn, primals, tangents):
             raise TypeError(f"jvp: fn must return Tensors, got {type(o).__name__}")
         values.append(o.data)
         # An output that does not depend on the inputs has a zero tangent.
-        out_tangents.append(o._tangent if o._tangent is not None else np.zeros_like(o.data))
+        t = _tangent_of(o)
+        out_tangents.append(t if t is not None else np.zeros_like(o.data))
     if isinstance(out, (tuple, list)):
         return tuple(values), tuple(out_tangents)
     return values[0], out_tangents[0]
