@@ -1,5 +1,6 @@
 """The computational-graph engine: Tensor, Function, backward and forward mode."""
 
+from chainrule.autograd.draw import draw_graph
 from chainrule.autograd.engine import (
     Context,
     Function,
@@ -16,6 +17,7 @@ __all__ = [
     "Function",
     "Tensor",
     "concatenate",
+    "draw_graph",
     "enable_grad",
     "grad",
     "is_grad_enabled",

@@ -921,12 +921,8 @@ def _graph_contexts(root_ctx) -> list:
     return found
 
 
-from chainrule.autograd import ops as _ops  # noqa: E402  (ops need Tensor and Function)
+# The operators call the bound `apply` of their Function directly (one lookup less per
+# operation); ops.py sets these when it is loaded, whichever module is imported first.
+_add = _sub = _mul = _div = _pow = _matmul = None
 
-# The operators call these bound methods directly (one attribute lookup less each).
-_add = _ops.Add.apply
-_sub = _ops.Sub.apply
-_mul = _ops.Mul.apply
-_div = _ops.Div.apply
-_pow = _ops.Pow.apply
-_matmul = _ops.MatMul.apply
+from chainrule.autograd import ops as _ops  # noqa: E402  (ops need Tensor and Function)

@@ -793,3 +793,17 @@ def stack(tensors, axis: int = 0) -> Tensor:
     except ValueError as e:
         shapes = [tuple(np.shape(getattr(t, "data", t))) for t in tensors]
         raise ValueError(f"stack: cannot stack shapes {shapes} on axis {axis}: {e}") from None
+
+
+def _bind_operators() -> None:
+    from chainrule.autograd import engine
+
+    engine._add = Add.apply
+    engine._sub = Sub.apply
+    engine._mul = Mul.apply
+    engine._div = Div.apply
+    engine._pow = Pow.apply
+    engine._matmul = MatMul.apply
+
+
+_bind_operators()

@@ -1,0 +1,254 @@
+"""Drawing a computational graph as the lecture does, in Graphviz's DOT language.
+
+Inputs and operations are nodes; every edge carries a value from where it is computed
+to where it is used, labeled with that value (green, above) and, once known, the
+gradient of the output with respect to it (red, below). Leaves always have their
+gradient after a backward pass; intermediate values have theirs when it was kept
+(``backward(retain_graph=True)`` or ``t.retain_grad()``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+
+from chainrule.autograd import ops as _ops
+from chainrule.autograd.engine import Tensor
+
+__all__ = ["draw_graph"]
+
+VALUE_COLOR = "#2e7d32"  # green: forward values
+GRAD_COLOR = "#c62828"  # red: gradients
+
+_SYMBOLS = {
+    _ops.Add: "+",
+    _ops.Sub: "-",
+    _ops.Neg: "neg",
+    _ops.Mul: "*",
+    _ops.Div: "/",
+    _ops.Pow: "**",
+    _ops.MatMul: "@",
+    _ops.Exp: "exp",
+    _ops.Log: "log",
+    _ops.Sqrt: "sqrt",
+    _ops.Sigmoid: "sigmoid",
+    _ops.Tanh: "tanh",
+    _ops.ReLU: "relu",
+    _ops.Abs: "abs",
+    _ops.Clip: "clip",
+    _ops.Maximum: "max",
+    _ops.Where: "where",
+    _ops.Sum: "sum",
+    _ops.Mean: "mean",
+    _ops.Max: "max",
+    _ops.Softmax: "softmax",
+    _ops.LogSoftmax: "log_softmax",
+    _ops.Reshape: "reshape",
+    _ops.Transpose: "transpose",
+    _ops.GetItem: "[ ]",
+    _ops.Concatenate: "concatenate",
+    _ops.Stack: "stack",
+}
+# Operations whose constant arguments are operands (numbers shown in the node, as the
+# lecture's "*-1", "+1", "1/x"), not options such as an axis.
+_ARITHMETIC = (_ops.Add, _ops.Sub, _ops.Mul, _ops.Div, _ops.Pow, _ops.Maximum)
+_MAX_LISTED = 6  # arrays with more entries are summarised by their shape
+
+
+def _number(v) -> str:
+    v = float(v)
+    if v == 0:
+        return "0.00"
+    if not np.isfinite(v) or 1e-2 <= abs(v) < 1e5:
+        return f"{v:.2f}"
+    return f"{v:.2e}"
+
+
+def _summary(a) -> str:
+    """A short text for a value: the number, a few entries, or the shape and dtype."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return _number(a)
+    if a.size <= _MAX_LISTED:
+        text = np.array2string(
+            a, separator=", ", formatter={"float_kind": _number, "int": str}, max_line_width=200
+        )
+        return " ".join(text.split())
+    shape = "x".join(str(n) for n in a.shape)
+    return f"{a.dtype} ({shape})"
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _edge_label(t: Tensor) -> str:
+    value = f'<font color="{VALUE_COLOR}">{_html(_summary(t._data))}</font>'
+    g = t.grad
+    if g is None:
+        return f"<{value}>"
+    grad = f'<font color="{GRAD_COLOR}">{_html(_summary(g))}</font>'
+    return f"<{value}<br/>{grad}>"
+
+
+def _is_constant_operand(a) -> bool:
+    return isinstance(a, (int, float, np.number)) and not isinstance(a, bool)
+
+
+def _op_label(ctx) -> str:
+    fn = ctx.fn
+    symbol = _SYMBOLS.get(fn, fn.__name__)
+    args = ctx.inputs
+    if fn in _ARITHMETIC and len(args) == 2:
+        a, b = args
+        if fn is _ops.Maximum:
+            c = a if _is_constant_operand(a) else b
+            return f"max({_compact(c)})" if _is_constant_operand(c) else symbol
+        if not isinstance(a, Tensor) and _is_constant_operand(a):
+            if fn is _ops.Div:
+                return f"{_compact(a)}/x"
+            if fn is _ops.Sub:
+                return f"{_compact(a)}-x"
+            if fn is _ops.Pow:
+                return f"{_compact(a)}**x"
+            return f"{symbol}{_compact(a)}"
+        if not isinstance(b, Tensor) and _is_constant_operand(b):
+            return f"{symbol}{_compact(b)}"
+    if fn in (_ops.Sum, _ops.Mean, _ops.Max) and args[1] is not None:
+        return f"{symbol}(axis={args[1]})"
+    if fn in (_ops.Softmax, _ops.LogSoftmax) and args[1] != -1:
+        return f"{symbol}(axis={args[1]})"
+    if fn is _ops.Clip:
+        return f"clip[{args[1]}, {args[2]}]"
+    return symbol
+
+
+def _compact(v) -> str:
+    """A constant as written in an expression: 1 rather than 1.00."""
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def _graph_order(output: Tensor):
+    """Tensors and contexts of the graph of `output`, inputs first (iterative DFS)."""
+    order = []  # ("leaf", tensor) or ("op", ctx), each once, before its users
+    seen = set()
+    stack = [(output, False)]
+    while stack:
+        t, expanded = stack.pop()
+        key = id(t._ctx) if t._ctx is not None else id(t)
+        if expanded:
+            order.append(("op", t._ctx) if t._ctx is not None else ("leaf", t))
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        stack.append((t, True))
+        if t._ctx is not None:
+            for a in reversed(t._ctx.inputs):
+                if isinstance(a, Tensor):
+                    stack.append((a, False))
+    return order
+
+
+def to_dot(output: Tensor) -> str:
+    """The Graphviz DOT text of the graph that produced `output` (see `draw_graph`)."""
+    if not isinstance(output, Tensor):
+        raise TypeError(f"draw_graph needs a Tensor, got {type(output).__name__}")
+    lines = [
+        "digraph chainrule {",
+        "  rankdir=LR;",
+        '  node [fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=11];',
+    ]
+    ids = {}
+    constants = 0
+    for kind, obj in _graph_order(output):
+        nid = f"n{len(ids)}"
+        ids[id(obj)] = nid
+        if kind == "leaf":
+            label = obj.name
+            if label is None:
+                label = "param" if obj.requires_grad else "input"
+                if obj.ndim:
+                    label += " (" + "x".join(str(n) for n in obj.shape) + ")"
+            lines.append(f'  {nid} [label="{_escape(label)}", shape=box];')
+            continue
+        lines.append(f'  {nid} [label="{_escape(_op_label(obj))}", shape=circle];')
+        folded = obj.fn in _ARITHMETIC
+        for a in obj.inputs:
+            if isinstance(a, Tensor):
+                src = ids[id(a._ctx) if a._ctx is not None else id(a)]
+                lines.append(f"  {src} -> {nid} [label={_edge_label(a)}];")
+            elif isinstance(a, np.ndarray) and (folded or obj.fn in (_ops.Where, _ops.MatMul)):
+                cid = f"c{constants}"
+                constants += 1
+                lines.append(
+                    f'  {cid} [label="{_escape(_summary(a))}", shape=plaintext];\n'
+                    f"  {cid} -> {nid} [style=dashed];"
+                )
+    out_id = "out"
+    name = output.name if output.name is not None else "output"
+    lines.append(f'  {out_id} [label="{_escape(name)}", shape=plaintext];')
+    src = ids[id(output._ctx) if output._ctx is not None else id(output)]
+    lines.append(f"  {src} -> {out_id} [label={_edge_label(output)}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+_RENDERED = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
+
+
+def draw_graph(output: Tensor, path: str | os.PathLike | None = None) -> str:
+    """Draw the computational graph that produced `output`.
+
+    Inputs (leaves, labeled by their ``name``) and operations are nodes; each edge is
+    labeled with the value it carries (green) and, after backward, its gradient (red):
+    always for leaves, for intermediate values when kept (``retain_graph=True`` or
+    ``retain_grad()``). Arrays with more than a few entries are shown by shape.
+
+    path : None, or a file name. ``.dot``/``.gv`` files get the DOT text; ``.svg``,
+        ``.png`` and ``.pdf`` are rendered by Graphviz's ``dot`` program, which must be
+        installed.
+
+    Returns the DOT text.
+    """
+    text = to_dot(output)
+    if path is None:
+        return text
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".dot", ".gv"):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return text
+    fmt = _RENDERED.get(suffix)
+    if fmt is None:
+        raise ValueError(
+            f"draw_graph: cannot write {path!r}: use a .dot or .gv file (DOT text) or "
+            ".svg, .png or .pdf (drawn by Graphviz)"
+        )
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeError(
+            f"cannot draw {path}: Graphviz's `dot` program is not installed (not found on "
+            "PATH). Install Graphviz (e.g. `sudo apt-get install graphviz`, `brew install "
+            "graphviz` or `conda install graphviz`), or write a .dot file instead"
+        )
+    done = subprocess.run(
+        [dot, f"-T{fmt}", "-o", path], input=text, text=True, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(
+            f"Graphviz's dot failed to draw {path} (exit status {done.returncode})"
+            + (f": {message[-1]}" if message else "")
+        )
+    return text
