@@ -5,7 +5,8 @@ state arrays (moments) allocated once, of the parameter's dtype (float32 stays
 float32), and NumPy ufuncs writing into preallocated scratch buffers. Large
 parameters are processed in chunks of `CHUNK` elements, so the scratch buffers stay
 in the CPU cache and each step reads and writes every state array once instead of
-once per arithmetic operation.
+once per arithmetic operation. `set_num_threads` splits the chunks over threads
+(default 1; the result is bit-identical).
 
 The formulas are PyTorch's (``torch.optim``), so trajectories agree with it:
 
