@@ -58,7 +58,7 @@ def accuracy_by_k(model, X_val, y_val, ks, step: int = 500):
     t0 = time.perf_counter()
     idx = np.empty((len(X_val), k_max), dtype=np.int64)
     for s in tqdm(range(0, len(X_val), step), desc=f"{model.metric} neighbours", unit="chunk"):
-        idx[s : s + step] = model.kneighbors(X_val[s : s + step], k_max)[1]
+        idx[s : s + step] = model.kneighbors(X_val[s : s + step], k_max, return_distance=False)
     seconds = time.perf_counter() - t0
     labels = model._y_index[idx]
     truth = np.searchsorted(model.classes_, y_val)

@@ -176,11 +176,41 @@ def test_many_exact_ties_go_through_the_exact_path(metric, count_redo):
     assert sum(count_redo) > 0
 
 
-def test_no_exact_path_needed_for_well_separated_data(count_redo):
+def test_well_separated_data_needs_no_re_measuring(count_redo, monkeypatch):
+    pools = []
+    original = KNearestNeighbors._pool
+
+    def wrapped(self, Qo, query, vals, cols, rows, k, m):
+        pools.append(len(rows))
+        return original(self, Qo, query, vals, cols, rows, k, m)
+
+    monkeypatch.setattr(KNearestNeighbors, "_pool", wrapped)
     rng = np.random.default_rng(4)
     X = rng.normal(size=(2000, 32)).astype(np.float32)
-    KNearestNeighbors(k=3).fit(X, np.zeros(2000, int)).predict(X[:100] + 0.01)
-    assert count_redo == []
+    Q = X[:100] + rng.normal(scale=0.01, size=(100, 32)).astype(np.float32)
+    model = KNearestNeighbors(k=3).fit(X, np.zeros(2000, int))
+    model.predict(Q)
+    idx = model.kneighbors(Q, k=1, return_distance=False)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(100))
+    assert pools == [] and count_redo == []
+    # Many exact duplicates: the approximate values cannot tell them apart.
+    X2 = np.repeat(X[:50], 3, axis=0)
+    model = KNearestNeighbors(k=2).fit(X2, np.zeros(150, int))
+    np.testing.assert_array_equal(
+        model.kneighbors(X[:5], return_distance=False)[:, 0], [0, 3, 6, 9, 12]
+    )
+    assert sum(pools) == 5
+
+
+def test_return_distance_false_gives_the_same_indices():
+    rng = np.random.default_rng(13)
+    X = rng.integers(0, 5, (400, 6)).astype(np.float32)  # many equal distances
+    Q = rng.integers(0, 5, (50, 6)).astype(np.float32)
+    for metric in METRICS:
+        model = KNearestNeighbors(k=12, metric=metric).fit(X, np.zeros(400, int))
+        d, i = model.kneighbors(Q)
+        np.testing.assert_array_equal(model.kneighbors(Q, return_distance=False), i)
+        np.testing.assert_array_equal(i, brute_force(X, Q, metric)[1][:, :12])
 
 
 @pytest.mark.parametrize(

@@ -613,7 +613,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
                 v, c = _smallest(A, min(keep, j1 - j0), mask_buf)
                 c = c + j0
                 vals, cols = (v, c) if vals is None else _merge(vals, cols, v, c, keep)
-            ok = self._certified(vals, metric.error(query["norm"], train["norm_max"]), k, ordered)
+            ok = self._certified(vals, cols, query, k, ordered, complete=keep == n_train)
             rows = np.flatnonzero(ok)
             idx = cols[:, :k].copy()
             exact = np.empty((r, k)) if values else None
@@ -630,24 +630,47 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
                 out_v[i0 : i0 + r] = exact
         return out_v, out_i
 
-    @staticmethod
-    def _certified(vals: np.ndarray, err: np.ndarray, k: int, ordered: bool) -> np.ndarray:
+    def _certified(self, vals, cols, query, k: int, ordered: bool, complete: bool) -> np.ndarray:
         """Queries (r,) bool whose approximate top k is the exact top k without re-measuring.
 
-        Each approximate value is within ``err`` (per query) of its exact value, so a gap of
-        more than ``2 err`` after the k-th approximate value separates the exact top-k set
-        from everything else; with ``ordered``, gaps of more than ``2 err`` between all of
-        the first k fix their order too.
+        ``vals``/``cols`` (r, keep): each query's smallest approximate values, ascending,
+        ``complete`` if they cover every training point. A point's exact value lies within
+        its error bound ``e`` of its approximate value, so the top-k *set* is certain when
+        the largest ``v + e`` among the first k is below the smallest ``v - e`` of the rest
+        (points beyond the kept ones: at least the last kept value minus the largest
+        bound); with ``ordered``, consecutive intervals ``[v - e, v + e]`` of the first k
+        must not overlap either.
         """
-        v = vals[:, : k + 1].astype(np.float64)
-        if v.shape[1] == 1:
-            return np.ones(len(v), dtype=bool)
-        twice = np.broadcast_to(2.0 * np.asarray(err, dtype=np.float64), (len(v),))
-        if ordered:
-            return (np.diff(v, axis=1) > twice[:, None]).all(axis=1)
-        if v.shape[1] <= k:  # every training point is among the k nearest
-            return np.ones(len(v), dtype=bool)
-        return v[:, k] - v[:, k - 1] > twice
+        metric, train = self._metric, self._train
+        r, keep = vals.shape
+        if keep <= k and not ordered:  # every training point is among the k nearest
+            return np.ones(r, dtype=bool)
+        n = min(keep, k + 1)
+        v = vals[:, :n].astype(np.float64)
+        e = np.broadcast_to(
+            metric.error(query["norm"][:, None], train["norm"][cols[:, :n]]), v.shape
+        )
+        high, low = v + e, v - e
+        ok = np.ones(r, dtype=bool)
+        if keep > k:
+            rest = low[:, k]
+            if keep > k + 1:
+                rest = np.minimum(
+                    rest,
+                    (
+                        vals[:, k + 1 :].astype(np.float64)
+                        - metric.error(query["norm"][:, None], train["norm"][cols[:, k + 1 :]])
+                    ).min(axis=1),
+                )
+            if not complete:
+                beyond = vals[:, -1].astype(np.float64) - metric.error(
+                    query["norm"], train["norm_max"]
+                )
+                rest = np.minimum(rest, beyond)
+            ok &= high[:, :k].max(axis=1) < rest
+        if ordered and k > 1:
+            ok &= (high[:, : k - 1] < low[:, 1:k]).all(axis=1)
+        return ok
 
     def _pool(self, Qo, query, vals, cols, rows, k: int, m: int):
         """Exact top k (values, indices) for the queries ``rows`` of a chunk.
@@ -714,7 +737,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
             out_i[i0 : i0 + rs] = cols[pick]
         return out_v, out_i
 
-    def kneighbors(self, X, k=None):
+    def kneighbors(self, X, k=None, return_distance: bool = True):
         """The k nearest training points of each row of X.
 
         X : (N, D). k : int, default ``self.k``.
@@ -722,6 +745,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         Returns ``(distances, indices)``, both (N, k): distances float64 (true distances:
         Euclidean for l2, Manhattan for l1, ``1 - cos`` for cosine) ascending along each
         row, indices int64 into the training set (equal distances: smaller index first).
+        With ``return_distance=False`` only ``indices`` (the same), which can be cheaper.
         """
         Q = self._check_query(X)
         k = self.k if k is None else _check_k(k)
@@ -729,8 +753,8 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"k={k} is larger than the number of training samples ({self._fit_X.shape[0]})"
             )
-        v, idx = self._neighbors(Q, k)
-        return self._metric.to_distance(v), idx
+        v, idx = self._neighbors(Q, k, ordered=True, values=return_distance)
+        return (self._metric.to_distance(v), idx) if return_distance else idx
 
     def _votes(self, X) -> np.ndarray:
         """Vote counts (N, C) int64 of the k nearest neighbours."""
@@ -835,7 +859,7 @@ def knn_cross_validate(
     for f in steps:
         held = fold == f
         model.fit(X[~held], y[~held])
-        _, idx = model.kneighbors(X[held], k_max)
+        idx = model.kneighbors(X[held], k_max, return_distance=False)
         labels = model._y_index[idx]
         truth = np.searchsorted(model.classes_, y[held])
         known = np.isin(y[held], model.classes_)
