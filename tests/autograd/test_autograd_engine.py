@@ -1,0 +1,261 @@
+"""The backward pass and the Tensor: order, accumulation, release, modes, dtypes, errors."""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import Function, Tensor
+
+
+def leaf(v, **kw):
+    return Tensor(v, requires_grad=True, **kw)
+
+
+def test_deep_chain_of_100000_operations():
+    x = leaf(0.5)
+    y = x
+    for _ in range(50_000):
+        y = y * 1.0
+        y = y + 1.0
+    y.backward()
+    assert y.item() == 50_000.5
+    assert x.grad == 1.0
+    assert len(cr.draw_graph(y)) > 0  # drawing walks the same depth without recursion
+
+
+def test_gradients_accumulate_across_backward_calls_until_zero_grad():
+    w = leaf(np.array([1.0, 2.0]))
+    (w * 3).sum().backward()
+    (w * w).sum().backward()
+    np.testing.assert_array_equal(w.grad, [3 + 2, 3 + 4])
+    w.zero_grad()
+    assert w.grad is None
+    (w * 3).sum().backward()
+    np.testing.assert_array_equal(w.grad, [3, 3])
+
+
+def test_retain_graph_allows_a_second_backward_and_release_forbids_it():
+    x = leaf(2.0)
+    y = (x * x).exp()
+    y.backward(retain_graph=True)
+    first = x.grad.copy()
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * first)
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+        y.backward()
+    assert y.grad_fn is not None and not y.is_leaf
+
+
+def test_intermediate_gradients_only_when_kept():
+    x = leaf(3.0)
+    q = x * 2
+    f = q * q
+    f.backward()
+    assert q.grad is None and x.grad == 24.0
+    x2 = leaf(3.0)
+    q2 = (x2 * 2).retain_grad()
+    (q2 * q2).backward()
+    assert q2.grad == 12.0 and isinstance(q2.grad, np.ndarray)
+
+
+def test_no_grad_records_nothing():
+    w = leaf(np.ones(3))
+    with cr.no_grad():
+        y = w * 2
+        with cr.enable_grad():
+            z = w * 2
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+
+    @cr.no_grad()
+    def update(p):
+        return p - 0.1
+
+    assert not update(w).requires_grad
+    assert cr.is_grad_enabled()
+
+
+def test_float32_stays_float32_for_scalars_and_arrays():
+    for v in (np.float32(1.5), np.ones((2, 3), dtype=np.float32)):
+        x = leaf(v)
+        y = ((x * 2.0 + 1.0) / 3.0 - 0.5) ** 2
+        y = (y.exp() + y.sigmoid() + y.tanh() + y.relu() + y.sqrt()).log()
+        assert y.dtype == np.float32
+        y.sum().backward()
+        assert x.grad.dtype == np.float32
+    assert Tensor(2).dtype == np.float64 and Tensor(2.0).dtype == np.float64
+    assert Tensor([1, 2]).dtype == np.float64
+    with pytest.raises(TypeError, match="floating-point"):
+        Tensor(np.array(["a"]))
+
+
+def test_data_of_a_scalar_is_an_ndarray_that_later_operations_see():
+    t = leaf(2.0)
+    assert isinstance(t.data, np.ndarray) and t.data.shape == ()
+    y = t * 3
+    assert isinstance(y.data, np.ndarray) and y.item() == 6.0
+    t.data[...] = 5.0
+    assert (t * 3).item() == 15.0
+    assert np.asarray(t) is t.data and t.numpy() is t.data
+    t.data = np.array(7.0)
+    assert (t + 0).item() == 7.0
+
+
+def test_user_functions_get_arrays_and_needs_input_grad():
+    seen = {}
+
+    class Probe(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            seen["types"] = (type(a), type(b))
+            seen["needs"] = list(ctx.needs_input_grad)
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            seen["g"] = type(g)
+            return g, None
+
+    a = leaf(2.0)
+    b = Tensor(3.0)
+    Probe.apply(a * 1, b).backward()
+    assert seen == {"types": (np.ndarray, np.ndarray), "needs": [True, False], "g": np.ndarray}
+    assert a.grad == 1.0
+
+
+def test_leaves_own_their_gradients():
+    a, b = leaf(np.ones(2)), leaf(np.ones(2))
+    (a + b).sum().backward()  # the add gate hands the same array to both
+    a.grad += 1
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+    c = leaf(np.ones((2, 2)))
+    c.T.sum().backward()  # a transposed view
+    assert c.grad.base is None
+
+
+def test_output_used_by_an_operation_outside_this_backward():
+    x = leaf(2.0)
+    h = x * 2
+    loss1 = h * 3
+    loss2 = h * 4  # consumes h but is never backpropagated  # noqa: F841
+    loss1.backward()
+    assert x.grad == 6.0
+
+
+def test_chain_with_a_side_output_at_every_step():
+    x = leaf(1.5)
+    hs, outs = [x], []
+    for _ in range(2000):
+        hs.append(hs[-1] * 1.001)
+        outs.append(hs[-1] * 2)
+    outs[999].backward()
+    assert x.grad == pytest.approx(2 * 1.001**1000, rel=1e-12)
+
+
+def test_a_none_gradient_still_lets_the_other_paths_through():
+    class NoGradForFirst(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return None, g
+
+    x = leaf(1.0)
+    h = x * 3
+    out = NoGradForFirst.apply(h, x) + h * 2
+    out.backward()
+    assert x.grad == 1.0 + 6.0
+
+
+def test_indexing_with_repeated_indices_adds_up():
+    x = leaf(np.array([1.0, 2.0, 3.0]))
+    x[np.array([0, 0, 2, 0])].sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 0.0, 1.0])
+    y = leaf(np.array([1.0, 2.0, 3.0]))
+    y[np.array([-1, 2])].sum().backward()  # -1 and 2 are the same entry
+    np.testing.assert_array_equal(y.grad, [0.0, 0.0, 2.0])
+    s = leaf(np.arange(12.0).reshape(4, 3))
+    picked = s[np.arange(4), np.array([2, 0, 2, 1])]
+    picked.backward(np.array([1.0, 2.0, 3.0, 4.0]))
+    np.testing.assert_array_equal(s.grad, [[0, 0, 1], [2, 0, 0], [0, 0, 3], [0, 4, 0]])
+    r = leaf(np.ones((3, 2)))
+    r[np.array([1, 1]), np.array([0, 0])].sum().backward()
+    np.testing.assert_array_equal(r.grad, [[0, 0], [2, 0], [0, 0]])
+
+
+def test_softmax_and_log_softmax_are_stable_for_huge_logits():
+    logits = np.array([[1e4, 0.0, -1e4], [3.0, 1e4, 1e4]])
+    x = leaf(logits)
+    p = x.softmax(axis=1)
+    lp = x.log_softmax(axis=1)
+    np.testing.assert_allclose(p.data, [[1, 0, 0], [0, 0.5, 0.5]], atol=1e-300)
+    np.testing.assert_allclose(lp.data[0], [0, -1e4, -2e4])
+    np.testing.assert_allclose(lp.data[1, 1:], [-np.log(2)] * 2)
+    (lp[:, 0].sum() + (p * p).sum()).backward()
+    assert np.all(np.isfinite(x.grad))
+    # Shift invariance: the gradient at x + 1e4 equals the gradient at x.
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((3, 5))
+    u = rng.standard_normal((3, 5))
+    grads = []
+    for shift in (0.0, 1e4):
+        t = leaf(base + shift)
+        (t.log_softmax(axis=1) * u).sum().backward()
+        grads.append(t.grad)
+    np.testing.assert_allclose(grads[1], grads[0], atol=1e-12)
+    assert cr.gradcheck(lambda t: t.softmax(axis=0), [base + 1e4], tol=1e-6)
+
+
+def test_bad_input_gets_clear_errors():
+    a, b = leaf(np.ones(3)), leaf(np.ones(4))
+    with pytest.raises(ValueError, match=r"add: shapes \(3,\) and \(4,\) cannot be broadcast"):
+        a + b
+    with pytest.raises(ValueError, match=r"matmul: .*inner dimensions 3 != 2"):
+        leaf(np.ones((2, 3))) @ leaf(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        a.reshape(2, 2)
+    with pytest.raises(RuntimeError, match=r"non-scalar output of shape \(3,\)"):
+        (a * 2).backward()
+    with pytest.raises(ValueError, match=r"grad has shape \(2,\) but the output has shape \(3,\)"):
+        (a * 2).backward(np.ones(2))
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        Tensor(1.0).backward()
+
+
+def test_broken_backward_rules_are_named():
+    class TooMany(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g
+
+    class WrongShape(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a.sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            return np.ones(5)
+
+    with pytest.raises(RuntimeError, match="TooMany.backward returned 2 gradients for 1 inputs"):
+        TooMany.apply(leaf(np.ones(2))).sum().backward()
+    with pytest.raises(RuntimeError, match=r"WrongShape.backward returned a gradient of shape"):
+        WrongShape.apply(leaf(np.ones(3))).backward()
+
+
+def test_numpy_arrays_and_numbers_on_either_side():
+    x = leaf(np.array([1.0, 2.0]))
+    y = np.array([3.0, 4.0]) * x + 1 - x / 2 + 2**x + x**2 - np.array([1.0, 1.0]) @ x
+    assert isinstance(y, Tensor)
+    y.sum().backward()
+    expected = np.array([3.0, 4.0]) - 0.5 + 2**x.data * np.log(2) + 2 * x.data - 2
+    np.testing.assert_allclose(x.grad, expected)
+    assert (np.float64(2.0) * x).grad_fn is not None
