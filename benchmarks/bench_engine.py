@@ -8,12 +8,19 @@
     and with PyTorch on the CPU using the same number of BLAS threads.
     Ratio = chainrule time / PyTorch time (goal: <= 1.10).
 
-Both sides of a comparison run with the same garbage-collector setting: by default the
-collector is disabled inside each timed repeat and a full collection runs between repeats
-(micrograd's closures form reference cycles, so leaving the collector on mostly measures
-the collector); ``--gc on`` keeps it enabled on both sides.
+Fairness:
+- Both sides run in turns, repeat by repeat, and report medians of wall and CPU time.
+- Both sides of a comparison run with the same garbage-collector setting: by default the
+  collector is disabled inside each timed repeat and a full collection runs between
+  repeats; ``--gc on`` keeps it enabled on both sides. (micrograd's closures form
+  reference cycles, so with the collector on much of its time is the collector's.) The
+  graph a repeat returns is freed after its clock stops, on both sides.
+- (b) uses the same number of BLAS threads on both sides: NumPy's OpenBLAS setting, or
+  ``--threads N``. The machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this
+  command only (the script restarts itself without them and says so), unless
+  ``--keep-openblas-env``.
 
-Run:  .venv/bin/python benchmarks/bench_engine.py [--repeats-scalar 7] [--repeats-tensor 50]
+Run:  .venv/bin/python benchmarks/bench_engine.py [--threads 1] [--gc on]
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ def _reexec_without_openblas_env() -> None:
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
-_reexec_without_openblas_env()
+if __name__ == "__main__":
+    _reexec_without_openblas_env()
 
 import numpy as np  # noqa: E402
 
@@ -306,8 +314,8 @@ def _verdict(ok: bool) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats-scalar", type=int, default=7)
-    p.add_argument("--repeats-tensor", type=int, default=50)
+    p.add_argument("--repeats-scalar", type=int, default=15)
+    p.add_argument("--repeats-tensor", type=int, default=100)
     p.add_argument("--gc", choices=["off", "on"], default="off")
     p.add_argument(
         "--threads",
