@@ -725,11 +725,12 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
             g = c._gsum
             c._gsum = None
             inputs = c.inputs
+            n_in = len(inputs)
             fn = c.fn
             if g is None:
                 # Every consumer sent None: there is nothing to pass on, but the inputs
                 # must still hear from this consumer.
-                in_grads = (None,) * len(inputs)
+                in_grads = (None,) * n_in
             else:
                 if c.saved_tensors is None:
                     raise RuntimeError(_RELEASED_MESSAGE)
@@ -742,10 +743,10 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
                     in_grads = fn.backward(c, np.asarray(g))
                 if in_grads.__class__ is not tuple:
                     in_grads = (in_grads,)
-                if len(in_grads) != len(inputs):
+                if len(in_grads) != n_in:
                     raise RuntimeError(
                         f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
-                        f"{len(inputs)} inputs"
+                        f"{n_in} inputs"
                     )
             if not retain_graph:
                 # Free what forward saved as soon as it has been used.
@@ -753,7 +754,7 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
                 c.__dict__.clear()
             # The same delivery as in the loop below, unrolled for the common two-input
             # operations (half the bookkeeping time of a graph of scalars).
-            if len(inputs) == 2:
+            if n_in == 2:
                 ta, tb = inputs
                 ga, gb = in_grads
                 na, nb = c.needs_input_grad
