@@ -103,8 +103,9 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         training minibatch; needs ``image_shape``.
     image_shape : (H, W, C) or None
         Shape of the images the rows were flattened from (HWC order), for `augment`.
-    aug_padding : int
-        Largest shift of a random crop, in pixels.
+    aug_padding : int or None
+        Largest shift of a random crop, in pixels; None: an eighth of the image side
+        (4 for 32x32 images).
     label_smoothing : float in [0, 1)
         Share of the target probability spread evenly over all classes.
     weight_decay : float
@@ -142,7 +143,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         epochs=10,
         augment=False,
         image_shape=None,
-        aug_padding=4,
+        aug_padding=None,
         label_smoothing=0.0,
         weight_decay=0.0,
         momentum=0.9,
@@ -305,8 +306,11 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
                 f"image_shape {self.image_shape!r} does not match rows of {n_features} features"
             )
         pad = self.aug_padding
+        if pad is None:
+            # 4 pixels for 32x32 images, as is usual for CIFAR-10; 1 for 8x8 digits.
+            pad = max(1, min(shape[0], shape[1]) // 8)
         if not _is_int(pad) or pad < 0:
-            raise ValueError(f"aug_padding must be a non-negative int, got {pad!r}")
+            raise ValueError(f"aug_padding must be a non-negative int or None, got {pad!r}")
         from chainrule.data.augment import random_crop_flip_flat
 
         def augment(X, rng):
@@ -457,7 +461,7 @@ class TwoLayerNet(FullyConnectedNet):
         epochs=10,
         augment=False,
         image_shape=None,
-        aug_padding=4,
+        aug_padding=None,
         label_smoothing=0.0,
         weight_decay=0.0,
         momentum=0.9,
