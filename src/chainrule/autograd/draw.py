@@ -10,8 +10,6 @@ gradient after a backward pass; intermediate values have theirs when it was kept
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 
@@ -229,6 +227,9 @@ def draw_graph(output: Tensor, path: str | os.PathLike | None = None) -> str:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return text
+    import shutil
+    import subprocess
+
     fmt = _RENDERED.get(suffix)
     if fmt is None:
         raise ValueError(
