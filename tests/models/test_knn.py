@@ -315,8 +315,9 @@ def test_chunk_sizes_give_identical_results(metric, monkeypatch):
         np.testing.assert_array_equal(d, ref_d)
     # Automatic sizing from a smaller memory budget: several blocks of training rows.
     monkeypatch.setattr(knn_module, "_BLOCK_BYTES", 20 * 150 * 4)
+    monkeypatch.setattr(knn_module, "_MIN_QUERY_ROWS", 20)
     model = KNearestNeighbors(k=5, metric=metric).fit(X, y)
-    assert model._blocks(len(Q)) == (3000 // 46, 3000 // 64)
+    assert model._blocks(len(Q)) == (20, 150)
     d, i = model.kneighbors(Q)
     np.testing.assert_array_equal(i, ref_i)
     np.testing.assert_array_equal(d, ref_d)
@@ -325,8 +326,10 @@ def test_chunk_sizes_give_identical_results(metric, monkeypatch):
 def test_automatic_block_size_follows_the_budget():
     model = KNearestNeighbors().fit(np.zeros((50_000, 2), np.float32), np.zeros(50_000, int))
     qc, tb = model._blocks(10_000)
-    assert tb == 50_000 and qc * tb * 4 <= knn_module._BLOCK_BYTES < (qc + 1) * tb * 4
-    assert model._blocks(10) == (10, 50_000)
+    assert qc * tb * 4 == knn_module._BLOCK_BYTES and qc == knn_module._MIN_QUERY_ROWS
+    assert model._blocks(10) == (10, tb)
+    small = KNearestNeighbors().fit(np.zeros((100, 2), np.float32), np.zeros(100, int))
+    assert small._blocks(100_000) == (knn_module._BLOCK_BYTES // 400, 100)
 
 
 @pytest.mark.parametrize("metric", METRICS)
