@@ -317,7 +317,8 @@ def test_chunk_sizes_give_identical_results(metric, monkeypatch):
     monkeypatch.setattr(knn_module, "_BLOCK_BYTES", 20 * 150 * 4)
     monkeypatch.setattr(knn_module, "_MIN_QUERY_ROWS", 20)
     model = KNearestNeighbors(k=5, metric=metric).fit(X, y)
-    assert model._blocks(len(Q)) == (20, 150)
+    # 700 rows in 5 equal blocks of 140 rather than 4 of 150 and one of 100.
+    assert model._blocks(len(Q)) == (3000 // 140, 140)
     d, i = model.kneighbors(Q)
     np.testing.assert_array_equal(i, ref_i)
     np.testing.assert_array_equal(d, ref_d)
@@ -326,10 +327,13 @@ def test_chunk_sizes_give_identical_results(metric, monkeypatch):
 def test_automatic_block_size_follows_the_budget():
     model = KNearestNeighbors().fit(np.zeros((50_000, 2), np.float32), np.zeros(50_000, int))
     qc, tb = model._blocks(10_000)
-    assert qc * tb * 4 == knn_module._BLOCK_BYTES and qc == knn_module._MIN_QUERY_ROWS
+    assert qc * tb * 4 <= knn_module._BLOCK_BYTES and qc >= knn_module._MIN_QUERY_ROWS
+    n_blocks = -(-50_000 // tb)
+    assert n_blocks * tb - 50_000 < n_blocks  # equal blocks
+    assert tb <= knn_module._BLOCK_BYTES // 4 // knn_module._MIN_QUERY_ROWS
     assert model._blocks(10) == (10, tb)
     small = KNearestNeighbors().fit(np.zeros((100, 2), np.float32), np.zeros(100, int))
-    assert small._blocks(100_000) == (knn_module._BLOCK_BYTES // 400, 100)
+    assert small._blocks(10**6) == (knn_module._BLOCK_BYTES // 400, 100)
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -339,7 +343,9 @@ def test_threads_give_identical_results(metric, monkeypatch):
     Q = rng.random((77, 40)).astype(np.float32)
     y = rng.integers(0, 3, 300)
     one = KNearestNeighbors(k=4, metric=metric, n_jobs=1).fit(X, y).kneighbors(Q)
-    monkeypatch.setattr(knn_module, "_JOB_ELEMENTS", 1000)  # threads even for tiny blocks
+    # Threads even for tiny blocks: L1 tiles, candidate selection and the exact pass.
+    monkeypatch.setattr(knn_module, "_JOB_ELEMENTS", 1000)
+    monkeypatch.setattr(knn_module, "_THREADED_BLOCK", 1)
     three = KNearestNeighbors(k=4, metric=metric, n_jobs=3).fit(X, y).kneighbors(Q)
     np.testing.assert_array_equal(one[1], three[1])
     np.testing.assert_array_equal(one[0], three[0])

@@ -55,13 +55,14 @@ __all__ = ["KNearestNeighbors", "knn_best_k", "knn_cross_validate"]
 
 METRICS = ("l2", "l1", "cosine")
 
-# Memory budget of one block of approximate distances (queries x training rows). A block
-# that stays in the last-level cache makes the passes after the matrix product cheap, and a
-# small buffer costs few page faults; at 1,024 x 4,096 the matrix product is as efficient as
-# with blocks ten times larger.
-_BLOCK_BYTES = 16 * 2**20
+# Memory budget of one block of approximate distances (queries x training rows): large
+# enough for an efficient multithreaded matrix product (2,048 x 8,192 in float32), small
+# enough to cost few page faults and to keep the passes after it short.
+_BLOCK_BYTES = 64 * 2**20
 # Queries per block when the training set is large (training rows per block follow).
-_MIN_QUERY_ROWS = 1024
+_MIN_QUERY_ROWS = 2048
+# Least block size (elements) whose candidate selection is shared among threads.
+_THREADED_BLOCK = 1 << 20
 # Budget of the gathered rows of one step of the exact float64 pass: small enough that the
 # gathered rows stay in cache through conversion, subtraction and summation.
 _GATHER_BYTES = 4 * 2**20
@@ -160,6 +161,20 @@ def _merge(vals_a, idx_a, vals_b, idx_b, m: int):
     return _sort_rows(np.concatenate([vals_a, vals_b], 1), np.concatenate([idx_a, idx_b], 1), m)
 
 
+def _rows(query: dict, s: int, e: int) -> dict:
+    """The per-query arrays of a prepared query chunk, restricted to rows ``s:e``."""
+    return {key: value[s:e] for key, value in query.items()}
+
+
+def _map_row_ranges(pool, func, n: int, jobs: int) -> list:
+    """``[func(s, e) for each of up to `jobs` contiguous ranges of range(n)]``, in threads."""
+    if pool is None or jobs <= 1 or n < 2 * jobs:
+        return [func(0, n)]
+    per = -(-n // jobs)
+    bounds = [(s, min(n, s + per)) for s in range(0, n, per)]
+    return [f.result() for f in [pool.submit(func, a, b) for a, b in bounds]]
+
+
 # --- metrics ----------------------------------------------------------------------------
 
 
@@ -172,9 +187,9 @@ def _gamma(n: int, u: float) -> float:
 class _Metric:
     """One distance, in three forms.
 
-    - ``approx``: a block of fast values ``a`` (compute dtype) with ``a + base[q]``
-      approximating a monotone *comparison value* ``v`` (``d**2`` for l2, ``d`` for l1,
-      ``1 - cos`` for cosine);
+    - ``approx`` then ``finish``: a block of fast values ``a`` (compute dtype) with
+      ``a + base[q]`` approximating a monotone *comparison value* ``v`` (``d**2`` for l2,
+      ``d`` for l1, ``1 - cos`` for cosine);
     - ``error``: a rigorous bound ``e`` on ``|a + base - v|`` from the sizes of the
       operands (standard floating-point error analysis, with a factor 2 to spare);
     - ``exact``: ``v`` in float64 from the original data.
@@ -217,6 +232,10 @@ class _Metric:
     def safe(self, size: float) -> bool:
         """Whether operands of this size (``error``'s ``q_size + x_size``) cannot overflow."""
         return True
+
+    def finish(self, out, query, train, j0, j1) -> None:
+        """Complete ``approx``'s block in place (elementwise; may run on a part of the rows,
+        with ``query`` restricted to the same rows)."""
 
     def exact(self, Q, X, qrow, cols, train, query, n_jobs: int = 1):
         """Float64 comparison values between ``Q[qrow[i]]`` and ``X[cols[i, j]]``.
@@ -269,9 +288,10 @@ class _L2(_Metric):
         return {"m2q": qc, "base": sq, "norm": np.sqrt(sq)}
 
     def approx(self, query, train, j0, j1, out, n_jobs):
-        np.matmul(query["m2q"], train["Xc"][j0:j1].T, out=out)
+        return np.matmul(query["m2q"], train["Xc"][j0:j1].T, out=out)
+
+    def finish(self, out, query, train, j0, j1):
         out += train["sq"][j0:j1]
-        return out
 
     def safe(self, size):
         # |a| <= size**2; keep a margin below the largest finite value.
@@ -325,10 +345,12 @@ class _L1(_Metric):
 
     def approx(self, query, train, j0, j1, out, n_jobs):
         _sum_of_minima(query["qc"], train["Xc"][j0:j1], out, n_jobs)
+        return out
+
+    def finish(self, out, query, train, j0, j1):
         out *= self.dtype.type(-2)
         out += train["sum"][j0:j1]
         out += query["sum"][:, None]
-        return out
 
     def safe(self, size):
         return size < float(np.finfo(self.dtype).max) / 16
@@ -474,8 +496,8 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
     metric : ``"l2"`` (Euclidean), ``"l1"`` (Manhattan) or ``"cosine"`` (``1 - cos``; a
         zero vector is at distance 1 from everything).
     chunk_size : None, int or (int, int). Queries per distance block, optionally with
-        training rows per block. ``None`` sizes blocks from a 16 MB budget (1,024 queries
-        x 4,096 training rows in float32). Results never depend on it.
+        training rows per block. ``None`` sizes blocks from a 64 MB budget (2,048 queries
+        x about 8,192 training rows in float32). Results never depend on it.
     n_jobs : None or int. Threads for the ``l1`` distance loops (``None``: every CPU this
         process may use). The ``l2`` and ``cosine`` matrix products use the BLAS threads
         (set them with threadpoolctl or ``OPENBLAS_NUM_THREADS``).
@@ -577,6 +599,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         cs = _check_chunk_size(self.chunk_size)
         if cs is None:
             tb = min(n_train, max(1, budget // _MIN_QUERY_ROWS))
+            tb = -(-n_train // -(-n_train // tb))  # equal blocks, none left nearly empty
             qc = max(1, budget // tb)
         elif len(cs) == 1:
             qc = cs[0]
@@ -617,34 +640,88 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         mask_buf = np.empty(qc * tb, dtype=bool)
         out_v = np.empty((n_query, k)) if values else None
         out_i = np.empty((n_query, k), dtype=np.int64)
-        for i0 in range(0, n_query, qc):
-            Qo = Q[i0 : i0 + qc]
-            r = Qo.shape[0]
-            query = metric.prepare_query(Qo, train)
-            self._check_magnitude(query)
-            vals = cols = None
-            for j0 in range(0, n_train, tb):
-                j1 = min(n_train, j0 + tb)
-                A = metric.approx(query, train, j0, j1, buf[: r * (j1 - j0)].reshape(r, -1), n_jobs)
-                v, c = _smallest(A, min(keep, j1 - j0), mask_buf)
-                c = c + j0
-                vals, cols = (v, c) if vals is None else _merge(vals, cols, v, c, keep)
-            ok = self._certified(vals, cols, query, k, ordered, complete=keep == n_train)
-            rows = np.flatnonzero(ok)
-            idx = cols[:, :k].copy()
-            exact = np.empty((r, k)) if values else None
-            if values and rows.size:
-                exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, n_jobs)
-            rows = np.flatnonzero(~ok)
-            if rows.size:
-                ex, ix = self._pool(Qo, query, vals, cols, rows, k, m)
-                idx[rows] = ix
-                if values:
-                    exact[rows] = ex
-            out_i[i0 : i0 + r] = idx
-            if values:
-                out_v[i0 : i0 + r] = exact
+        jobs = n_jobs if qc * tb >= _THREADED_BLOCK else 1
+        pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+        try:
+            for i0 in range(0, n_query, qc):
+                Qo = Q[i0 : i0 + qc]
+                query = metric.prepare_query(Qo, train)
+                self._check_magnitude(query)
+                self._search_chunk(
+                    Qo,
+                    query,
+                    out_v,
+                    out_i,
+                    i0,
+                    k,
+                    keep,
+                    m,
+                    ordered,
+                    values,
+                    buf,
+                    mask_buf,
+                    tb,
+                    pool,
+                    jobs,
+                )
+        finally:
+            if pool is not None:
+                pool.shutdown()
         return out_v, out_i
+
+    def _search_chunk(
+        self,
+        Qo,
+        query,
+        out_v,
+        out_i,
+        i0,
+        k,
+        keep,
+        m,
+        ordered,
+        values,
+        buf,
+        mask_buf,
+        tb,
+        pool,
+        jobs,
+    ) -> None:
+        """One chunk of queries: approximate pass over all blocks, certificate, exact pass."""
+        metric, train, X = self._metric, self._train, self._fit_X
+        n_train = X.shape[0]
+        n_jobs = self._jobs()
+        r = Qo.shape[0]
+        vals = cols = None
+        for j0 in range(0, n_train, tb):
+            j1 = min(n_train, j0 + tb)
+            nb = j1 - j0
+            A = metric.approx(query, train, j0, j1, buf[: r * nb].reshape(r, nb), n_jobs)
+
+            def select(s, e, A=A, j0=j0, j1=j1, nb=nb):
+                part = _rows(query, s, e)
+                metric.finish(A[s:e], part, train, j0, j1)
+                return _smallest(A[s:e], min(keep, nb), mask_buf[s * nb : e * nb])
+
+            parts = _map_row_ranges(pool, select, r, jobs)
+            v = np.concatenate([p[0] for p in parts])
+            c = np.concatenate([p[1] for p in parts]) + j0
+            vals, cols = (v, c) if vals is None else _merge(vals, cols, v, c, keep)
+        ok = self._certified(vals, cols, query, k, ordered, complete=keep == n_train)
+        rows = np.flatnonzero(ok)
+        idx = cols[:, :k].copy()
+        exact = np.empty((r, k)) if values else None
+        if values and rows.size:
+            exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, n_jobs)
+        rows = np.flatnonzero(~ok)
+        if rows.size:
+            ex, ix = self._pool(Qo, query, vals, cols, rows, k, m)
+            idx[rows] = ix
+            if values:
+                exact[rows] = ex
+        out_i[i0 : i0 + r] = idx
+        if values:
+            out_v[i0 : i0 + r] = exact
 
     def _certified(self, vals, cols, query, k: int, ordered: bool, complete: bool) -> np.ndarray:
         """Queries (r,) bool whose approximate top k is the exact top k without re-measuring.
@@ -735,6 +812,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
                 j1 = min(n_train, j0 + tb)
                 A = np.empty((rs, j1 - j0), dtype=metric.dtype)
                 A = metric.approx(query, train, j0, j1, A, n_jobs)
+                metric.finish(A, query, train, j0, j1)
                 low = A + query["base"][:, None]
                 low -= metric.error(query["norm"][:, None], train["norm"][None, j0:j1])
                 rows, c = np.nonzero(~(low > bound[i0 : i0 + rs, None]))  # keeps NaN too
