@@ -21,14 +21,21 @@ thread count, same data, same augmentation function) for comparison.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import resource
 import sys
-import time
 
-import numpy as np
+UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+if "--unset-openblas-env" in sys.argv and any(k in os.environ for k in UNSET):
+    # Must happen before NumPy loads OpenBLAS: restart this command without both variables.
+    _env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    os.execve(sys.executable, [sys.executable, *sys.argv], _env)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 DEFAULT_DATA = "/work/data/cifar10/train"
 
@@ -73,6 +80,12 @@ def parse_args(argv=None):
     p.add_argument("--reference", action="store_true", help="also train the PyTorch twin")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument(
+        "--unset-openblas-env",
+        action="store_true",
+        help="run without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (this machine pins "
+        "OpenBLAS to its Haswell kernels with them)",
+    )
     return p.parse_args(argv)
 
 
@@ -210,10 +223,10 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     from chainrule.data import Preprocessor
 
-    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env = {k: os.environ.get(k) for k in UNSET}
     print(
         f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
-        f"BLAS env {env}"
+        f"BLAS env {env}" + (" (unset by --unset-openblas-env)" if a.unset_openblas_env else "")
     )
     t = time.perf_counter()
     train, val = load_cifar(a.data, a.seed)
