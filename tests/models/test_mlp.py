@@ -173,6 +173,39 @@ def test_augmentation_changes_training_and_needs_the_image_shape(digits):
         FullyConnectedNet(augment=True, image_shape=(8, 8, 3), **kw).fit(X[:300], y[:300])
 
 
+def test_test_time_flip_averages_the_image_and_its_mirror(digits):
+    X, y = digits
+    kw = dict(
+        hidden_dims=(32,),
+        epochs=3,
+        augment=True,
+        image_shape=(8, 8, 1),
+        verbose=False,
+        random_state=0,
+    )
+    model = FullyConnectedNet(**kw).fit(X[:600], y[:600], X[600:900], y[600:900])
+    mirrored = X.reshape(-1, 8, 8, 1)[:, :, ::-1].reshape(len(X), -1)
+
+    def softmax(a):
+        e = np.exp(a - a.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    expected = (
+        softmax(model.decision_function(X)) + softmax(model.decision_function(mirrored))
+    ) / 2
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
+    # the best epoch was chosen with the same prediction
+    assert model.history_["best_val_acc"] == model.score(X[600:900], y[600:900])
+    model.set_params(test_time_flip=False)
+    np.testing.assert_allclose(
+        model.predict_proba(X), softmax(model.decision_function(X)), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="image_shape"):
+        FullyConnectedNet(epochs=1, test_time_flip=True, verbose=False).fit(X[:100], y[:100])
+    with pytest.raises(TypeError, match="test_time_flip"):
+        FullyConnectedNet(epochs=1, test_time_flip="yes", verbose=False).fit(X[:100], y[:100])
+
+
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"])
 def test_every_optimizer_trains(digits, opt):
     X, y = digits

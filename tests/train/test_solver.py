@@ -266,6 +266,32 @@ def test_evaluation_is_in_eval_mode_without_touching_batchnorm_statistics():
     assert a.shape == (len(X), 3)
 
 
+def test_evaluation_averages_probabilities_over_views():
+    X, y = _data()
+    net = _net()
+    plain = Solver(net, optim.SGD(net.parameters(), lr=0.1), _loss, X, y, verbose=False)
+    viewed = Solver(
+        net,
+        optim.SGD(net.parameters(), lr=0.1),
+        _loss,
+        X,
+        y,
+        verbose=False,
+        eval_views=lambda xb: [xb, -xb],
+    )
+    s = plain.predict_scores(X)
+    s_neg = plain.predict_scores(-X)
+
+    def softmax(a):
+        e = np.exp(a - a.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    expected = 2 * softmax(s) + softmax(s_neg)
+    np.testing.assert_allclose(viewed.predict_scores(X), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="eval_views"):
+        Solver(net, optim.SGD(net.parameters(), lr=0.1), _loss, X, y, eval_views=3)
+
+
 def test_last_batch_is_kept_only_when_at_least_half_a_batch():
     assert batches_per_epoch(100, 32) == 3  # 4 left over: dropped
     assert batches_per_epoch(112, 32) == 4  # 16 left over: kept

@@ -68,6 +68,13 @@ def l2_penalty(weights, reg: float):
     return total
 
 
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    e = scores - scores.max(axis=1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -106,6 +113,10 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
     aug_padding : int or None
         Largest shift of a random crop, in pixels; None: an eighth of the image side
         (4 for 32x32 images).
+    test_time_flip : bool or None
+        Predict from the average of the class probabilities of each image and its mirror
+        image (needs ``image_shape``); None: when `augment` is on (the network then
+        learned mirrored images). Validation during training uses the same prediction.
     label_smoothing : float in [0, 1)
         Share of the target probability spread evenly over all classes.
     weight_decay : float
@@ -144,6 +155,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         augment=False,
         image_shape=None,
         aug_padding=None,
+        test_time_flip=None,
         label_smoothing=0.0,
         weight_decay=0.0,
         momentum=0.9,
@@ -165,6 +177,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         self.augment = augment
         self.image_shape = image_shape
         self.aug_padding = aug_padding
+        self.test_time_flip = test_time_flip
         self.label_smoothing = label_smoothing
         self.weight_decay = weight_decay
         self.momentum = momentum
@@ -290,21 +303,44 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             kwargs["cycle_momentum"] = False
         return optim.make_schedule(self.lr_schedule, opt, total, **kwargs)
 
-    def _make_augment(self, n_features: int):
-        if not self.augment:
-            return None
+    def _image_shape(self, n_features: int, why: str) -> tuple[int, int, int]:
         if self.image_shape is None:
             raise ValueError(
-                "augment=True needs image_shape=(H, W, C), the shape the rows were flattened from"
+                f"{why} needs image_shape=(H, W, C), the shape the rows were flattened from"
             )
         try:
             shape = tuple(int(s) for s in self.image_shape)
         except (TypeError, ValueError):
             raise ValueError(f"image_shape must be (H, W, C), got {self.image_shape!r}") from None
-        if len(shape) != 3 or int(np.prod(shape)) not in (n_features, n_features - 1):
+        if len(shape) != 3 or min(shape) <= 0 or int(np.prod(shape)) != n_features:
             raise ValueError(
                 f"image_shape {self.image_shape!r} does not match rows of {n_features} features"
             )
+        return shape
+
+    def _flips(self) -> bool:
+        tta = self.test_time_flip
+        if tta is None:
+            return bool(self.augment)
+        if not isinstance(tta, (bool, np.bool_)):
+            raise TypeError(f"test_time_flip must be True, False or None, got {tta!r}")
+        return bool(tta)
+
+    def _make_eval_views(self, n_features: int):
+        """The mirror image of each row, for test-time flips (or None)."""
+        if not self._flips():
+            return None
+        h, w, c = self._image_shape(n_features, "test_time_flip")
+
+        def mirrored(X):
+            return [X.reshape(-1, h, w, c)[:, :, ::-1].reshape(X.shape[0], -1)]
+
+        return mirrored
+
+    def _make_augment(self, n_features: int):
+        if not self.augment:
+            return None
+        shape = self._image_shape(n_features, "augment=True")
         pad = self.aug_padding
         if pad is None:
             # 4 pixels for 32x32 images, as is usual for CIFAR-10; 1 for 8x8 digits.
@@ -374,6 +410,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             lr_schedule=schedule,
             schedule_per=self.schedule_per,
             augment=self._make_augment(X.shape[1]),
+            eval_views=self._make_eval_views(X.shape[1]),
             early_stopping_patience=self.early_stopping_patience,
             checkpoint_dir=checkpoint_dir,
             random_state=rng,
@@ -395,10 +432,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         return idx
 
     # ------------------------------------------------------------ prediction
-    def decision_function(self, X, batch_size: int = 1000) -> np.ndarray:
-        """Class scores (N, C), float32, of rows X (N, D): the network in eval mode."""
-        check_is_fitted(self, "net_")
-        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+    def _forward(self, X, batch_size: int = 1000) -> np.ndarray:
         self.net_.eval()
         out = []
         with no_grad():
@@ -406,18 +440,34 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
                 out.append(self.net_(Tensor(X[i : i + batch_size])).data)
         return np.concatenate(out, axis=0)
 
+    def decision_function(self, X) -> np.ndarray:
+        """Class scores (N, C), float32, of rows X (N, D): the network in eval mode
+        (one view of each row, without test-time flips)."""
+        check_is_fitted(self, "net_")
+        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+        return self._forward(X)
+
     def predict_proba(self, X) -> np.ndarray:
-        """Softmax probabilities (N, C), float32; column j is class ``classes_[j]``."""
-        s = self.decision_function(X)
-        s = s - s.max(axis=1, keepdims=True)
-        np.exp(s, out=s)
-        s /= s.sum(axis=1, keepdims=True)
-        return s
+        """Class probabilities (N, C), float32; column j is class ``classes_[j]``.
+
+        The softmax of the scores, averaged with that of the mirror images when
+        test-time flips are on.
+        """
+        check_is_fitted(self, "net_")
+        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+        p = _softmax(self._forward(X))
+        views = self._make_eval_views(self.n_features_in_)
+        if views is not None:
+            others = views(X)
+            for V in others:
+                p += _softmax(self._forward(V))
+            p /= 1 + len(others)
+        return p
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels (N,) of rows X (N, D)."""
-        scores = self.decision_function(X)
-        return self.classes_[scores.argmax(axis=1)]
+        labels = self.predict_proba(X).argmax(axis=1)
+        return self.classes_[labels]
 
     # ------------------------------------------------------------ model files
     def _state_dict(self) -> dict[str, np.ndarray]:
@@ -462,6 +512,7 @@ class TwoLayerNet(FullyConnectedNet):
         augment=False,
         image_shape=None,
         aug_padding=None,
+        test_time_flip=None,
         label_smoothing=0.0,
         weight_decay=0.0,
         momentum=0.9,
@@ -482,6 +533,7 @@ class TwoLayerNet(FullyConnectedNet):
         self.augment = augment
         self.image_shape = image_shape
         self.aug_padding = aug_padding
+        self.test_time_flip = test_time_flip
         self.label_smoothing = label_smoothing
         self.weight_decay = weight_decay
         self.momentum = momentum

@@ -155,6 +155,13 @@ def load_checkpoint(path) -> dict:
 # ---------------------------------------------------------------- the Solver
 
 
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    e = scores - scores.max(axis=1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
 def _batch_slices(n: int, batch_size: int) -> list[slice]:
     """Minibatches of an epoch over n rows: full batches, plus the remainder when it is at
     least half a batch (a tiny last batch would give batch norm noisy statistics)."""
@@ -203,6 +210,10 @@ class Solver:
         Size of the fixed random subsample of training rows used for train accuracy.
     eval_batch_size : int
         Rows per forward pass in evaluation.
+    eval_views : callable (X batch (B, D)) -> list of (B, D) arrays, or None
+        Other views of each row (e.g. mirrored images) whose predictions are averaged with
+        the row's own in evaluation (test-time augmentation); the same evaluation picks
+        the best epoch.
     random_state : int, Generator or None
         Shuffling, augmentation, the train subsample.
     verbose : bool
@@ -232,6 +243,7 @@ class Solver:
         checkpoint_dir=None,
         train_eval_size: int = 1000,
         eval_batch_size: int = 1000,
+        eval_views: Callable | None = None,
         random_state=None,
         verbose: bool = True,
     ):
@@ -269,6 +281,9 @@ class Solver:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.train_eval_size = _check_positive_int("train_eval_size", train_eval_size)
         self.eval_batch_size = _check_positive_int("eval_batch_size", eval_batch_size)
+        if eval_views is not None and not callable(eval_views):
+            raise TypeError("eval_views must be a callable X_batch -> list of views, or None")
+        self.eval_views = eval_views
         self.rng = _as_generator(random_state)
         self.verbose = bool(verbose)
 
@@ -328,7 +343,11 @@ class Solver:
 
     # ------------------------------------------------------------ evaluation
     def predict_scores(self, X) -> np.ndarray:
-        """Class scores (N, C) of rows X (N, D), in eval mode, without a graph, in batches."""
+        """Class scores (N, C) of rows X (N, D), in eval mode, without a graph, in batches.
+
+        With ``eval_views``, the scores are the summed softmax probabilities of each row
+        and its views (e.g. its mirror image).
+        """
         from chainrule.autograd.engine import Tensor, no_grad
 
         was_training = getattr(self.model, "training", False)
@@ -337,7 +356,14 @@ class Solver:
             out = []
             with no_grad():
                 for i in range(0, X.shape[0], self.eval_batch_size):
-                    out.append(self.model(Tensor(X[i : i + self.eval_batch_size])).data)
+                    xb = X[i : i + self.eval_batch_size]
+                    scores = self.model(Tensor(xb)).data
+                    if self.eval_views is not None:
+                        # Average the class probabilities over the views of each row.
+                        scores = _softmax(scores)
+                        for view in self.eval_views(xb):
+                            scores += _softmax(self.model(Tensor(view)).data)
+                    out.append(scores)
         finally:
             self.model.train(was_training)
         return np.concatenate(out, axis=0)
