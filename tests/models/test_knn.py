@@ -213,6 +213,60 @@ def test_return_distance_false_gives_the_same_indices():
         np.testing.assert_array_equal(i, brute_force(X, Q, metric)[1][:, :12])
 
 
+@pytest.fixture
+def small_filter(monkeypatch):
+    """Turn the l2 projection filter on for small data; count the queries it settles."""
+    monkeypatch.setattr(knn_module, "_FILTER_MIN_TRAIN", 500)
+    monkeypatch.setattr(knn_module, "_FILTER_MIN_FEATURES", 32)
+    settled = []
+    original = KNearestNeighbors._filter_chunk
+
+    def wrapped(self, *args):
+        done, ex, ix = original(self, *args)
+        settled.append((len(done), int(done.sum())))
+        return done, ex, ix
+
+    monkeypatch.setattr(KNearestNeighbors, "_filter_chunk", wrapped)
+    return settled
+
+
+def image_like(rng, n, d=96, rank=6):
+    """Integer data near a low-dimensional subspace, like natural images."""
+    Z = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) * 20
+    return np.clip(np.round(Z + 128 + rng.normal(scale=4, size=(n, d))), 0, 255).astype(np.float32)
+
+
+def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
+    rng = np.random.default_rng(14)
+    X = image_like(rng, 1500)
+    X[700:720] = X[100:120]  # duplicates: equal distances the filter cannot separate
+    Q = np.concatenate([image_like(rng, 130), X[100:110]])
+    y = rng.integers(0, 4, 1500)
+    ref_d, ref_i = brute_force(X, Q, "l2")
+    model = KNearestNeighbors(k=1, chunk_size=50).fit(X, y)
+    assert model._train["proj"]["train"]["Xc"].shape == (1500, 33)
+    for k in (1, 4):
+        d, i = model.kneighbors(Q, k)
+        np.testing.assert_array_equal(i, ref_i[:, :k])
+        np.testing.assert_allclose(d, ref_d[:, :k], rtol=1e-12, atol=1e-12)
+        model.set_params(k=k)
+        np.testing.assert_array_equal(model.predict(Q), brute_predict(X, y, Q, k, "l2")[0])
+    total, settled = np.sum(small_filter, axis=0)
+    assert settled > 0.8 * total  # and the duplicates went to brute force
+    assert settled < total
+
+
+def test_projection_filter_gives_up_on_noise(small_filter):
+    rng = np.random.default_rng(15)
+    X = rng.normal(size=(1500, 64)).astype(np.float32)
+    Q = rng.normal(size=(200, 64)).astype(np.float32)
+    _, ref_i = brute_force(X, Q, "l2")
+    i = KNearestNeighbors(k=3, chunk_size=50).fit(X, np.zeros(1500, int)).kneighbors(Q)[1]
+    np.testing.assert_array_equal(i, ref_i[:, :3])
+    # Isotropic noise has no subspace to project on: one chunk tried, then brute force.
+    assert len(small_filter) == 1 and small_filter[0][1] < 25
+
+
 @pytest.mark.parametrize(
     "dtype", [np.uint8, np.int16, np.float16, np.float64, np.int64, np.int32, bool]
 )

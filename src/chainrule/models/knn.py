@@ -12,25 +12,29 @@ How the neighbours are found (every metric)
    - ``l2``: one matrix product per block on mean-centred data,
      ``||x||^2 - 2 q.x`` (``||q||^2`` is the same along a query's row, so ranking does not
      need it). Centring on the training mean removes any common offset (raw 0..255
-     pixels, or data shifted by 1e4), which is what makes float32 cancellation small.
+     pixels, or data shifted by 1e4), which is what keeps float32 cancellation small.
    - ``l1``: ``sum|q - x| = sum q + sum x - 2 sum min(q, x)``, the minimum taken over small
-     cache-sized tiles and summed by a matrix-vector product (two passes over each tile
-     instead of subtract/abs/sum).
+     cache-sized tiles of (queries x training rows x features) and summed right away (two
+     passes over each tile instead of subtract/abs/sum).
    - ``cosine``: one matrix product of unit-normalised rows.
 
    Each block keeps only its ``m + 1`` smallest values per query
    (``m = k + max(8, k // 4)``) by a threshold filter (``_smallest``).
-2. *Exact pass*: the ``m`` candidates are re-measured in float64 from the original data
-   (``sum (q - x)**2``, ``sum |q - x|``, ``1 - cos``) and sorted by (distance, index).
-3. *Certificate*: a rigorous rounding-error bound ``e`` of the approximate pass (see
-   ``_Metric.error``) gives every training point left out of the candidates a lower
-   bound on its true distance. A query whose k-th exact distance is below all of those is
-   done; any other query (rare: near ties, duplicates) is redone by collecting every point
-   whose lower bound does not exceed that k-th distance and measuring those exactly.
+2. *Certificate*: a rigorous bound ``e`` of the rounding error of the approximate pass
+   (``_Metric.error``, from the operands' norms) puts every exact value within ``e`` of its
+   approximate value. Where the intervals show that the approximate top k is the exact
+   top k (a clear gap after the k-th; for sorted output, also between them), that is the
+   answer: the usual case, and all ``predict`` needs.
+3. *Exact pass* for the other queries: the ``m`` candidates are re-measured in float64
+   from the original data (``sum (q - x)**2``, ``sum |q - x|``, ``1 - cos``) and sorted by
+   (value, index). That stands if the k-th exact value is below the lower bound of every
+   point left out; otherwise (rare: many near ties, duplicates) every point whose lower
+   bound does not exceed the k-th exact value is measured exactly.
 
 So the neighbours, and therefore predictions, are those of a float64 brute-force
 computation: the same indices, ties between equal distances resolved towards the smaller
-training index, and the vote tie towards the smaller label.
+training index, and the vote tie towards the smaller label. Distances returned by
+``kneighbors`` are always the float64 ones.
 """
 
 from __future__ import annotations
@@ -71,6 +75,14 @@ _GATHER_BYTES = 4 * 2**20
 _L1_TILE_ELEMENTS = 1 << 20
 # Least work (array elements) worth a thread of its own.
 _JOB_ELEMENTS = 1 << 24
+# The l2 projection filter (see ``_filter_chunk``): used from this many training rows and
+# features on, with about one twelfth of the features as projected dimensions, the basis
+# estimated from at most _FILTER_SAMPLE evenly spaced training rows.
+_FILTER_MIN_TRAIN = 8192
+_FILTER_MIN_FEATURES = 256
+_FILTER_SAMPLE = 2048
+# A chunk where the filter settles fewer than this share of the queries switches it off.
+_FILTER_MIN_RESOLVED = 0.5
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -109,21 +121,26 @@ def _smallest(A: np.ndarray, m: int, mask_buf: np.ndarray | None = None):
     C-contiguous and free of NaN.
 
     Rather than partitioning every row (slow: ~100 us for 50,000 entries), each row is cut
-    into at least ``m`` groups; the ``m``-th smallest group minimum ``tau`` is an upper bound
-    of the ``m``-th smallest entry (``m`` groups each hold an entry <= tau), so the entries
-    ``<= tau`` are few and hold the answer. Three fast passes over ``A`` instead of a sort.
+    into at least ``4 m`` groups; the ``m``-th smallest group minimum ``tau`` is an upper
+    bound of the ``m``-th smallest entry (``m`` groups each hold an entry <= tau), so the
+    entries ``<= tau`` are few and hold the answer. A few fast passes instead of a sort.
     """
     r, n = A.shape
     if m >= n:
         cols = np.broadcast_to(np.arange(n), (r, n))
         return _sort_rows(A, cols, n)
-    # At least m groups; NumPy reduces rows of a few hundred values far faster per value
-    # than short ones, which matters more than a tighter threshold.
-    groups = max(m, n // 512)
-    size = n // groups
-    if size >= 16:
-        gmin = A[:, : groups * size].reshape(r, groups, size).min(axis=2)
-        tau = np.partition(gmin, m - 1, axis=1)[:, m - 1]
+    # Groups of entries g, g + G, g + 2G, ... (interleaved, so that training rows stored
+    # in class order do not make one group all far away), their minima by repeated halving:
+    # a few passes of elementwise minima over shrinking prefixes of A.
+    halvings = int(np.log2(n / (4 * m))) if n >= 64 * m else 0
+    if halvings >= 4:
+        n_groups = n >> halvings
+        half = n_groups << (halvings - 1)
+        gmin = np.minimum(A[:, :half], A[:, half : 2 * half])
+        while half > n_groups:
+            half //= 2
+            np.minimum(gmin[:, :half], gmin[:, half : 2 * half], out=gmin[:, :half])
+        tau = np.partition(gmin[:, :n_groups], m - 1, axis=1)[:, m - 1]
         if mask_buf is None:
             mask = A <= tau[:, None]
         else:
@@ -161,8 +178,11 @@ def _merge(vals_a, idx_a, vals_b, idx_b, m: int):
     return _sort_rows(np.concatenate([vals_a, vals_b], 1), np.concatenate([idx_a, idx_b], 1), m)
 
 
-def _rows(query: dict, s: int, e: int) -> dict:
-    """The per-query arrays of a prepared query chunk, restricted to rows ``s:e``."""
+def _rows(query: dict, s, e=None) -> dict:
+    """The per-query arrays of a prepared chunk, restricted to rows ``s:e`` (or to the
+    index array ``s``)."""
+    if e is None:
+        return {key: value[s] for key, value in query.items()}
     return {key: value[s:e] for key, value in query.items()}
 
 
@@ -271,7 +291,7 @@ class _L2(_Metric):
             # Norms of the rounded rows actually used by the matrix product.
             xr = Xc[s:e].astype(np.float64)
             sq[s:e] = np.einsum("ij,ij->i", xr, xr)
-        return {
+        train = {
             "center": center,
             "center64": center64,
             "Xc": Xc,
@@ -279,6 +299,67 @@ class _L2(_Metric):
             "norm": np.sqrt(sq),
             "norm_max": float(np.sqrt(sq.max())),
         }
+        if n >= _FILTER_MIN_TRAIN and d >= _FILTER_MIN_FEATURES:
+            train["proj"] = self._projection(train)
+        return train
+
+    def _projection(self, train) -> dict:
+        """Training rows reduced to ``p + 1`` numbers that bound their distances from below.
+
+        ``P`` (D, p) is an orthonormal basis of the training data's main directions, from
+        a randomized range finder (two power iterations, fixed seed) on evenly spaced
+        training rows. A centred row ``x`` becomes ``z = (P^T x, |x - P P^T x|)``: then
+        ``||q - x||^2 = ||P^T (q - x)||^2 + ||R (q - x)||^2 >= ||z_q - z_x||^2`` (R the
+        projection on the rest, and the reverse triangle inequality). Any basis keeps the
+        bound valid; a good one makes it tight. ``z`` is computed in float64 and rounded.
+        """
+        Xc = train["Xc"]
+        n, d = Xc.shape
+        p = min(d - 1, max(32, -(-d // 12 // 32) * 32))
+        sample = Xc[np.linspace(0, n, min(n, _FILTER_SAMPLE), endpoint=False).astype(np.int64)]
+        S = sample.astype(np.float64)
+        Y = S.T @ np.random.default_rng(0).standard_normal((len(S), p))
+        for _ in range(2):
+            Y = np.linalg.qr(Y)[0]
+            Y = S.T @ (S @ Y)
+        P = np.linalg.qr(Y)[0]
+        Z = np.empty((n, p + 1), dtype=self.dtype)
+        zsq = np.empty(n, dtype=np.float64)
+        sq = train["norm"] ** 2
+        for s, e in self._row_steps(n, d):
+            y = Xc[s:e] @ P
+            Z[s:e, :p] = y
+            Z[s:e, p] = np.sqrt(np.maximum(sq[s:e] - np.einsum("ij,ij->i", y, y), 0.0))
+            zr = Z[s:e].astype(np.float64)
+            zsq[s:e] = np.einsum("ij,ij->i", zr, zr)
+        # |z_computed - z| <= eps ||x||: rounding to the compute dtype, float64 sums (the
+        # residual through a square root), P orthonormal to float64 accuracy; doubled.
+        g64 = _gamma(d + p + 2, float(np.finfo(np.float64).eps) / 2)
+        eps = 2.0 * (self.u + np.sqrt(4.0 * g64) + 4.0 * g64 * np.sqrt(p))
+        return {
+            "P": P,
+            "eps": float(eps),
+            "metric": _L2(self.dtype, p + 1),
+            "train": {
+                "Xc": Z,
+                "sq": zsq.astype(self.dtype),
+                "norm": np.sqrt(zsq),
+                "norm_max": float(np.sqrt(zsq.max())),
+            },
+        }
+
+    def project(self, query, proj) -> dict:
+        """The filter's form (see ``_projection``) of a prepared query chunk."""
+        P = proj["P"]
+        p = P.shape[1]
+        y = (query["m2q"] @ P) * -0.5  # float64; m2q = -2 q exactly
+        z = np.empty((len(y), p + 1), dtype=self.dtype)
+        z[:, :p] = y
+        z[:, p] = np.sqrt(np.maximum(query["base"] - np.einsum("ij,ij->i", y, y), 0.0))
+        z64 = z.astype(np.float64)
+        zsq = np.einsum("ij,ij->i", z64, z64)
+        z *= self.dtype.type(-2)
+        return {"m2q": z, "base": zsq, "norm": np.sqrt(zsq)}
 
     def prepare_query(self, Q, train):
         qc = self._centered(Q, train["center"], train["center64"])
@@ -630,139 +711,193 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         index) when ``ordered``, else the right set in an unspecified order; ``vals`` the
         float64 comparison values in the same order, or None unless ``values``.
         """
-        metric, train, X = self._metric, self._train, self._fit_X
-        n_query, n_train = Q.shape[0], X.shape[0]
-        m = _pool_size(k, n_train)
-        keep = min(n_train, m + 1)
+        metric, train = self._metric, self._train
+        n_query, n_train = Q.shape[0], self._fit_X.shape[0]
         qc, tb = self._blocks(n_query)
-        n_jobs = self._jobs()
-        buf = np.empty(qc * tb, dtype=metric.dtype)
-        mask_buf = np.empty(qc * tb, dtype=bool)
+        jobs = self._jobs() if qc * tb >= _THREADED_BLOCK else 1
+        ctx = {
+            "tb": tb,
+            "buf": np.empty(qc * tb, dtype=metric.dtype),
+            "mask": np.empty(qc * tb, dtype=bool),
+            "pool": ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None,
+            "jobs": jobs,
+        }
         out_v = np.empty((n_query, k)) if values else None
         out_i = np.empty((n_query, k), dtype=np.int64)
-        jobs = n_jobs if qc * tb >= _THREADED_BLOCK else 1
-        pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+        use_filter = "proj" in train and 8 * (2 * k + 32) <= n_train
+        left = []  # queries the filter did not settle, for brute force at the end
         try:
             for i0 in range(0, n_query, qc):
                 Qo = Q[i0 : i0 + qc]
+                if not use_filter:
+                    left.append(np.arange(i0, i0 + Qo.shape[0]))
+                    continue
                 query = metric.prepare_query(Qo, train)
                 self._check_magnitude(query)
-                self._search_chunk(
-                    Qo,
-                    query,
-                    out_v,
-                    out_i,
-                    i0,
-                    k,
-                    keep,
-                    m,
-                    ordered,
-                    values,
-                    buf,
-                    mask_buf,
-                    tb,
-                    pool,
-                    jobs,
-                )
+                done, ex, ix = self._filter_chunk(Qo, query, k, ordered, values, ctx)
+                rows = np.flatnonzero(done)
+                out_i[i0 + rows] = ix[rows]
+                if values:
+                    out_v[i0 + rows] = ex[rows]
+                left.append(i0 + np.flatnonzero(~done))
+                # Data without a dominant subspace (e.g. noise): brute force from now on.
+                use_filter = rows.size >= _FILTER_MIN_RESOLVED * len(done)
+            # Leftovers together, so that the matrix products stay large.
+            left = np.concatenate(left) if left else np.zeros(0, dtype=np.int64)
+            for s in range(0, left.size, qc):
+                rows = left[s : s + qc]
+                contiguous = rows[-1] - rows[0] == rows.size - 1
+                Qo = Q[rows[0] : rows[-1] + 1] if contiguous else Q[rows]
+                query = metric.prepare_query(Qo, train)
+                self._check_magnitude(query)
+                ex, ix = self._search_chunk(Qo, query, k, ordered, values, ctx)
+                out_i[rows] = ix
+                if values:
+                    out_v[rows] = ex
         finally:
-            if pool is not None:
-                pool.shutdown()
+            if ctx["pool"] is not None:
+                ctx["pool"].shutdown()
         return out_v, out_i
 
-    def _search_chunk(
-        self,
-        Qo,
-        query,
-        out_v,
-        out_i,
-        i0,
-        k,
-        keep,
-        m,
-        ordered,
-        values,
-        buf,
-        mask_buf,
-        tb,
-        pool,
-        jobs,
-    ) -> None:
-        """One chunk of queries: approximate pass over all blocks, certificate, exact pass."""
-        metric, train, X = self._metric, self._train, self._fit_X
-        n_train = X.shape[0]
-        n_jobs = self._jobs()
-        r = Qo.shape[0]
+    def _block_pass(self, metric, query, train, keep: int, ctx):
+        """Approximate values of a chunk against every training block; the ``keep``
+        smallest per query, ``(vals, cols)`` (r, keep), ascending by (value, index)."""
+        n_train = len(train["norm"])
+        r = len(query["base"])
+        tb, buf, mask, pool, jobs = ctx["tb"], ctx["buf"], ctx["mask"], ctx["pool"], ctx["jobs"]
         vals = cols = None
         for j0 in range(0, n_train, tb):
             j1 = min(n_train, j0 + tb)
             nb = j1 - j0
-            A = metric.approx(query, train, j0, j1, buf[: r * nb].reshape(r, nb), n_jobs)
+            A = metric.approx(query, train, j0, j1, buf[: r * nb].reshape(r, nb), self._jobs())
 
             def select(s, e, A=A, j0=j0, j1=j1, nb=nb):
-                part = _rows(query, s, e)
-                metric.finish(A[s:e], part, train, j0, j1)
-                return _smallest(A[s:e], min(keep, nb), mask_buf[s * nb : e * nb])
+                metric.finish(A[s:e], _rows(query, s, e), train, j0, j1)
+                return _smallest(A[s:e], min(keep, nb), mask[s * nb : e * nb])
 
             parts = _map_row_ranges(pool, select, r, jobs)
             v = np.concatenate([p[0] for p in parts])
             c = np.concatenate([p[1] for p in parts]) + j0
             vals, cols = (v, c) if vals is None else _merge(vals, cols, v, c, keep)
-        ok = self._certified(vals, cols, query, k, ordered, complete=keep == n_train)
+        return vals, cols
+
+    def _search_chunk(self, Qo, query, k: int, ordered: bool, values: bool, ctx):
+        """One chunk of queries by brute force: approximate pass over all blocks,
+        certificate, exact pass where needed. Returns ``(exact or None, idx)``, (r, k)."""
+        metric, train, X = self._metric, self._train, self._fit_X
+        n_train = X.shape[0]
+        m = _pool_size(k, n_train)
+        keep = min(n_train, m + 1)
+        vals, cols = self._block_pass(metric, query, train, keep, ctx)
+        beyond = None
+        if keep < n_train:
+            # Every point outside the kept ones has an approximate value >= the last kept.
+            beyond = vals[:, -1].astype(np.float64) - metric.error(query["norm"], train["norm_max"])
+        ok = self._certified(vals, cols, query, k, ordered, beyond)
         rows = np.flatnonzero(ok)
         idx = cols[:, :k].copy()
-        exact = np.empty((r, k)) if values else None
+        exact = np.empty((len(idx), k)) if values else None
         if values and rows.size:
-            exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, n_jobs)
+            exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, self._jobs())
         rows = np.flatnonzero(~ok)
         if rows.size:
             ex, ix = self._pool(Qo, query, vals, cols, rows, k, m)
             idx[rows] = ix
             if values:
                 exact[rows] = ex
-        out_i[i0 : i0 + r] = idx
-        if values:
-            out_v[i0 : i0 + r] = exact
+        return exact, idx
 
-    def _certified(self, vals, cols, query, k: int, ordered: bool, complete: bool) -> np.ndarray:
+    def _filter_chunk(self, Qo, query, k: int, ordered: bool, values: bool, ctx):
+        """Exact neighbours for most queries of a chunk at a fraction of the cost (l2).
+
+        The training rows reduced to ``p + 1`` numbers (``p ~ D / 12``, see
+        ``_L2._projection``) give a cheap lower bound of every distance (less the rounding
+        of the reduction and of the product). The ``2k + 32`` points with the smallest
+        bounds are measured in full (float32, with the usual error bound);
+        a query is settled when, by the usual certificate (or the exact pass), its k
+        nearest among those are nearer than the lower bound of every point left out.
+        On image data that holds for nearly every query; the rest go to brute force.
+
+        Returns ``(done (r,) bool, exact or None, idx)``; rows not done are undefined.
+        """
+        metric, train, X = self._metric, self._train, self._fit_X
+        proj = train["proj"]
+        pmetric, ptrain = proj["metric"], proj["train"]
+        c = 2 * k + 32
+        pquery = metric.project(query, proj)
+        pvals, pcols = self._block_pass(pmetric, pquery, ptrain, c + 1, ctx)
+        # Lower bound of the true squared distance of every point outside the candidates:
+        # ||z_q - z_x|| less the rounding of the filter's product and of the z's, less the
+        # rounding of the centring.
+        low = pvals[:, c].astype(np.float64) + pquery["base"]
+        low -= pmetric.error(pquery["norm"], ptrain["norm_max"])
+        low = np.sqrt(np.maximum(low, 0.0))
+        low -= (proj["eps"] + 2.0 * metric.u) * (query["norm"] + train["norm_max"])
+        floor = np.maximum(low, 0.0) ** 2
+        cand = pcols[:, :c]
+        approx = self._candidate_values(query, cand)
+        vals, cols = _sort_rows(approx, cand, c)
+        ok = self._certified(vals, cols, query, k, ordered, floor - query["base"])
+        idx = cols[:, :k].copy()
+        exact = np.empty((len(idx), k)) if values else None
+        rows = np.flatnonzero(ok)
+        if values and rows.size:
+            exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, self._jobs())
+        rows = np.flatnonzero(~ok)
+        if rows.size:
+            ex = metric.exact(Qo, X, rows, cols[rows], train, query, self._jobs())
+            ex, ix = _sort_rows(ex, cols[rows], k)
+            settled = ex[:, k - 1] < floor[rows]
+            ok[rows[settled]] = True
+            idx[rows] = ix
+            if values:
+                exact[rows] = ex
+        return ok, exact, idx
+
+    def _candidate_values(self, query, cand):
+        """Approximate values (float32 or the compute dtype), as the block pass would give
+        them, of the training rows ``cand`` (r, c) for each query of a chunk."""
+        train = self._train
+        Xc, sq, m2q = train["Xc"], train["sq"], query["m2q"]
+        r, c = cand.shape
+        out = np.empty((r, c), dtype=Xc.dtype)
+        step = max(1, _GATHER_BYTES // (Xc.itemsize * c * Xc.shape[1]))
+
+        def work(start: int, stop: int) -> None:
+            for a in range(start, stop, step):
+                b = min(stop, a + step)
+                out[a:b] = np.matmul(Xc[cand[a:b]], m2q[a:b, :, None])[:, :, 0]
+                out[a:b] += sq[cand[a:b]]
+
+        _in_threads(work, r, step, r * c * Xc.shape[1], self._jobs())
+        return out
+
+    def _certified(self, vals, cols, query, k: int, ordered: bool, beyond) -> np.ndarray:
         """Queries (r,) bool whose approximate top k is the exact top k without re-measuring.
 
-        ``vals``/``cols`` (r, keep): each query's smallest approximate values, ascending,
-        ``complete`` if they cover every training point. A point's exact value lies within
+        ``vals``/``cols`` (r, c): each query's candidates with their approximate values,
+        ascending; ``beyond`` (r,) a lower bound, in the same units, of the values of all
+        other training points, or None if there are none. A point's exact value lies within
         its error bound ``e`` of its approximate value, so the top-k *set* is certain when
-        the largest ``v + e`` among the first k is below the smallest ``v - e`` of the rest
-        (points beyond the kept ones: at least the last kept value minus the largest
-        bound); with ``ordered``, consecutive intervals ``[v - e, v + e]`` of the first k
-        must not overlap either.
+        the largest ``v + e`` among the first k is below the smallest ``v - e`` of the rest;
+        with ``ordered``, consecutive intervals ``[v - e, v + e]`` of the first k must not
+        overlap either.
         """
         metric, train = self._metric, self._train
         r, keep = vals.shape
-        if keep <= k and not ordered:  # every training point is among the k nearest
+        if keep <= k and beyond is None and not ordered:  # all points are the k nearest
             return np.ones(r, dtype=bool)
-        n = min(keep, k + 1)
-        v = vals[:, :n].astype(np.float64)
-        e = np.broadcast_to(
-            metric.error(query["norm"][:, None], train["norm"][cols[:, :n]]), v.shape
-        )
-        high, low = v + e, v - e
+        v = vals.astype(np.float64)
+        e = np.broadcast_to(metric.error(query["norm"][:, None], train["norm"][cols]), v.shape)
+        high = v[:, :k] + e[:, :k]
         ok = np.ones(r, dtype=bool)
-        if keep > k:
-            rest = low[:, k]
-            if keep > k + 1:
-                rest = np.minimum(
-                    rest,
-                    (
-                        vals[:, k + 1 :].astype(np.float64)
-                        - metric.error(query["norm"][:, None], train["norm"][cols[:, k + 1 :]])
-                    ).min(axis=1),
-                )
-            if not complete:
-                beyond = vals[:, -1].astype(np.float64) - metric.error(
-                    query["norm"], train["norm_max"]
-                )
+        if keep > k or beyond is not None:
+            rest = (v[:, k:] - e[:, k:]).min(axis=1) if keep > k else np.full(r, np.inf)
+            if beyond is not None:
                 rest = np.minimum(rest, beyond)
-            ok &= high[:, :k].max(axis=1) < rest
+            ok &= high.max(axis=1) < rest
         if ordered and k > 1:
-            ok &= (high[:, : k - 1] < low[:, 1:k]).all(axis=1)
+            ok &= (high[:, :-1] < v[:, 1:k] - e[:, 1:k]).all(axis=1)
         return ok
 
     def _pool(self, Qo, query, vals, cols, rows, k: int, m: int):
