@@ -52,7 +52,7 @@ BEST = dict(
     schedule="onecycle",
     label_smoothing=0.1,
     augment=True,
-    aug_padding=4,
+    aug_padding=None,
     epochs=40,
     batch_size=256,
 )
@@ -72,7 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--schedule", default=BEST["schedule"])
     p.add_argument("--label-smoothing", type=float, default=BEST["label_smoothing"])
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=BEST["augment"])
-    p.add_argument("--aug-padding", type=int, default=BEST["aug_padding"])
+    p.add_argument(
+        "--aug-padding", type=int, default=BEST["aug_padding"], help="default: the model's (1 px)"
+    )
     p.add_argument("--epochs", type=int, default=BEST["epochs"])
     p.add_argument("--batch-size", type=int, default=BEST["batch_size"])
     p.add_argument("--seed", type=int, default=0)
@@ -109,6 +111,8 @@ def cli_command(a) -> str:
         parts.append(f"--label-smoothing {a.label_smoothing:g}")
     if a.augment:
         parts.append("--augment")
+        if a.aug_padding is not None:
+            parts.append(f"--aug-padding {a.aug_padding}")
     parts.append(f"--epochs {a.epochs} --batch-size {a.batch_size} --seed {a.seed} --out RUN_DIR")
     return " ".join(parts)
 
@@ -194,8 +198,11 @@ def train_reference(a, X, y, Xv, yv, image_shape) -> dict:
     if a.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
+    pad = a.aug_padding if a.aug_padding is not None else max(1, min(image_shape[:2]) // 32)
     yt = torch.from_numpy(y)
     Xvt = torch.from_numpy(Xv)
+    h, w, c = image_shape
+    Xvt_mirror = torch.from_numpy(Xv.reshape(-1, h, w, c)[:, :, ::-1].reshape(len(Xv), -1).copy())
     accs = []
     t0 = time.perf_counter()
     for _ in range(a.epochs):
@@ -205,7 +212,7 @@ def train_reference(a, X, y, Xv, yv, image_shape) -> dict:
             idx = order[i * a.batch_size : (i + 1) * a.batch_size]
             xb = X[idx]
             if a.augment:
-                xb = random_crop_flip_flat(xb, image_shape, a.aug_padding, True, rng)
+                xb = random_crop_flip_flat(xb, image_shape, pad, True, rng)
             loss = loss_fn(net(torch.from_numpy(xb)), yt[idx])
             opt.zero_grad()
             loss.backward()
@@ -214,7 +221,10 @@ def train_reference(a, X, y, Xv, yv, image_shape) -> dict:
                 sched.step()
         net.eval()
         with torch.no_grad():
-            accs.append(float((net(Xvt).argmax(1).numpy() == yv).mean()))
+            p = net(Xvt).softmax(1)
+            if a.augment:  # test-time flips, as FullyConnectedNet does after flip training
+                p = p + net(Xvt_mirror).softmax(1)
+            accs.append(float((p.argmax(1).numpy() == yv).mean()))
         print(f"  torch epoch {len(accs)}: val acc {accs[-1]:.4f}", flush=True)
     return {"val_acc": accs, "best_val_acc": max(accs), "train_s": time.perf_counter() - t0}
 
