@@ -307,9 +307,9 @@ class _L2(_Metric):
         sq = np.empty(n, dtype=np.float64)
         for s, e in self._row_steps(n, d):
             Xc[s:e] = self._centered(X[s:e], center, center64)
-            # Norms of the rounded rows actually used by the matrix product.
-            xr = Xc[s:e].astype(np.float64)
-            sq[s:e] = np.einsum("ij,ij->i", xr, xr)
+            # Norms of the rounded rows actually used by the matrix product (float64
+            # products of float32 values are exact; einsum casts in small buffers).
+            sq[s:e] = np.einsum("ij,ij->i", Xc[s:e], Xc[s:e], dtype=np.float64)
         train = {
             "center": center,
             "center64": center64,
@@ -351,8 +351,7 @@ class _L2(_Metric):
             y = Xc[s:e] @ P
             Z[s:e, :p] = y
             Z[s:e, p] = np.sqrt(np.maximum(sq[s:e] - np.einsum("ij,ij->i", y, y), 0.0))
-            zr = Z[s:e].astype(np.float64)
-            zsq[s:e] = np.einsum("ij,ij->i", zr, zr)
+            zsq[s:e] = np.einsum("ij,ij->i", Z[s:e], Z[s:e], dtype=np.float64)
         # |z_computed - z| <= eps ||x||: rounding to the compute dtype, float64 sums (the
         # residual through a square root), P orthonormal to float64 accuracy; doubled.
         g64 = _gamma(d + p + 2, float(np.finfo(np.float64).eps) / 2)
@@ -372,20 +371,20 @@ class _L2(_Metric):
     def project(self, query, proj) -> dict:
         """The filter's form (see ``_projection``) of a prepared query chunk."""
         P = proj["P"]
-        p = P.shape[1]
-        y = (query["m2q"] @ P) * -0.5  # float64; m2q = -2 q exactly
-        z = np.empty((len(y), p + 1), dtype=self.dtype)
-        z[:, :p] = y
-        z[:, p] = np.sqrt(np.maximum(query["base"] - np.einsum("ij,ij->i", y, y), 0.0))
-        z64 = z.astype(np.float64)
-        zsq = np.einsum("ij,ij->i", z64, z64)
+        r, p = len(query["base"]), P.shape[1]
+        z = np.empty((r, p + 1), dtype=self.dtype)
+        for s, e in self._row_steps(r, P.shape[0]):
+            y = (query["m2q"][s:e] @ P) * -0.5  # float64; m2q = -2 q exactly
+            z[s:e, :p] = y
+            ysq = np.einsum("ij,ij->i", y, y)
+            z[s:e, p] = np.sqrt(np.maximum(query["base"][s:e] - ysq, 0.0))
+        zsq = np.einsum("ij,ij->i", z, z, dtype=np.float64)
         z *= self.dtype.type(-2)
         return {"m2q": z, "base": zsq, "norm": np.sqrt(zsq)}
 
     def prepare_query(self, Q, train):
         qc = self._centered(Q, train["center"], train["center64"])
-        q64 = qc.astype(np.float64)
-        sq = np.einsum("ij,ij->i", q64, q64)
+        sq = np.einsum("ij,ij->i", qc, qc, dtype=np.float64)
         qc *= self.dtype.type(-2)  # exact
         return {"m2q": qc, "base": sq, "norm": np.sqrt(sq)}
 
@@ -437,12 +436,11 @@ class _L1(_Metric):
 
     def prepare_query(self, Q, train):
         qc = self._centered(Q, train["center"], train["center64"])
-        q64 = qc.astype(np.float64)
         return {
             "qc": qc,
-            "sum": q64.sum(axis=1).astype(self.dtype),
+            "sum": np.sum(qc, axis=1, dtype=np.float64).astype(self.dtype),
             "base": np.zeros(len(qc)),
-            "norm": np.abs(q64).sum(axis=1),
+            "norm": np.sum(np.abs(qc), axis=1, dtype=np.float64),
         }
 
     def approx(self, query, train, j0, j1, out, n_jobs):
@@ -490,13 +488,13 @@ class _Cosine(_Metric):
         return {"Xu": Xu, "norm0": norm, "norm": np.ones(n), "norm_max": 1.0}
 
     def prepare_query(self, Q, train):
-        qu, norm = self._unit(Q.astype(np.float64))
-        return {
-            "mq": (-qu).astype(self.dtype),
-            "base": np.ones(len(qu)),
-            "norm": np.ones(len(qu)),
-            "norm0": norm,
-        }
+        r, d = Q.shape
+        mq = np.empty((r, d), dtype=self.dtype)
+        norm = np.empty(r, dtype=np.float64)
+        for s, e in self._row_steps(r, d):
+            qu, norm[s:e] = self._unit(Q[s:e].astype(np.float64))
+            mq[s:e] = -qu
+        return {"mq": mq, "base": np.ones(r), "norm": np.ones(r), "norm0": norm}
 
     def approx(self, query, train, j0, j1, out, n_jobs):
         return np.matmul(query["mq"], train["Xu"][j0:j1].T, out=out)
