@@ -154,6 +154,8 @@ def worker(args) -> dict:
     np.save(args.pred_out, np.asarray(pred))
     return {
         "lib": args.lib,
+        "n_train": int(X.shape[0]),
+        "n_query": int(Q.shape[0]),
         "fit_s": t1 - t0,
         "predict_s": t2 - t1,
         "peak_above_arrays_bytes": (status["VmHWM"] - before) if peak_reset else None,
@@ -215,9 +217,12 @@ def compare(n_train, n_query, repeats, args, tmp, unset_env, libs) -> dict:
     import numpy as np
 
     label = "OPENBLAS_CORETYPE/L2_SIZE unset" if unset_env else "environment as is"
+    if args.cifar:  # the split holds 40,000 training and 10,000 validation images
+        n_train, n_query = min(n_train, 40_000), min(n_query, 10_000)
+    data = f"CIFAR-10 images from {args.cifar}" if args.cifar else "random pixel values"
     print(
-        f"\n== {n_train} training x {n_query} queries x {args.dim} features, k={args.k}, "
-        f"{args.threads} threads, {label}, {repeats} interleaved repeat(s)",
+        f"\n== {n_train} training x {n_query} queries x {args.dim} features ({data}), "
+        f"k={args.k}, {args.threads} threads, {label}, {repeats} interleaved repeat(s)",
         flush=True,
     )
     runs: dict[str, list[dict]] = {lib: [] for lib in libs}
@@ -238,9 +243,7 @@ def compare(n_train, n_query, repeats, args, tmp, unset_env, libs) -> dict:
     }
     print(f"  {'library':10s} {'predict (median)':>17s} {'peak MB':>8s}  BLAS")
     for lib in libs:
-        print(
-            f"  {lib:10s} {med[lib]:15.2f} s {peak[lib]:8.0f}  {_blas_summary(runs[lib][-1])}"
-        )
+        print(f"  {lib:10s} {med[lib]:15.2f} s {peak[lib]:8.0f}  {_blas_summary(runs[lib][-1])}")
     preds = {lib: np.load(runs[lib][-1]["pred_path"]) for lib in libs}
     out = {"predict_median_s": med, "peak_mb": peak}
     if "chainrule" in libs:
