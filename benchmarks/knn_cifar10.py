@@ -48,11 +48,18 @@ def load_split(root: str, val_fraction: float = 0.2):
     return X_train, tr.labels, X_val, va.labels, tr.classes
 
 
-def accuracy_by_k(model, X_val, y_val, ks, step: int = 500):
-    """Validation accuracy for every k from one sorted neighbour list; (dict, seconds)."""
-    from tqdm.auto import tqdm
+def vote(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Majority label of each row of ``labels`` (N, k) in 0..n_classes-1; ties: smallest."""
+    counts = np.zeros((labels.shape[0], n_classes), dtype=np.int64)
+    rows = np.arange(labels.shape[0])
+    for j in range(labels.shape[1]):
+        np.add.at(counts, (rows, labels[:, j]), 1)
+    return counts.argmax(axis=1)
 
-    from chainrule.models.knn import _count_votes
+
+def accuracy_by_k(model, y_train, X_val, y_val, ks, step: int = 500):
+    """Validation accuracy for every k from one sorted neighbour list; (dict, seconds, idx)."""
+    from tqdm.auto import tqdm
 
     k_max = max(ks)
     t0 = time.perf_counter()
@@ -60,12 +67,9 @@ def accuracy_by_k(model, X_val, y_val, ks, step: int = 500):
     for s in tqdm(range(0, len(X_val), step), desc=f"{model.metric} neighbours", unit="chunk"):
         idx[s : s + step] = model.kneighbors(X_val[s : s + step], k_max, return_distance=False)
     seconds = time.perf_counter() - t0
-    labels = model._y_index[idx]
-    truth = np.searchsorted(model.classes_, y_val)
-    acc = {}
-    for k in ks:
-        pred = _count_votes(labels[:, :k], len(model.classes_)).argmax(axis=1)
-        acc[k] = float(np.mean(pred == truth))
+    n_classes = int(max(y_train.max(), y_val.max())) + 1
+    labels = y_train[idx]
+    acc = {k: float(np.mean(vote(labels[:, :k], n_classes) == y_val)) for k in ks}
     return acc, seconds, idx
 
 
@@ -110,7 +114,7 @@ def main(argv=None) -> int:
             if metric == "cosine" and name == "raw" and args.mean_subtracted:
                 continue
             model = KNearestNeighbors(k=1, metric=metric).fit(Xt, y_train)
-            acc, seconds, idx = accuracy_by_k(model, Xv, y_val, ks)
+            acc, seconds, idx = accuracy_by_k(model, y_train, Xv, y_val, ks)
             neighbours[(name, metric)] = idx
             best = max(acc.values())
             best_k = min(k for k, a in acc.items() if a == best)
