@@ -31,12 +31,13 @@ How the neighbours are found (every metric)
    point left out; otherwise (rare: many near ties, duplicates) every point whose lower
    bound does not exceed the k-th exact value is measured exactly.
 
-For ``l2`` with many training rows and features (images), a *projection filter* comes
-first (``_filter_chunk``): every row reduced to ``p + 1 ~ D / 12`` numbers whose distances
-bound the true ones from below, so that one small matrix product and a full measurement of
-``2k + 32`` candidates settle nearly every query (about 98% of CIFAR-10 queries at
-``k = 1``); the others go through the steps above. On data without a dominant subspace the
-filter switches itself off after one chunk.
+For ``l2`` with many training rows and features (images) and ``k <= 16``, a *projection
+filter* comes first (``_filter_chunk``): every row reduced to ``p + 1 ~ D / 12`` numbers
+(prepared by ``fit`` when the model's ``k`` qualifies) whose distances bound the true ones
+from below, so that one small matrix product and a full measurement of ``2k + 32``
+candidates settle nearly every query (about 98% of CIFAR-10 queries at ``k = 1``); the
+others go through the steps above. On data without a dominant subspace the filter
+switches itself off after one chunk.
 
 So the neighbours, and therefore predictions, are those of a float64 brute-force
 computation: the same indices, ties between equal distances resolved towards the smaller
@@ -82,11 +83,13 @@ _GATHER_BYTES = 4 * 2**20
 _L1_TILE_ELEMENTS = 1 << 20
 # Least work (array elements) worth a thread of its own.
 _JOB_ELEMENTS = 1 << 24
-# The l2 projection filter (see ``_filter_chunk``): used from this many training rows and
-# features on, with about one twelfth of the features as projected dimensions, the basis
-# estimated from at most _FILTER_SAMPLE evenly spaced training rows.
+# The l2 projection filter (see ``_filter_chunk``): prepared by ``fit`` from this many
+# training rows and features on, for k up to _FILTER_MAX_K (with more neighbours it needs
+# too many candidates to pay off), with about one twelfth of the features as projected
+# dimensions, the basis estimated from at most _FILTER_SAMPLE evenly spaced training rows.
 _FILTER_MIN_TRAIN = 8192
 _FILTER_MIN_FEATURES = 256
+_FILTER_MAX_K = 16
 _FILTER_SAMPLE = 2048
 # A chunk where the filter settles fewer than this share of the queries switches it off.
 _FILTER_MIN_RESOLVED = 0.5
@@ -318,8 +321,6 @@ class _L2(_Metric):
             "norm": np.sqrt(sq),
             "norm_max": float(np.sqrt(sq.max())),
         }
-        if n >= _FILTER_MIN_TRAIN and d >= _FILTER_MIN_FEATURES:
-            train["proj"] = self._projection(train)
         return train
 
     def _projection(self, train) -> dict:
@@ -668,6 +669,13 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
                 metric = _METRIC_CLASSES[self.metric](np.dtype(np.float64), d)
         self._metric = metric
         self._train = metric.prepare_train(X)
+        if (
+            self.metric == "l2"
+            and self.k <= _FILTER_MAX_K
+            and X.shape[0] >= _FILTER_MIN_TRAIN
+            and X.shape[1] >= _FILTER_MIN_FEATURES
+        ):
+            self._train["proj"] = metric._projection(self._train)
         self._fit_X = X
         self._y_index = y_index
         self.n_features_in_ = X.shape[1]
@@ -745,7 +753,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         }
         out_v = np.empty((n_query, k)) if values else None
         out_i = np.empty((n_query, k), dtype=np.int64)
-        use_filter = "proj" in train and 8 * (2 * k + 32) <= n_train
+        use_filter = "proj" in train and k <= _FILTER_MAX_K and 8 * (2 * k + 32) <= n_train
         left = []  # queries the filter did not settle, for brute force at the end
         try:
             for i0 in range(0, n_query, qc):
@@ -887,7 +895,8 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         def work(start: int, stop: int) -> None:
             for a in range(start, stop, step):
                 b = min(stop, a + step)
-                out[a:b] = np.matmul(Xc[cand[a:b]], m2q[a:b, :, None])[:, :, 0]
+                # (einsum: NumPy's stacked matmul can miss BLAS for these shapes.)
+                out[a:b] = np.einsum("rcd,rd->rc", Xc[cand[a:b]], m2q[a:b])
                 out[a:b] += sq[cand[a:b]]
 
         _in_threads(work, r, step, r * c * Xc.shape[1], self._jobs())
