@@ -254,6 +254,8 @@ def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
     total, settled = np.sum(small_filter, axis=0)
     assert settled > 0.8 * total  # and the duplicates went to brute force
     assert settled < total
+    # With many neighbours the filter does not pay off: fit does not prepare it.
+    assert "proj" not in KNearestNeighbors(k=20).fit(X, y)._train
 
 
 def test_projection_filter_gives_up_on_noise(small_filter):
