@@ -308,7 +308,7 @@ def plot_knn_cv(results, path, title: str = "k-NN cross-validation") -> Path:
     if len(ks) > 2 and ks[0] > 0 and ks[-1] / ks[0] >= 20:
         ax.set_xscale("log")
         ax.set_xticks(ks)
-        ax.set_xticklabels([str(k) for k in ks])
+        ax.set_xticklabels([str(k) for k in ks], fontsize=8)
         ax.minorticks_off()
     ax.set_xlabel("k")
     ax.set_ylabel("cross-validation accuracy")
