@@ -258,14 +258,19 @@ def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
     assert "proj" not in KNearestNeighbors(k=20).fit(X, y)._train
 
 
-def test_projection_filter_gives_up_on_noise(small_filter):
+def test_projection_filter_gives_up_on_noise(small_filter, monkeypatch):
     rng = np.random.default_rng(15)
     X = rng.normal(size=(1500, 64)).astype(np.float32)
     Q = rng.normal(size=(200, 64)).astype(np.float32)
     _, ref_i = brute_force(X, Q, "l2")
     i = KNearestNeighbors(k=3, chunk_size=50).fit(X, np.zeros(1500, int)).kneighbors(Q)[1]
     np.testing.assert_array_equal(i, ref_i[:, :3])
-    # Isotropic noise has no subspace to project on: one chunk tried, then brute force.
+    # Isotropic noise has no subspace to project on: fit prepares no filter at all...
+    assert small_filter == []
+    # ... and if one were there, a chunk it cannot settle switches it off.
+    monkeypatch.setattr(knn_module, "_FILTER_MIN_CAPTURED", 0.0)
+    model = KNearestNeighbors(k=3, chunk_size=50).fit(X, np.zeros(1500, int))
+    np.testing.assert_array_equal(model.kneighbors(Q)[1], ref_i[:, :3])
     assert len(small_filter) == 1 and small_filter[0][1] < 25
 
 
