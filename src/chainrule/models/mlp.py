@@ -116,7 +116,8 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
     test_time_flip : bool or None
         Predict from the average of the class probabilities of each image and its mirror
         image (needs ``image_shape``); None: when `augment` is on (the network then
-        learned mirrored images). Validation during training uses the same prediction.
+        learned mirrored images). The validation after each epoch (``history_``, the
+        choice of the best epoch) looks at each image once, which costs half as much.
     label_smoothing : float in [0, 1)
         Share of the target probability spread evenly over all classes.
     weight_decay : float
@@ -393,6 +394,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
                 raise ValueError(
                     f"X_val has {X_val.shape[0]} rows but y_val has {y_val.shape[0]} labels"
                 )
+        self._make_eval_views(X.shape[1])  # refuse a bad test_time_flip before training
         rng = check_random_state(self.random_state)
         net = self._build_network(X.shape[1], len(self.classes_), rng)
         opt = self._make_optimizer(net)
@@ -411,7 +413,6 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             lr_schedule=schedule,
             schedule_per=self.schedule_per,
             augment=self._make_augment(X.shape[1]),
-            eval_views=self._make_eval_views(X.shape[1]),
             early_stopping_patience=self.early_stopping_patience,
             checkpoint_dir=checkpoint_dir,
             random_state=rng,
