@@ -53,7 +53,7 @@ BEST = dict(
     label_smoothing=0.1,
     augment=True,
     aug_padding=None,
-    epochs=40,
+    epochs=80,
     batch_size=256,
 )
 
@@ -73,7 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--label-smoothing", type=float, default=BEST["label_smoothing"])
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=BEST["augment"])
     p.add_argument(
-        "--aug-padding", type=int, default=BEST["aug_padding"], help="default: the model's (1 px)"
+        "--aug-padding", type=int, default=BEST["aug_padding"], help="default: the model's (2 px)"
     )
     p.add_argument("--epochs", type=int, default=BEST["epochs"])
     p.add_argument("--batch-size", type=int, default=BEST["batch_size"])
@@ -198,7 +198,7 @@ def train_reference(a, X, y, Xv, yv, image_shape) -> dict:
     if a.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
-    pad = a.aug_padding if a.aug_padding is not None else max(1, min(image_shape[:2]) // 32)
+    pad = a.aug_padding if a.aug_padding is not None else max(1, min(image_shape[:2]) // 16)
     yt = torch.from_numpy(y)
     Xvt = torch.from_numpy(Xv)
     h, w, c = image_shape
