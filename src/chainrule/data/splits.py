@@ -6,23 +6,9 @@ import numbers
 
 import numpy as np
 
+from chainrule._random import as_generator  # noqa: F401  (re-exported)
+
 __all__ = ["as_generator", "stratified_split_indices", "train_val_split"]
-
-
-def as_generator(random_state: int | np.random.Generator | None) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from a seed, a Generator (returned as is) or None (unseeded)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state must be a non-negative integer, got {random_state}")
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        "random_state must be an int, a numpy.random.Generator or None, "
-        f"got {type(random_state).__name__}"
-    )
 
 
 def _check_fraction(val_fraction: float, name: str = "val_fraction") -> float:

@@ -42,10 +42,11 @@ names the argument and the problem, instead of a failure deep inside NumPy.
 from __future__ import annotations
 
 import inspect
-import numbers
 from typing import Any
 
 import numpy as np
+
+from chainrule._random import as_generator
 
 __all__ = [
     "BaseEstimator",
@@ -338,13 +339,4 @@ def check_random_state(random_state) -> np.random.Generator:
 
     A ``Generator`` is returned as is (not copied), so the caller's stream advances.
     """
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(random_state)
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    raise TypeError(
-        "random_state must be None, an int or a numpy.random.Generator, "
-        f"got {type(random_state).__name__}"
-    )
+    return as_generator(random_state)

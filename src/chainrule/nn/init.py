@@ -15,9 +15,10 @@ requested dtype (float32 by default).
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from chainrule._random import as_generator  # noqa: F401  (re-exported)
 
 __all__ = [
     "as_generator",
@@ -29,23 +30,6 @@ __all__ = [
     "xavier_uniform",
     "zeros",
 ]
-
-
-def as_generator(random_state=None) -> np.random.Generator:
-    """A `numpy.random.Generator` from None (fresh entropy), an int seed or a Generator
-    (returned as is, so its state advances)."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(random_state)
-    if isinstance(random_state, np.random.SeedSequence):
-        return np.random.default_rng(random_state)
-    raise TypeError(
-        "random_state must be None, an int seed or a numpy.random.Generator, "
-        f"got {type(random_state).__name__}"
-    )
 
 
 def calculate_gain(nonlinearity: str = "relu", negative_slope: float = 0.01) -> float:

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from chainrule._random import as_generator
+
 __all__ = ["CHECKPOINT_NAME", "Solver", "batches_per_epoch", "load_checkpoint"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -40,18 +42,7 @@ _FORMAT_VERSION = 1
 
 
 def _as_generator(random_state) -> np.random.Generator:
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state must be a non-negative integer, got {random_state}")
-        return np.random.default_rng(int(random_state))
-    raise TypeError(
-        "random_state must be an int, a numpy.random.Generator or None, "
-        f"got {type(random_state).__name__}"
-    )
+    return as_generator(random_state)
 
 
 def _check_positive_int(name: str, value, allow_none: bool = False):

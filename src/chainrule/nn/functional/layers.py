@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from chainrule._random import as_generator
 from chainrule.autograd.engine import Function, Tensor
 
 __all__ = [
@@ -236,11 +237,7 @@ class Dropout(Function):
 
 
 def _as_generator(rng, name):
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"{name}: rng must be a numpy.random.Generator, an int seed or None")
+    return as_generator(rng, f"{name}: rng")
 
 
 def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
