@@ -46,7 +46,7 @@ def ensure_cifar10(
     :data:`MD5` like a download. The download goes to ``<cache>/cifar10`` first.
     """
     from .archive import extract_files
-    from .download import ChecksumError, check_file, download
+    from .download import download, obtain_archive
 
     root = cache_root(cache_dir) / "cifar10"
     target = root / FOLDER
@@ -56,23 +56,13 @@ def ensure_cifar10(
     if target.exists():
         shutil.rmtree(target)  # an incomplete copy (files deleted by hand); unpack again
 
-    if archive is None:
-        archive_path = root / ARCHIVE_NAME
-        if archive_path.is_file():
-            try:
-                check_file(archive_path, md5=MD5)
-            except ChecksumError:
-                archive_path.unlink()
-        if not archive_path.is_file():
-            download(URL, archive_path, md5=MD5, progress=progress)
-    else:
-        archive_path = Path(archive).expanduser()
-        if not archive_path.is_file():
-            raise FileNotFoundError(f"no such archive: {archive_path}")
-        try:
-            check_file(archive_path, md5=MD5)
-        except ChecksumError as exc:
-            raise ChecksumError(f"{exc}; expected the official {ARCHIVE_NAME} from {URL}") from None
+    archive_path = obtain_archive(
+        root / ARCHIVE_NAME,
+        MD5,
+        lambda dest: download(URL, dest, md5=MD5, progress=progress),
+        archive,
+        expected=f"the official {ARCHIVE_NAME} from {URL}",
+    )
 
     keep = set(needed) | {META_FILE}
     return extract_files(

@@ -26,6 +26,7 @@ __all__ = [
     "download",
     "download_google_drive",
     "file_digest",
+    "obtain_archive",
 ]
 
 #: Where Google Drive serves a file by id (``?export=download&id=...`` is appended).
@@ -63,6 +64,39 @@ def check_file(path: str | os.PathLike, md5: str | None = None, sha256: str | No
                     f"{path}: {algorithm} checksum mismatch (expected {expected.lower()}, "
                     f"got {actual}); the file is corrupt or not the expected one"
                 )
+
+
+def obtain_archive(
+    cached: Path,
+    md5: str,
+    fetch,
+    archive: str | os.PathLike | None = None,
+    expected: str = "",
+) -> Path:
+    """The archive file a dataset is unpacked from.
+
+    With ``archive`` (a file downloaded by hand) that file, checked against ``md5``; its
+    checksum error ends with ``; expected ...`` when ``expected`` names the right file.
+    Otherwise the ``cached`` copy when its checksum is good (a bad one is deleted), else a
+    fresh download by ``fetch(cached)``.
+    """
+    if archive is not None:
+        path = Path(archive).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such archive: {path}")
+        try:
+            check_file(path, md5=md5)
+        except ChecksumError as exc:
+            raise ChecksumError(f"{exc}; expected {expected}" if expected else str(exc)) from None
+        return path
+    if cached.is_file():
+        try:
+            check_file(cached, md5=md5)
+        except ChecksumError:
+            cached.unlink()
+    if not cached.is_file():
+        fetch(cached)
+    return cached
 
 
 def download(

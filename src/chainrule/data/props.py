@@ -48,7 +48,7 @@ def ensure_props(
     :data:`MD5`).
     """
     from .archive import extract_files
-    from .download import ChecksumError, check_file, download_google_drive
+    from .download import download_google_drive, obtain_archive
 
     root = cache_root(cache_dir) / "props"
     target = root / FOLDER
@@ -57,25 +57,15 @@ def ensure_props(
     if target.exists():
         shutil.rmtree(target)
 
-    if archive is None:
-        archive_path = root / ARCHIVE_NAME
-        if archive_path.is_file():
-            try:
-                check_file(archive_path, md5=MD5)
-            except ChecksumError:
-                archive_path.unlink()
-        if not archive_path.is_file():
-            download_google_drive(
-                FILE_ID, archive_path, md5=MD5, progress=progress, base_url=DRIVE_URL
-            )
-    else:
-        archive_path = Path(archive).expanduser()
-        if not archive_path.is_file():
-            raise FileNotFoundError(f"no such archive: {archive_path}")
-        try:
-            check_file(archive_path, md5=MD5)
-        except ChecksumError as exc:
-            raise ChecksumError(f"{exc}; expected the PROPS {ARCHIVE_NAME}") from None
+    archive_path = obtain_archive(
+        root / ARCHIVE_NAME,
+        MD5,
+        lambda dest: download_google_drive(
+            FILE_ID, dest, md5=MD5, progress=progress, base_url=DRIVE_URL
+        ),
+        archive,
+        expected=f"the PROPS {ARCHIVE_NAME}",
+    )
 
     def choose(member: str) -> str | None:
         name = Path(member).name
