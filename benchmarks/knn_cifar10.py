@@ -79,6 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--metrics", default="l2,l1")
     p.add_argument("--ks", default=",".join(map(str, KS)))
     p.add_argument("--n-val", type=int, default=None, help="use N validation rows (stratified)")
+    p.add_argument(
+        "--n-train", type=int, default=None, help="use N training rows (stratified, seed 0)"
+    )
     p.add_argument("--mean-subtracted", action="store_true", help="also run on centred pixels")
     p.add_argument("--cv", type=int, default=0, help="5-fold cross-validation on N training rows")
     p.add_argument("--plot", default=None, help="write the cross-validation plot here")
@@ -94,6 +97,14 @@ def main(argv=None) -> int:
         # The validation rows come sorted by class: take an evenly spaced (stratified) subset.
         pick = np.linspace(0, len(y_val), args.n_val, endpoint=False).astype(np.int64)
         X_val, y_val = X_val[pick], y_val[pick]
+    if args.n_train and args.n_train < len(y_train):
+        from chainrule.data import stratified_split_indices
+
+        # How accuracy grows with the training set: a stratified subset of the rows.
+        keep, _ = stratified_split_indices(
+            y_train, val_fraction=1 - args.n_train / len(y_train), random_state=0
+        )
+        X_train, y_train = X_train[keep], y_train[keep]
     print(
         f"loaded {len(X_train)} training and {len(X_val)} validation images "
         f"({X_train.shape[1]} features, {len(classes)} classes) in "
