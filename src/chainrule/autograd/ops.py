@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule.autograd.arraymath import log_softmax, softmax
 from chainrule.autograd.engine import Function, Tensor
 
 # ------------------------------------------------------------------ helpers
@@ -558,18 +559,12 @@ class Max(Primitive):
 # ------------------------------------------------------------------ softmax
 
 
-def _softmax(x, axis):
-    z = x - np.max(x, axis=axis, keepdims=True)  # stable for logits of any size
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 class Softmax(Primitive):
     """softmax(x) along `axis`: ds = s * (g - sum(g * s))."""
 
     @staticmethod
     def forward(ctx, x, axis):
-        s = _softmax(x, axis)
+        s = softmax(x, axis)
         ctx.save_for_backward(s)
         ctx.axis = axis
         return s
@@ -591,8 +586,7 @@ class LogSoftmax(Primitive):
 
     @staticmethod
     def forward(ctx, x, axis):
-        z = x - np.max(x, axis=axis, keepdims=True)
-        out = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+        out = log_softmax(x, axis)
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out

@@ -30,6 +30,7 @@ import numbers
 
 import numpy as np
 
+from chainrule.autograd.arraymath import softmax
 from chainrule.autograd.engine import Tensor, no_grad
 from chainrule.models._base import (
     BaseEstimator,
@@ -78,13 +79,6 @@ def _scores(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _accuracy(X, y_index, W, b) -> float:
     return float(np.mean(_scores(X, W, b).argmax(axis=1) == y_index))
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    z = scores - scores.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
 
 
 class _LinearClassifier(ClassifierMixin, BaseEstimator):
@@ -258,7 +252,7 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax of the class scores: (N, C) float32, rows sum to 1, columns in ``classes_``."""
-        return _softmax(self.decision_function(X))
+        return softmax(self.decision_function(X))
 
     # ------------------------------------------------------------------ model files
     def _state_dict(self) -> dict[str, np.ndarray]:

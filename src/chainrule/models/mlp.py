@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from chainrule.autograd.arraymath import softmax
 from chainrule.autograd.engine import Function, Tensor, no_grad
 from chainrule.models._base import (
     BaseEstimator,
@@ -66,13 +67,6 @@ def l2_penalty(weights, reg: float):
         term = L2Penalty.apply(W, float(reg))
         total = term if total is None else total + term
     return total
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    e = scores - scores.max(axis=1, keepdims=True)
-    np.exp(e, out=e)
-    e /= e.sum(axis=1, keepdims=True)
-    return e
 
 
 def _is_int(v) -> bool:
@@ -458,12 +452,12 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "net_")
         X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
-        p = _softmax(self._forward(X))
+        p = softmax(self._forward(X))
         views = self._make_eval_views(self.n_features_in_)
         if views is not None:
             others = views(X)
             for V in others:
-                p += _softmax(self._forward(V))
+                p += softmax(self._forward(V))
             p /= 1 + len(others)
         return p
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from chainrule._random import as_generator
+from chainrule.autograd.arraymath import softmax
 
 __all__ = ["CHECKPOINT_NAME", "Solver", "batches_per_epoch", "load_checkpoint"]
 
@@ -144,13 +145,6 @@ def load_checkpoint(path) -> dict:
 
 
 # ---------------------------------------------------------------- the Solver
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    e = scores - scores.max(axis=1, keepdims=True)
-    np.exp(e, out=e)
-    e /= e.sum(axis=1, keepdims=True)
-    return e
 
 
 def _batch_slices(n: int, batch_size: int) -> list[slice]:
@@ -351,9 +345,9 @@ class Solver:
                     scores = self.model(Tensor(xb)).data
                     if self.eval_views is not None:
                         # Average the class probabilities over the views of each row.
-                        scores = _softmax(scores)
+                        scores = softmax(scores)
                         for view in self.eval_views(xb):
-                            scores += _softmax(self.model(Tensor(view)).data)
+                            scores += softmax(self.model(Tensor(view)).data)
                     out.append(scores)
         finally:
             self.model.train(was_training)
