@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_root"]
+from chainrule._files import temp_dir, temp_file  # noqa: F401  (re-exported)
+
+__all__ = ["cache_root", "temp_dir", "temp_file"]
 
 ENV_VAR = "CHAINRULE_CACHE"
 
@@ -23,31 +25,3 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     if not root.is_dir():
         raise NotADirectoryError(f"the cache folder {root} is not a folder")
     return root
-
-
-def temp_file(folder: Path, name: str, suffix: str = ".part") -> tuple[int, Path]:
-    """Create and open (for writing) a hidden temporary file in ``folder``.
-
-    Unlike ``tempfile.mkstemp`` the file gets the usual permissions (0o666 less the umask),
-    so a file renamed into place from it looks like any other file the user writes.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        path = folder / f".{name}.{os.urandom(4).hex()}{suffix}"
-        try:
-            return os.open(path, flags, 0o666), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary file in {folder}")
-
-
-def temp_dir(folder: Path, name: str, suffix: str = ".tmp") -> Path:
-    """Create a hidden temporary folder in ``folder`` (permissions 0o777 less the umask)."""
-    for _ in range(100):
-        path = folder / f".{name}.{os.urandom(4).hex()}{suffix}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary folder in {folder}")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_root, temp_file
+from chainrule._files import atomic_write
+
+from .cache import cache_root
 from .dataset import Dataset
 
 __all__ = [
@@ -236,14 +238,8 @@ def _read_cache(entry: Path, key: str, n: int) -> tuple[np.ndarray, np.ndarray] 
 def _write_cache(cache: Path, entry: Path, prefix: str, key: str, images, labels) -> None:
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_file(cache, entry.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, images=images, labels=labels, key=np.array(key))
-            os.replace(tmp, entry)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_write(entry) as f:
+            np.savez(f, images=images, labels=labels, key=np.array(key))
         # Entries for an older state of the same folder can never be hit again.
         for old in cache.glob(f"{prefix}-*.npz"):
             if old != entry:

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 import numbers
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from chainrule._files import atomic_write
 from chainrule._random import as_generator
 from chainrule.autograd.arraymath import softmax
 
@@ -91,16 +91,8 @@ def _unpack(skel, arrays):
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz so that `path` is always either the old file or the complete new one."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_checkpoint(path) -> dict:
