@@ -1,0 +1,336 @@
+"""2-D convolution as a fused Function: im2col and one matrix product per chunk of images.
+
+Layout. The public arrays are NCHW with PyTorch's weight layout (F, C, kh, kw), so
+weights and gradients compare one to one with PyTorch and the course. Inside, images are
+channels-last: the output is a (N, Ho, Wo, F) C-contiguous buffer handed out as its
+(N, F, Ho, Wo) transposed view (PyTorch's ``channels_last`` memory format), and any
+input is read through its (N, H, W, C) view. A channels-last input -- the output of
+another convolution, pooling or batch norm -- is then read without a copy, and a
+pixel's C channels are adjacent in memory, which is what makes im2col cheap.
+
+Algorithm. For a chunk of a few images, the padded images are copied once into a
+scratch buffer, and the im2col matrix A (rows: output pixels, columns: the kh * kw * C
+values of the receptive field) is gathered from it with kh copies, each moving runs of
+kw * C contiguous numbers. One matrix product ``A @ Wmat`` with ``Wmat`` (kh*kw*C, F)
+gives the chunk's output pixels in channels-last order. Chunks are small enough for A
+to stay in cache and are spread over threads (`_parallel`).
+
+Backward, per chunk: ``dW += A^T @ dY`` (A gathered again rather than kept: recomputing
+it costs less than writing and reading back a matrix kh*kw times the input's size), and
+``db = sum dY``. For stride 1 the input gradient is itself a convolution -- the output
+gradient, padded by ``k - 1 - padding``, correlated with the flipped kernel with input
+and output channels swapped -- and goes through the same routine; otherwise ``dA = dY @
+Wmat^T`` is scattered back over the receptive fields (col2im).
+
+Forward mode: the convolution is bilinear, so the tangent is ``conv(tx, W) + conv(x, tW)
++ tb``, through the same routine.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from chainrule.autograd.engine import Function, Tensor
+from chainrule.nn.functional._parallel import chunk_size, map_chunks
+
+__all__ = ["Conv2d", "conv2d", "conv_output_size"]
+
+
+def _raw(a):
+    return a.data if isinstance(a, Tensor) else a
+
+
+def _pair(name, v, minimum):
+    """An int or a pair of ints -> a pair of ints >= minimum (clear error otherwise)."""
+    vals = (v, v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+    try:
+        a, b = vals
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+    for x in (a, b):
+        if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < minimum:
+            what = "positive" if minimum > 0 else "non-negative"
+            raise ValueError(f"{name} must be {what} (an int or a pair of ints), got {v!r}")
+    return int(a), int(b)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution or pooling along one axis:
+    ``(size + 2 * padding - kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# ---------------------------------------------------------------- the kernels (NHWC)
+
+
+def _padded(xc, ph, pw):
+    """Chunk (n, H, W, C) with ph, pw zeros around H and W, C-contiguous (a new buffer
+    unless there is no padding and the chunk is contiguous already)."""
+    n, h, w, c = xc.shape
+    if ph == 0 and pw == 0:
+        return np.ascontiguousarray(xc)
+    p = np.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=xc.dtype)
+    p[:, :ph] = 0
+    p[:, h + ph :] = 0
+    p[:, ph : h + ph, :pw] = 0
+    p[:, ph : h + ph, w + pw :] = 0
+    p[:, ph : h + ph, pw : w + pw] = xc
+    return p
+
+
+def _im2col(p, kh, kw, sh, sw, ho, wo):
+    """im2col of padded images p (n, Hp, Wp, C) -> A (n*ho*wo, kh*kw*C), C-contiguous.
+
+    Row (i, y, x) holds the receptive field of output pixel (y, x) of image i in
+    (kernel row, kernel column, channel) order: for each kernel row, the kw * C values
+    are contiguous in p, so each of the kh copies moves whole runs of them.
+    """
+    n, _, _, c = p.shape
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1:
+        return p.reshape(n * ho * wo, c)
+    a = np.empty((n, ho, wo, kh, kw * c), dtype=p.dtype)
+    # The strides of a C-contiguous p, written out: NumPy may report any stride for an
+    # axis of length 1, and the window below reads kw * c numbers as one run.
+    s3 = p.itemsize
+    s2, s1 = c * s3, p.shape[2] * c * s3
+    s0 = p.shape[1] * s1
+    for i in range(kh):
+        a[:, :, :, i] = as_strided(
+            p[:, i:], shape=(n, ho, wo, kw * c), strides=(s0, sh * s1, sw * s2, s3)
+        )
+    return a.reshape(n * ho * wo, kh * kw * c)
+
+
+def _conv_nhwc(x, wmat, kernel, stride, padding, bias=None, finite=None):
+    """Correlation of images x (N, H, W, C) (any strides) with wmat (kh*kw*C, F).
+
+    Returns (N, Ho, Wo, F), C-contiguous, of x's dtype. With a list `finite`, whether
+    each chunk's output is free of NaN and infinity is appended to it (one reduction of
+    the chunk while it is in cache).
+    """
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    ho = conv_output_size(h, kh, sh, ph)
+    wo = conv_output_size(w, kw, sw, pw)
+    f = wmat.shape[1]
+    out = np.empty((n, ho, wo, f), dtype=x.dtype)
+
+    def work(a, b, _slot):
+        cols = _im2col(_padded(x[a:b], ph, pw), kh, kw, sh, sw, ho, wo)
+        dest = out[a:b].reshape(-1, f)
+        np.matmul(cols, wmat, out=dest)
+        if bias is not None:
+            dest += bias
+        # A float32 sum of finite values overflows only past 1e38: then look closer.
+        return finite is None or np.isfinite(dest.sum()) or bool(np.isfinite(dest).all())
+
+    per_image = ho * wo * kh * kw * c * x.itemsize  # the im2col matrix: ~1 MB per chunk
+    ok = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=n * ho * wo * wmat.size)
+    if finite is not None:
+        finite.append(all(ok))
+    return out
+
+
+def _weight_matrix(weight):
+    """(F, C, kh, kw) -> (kh*kw*C, F), the row order of `_im2col`'s columns."""
+    f = weight.shape[0]
+    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, f)
+
+
+def _conv_backward(x, g, weight, stride, padding, needs):
+    """Gradients of the correlation of x (N, H, W, C) with weight (F, C, kh, kw), given
+    the output gradient g (N, Ho, Wo, F): (dx (N, H, W, C) or None, dW as (kh*kw*C, F) or
+    None, db (F,) or None), for the inputs flagged in needs = (x, weight, bias).
+
+    One pass over chunks of images: each chunk of g is read once, while in cache, for
+    all three gradients.
+    """
+    need_x, need_w, need_b = needs
+    n, h, w, c = x.shape
+    f, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    _, ho, wo, _ = g.shape
+    # For stride 1 the input gradient is the correlation of dY, padded by k - 1 - p, with
+    # the flipped kernel (F and C swapped); otherwise dA = dY @ Wmat^T goes back by col2im.
+    transposed = sh == 1 and sw == 1 and ph < kh and pw < kw
+    if transposed:
+        wback = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1))
+        wback = wback.reshape(kh * kw * f, c)
+    else:
+        wback = _weight_matrix(weight).T
+    dx = np.empty((n, h, w, c), dtype=g.dtype) if need_x else None
+
+    def work(a, b, _slot):
+        gc = np.ascontiguousarray(g[a:b])
+        g2 = gc.reshape(-1, f)
+        dw = db = None
+        if need_w:
+            dw = _im2col(_padded(x[a:b], ph, pw), kh, kw, sh, sw, ho, wo).T @ g2
+        if need_b:
+            db = g2.sum(axis=0)
+        if need_x and transposed:
+            cols = _im2col(_padded(gc, kh - 1 - ph, kw - 1 - pw), kh, kw, 1, 1, h, w)
+            np.matmul(cols, wback, out=dx[a:b].reshape(-1, c))
+        elif need_x:
+            _col2im(g2 @ wback, dx[a:b], (kh, kw), stride, padding, (ho, wo))
+        return dw, db
+
+    per_image = ho * wo * kh * kw * max(c, f if transposed else 0) * x.itemsize
+    parts = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=g.size * kh * kw * c)
+    dw = _total([p[0] for p in parts]) if need_w else None
+    db = _total([p[1] for p in parts]) if need_b else None
+    return dx, dw, db
+
+
+def _total(arrays):
+    out = arrays[0]
+    for a in arrays[1:]:
+        out += a
+    return out
+
+
+def _col2im(da, dx, kernel, stride, padding, out_size):
+    """Scatter-add dA (n*Ho*Wo, kh*kw*C) over the receptive fields into dx (n, H, W, C)."""
+    n, h, w, c = dx.shape
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_size
+    da = da.reshape(n, ho, wo, kh, kw, c)
+    dp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dx.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += da[
+                :, :, :, i, j
+            ]
+    dx[...] = dp[:, ph : ph + h, pw : pw + w]
+
+
+def _nchw(a_nhwc):
+    """The (N, C, H, W) view of a channels-last buffer (N, H, W, C)."""
+    return a_nhwc.transpose(0, 3, 1, 2)
+
+
+def _nhwc(a_nchw):
+    """The (N, H, W, C) view of an (N, C, H, W) array (no copy)."""
+    return a_nchw.transpose(0, 2, 3, 1)
+
+
+# ---------------------------------------------------------------- the Function
+
+
+class Conv2d(Function):
+    """2-D cross-correlation (what deep learning calls convolution), as PyTorch's.
+
+    x: (N, C, H, W), weight: (F, C, kh, kw), bias: (F,) or None, stride and padding:
+    pairs of ints -> out: (N, F, Ho, Wo) with ``Ho = (H + 2 ph - kh) // sh + 1`` (and Wo
+    alike), ``out[n, f, y, x] = b[f] + sum_{c,i,j} W[f, c, i, j] * xpad[n, c, y*sh + i,
+    x*sw + j]``. The output is a channels-last view (see the module docstring).
+
+    Backward: ``dW[f, c, i, j] = sum_{n,y,x} dout[n, f, y, x] xpad[n, c, y*sh+i, x*sw+j]``,
+    ``db = dout.sum((0, 2, 3))``, ``dxpad[n, c, y*sh+i, x*sw+j] += sum_f W[f, c, i, j]
+    dout[n, f, y, x]`` (cropped to the unpadded image).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        kernel = weight.shape[2:]
+        finite = []
+        out = _conv_nhwc(_nhwc(x), _weight_matrix(weight), kernel, stride, padding, bias, finite)
+        if not finite[0]:
+            _raise_nonfinite("conv2d", x, weight)
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return _nchw(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        needs = tuple(ctx.needs_input_grad[:3])
+        dx, dw, db = _conv_backward(_nhwc(x), _nhwc(g), weight, ctx.stride, ctx.padding, needs)
+        if dx is not None:
+            dx = _nchw(dx)
+        if dw is not None:
+            f, c, kh, kw = weight.shape
+            dw = np.ascontiguousarray(dw.reshape(kh, kw, c, f).transpose(3, 2, 0, 1))
+        return dx, dw, db, None, None
+
+    @staticmethod
+    def jvp(ctx, tx, tw, tb, _ts, _tp):
+        x, weight = ctx.saved_tensors
+        kernel = weight.shape[2:]
+        s, p = ctx.stride, ctx.padding
+        n, _, h, w = x.shape
+        ho, wo = (conv_output_size(*a) for a in zip((h, w), kernel, s, p))
+        t = np.zeros((n, ho, wo, weight.shape[0]), dtype=x.dtype)
+        if tx is not None:
+            t += _conv_nhwc(_nhwc(tx), _weight_matrix(weight), kernel, s, p)
+        if tw is not None:
+            t += _conv_nhwc(_nhwc(x), _weight_matrix(tw), kernel, s, p)
+        if tb is not None:
+            t += tb
+        return _nchw(t)
+
+
+# ---------------------------------------------------------------- checks and the function
+
+
+def _check_float(name, what, a, ndim, shape_text):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: {what} must be an array or Tensor, got {type(a).__name__}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name}: {what} must hold floats, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: {what} must be {ndim}-D {shape_text}, got shape {a.shape}")
+
+
+def check_images(name, x, kernel=None, padding=(0, 0)):
+    """Raise a clear error unless x is a float (N, C, H, W) array at least as large as
+    `kernel` once padded."""
+    _check_float(name, "x", x, 4, "(N, C, H, W)")
+    if min(x.shape) == 0:
+        raise ValueError(f"{name}: x must not be empty, got shape {x.shape}")
+    if kernel is not None:
+        hp, wp = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+        if kernel[0] > hp or kernel[1] > wp:
+            raise ValueError(
+                f"{name}: kernel {kernel[0]}x{kernel[1]} is larger than the padded image "
+                f"{hp}x{wp} (x of shape {x.shape}, padding {padding})"
+            )
+
+
+def _raise_nonfinite(name, x, weight):
+    """Name the source of a NaN or infinity found in the output."""
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: x holds NaN or infinity")
+    if not np.isfinite(weight).all():
+        raise ValueError(f"{name}: weight holds NaN or infinity")
+    raise FloatingPointError(f"{name}: the output overflowed to infinity")
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
+    """2-D convolution (cross-correlation) of a batch of images, as PyTorch's.
+
+    x: (N, C, H, W) float Tensor or array; weight: (F, C, kh, kw) of the same dtype;
+    bias: (F,) or None; stride: int or (sh, sw), positive; padding: int or (ph, pw),
+    zeros added on both sides. Returns (N, F, Ho, Wo) of x's dtype, ``Ho = (H + 2 ph -
+    kh) // sh + 1``, stored channels-last (a transposed view of an (N, Ho, Wo, F) array).
+    """
+    xd, wd, bd = _raw(x), _raw(weight), _raw(bias)
+    stride = _pair("conv2d: stride", stride, 1)
+    padding = _pair("conv2d: padding", padding, 0)
+    _check_float("conv2d", "weight", wd, 4, "(F, C, kh, kw)")
+    check_images("conv2d", xd, wd.shape[2:], padding)
+    if xd.shape[1] != wd.shape[1]:
+        raise ValueError(
+            f"conv2d: x has {xd.shape[1]} channels but weight of shape {wd.shape} expects "
+            f"{wd.shape[1]}"
+        )
+    if xd.dtype != wd.dtype:
+        raise TypeError(f"conv2d: x is {xd.dtype} but weight is {wd.dtype}; use one dtype")
+    if bd is not None:
+        if not isinstance(bd, np.ndarray) or bd.shape != (wd.shape[0],):
+            raise ValueError(f"conv2d: bias must have shape ({wd.shape[0]},), got {np.shape(bd)}")
+        if bd.dtype != wd.dtype:
+            raise TypeError(f"conv2d: bias is {bd.dtype} but weight is {wd.dtype}")
+    return Conv2d.apply(x, weight, bias, stride, padding)
