@@ -41,7 +41,7 @@ def _grads(fn, *arrays, upstream):
 
 def test_conv2d_matches_recorded_torch(ref):
     names = _cases(ref, "conv")
-    assert len(names) == 6
+    assert len(names) == 8
     for name in names:
         p = f"conv/{name}/"
         sh, sw, ph, pw = ref[p + "geometry"].tolist()
@@ -264,3 +264,19 @@ def test_nan_or_infinity_is_named_by_its_source():
         F.conv2d(x, w_bad)
     with pytest.raises(FloatingPointError, match="overflowed"), np.errstate(over="ignore"):
         F.conv2d(x.astype(np.float32) * 3e38, w.astype(np.float32))
+
+
+def test_recorded_references_are_what_the_script_records_now(ref):
+    pytest.importorskip("torch")
+    import importlib.util
+
+    path = REFERENCES.parent / "record_conv_references.py"
+    spec = importlib.util.spec_from_file_location("record_conv_references", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fresh = module.record()
+    assert sorted(fresh) == sorted(ref)
+    for key, value in fresh.items():
+        if key != "torch_version":
+            assert ref[key].dtype == value.dtype and ref[key].shape == value.shape, key
+            np.testing.assert_allclose(ref[key], value, rtol=1e-12, atol=1e-15, err_msg=key)

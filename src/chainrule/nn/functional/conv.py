@@ -29,6 +29,7 @@ Forward mode: the convolution is bilinear, so the tangent is ``conv(tx, W) + con
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -66,6 +67,31 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 # ---------------------------------------------------------------- the kernels (NHWC)
 
 
+class _Window(NamedTuple):
+    """Where a kernel goes over images (N, H, W, C), and how im2col gathers it."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    ho: int
+    wo: int
+    # Gather whole image rows of channel planes instead of runs of kw * C numbers.
+    planes: bool
+
+
+def _window(shape, kernel, stride, padding) -> _Window:
+    _, h, w, c = shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    ho, wo = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    # Channels-last im2col copies runs of kw * C numbers; with few channels (the colours
+    # of the first layer: runs of 9) the runs of wo numbers along channel planes are
+    # longer, and gathering them is 2-3 times faster.
+    return _Window(kh, kw, sh, sw, ph, pw, ho, wo, planes=2 * kw * c <= wo)
+
+
 def _padded(xc, ph, pw):
     """Chunk (n, H, W, C) with ph, pw zeros around H and W, C-contiguous (a new buffer
     unless there is no padding and the chunk is contiguous already)."""
@@ -81,7 +107,7 @@ def _padded(xc, ph, pw):
     return p
 
 
-def _im2col(p, kh, kw, sh, sw, ho, wo):
+def _im2col_pixels(p, win):
     """im2col of padded images p (n, Hp, Wp, C) -> A (n*ho*wo, kh*kw*C), C-contiguous.
 
     Row (i, y, x) holds the receptive field of output pixel (y, x) of image i in
@@ -89,6 +115,7 @@ def _im2col(p, kh, kw, sh, sw, ho, wo):
     are contiguous in p, so each of the kh copies moves whole runs of them.
     """
     n, _, _, c = p.shape
+    kh, kw, sh, sw, _, _, ho, wo, _ = win
     if kh == 1 and kw == 1 and sh == 1 and sw == 1:
         return p.reshape(n * ho * wo, c)
     a = np.empty((n, ho, wo, kh, kw * c), dtype=p.dtype)
@@ -104,45 +131,68 @@ def _im2col(p, kh, kw, sh, sw, ho, wo):
     return a.reshape(n * ho * wo, kh * kw * c)
 
 
-def _conv_nhwc(x, wmat, kernel, stride, padding, bias=None, finite=None):
-    """Correlation of images x (N, H, W, C) (any strides) with wmat (kh*kw*C, F).
+def _im2col_planes(xc, win):
+    """im2col of images xc (n, H, W, C) gathered along channel planes -> A^T (C*kh*kw,
+    n*ho*wo), C-contiguous; row (c, i, j) is kernel position (i, j) of channel c."""
+    n, h, w, c = xc.shape
+    kh, kw, sh, sw, ph, pw, ho, wo, _ = win
+    p = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=xc.dtype)
+    p[:, :, ph : ph + h, pw : pw + w] = xc.transpose(3, 0, 1, 2)
+    at = np.empty((c, kh, kw, n, ho, wo), dtype=xc.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            at[:, i, j] = p[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+    return at.reshape(c * kh * kw, n * ho * wo)
+
+
+def _columns(xc, win):
+    """The im2col matrix (n*ho*wo, K) of a chunk xc (n, H, W, C), in the column order of
+    ``_weight_matrix(weight, win)`` (a transposed view when gathered along planes)."""
+    if win.planes:
+        return _im2col_planes(xc, win).T
+    return _im2col_pixels(_padded(xc, win.ph, win.pw), win)
+
+
+def _weight_matrix(weight, win):
+    """(F, C, kh, kw) -> (K, F) in the row order of `_columns`' columns: (kernel row,
+    kernel column, channel), or (channel, kernel row, kernel column) for planes."""
+    f = weight.shape[0]
+    if win.planes:
+        return weight.reshape(f, -1).T
+    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, f)
+
+
+def _conv_nhwc(x, weight, kernel, stride, padding, bias=None, finite=None):
+    """Correlation of images x (N, H, W, C) (any strides) with weight (F, C, kh, kw).
 
     Returns (N, Ho, Wo, F), C-contiguous, of x's dtype. With a list `finite`, whether
     each chunk's output is free of NaN and infinity is appended to it (one reduction of
     the chunk while it is in cache).
     """
-    n, h, w, c = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    ho = conv_output_size(h, kh, sh, ph)
-    wo = conv_output_size(w, kw, sw, pw)
-    f = wmat.shape[1]
-    out = np.empty((n, ho, wo, f), dtype=x.dtype)
+    n, _, _, c = x.shape
+    f = weight.shape[0]
+    win = _window(x.shape, kernel, stride, padding)
+    wmat = _weight_matrix(weight, win)
+    out = np.empty((n, win.ho, win.wo, f), dtype=x.dtype)
 
     def work(a, b, _slot):
-        cols = _im2col(_padded(x[a:b], ph, pw), kh, kw, sh, sw, ho, wo)
         dest = out[a:b].reshape(-1, f)
-        np.matmul(cols, wmat, out=dest)
+        np.matmul(_columns(x[a:b], win), wmat, out=dest)
         if bias is not None:
             dest += bias
         # A float32 sum of finite values overflows only past 1e38: then look closer.
         return finite is None or np.isfinite(dest.sum()) or bool(np.isfinite(dest).all())
 
-    per_image = ho * wo * kh * kw * c * x.itemsize  # the im2col matrix: ~1 MB per chunk
-    ok = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=n * ho * wo * wmat.size)
+    per_image = win.ho * win.wo * wmat.shape[0] * x.itemsize  # im2col: ~1 MB per chunk
+    ok = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=out.size * wmat.shape[0])
     if finite is not None:
         finite.append(all(ok))
     return out
 
 
-def _weight_matrix(weight):
-    """(F, C, kh, kw) -> (kh*kw*C, F), the row order of `_im2col`'s columns."""
-    f = weight.shape[0]
-    return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, f)
-
-
 def _conv_backward(x, g, weight, stride, padding, needs):
     """Gradients of the correlation of x (N, H, W, C) with weight (F, C, kh, kw), given
-    the output gradient g (N, Ho, Wo, F): (dx (N, H, W, C) or None, dW as (kh*kw*C, F) or
+    the output gradient g (N, Ho, Wo, F): (dx (N, H, W, C) or None, dW (F, C, kh, kw) or
     None, db (F,) or None), for the inputs flagged in needs = (x, weight, bias).
 
     One pass over chunks of images: each chunk of g is read once, while in cache, for
@@ -152,15 +202,16 @@ def _conv_backward(x, g, weight, stride, padding, needs):
     n, h, w, c = x.shape
     f, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
-    _, ho, wo, _ = g.shape
+    win = _window(x.shape, (kh, kw), stride, padding)
     # For stride 1 the input gradient is the correlation of dY, padded by k - 1 - p, with
     # the flipped kernel (F and C swapped); otherwise dA = dY @ Wmat^T goes back by col2im.
     transposed = sh == 1 and sw == 1 and ph < kh and pw < kw
     if transposed:
-        wback = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1))
-        wback = wback.reshape(kh * kw * f, c)
+        wflip = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        win_back = _window(g.shape, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw))
+        wback = _weight_matrix(np.ascontiguousarray(wflip), win_back)
     else:
-        wback = _weight_matrix(weight).T
+        wback = _weight_matrix(weight, win._replace(planes=False)).T
     dx = np.empty((n, h, w, c), dtype=g.dtype) if need_x else None
 
     def work(a, b, _slot):
@@ -168,20 +219,28 @@ def _conv_backward(x, g, weight, stride, padding, needs):
         g2 = gc.reshape(-1, f)
         dw = db = None
         if need_w:
-            dw = _im2col(_padded(x[a:b], ph, pw), kh, kw, sh, sw, ho, wo).T @ g2
+            dw = _columns(x[a:b], win).T @ g2
         if need_b:
             db = g2.sum(axis=0)
         if need_x and transposed:
-            cols = _im2col(_padded(gc, kh - 1 - ph, kw - 1 - pw), kh, kw, 1, 1, h, w)
-            np.matmul(cols, wback, out=dx[a:b].reshape(-1, c))
+            np.matmul(_columns(gc, win_back), wback, out=dx[a:b].reshape(-1, c))
         elif need_x:
-            _col2im(g2 @ wback, dx[a:b], (kh, kw), stride, padding, (ho, wo))
+            _col2im(g2 @ wback, dx[a:b], (kh, kw), stride, padding, (win.ho, win.wo))
         return dw, db
 
-    per_image = ho * wo * kh * kw * max(c, f if transposed else 0) * x.itemsize
+    per_image = win.ho * win.wo * kh * kw * max(c, f if transposed else 0) * x.itemsize
     parts = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=g.size * kh * kw * c)
-    dw = _total([p[0] for p in parts]) if need_w else None
-    db = _total([p[1] for p in parts]) if need_b else None
+    dw = db = None
+    if need_w:
+        dw = _total([p[0] for p in parts])
+        dw = (
+            dw.T.reshape(f, c, kh, kw)
+            if win.planes
+            else dw.reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
+        )
+        dw = np.ascontiguousarray(dw)
+    if need_b:
+        db = _total([p[1] for p in parts])
     return dx, dw, db
 
 
@@ -234,9 +293,8 @@ class Conv2d(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding):
-        kernel = weight.shape[2:]
         finite = []
-        out = _conv_nhwc(_nhwc(x), _weight_matrix(weight), kernel, stride, padding, bias, finite)
+        out = _conv_nhwc(_nhwc(x), weight, weight.shape[2:], stride, padding, bias, finite)
         if not finite[0]:
             _raise_nonfinite("conv2d", x, weight)
         ctx.save_for_backward(x, weight)
@@ -248,12 +306,7 @@ class Conv2d(Function):
         x, weight = ctx.saved_tensors
         needs = tuple(ctx.needs_input_grad[:3])
         dx, dw, db = _conv_backward(_nhwc(x), _nhwc(g), weight, ctx.stride, ctx.padding, needs)
-        if dx is not None:
-            dx = _nchw(dx)
-        if dw is not None:
-            f, c, kh, kw = weight.shape
-            dw = np.ascontiguousarray(dw.reshape(kh, kw, c, f).transpose(3, 2, 0, 1))
-        return dx, dw, db, None, None
+        return (None if dx is None else _nchw(dx)), dw, db, None, None
 
     @staticmethod
     def jvp(ctx, tx, tw, tb, _ts, _tp):
@@ -264,9 +317,9 @@ class Conv2d(Function):
         ho, wo = (conv_output_size(*a) for a in zip((h, w), kernel, s, p))
         t = np.zeros((n, ho, wo, weight.shape[0]), dtype=x.dtype)
         if tx is not None:
-            t += _conv_nhwc(_nhwc(tx), _weight_matrix(weight), kernel, s, p)
+            t += _conv_nhwc(_nhwc(tx), weight, kernel, s, p)
         if tw is not None:
-            t += _conv_nhwc(_nhwc(x), _weight_matrix(tw), kernel, s, p)
+            t += _conv_nhwc(_nhwc(x), tw, kernel, s, p)
         if tb is not None:
             t += tb
         return _nchw(t)
