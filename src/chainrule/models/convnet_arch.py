@@ -32,7 +32,13 @@ from chainrule._random import as_generator
 from chainrule.autograd.engine import Tensor
 from chainrule.nn.functional import conv2d
 
-__all__ = ["PatchWhitening", "architecture_flops", "build_convnet", "patch_whitening_filters"]
+__all__ = [
+    "PatchWhitening",
+    "Scale",
+    "architecture_flops",
+    "build_convnet",
+    "patch_whitening_filters",
+]
 
 DEFAULT_WIDTHS = (64, 128, 256)
 
@@ -82,6 +88,22 @@ class PatchWhitening(nn.Module):
         return f"{c}, {f}, kernel_size={k}, frozen"
 
 
+class Scale(nn.Module):
+    """Multiplies by a fixed number: a smaller scale on the class scores keeps the first
+    steps' softmax near uniform without shrinking the last layer's initial weights (and
+    with them its learning rate)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x):
+        return (x if isinstance(x, Tensor) else Tensor(x)) * self.factor
+
+    def extra_repr(self) -> str:
+        return f"{self.factor:g}"
+
+
 def _stage(c_in, width, side, convs, bn_scale, rng, dtype):
     layers = [nn.Conv2d(c_in, width, 3, padding=1, bias=False, random_state=rng, dtype=dtype)]
     if side >= 2:
@@ -104,6 +126,7 @@ def build_convnet(
     stem_width: int | None = None,
     whiten_images=None,
     bn_scale: bool = False,
+    logit_scale: float = 1.0,
     random_state=None,
     dtype=np.float32,
 ) -> nn.Sequential:
@@ -111,7 +134,8 @@ def build_convnet(
 
     image_shape: (H, W, C). widths: channels of each stage. stem: ``"conv"`` (width
     `stem_width`, default half the first stage's) or ``"whiten"`` (needs
-    `whiten_images`, (N, H, W, C) preprocessed training images).
+    `whiten_images`, (N, H, W, C) preprocessed training images). logit_scale: a fixed
+    factor on the class scores (`Scale`; 1 leaves it out).
     """
     h, w, c = (int(s) for s in image_shape)
     widths = tuple(int(v) for v in widths)
@@ -138,6 +162,8 @@ def build_convnet(
         layers += stage
         c = width
     layers += [nn.GlobalMaxPool2d(), nn.Linear(c, n_classes, random_state=rng, dtype=dtype)]
+    if logit_scale != 1.0:
+        layers.append(Scale(logit_scale))
     return nn.Sequential(*layers)
 
 

@@ -38,14 +38,14 @@ def _raw(a):
 
 
 def _geometry(shape, kernel, stride):
-    """(ho, wo, window positions [(i, j), ...], whether the windows tile the image)."""
+    """(ho, wo, window positions [(i, j), ...], whether the windows do not overlap)."""
     _, h, w, _ = shape
     (kh, kw), (sh, sw) = kernel, stride
     ho, wo = conv_output_size(h, kh, sh, 0), conv_output_size(w, kw, sw, 0)
     positions = [(i, j) for i in range(kh) for j in range(kw)]
-    # Windows that tile the image exactly: every input pixel is in exactly one window.
-    tiles = (sh, sw) == (kh, kw) and h == ho * kh and w == wo * kw
-    return ho, wo, positions, tiles
+    # Windows side by side: every input pixel is in at most one window.
+    apart = sh >= kh and sw >= kw
+    return ho, wo, positions, apart
 
 
 def _at(a, i, j, stride, ho, wo):
@@ -54,26 +54,44 @@ def _at(a, i, j, stride, ho, wo):
     return a[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
 
 
-def _spread(g, dx, weight_of, shape, stride, geometry):
+def _zero_uncovered(dc, kernel, stride, ho, wo):
+    """Zero the pixels of dc (n, H, W, C) that no window covers, for windows side by side
+    (the last rows and columns of an image whose side is not a multiple of the stride,
+    and the gaps of a stride larger than the kernel)."""
+    (kh, kw), (sh, sw) = kernel, stride
+    dc[:, sh * (ho - 1) + kh :] = 0
+    dc[:, :, sw * (wo - 1) + kw :] = 0
+    for r in range(kh, sh):  # rows between windows
+        dc[:, r::sh] = 0
+    for r in range(kw, sw):
+        dc[:, :, r::sw] = 0
+
+
+def _spread(g, dx, weight_of, kernel, stride, geometry):
     """dx (N, H, W, C) = sum over window positions k of ``weight_of(k, g chunk)`` placed at
-    position k of each window; chunked over images, in threads."""
-    n, _, _, c = shape
-    ho, wo, positions, tiles = geometry
+    position k of each window; chunked over images, in threads.
+
+    Windows side by side write each pixel once (``weight_of(..., dest)`` writes into it);
+    overlapping windows add into a zeroed dx.
+    """
+    n, _, _, c = dx.shape
+    ho, wo, positions, apart = geometry
 
     def work(a, b, _slot):
         gc, dc = g[a:b], dx[a:b]
-        if not tiles:
+        if apart:
+            _zero_uncovered(dc, kernel, stride, ho, wo)
+        else:
             dc[...] = 0
         for k, (i, j) in enumerate(positions):
             dest = _at(dc, i, j, stride, ho, wo)
-            if tiles:
+            if apart:
                 weight_of(k, gc, a, b, dest)
             else:
                 dest += weight_of(k, gc, a, b, None)
 
     per_image = ho * wo * c * g.itemsize * (len(positions) + 1)
     map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=n * ho * wo * c)
-    return dx
 
 
 class MaxPool2d(Function):
@@ -101,7 +119,7 @@ class MaxPool2d(Function):
         per_image = ho * wo * c * x.itemsize * (len(positions) + 2)
         map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=n * ho * wo * c)
         ctx.save_for_backward(where)
-        ctx.shape, ctx.stride, ctx.geometry = xh.shape, stride, geo
+        ctx.shape, ctx.kernel, ctx.stride, ctx.geometry = xh.shape, kernel, stride, geo
         return _nchw(out)
 
     @staticmethod
@@ -113,7 +131,7 @@ class MaxPool2d(Function):
             return np.multiply(gc, hit, out=dest) if dest is not None else gc * hit
 
         dx = np.empty(ctx.shape, dtype=g.dtype)
-        _spread(_nhwc(g), dx, routed, ctx.shape, ctx.stride, ctx.geometry)
+        _spread(_nhwc(g), dx, routed, ctx.kernel, ctx.stride, ctx.geometry)
         return _nchw(dx), None, None
 
     @staticmethod
@@ -154,7 +172,7 @@ class AvgPool2d(Function):
     def forward(ctx, x, kernel, stride):
         xh = _nhwc(x)
         geo = _geometry(xh.shape, kernel, stride)
-        ctx.shape, ctx.stride, ctx.geometry = xh.shape, stride, geo
+        ctx.shape, ctx.kernel, ctx.stride, ctx.geometry = xh.shape, kernel, stride, geo
         return _nchw(_window_mean(xh, stride, geo))
 
     @staticmethod
@@ -165,7 +183,7 @@ class AvgPool2d(Function):
             return np.multiply(gc, scale, out=dest) if dest is not None else gc * scale
 
         dx = np.empty(ctx.shape, dtype=g.dtype)
-        _spread(_nhwc(g), dx, shared, ctx.shape, ctx.stride, ctx.geometry)
+        _spread(_nhwc(g), dx, shared, ctx.kernel, ctx.stride, ctx.geometry)
         return _nchw(dx), None, None
 
     @staticmethod
