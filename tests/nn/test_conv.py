@@ -280,3 +280,22 @@ def test_recorded_references_are_what_the_script_records_now(ref):
         if key != "torch_version":
             assert ref[key].dtype == value.dtype and ref[key].shape == value.shape, key
             np.testing.assert_allclose(ref[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding",
+    [
+        ((2, 3, 4, 20), (2, 3, 3, 3), 1, 1),  # planes im2col forward and for dY
+        ((1, 2, 3, 16), (3, 2, 1, 3), 1, (0, 1)),  # rectangular kernel along planes
+        ((2, 2, 5, 6), (3, 2, 3, 3), 2, 1),  # col2im for the input gradient
+        ((1, 2, 5, 5), (2, 2, 2, 2), 1, 2),  # padding past kernel - 1: col2im
+    ],
+)
+def test_every_im2col_layout_and_input_gradient_route_is_exact(x_shape, w_shape, stride, padding):
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape)]
+
+    def fn(x, w):
+        return F.conv2d(x, w, stride=stride, padding=padding)
+
+    assert cr.gradcheck(fn, arrays, modes=("rev", "fwd"), tol=1e-7, random_state=0)

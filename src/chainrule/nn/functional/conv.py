@@ -196,20 +196,23 @@ def _conv_backward(x, g, weight, stride, padding, needs):
     None, db (F,) or None), for the inputs flagged in needs = (x, weight, bias).
 
     One pass over chunks of images: each chunk of g is read once, while in cache, for
-    all three gradients.
+    all three gradients. For stride 1 the input gradient is the correlation of dY,
+    padded by k - 1 - p, with the flipped kernel (F and C swapped), and the im2col
+    matrix B of padded dY that it needs also gives the weight gradient without an
+    im2col of x: ``B^T @ x_rows`` is dW with its kernel flipped (both sum dY[y] x[y +
+    i - p] over the pixels). Otherwise ``dW = A^T @ dY`` from the im2col A of x, and
+    ``dA = dY @ Wmat^T`` goes back to dx by col2im.
     """
     need_x, need_w, need_b = needs
     n, h, w, c = x.shape
     f, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     win = _window(x.shape, (kh, kw), stride, padding)
-    # For stride 1 the input gradient is the correlation of dY, padded by k - 1 - p, with
-    # the flipped kernel (F and C swapped); otherwise dA = dY @ Wmat^T goes back by col2im.
-    transposed = sh == 1 and sw == 1 and ph < kh and pw < kw
+    transposed = need_x and sh == 1 and sw == 1 and ph < kh and pw < kw
     if transposed:
-        wflip = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
         win_back = _window(g.shape, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw))
-        wback = _weight_matrix(np.ascontiguousarray(wflip), win_back)
+        wflip = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        wback = _weight_matrix(wflip, win_back)
     else:
         wback = _weight_matrix(weight, win._replace(planes=False)).T
     dx = np.empty((n, h, w, c), dtype=g.dtype) if need_x else None
@@ -217,31 +220,48 @@ def _conv_backward(x, g, weight, stride, padding, needs):
     def work(a, b, _slot):
         gc = np.ascontiguousarray(g[a:b])
         g2 = gc.reshape(-1, f)
-        dw = db = None
-        if need_w:
-            dw = _columns(x[a:b], win).T @ g2
-        if need_b:
-            db = g2.sum(axis=0)
-        if need_x and transposed:
-            np.matmul(_columns(gc, win_back), wback, out=dx[a:b].reshape(-1, c))
-        elif need_x:
-            _col2im(g2 @ wback, dx[a:b], (kh, kw), stride, padding, (win.ho, win.wo))
-        return dw, db
+        dw = None
+        if transposed:
+            cols = _columns(gc, win_back)
+            np.matmul(cols, wback, out=dx[a:b].reshape(-1, c))
+            if need_w:
+                dw = cols.T @ np.ascontiguousarray(x[a:b]).reshape(-1, c)
+        else:
+            if need_w:
+                dw = _columns(x[a:b], win).T @ g2
+            if need_x:
+                _col2im(g2 @ wback, dx[a:b], (kh, kw), stride, padding, (win.ho, win.wo))
+        return dw, (g2.sum(axis=0) if need_b else None)
 
-    per_image = win.ho * win.wo * kh * kw * max(c, f if transposed else 0) * x.itemsize
+    per_image = win.ho * win.wo * kh * kw * (f if transposed else c) * x.itemsize
     parts = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=g.size * kh * kw * c)
-    dw = db = None
+    dw = _total([p[0] for p in parts]) if need_w else None
     if need_w:
-        dw = _total([p[0] for p in parts])
-        dw = (
-            dw.T.reshape(f, c, kh, kw)
-            if win.planes
-            else dw.reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
-        )
-        dw = np.ascontiguousarray(dw)
-    if need_b:
-        db = _total([p[1] for p in parts])
+        dw = _weight_from_matrix(dw, (f, c, kh, kw), win_back if transposed else win, transposed)
+    db = _total([p[1] for p in parts]) if need_b else None
     return dx, dw, db
+
+
+def _weight_from_matrix(m, shape, win, flipped):
+    """dW (F, C, kh, kw) from the product of im2col columns and rows: ``A^T @ dY`` (K, F)
+    with K in `win`'s column order, or, `flipped`, ``B^T @ x_rows`` (K', C) with K' the
+    column order of padded dY's im2col and the kernel upside down and mirrored."""
+    f, c, kh, kw = shape
+    if flipped:
+        # rows (f, i, j) for planes, (i, j, f) for pixels; then flip i and j back
+        t = (
+            m.reshape(f, kh, kw, c).transpose(0, 3, 1, 2)
+            if win.planes
+            else (m.reshape(kh, kw, f, c).transpose(2, 3, 0, 1))
+        )
+        t = t[:, :, ::-1, ::-1]
+    else:
+        t = (
+            m.T.reshape(f, c, kh, kw)
+            if win.planes
+            else m.reshape(kh, kw, c, f).transpose(3, 2, 0, 1)
+        )
+    return np.ascontiguousarray(t)
 
 
 def _total(arrays):
