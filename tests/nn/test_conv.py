@@ -41,7 +41,7 @@ def _grads(fn, *arrays, upstream):
 
 def test_conv2d_matches_recorded_torch(ref):
     names = _cases(ref, "conv")
-    assert len(names) == 8
+    assert len(names) == 11
     for name in names:
         p = f"conv/{name}/"
         sh, sw, ph, pw = ref[p + "geometry"].tolist()

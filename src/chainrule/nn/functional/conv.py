@@ -36,6 +36,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
+from chainrule.nn.functional._scratch import padded, scratch
 
 __all__ = ["Conv2d", "conv2d", "conv_output_size"]
 
@@ -93,18 +94,12 @@ def _window(shape, kernel, stride, padding) -> _Window:
 
 
 def _padded(xc, ph, pw):
-    """Chunk (n, H, W, C) with ph, pw zeros around H and W, C-contiguous (a new buffer
-    unless there is no padding and the chunk is contiguous already)."""
+    """Chunk (n, H, W, C) with ph, pw zeros around H and W, C-contiguous (a scratch
+    array, or the chunk itself when it needs no padding and is contiguous)."""
     n, h, w, c = xc.shape
-    if ph == 0 and pw == 0:
-        return np.ascontiguousarray(xc)
-    p = np.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=xc.dtype)
-    p[:, :ph] = 0
-    p[:, h + ph :] = 0
-    p[:, ph : h + ph, :pw] = 0
-    p[:, ph : h + ph, w + pw :] = 0
-    p[:, ph : h + ph, pw : w + pw] = xc
-    return p
+    if ph == 0 and pw == 0 and xc.flags.c_contiguous:
+        return xc
+    return padded("conv-pad", xc, ph, pw, h + 2 * ph, w + 2 * pw)
 
 
 def _im2col_pixels(p, win):
@@ -118,7 +113,7 @@ def _im2col_pixels(p, win):
     kh, kw, sh, sw, _, _, ho, wo, _ = win
     if kh == 1 and kw == 1 and sh == 1 and sw == 1:
         return p.reshape(n * ho * wo, c)
-    a = np.empty((n, ho, wo, kh, kw * c), dtype=p.dtype)
+    a = scratch("conv-cols", (n, ho, wo, kh, kw * c), p.dtype)
     # The strides of a C-contiguous p, written out: NumPy may report any stride for an
     # axis of length 1, and the window below reads kw * c numbers as one run.
     s3 = p.itemsize
@@ -136,9 +131,13 @@ def _im2col_planes(xc, win):
     n*ho*wo), C-contiguous; row (c, i, j) is kernel position (i, j) of channel c."""
     n, h, w, c = xc.shape
     kh, kw, sh, sw, ph, pw, ho, wo, _ = win
-    p = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=xc.dtype)
+    p = scratch("conv-pad", (c, n, h + 2 * ph, w + 2 * pw), xc.dtype)  # channel planes
+    p[:, :, :ph] = 0
+    p[:, :, ph + h :] = 0
+    p[:, :, ph : ph + h, :pw] = 0
+    p[:, :, ph : ph + h, pw + w :] = 0
     p[:, :, ph : ph + h, pw : pw + w] = xc.transpose(3, 0, 1, 2)
-    at = np.empty((c, kh, kw, n, ho, wo), dtype=xc.dtype)
+    at = scratch("conv-cols", (c, kh, kw, n, ho, wo), xc.dtype)
     for i in range(kh):
         for j in range(kw):
             at[:, i, j] = p[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
@@ -162,15 +161,29 @@ def _weight_matrix(weight, win):
     return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, f)
 
 
+def _finisher(bias, finite):
+    """What each chunk of output rows (m, F) gets after its product: the bias, and, when
+    `finite` is a list, a check for NaN and infinity (one cheap reduction while the chunk
+    is in cache; a float32 sum of finite values overflows only past 1e38, so then look
+    closer)."""
+
+    def finish(rows):
+        if bias is not None:
+            rows += bias
+        return finite is None or np.isfinite(rows.sum()) or bool(np.isfinite(rows).all())
+
+    return finish
+
+
 def _conv_nhwc(x, weight, kernel, stride, padding, bias=None, finite=None):
     """Correlation of images x (N, H, W, C) (any strides) with weight (F, C, kh, kw).
 
     Returns (N, Ho, Wo, F), C-contiguous, of x's dtype. With a list `finite`, whether
-    each chunk's output is free of NaN and infinity is appended to it (one reduction of
-    the chunk while it is in cache).
+    the output is free of NaN and infinity is appended to it.
     """
     n, _, _, c = x.shape
     f = weight.shape[0]
+    finish = _finisher(bias, finite)
     win = _window(x.shape, kernel, stride, padding)
     wmat = _weight_matrix(weight, win)
     out = np.empty((n, win.ho, win.wo, f), dtype=x.dtype)
@@ -178,13 +191,10 @@ def _conv_nhwc(x, weight, kernel, stride, padding, bias=None, finite=None):
     def work(a, b, _slot):
         dest = out[a:b].reshape(-1, f)
         np.matmul(_columns(x[a:b], win), wmat, out=dest)
-        if bias is not None:
-            dest += bias
-        # A float32 sum of finite values overflows only past 1e38: then look closer.
-        return finite is None or np.isfinite(dest.sum()) or bool(np.isfinite(dest).all())
+        return finish(dest)
 
     per_image = win.ho * win.wo * wmat.shape[0] * x.itemsize  # im2col: ~1 MB per chunk
-    ok = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=out.size * wmat.shape[0])
+    ok = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=out.size * c)
     if finite is not None:
         finite.append(all(ok))
     return out
@@ -276,7 +286,8 @@ def _col2im(da, dx, kernel, stride, padding, out_size):
     n, h, w, c = dx.shape
     (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_size
     da = da.reshape(n, ho, wo, kh, kw, c)
-    dp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=dx.dtype)
+    dp = scratch("conv-col2im", (n, h + 2 * ph, w + 2 * pw, c), dx.dtype)
+    dp[...] = 0
     for i in range(kh):
         for j in range(kw):
             dp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += da[

@@ -25,6 +25,7 @@ import numpy as np
 
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
+from chainrule.nn.functional._scratch import scratch
 
 __all__ = ["BatchNorm2d", "batch_norm2d"]
 
@@ -60,7 +61,7 @@ def _batch_stats(rows, n_images):
     def work(a, b, _slot):
         r = rows[a * hw : b * hw]
         shift = _column_sums(r[:hw]) / hw
-        d = r - shift
+        d = np.subtract(r, shift, out=scratch("bn-d", r.shape, r.dtype))
         s = _column_sums(d).astype(np.float64)
         q = np.einsum("ij,ij->j", d, d).astype(np.float64)
         k = r.shape[0]
@@ -92,7 +93,11 @@ def _affine(rows, scale, shift, relu, n_images):
 
 
 def _masked(gc, oc, relu):
-    return np.multiply(gc, oc > 0) if relu else gc
+    """The output gradient after ReLU's mask (a scratch array), or gc itself."""
+    if not relu:
+        return gc
+    mask = np.greater(oc, 0, out=scratch("bn-mask", oc.shape, np.bool_))
+    return np.multiply(gc, mask, out=scratch("bn-g", gc.shape, gc.dtype))
 
 
 class BatchNorm2d(Function):
@@ -184,7 +189,7 @@ def _grad_sums(ctx, rows, out, grows, n):
     def work(a, b, _slot):
         sl = slice(a * hw, b * hw)
         gc = _masked(grows[sl], out[sl] if ctx.relu else None, ctx.relu)
-        centred = rows[sl] - mean
+        centred = np.subtract(rows[sl], mean, out=scratch("bn-d", gc.shape, gc.dtype))
         return _column_sums(gc), np.einsum("ij,ij->j", gc, centred)
 
     parts = _chunks(work, n, hw, c, rows.itemsize)
@@ -213,7 +218,7 @@ def _input_grad(ctx, rows, out, grows, dbeta, dgamma, n):
         d = dx[sl]
         np.multiply(gc, scale, out=d)
         if ctx.training:
-            t = rows[sl] - mean
+            t = np.subtract(rows[sl], mean, out=scratch("bn-d", d.shape, d.dtype))
             t *= k
             d += t
             d += c0

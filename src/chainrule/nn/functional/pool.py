@@ -19,6 +19,7 @@ import numpy as np
 
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
+from chainrule.nn.functional._scratch import scratch
 from chainrule.nn.functional.conv import _nchw, _nhwc, _pair, check_images, conv_output_size
 
 __all__ = [
@@ -111,13 +112,14 @@ class MaxPool2d(Function):
             o, w = out[a:b], where[a:b]
             o[...] = _at(xh[a:b], 0, 0, stride, ho, wo)
             w[...] = 0
-            step = np.empty_like(w)
+            step = scratch("pool-step", w.shape, w.dtype)
+            larger = scratch("pool-mask", w.shape, np.bool_)
             for k, (i, j) in enumerate(positions[1:], 1):
                 v = _at(xh[a:b], i, j, stride, ho, wo)
                 # where = k at a strictly larger value, as arithmetic: a masked copy
                 # (np.copyto with where=) costs ten times as much per element.
                 np.subtract(k, w, out=step)
-                step *= v > o
+                step *= np.greater(v, o, out=larger)
                 w += step
                 np.maximum(o, v, out=o)  # propagates NaN
 
@@ -132,7 +134,7 @@ class MaxPool2d(Function):
         (where,) = ctx.saved_tensors
 
         def routed(k, gc, a, b, dest):
-            hit = where[a:b] == k
+            hit = np.equal(where[a:b], k, out=scratch("pool-mask", gc.shape, np.bool_))
             return np.multiply(gc, hit, out=dest) if dest is not None else gc * hit
 
         dx = np.empty(ctx.shape, dtype=g.dtype)
