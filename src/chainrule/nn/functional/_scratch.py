@@ -11,6 +11,7 @@ stays (a few megabytes per thread).
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -20,27 +21,37 @@ __all__ = ["padded", "scratch"]
 _local = threading.local()
 
 
+def _buffers() -> dict:
+    b = getattr(_local, "buffers", None)
+    if b is None:
+        b = _local.buffers = {}
+    return b
+
+
 def scratch(name: str, shape, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of `shape` and `dtype` in this thread's buffer
     `name`, reused by the next call with the same name on the same thread: only for
     temporaries that do not outlive the chunk, one name per array alive at a time."""
-    buffers = _local.__dict__.setdefault("buffers", {})
+    buffers = _buffers()
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     buf = buffers.get(name)
     if buf is None or buf.nbytes < nbytes:
         buf = buffers[name] = np.empty(max(nbytes, 64), dtype=np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-def padded(name: str, xc, top: int, left: int, height: int, width: int) -> np.ndarray:
-    """Images xc (n, H, W, C) placed at (top, left) in a zeroed (n, height, width, C)
-    scratch array `name` (only the margins are written with zeros)."""
-    n, h, w, c = xc.shape
-    p = scratch(name, (n, height, width, c), xc.dtype)
-    p[:, :top] = 0
-    p[:, top + h :] = 0
-    p[:, top : top + h, :left] = 0
-    p[:, top : top + h, left + w :] = 0
-    p[:, top : top + h, left : left + w] = xc
+def padded(name: str, x, pads) -> np.ndarray:
+    """x placed inside a zero-padded scratch array: pads is (before, after) per axis.
+
+    The padded array is kept per shape and padding, and only its interior is written:
+    the zero margins stay from the first use (callers read the result, never write it).
+    """
+    key = (name, x.shape, x.dtype.str, tuple(pads))
+    buffers = _buffers()
+    p = buffers.get(key)
+    if p is None:
+        shape = tuple(n + a + b for n, (a, b) in zip(x.shape, pads))
+        p = buffers[key] = np.zeros(shape, dtype=x.dtype)
+    p[tuple(slice(a, a + n) for n, (a, _) in zip(x.shape, pads))] = x
     return p

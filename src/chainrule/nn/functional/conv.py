@@ -32,7 +32,6 @@ import numbers
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
@@ -96,10 +95,9 @@ def _window(shape, kernel, stride, padding) -> _Window:
 def _padded(xc, ph, pw):
     """Chunk (n, H, W, C) with ph, pw zeros around H and W, C-contiguous (a scratch
     array, or the chunk itself when it needs no padding and is contiguous)."""
-    n, h, w, c = xc.shape
     if ph == 0 and pw == 0 and xc.flags.c_contiguous:
         return xc
-    return padded("conv-pad", xc, ph, pw, h + 2 * ph, w + 2 * pw)
+    return padded("conv-pad", xc, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
 
 
 def _im2col_pixels(p, win):
@@ -119,10 +117,11 @@ def _im2col_pixels(p, win):
     s3 = p.itemsize
     s2, s1 = c * s3, p.shape[2] * c * s3
     s0 = p.shape[1] * s1
+    shape, strides = (n, ho, wo, kw * c), (s0, sh * s1, sw * s2, s3)
     for i in range(kh):
-        a[:, :, :, i] = as_strided(
-            p[:, i:], shape=(n, ho, wo, kw * c), strides=(s0, sh * s1, sw * s2, s3)
-        )
+        # np.ndarray over p's memory: the window view without as_strided's Python layers
+        # (these few microseconds hold the GIL that the other threads wait for).
+        a[:, :, :, i] = np.ndarray(shape, p.dtype, p, i * s1, strides)
     return a.reshape(n * ho * wo, kh * kw * c)
 
 
@@ -131,12 +130,7 @@ def _im2col_planes(xc, win):
     n*ho*wo), C-contiguous; row (c, i, j) is kernel position (i, j) of channel c."""
     n, h, w, c = xc.shape
     kh, kw, sh, sw, ph, pw, ho, wo, _ = win
-    p = scratch("conv-pad", (c, n, h + 2 * ph, w + 2 * pw), xc.dtype)  # channel planes
-    p[:, :, :ph] = 0
-    p[:, :, ph + h :] = 0
-    p[:, :, ph : ph + h, :pw] = 0
-    p[:, :, ph : ph + h, pw + w :] = 0
-    p[:, :, ph : ph + h, pw : pw + w] = xc.transpose(3, 0, 1, 2)
+    p = padded("conv-planes", xc.transpose(3, 0, 1, 2), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     at = scratch("conv-cols", (c, kh, kw, n, ho, wo), xc.dtype)
     for i in range(kh):
         for j in range(kw):

@@ -36,16 +36,25 @@ def _rows(a):
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
 
 
+# Images per chunk: about 1 MB of input, so that a chunk's few passes stay in cache while
+# the Python work per chunk (which holds the GIL the other threads wait for) stays small.
+_CHUNK_BYTES = 1 << 20
+
+
+def _step(n_images, rows_per_image, c, itemsize):
+    return chunk_size(n_images, rows_per_image * c * itemsize, _CHUNK_BYTES)
+
+
 def _chunks(work, n_images, per_image_rows, c, itemsize):
-    per_image = per_image_rows * c * itemsize * 3
-    step = chunk_size(n_images, per_image, 1 << 19)
+    step = _step(n_images, per_image_rows, c, itemsize)
     return map_chunks(work, n_images, step, elements=n_images * per_image_rows * c)
 
 
-def _column_sums(a):
-    """Sums down the rows of a (m, C) array: a matrix-vector product with ones, which
-    BLAS runs several times faster than ``a.sum(axis=0)``."""
-    return np.ones(a.shape[0], dtype=a.dtype) @ a
+def _ones(n_images, rows_per_image, c, dtype):
+    """A vector of ones as long as a chunk's rows: column sums as a matrix-vector
+    product (``ones @ a``), which BLAS runs several times faster than ``a.sum(0)``."""
+    step = _step(n_images, rows_per_image, c, np.dtype(dtype).itemsize)
+    return np.ones(step * rows_per_image, dtype=dtype)
 
 
 def _batch_stats(rows, n_images):
@@ -57,21 +66,20 @@ def _batch_stats(rows, n_images):
     """
     m, c = rows.shape
     hw = m // n_images
+    ones = _ones(n_images, hw, c, rows.dtype)
 
     def work(a, b, _slot):
         r = rows[a * hw : b * hw]
-        shift = _column_sums(r[:hw]) / hw
+        shift = (ones[:hw] @ r[:hw]) / hw
         d = np.subtract(r, shift, out=scratch("bn-d", r.shape, r.dtype))
-        s = _column_sums(d).astype(np.float64)
-        q = np.einsum("ij,ij->j", d, d).astype(np.float64)
-        k = r.shape[0]
-        return k, shift + s / k, q - s * s / k
+        return [len(d)], shift, ones[: len(d)] @ d, np.einsum("ij,ij->j", d, d)
 
     parts = _chunks(work, n_images, hw, c, rows.itemsize)
-    counts = np.array([p[0] for p in parts], dtype=np.float64)[:, None]
-    means = np.stack([p[1] for p in parts])
+    counts, shifts, sums, squares = (np.array(v, dtype=np.float64) for v in zip(*parts))
+    means = shifts + sums / counts
+    m2 = squares - sums * sums / counts  # around each chunk's mean
     mean = (counts * means).sum(axis=0) / m
-    m2 = sum(p[2] for p in parts) + (counts * (means - mean) ** 2).sum(axis=0)
+    m2 = m2.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)
     return mean, np.maximum(m2, 0.0) / m
 
 
@@ -185,16 +193,17 @@ def _grad_sums(ctx, rows, out, grows, n):
     m, c = rows.shape
     hw = m // n
     mean = ctx.mean.astype(rows.dtype)
+    ones = _ones(n, hw, c, rows.dtype)
 
     def work(a, b, _slot):
         sl = slice(a * hw, b * hw)
         gc = _masked(grows[sl], out[sl] if ctx.relu else None, ctx.relu)
         centred = np.subtract(rows[sl], mean, out=scratch("bn-d", gc.shape, gc.dtype))
-        return _column_sums(gc), np.einsum("ij,ij->j", gc, centred)
+        return ones[: len(gc)] @ gc, np.einsum("ij,ij->j", gc, centred)
 
     parts = _chunks(work, n, hw, c, rows.itemsize)
-    dbeta = sum(p[0].astype(np.float64) for p in parts)
-    return dbeta, sum(p[1].astype(np.float64) for p in parts) * ctx.inv_std
+    sums, dots = (np.array(v, dtype=np.float64).sum(axis=0) for v in zip(*parts))
+    return sums, dots * ctx.inv_std
 
 
 def _input_grad(ctx, rows, out, grows, dbeta, dgamma, n):

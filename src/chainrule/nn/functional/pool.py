@@ -92,7 +92,7 @@ def _spread(g, dx, weight_of, kernel, stride, geometry):
                 dest += weight_of(k, gc, a, b, None)
 
     per_image = ho * wo * c * g.itemsize * (len(positions) + 1)
-    map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=n * ho * wo * c)
+    map_chunks(work, n, chunk_size(n, per_image, 1 << 21), elements=n * ho * wo * c)
 
 
 class MaxPool2d(Function):
@@ -124,7 +124,7 @@ class MaxPool2d(Function):
                 np.maximum(o, v, out=o)  # propagates NaN
 
         per_image = ho * wo * c * x.itemsize * (len(positions) + 2)
-        map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=n * ho * wo * c)
+        map_chunks(work, n, chunk_size(n, per_image, 1 << 21), elements=n * ho * wo * c)
         ctx.save_for_backward(where)
         ctx.shape, ctx.kernel, ctx.stride, ctx.geometry = xh.shape, kernel, stride, geo
         return _nchw(out)
@@ -167,7 +167,7 @@ def _window_mean(xh, stride, geometry):
         o *= scale
 
     per_image = ho * wo * c * xh.itemsize * (len(positions) + 1)
-    map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=n * ho * wo * c)
+    map_chunks(work, n, chunk_size(n, per_image, 1 << 21), elements=n * ho * wo * c)
     return out
 
 
