@@ -8,19 +8,24 @@ input is read through its (N, H, W, C) view. A channels-last input -- the output
 another convolution, pooling or batch norm -- is then read without a copy, and a
 pixel's C channels are adjacent in memory, which is what makes im2col cheap.
 
-Algorithm. For a chunk of a few images, the padded images are copied once into a
-scratch buffer, and the im2col matrix A (rows: output pixels, columns: the kh * kw * C
-values of the receptive field) is gathered from it with kh copies, each moving runs of
-kw * C contiguous numbers. One matrix product ``A @ Wmat`` with ``Wmat`` (kh*kw*C, F)
-gives the chunk's output pixels in channels-last order. Chunks are small enough for A
-to stay in cache and are spread over threads (`_parallel`).
+Algorithm. For a chunk of a few images (about 1 MB of im2col matrix, so that it stays
+in cache), the padded images are copied once into a scratch buffer and the im2col
+matrix A (rows: output pixels, columns: the kh * kw * C values of the receptive field)
+is gathered from it with kh copies, each moving runs of kw * C contiguous numbers. One
+matrix product ``A @ Wmat`` with ``Wmat`` (kh*kw*C, F) gives the chunk's output pixels
+in channels-last order. With few channels (the colour input: runs of 3 * 3 numbers) A
+is gathered along channel planes instead, in runs of a whole image row. Chunks are
+spread over threads (`_parallel`); their temporaries live in per-thread scratch buffers
+(`_scratch`).
 
-Backward, per chunk: ``dW += A^T @ dY`` (A gathered again rather than kept: recomputing
-it costs less than writing and reading back a matrix kh*kw times the input's size), and
-``db = sum dY``. For stride 1 the input gradient is itself a convolution -- the output
-gradient, padded by ``k - 1 - padding``, correlated with the flipped kernel with input
-and output channels swapped -- and goes through the same routine; otherwise ``dA = dY @
-Wmat^T`` is scattered back over the receptive fields (col2im).
+Backward, per chunk, reading each chunk of the output gradient dY once. For stride 1
+the input gradient is itself a correlation -- dY, padded by ``k - 1 - padding``,
+correlated with the flipped kernel with input and output channels swapped -- computed
+as ``B @ Wflip`` from the im2col matrix B of padded dY; the same B gives the weight
+gradient, ``B^T @ x_rows`` being dW with its kernel flipped, so x is not gathered
+again. Otherwise ``dW = A^T @ dY`` (A gathered again: recomputing it costs less than
+writing and reading back a matrix kh*kw times the input's size), and ``dA = dY @
+Wmat^T`` is scattered back over the receptive fields (col2im). ``db = sum dY``.
 
 Forward mode: the convolution is bilinear, so the tangent is ``conv(tx, W) + conv(x, tW)
 + tb``, through the same routine.
