@@ -18,7 +18,7 @@ Usage::
 
     python benchmarks/bench_cnn.py                     # 1 and 2 threads, ~2 minutes
     python benchmarks/bench_cnn.py --threads 2 --windows 7
-    python benchmarks/bench_cnn.py --profile           # where chainrule's time goes
+    python benchmarks/bench_cnn.py --profile --threads 1   # where chainrule's time goes
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=3, help="training steps per window")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="time chainrule only")
-    p.add_argument("--profile", action="store_true", help="cProfile + per-Function timings")
+    p.add_argument("--profile", action="store_true", help="time of each Function in a step")
     return p.parse_args(argv)
 
 
@@ -282,25 +282,52 @@ def report(args, threads):
 # ---------------------------------------------------------------- profile
 
 
-def profile(args):
-    import cProfile
-    import pstats
+def _timed(table, cls):
+    """Wrap cls.forward and cls.backward so that their wall time adds up in `table`."""
+    for name in ("forward", "backward"):
+        inner = getattr(cls, name)
 
+        def timed(ctx, *a, inner=inner, key=f"{cls.__name__}.{name}"):
+            t0 = time.perf_counter()
+            try:
+                return inner(ctx, *a)
+            finally:
+                table[key] = table.get(key, 0.0) + time.perf_counter() - t0
+
+        setattr(cls, name, staticmethod(timed))
+
+
+def profile(args):
+    """Wall time of each Function's forward and backward over a few training steps (the
+    Functions run their chunks in threads, which a Python profiler would not see)."""
     from threadpoolctl import threadpool_limits
 
+    import chainrule.nn.functional as F
+    from chainrule.nn.functional import layers, losses
+
+    table = {}
+    for cls in (F.Conv2d, F.BatchNorm2d, F.MaxPool2d, F.GlobalMaxPool2d, layers.Linear):
+        _timed(table, cls)
+    _timed(table, losses.SoftmaxCrossEntropy)
     threads = int(args.threads.split(",")[-1])
     data = make_data(args.batch, 2, args.seed)
     step, _ = chainrule_trainer(args.widths, args.seed)
+    steps = 4
     with threadpool_limits(limits=threads, user_api="blas"):
         step(*data[0])
-        prof = cProfile.Profile()
-        prof.enable()
-        for i in range(4):
+        table.clear()
+        t0 = time.perf_counter()
+        for i in range(steps):
             step(*data[i % 2])
-        prof.disable()
-    print(f"== cProfile of 4 training steps, {threads} thread(s), top functions by own time")
-    pstats.Stats(prof).sort_stats("tottime").print_stats(18)
-    pstats.Stats(prof).sort_stats("cumtime").print_stats(25)
+        total = (time.perf_counter() - t0) / steps
+    print(
+        f"== where a training step goes: {steps} steps of batch {args.batch}, {threads} thread(s)"
+    )
+    print(f"   step {total * 1e3:.0f} ms = {args.batch / total:.0f} img/s")
+    for key, t in sorted(table.items(), key=lambda kv: -kv[1]):
+        print(f"   {key:32s} {t / steps * 1e3:7.1f} ms  {t / steps / total:5.1%}")
+    rest = total - sum(table.values()) / steps
+    print(f"   {'everything else (engine, SGD)':32s} {rest * 1e3:7.1f} ms  {rest / total:5.1%}")
 
 
 def main(argv=None):
