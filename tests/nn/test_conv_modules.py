@@ -201,6 +201,12 @@ def test_rows_to_images_is_a_view_in_hwc_order():
     assert np.shares_memory(out.data, rows)
     with pytest.raises(ValueError, match=r"expects rows \(N, 36\)"):
         nn.RowsToImages(4, 3, 3)(rows[:, :-1])
+    chw = images.transpose(0, 3, 1, 2).reshape(2, -1)
+    out = nn.RowsToImages(4, 3, 3, order="chw")(chw)
+    np.testing.assert_array_equal(out.data, images.transpose(0, 3, 1, 2))
+    assert np.shares_memory(out.data, chw)
+    with pytest.raises(ValueError, match="order must be"):
+        nn.RowsToImages(4, 3, 3, order="whc")
 
 
 def test_modules_run_in_float64_after_to_and_accept_plain_arrays():

@@ -233,14 +233,22 @@ class Residual(Module):
 
 
 class RowsToImages(Module):
-    """Rows (N, H*W*C), each an image flattened in (H, W, C) order as chainrule's datasets
-    hold them, -> images (N, C, H, W): a view (channels-last), no copy."""
+    """Rows (N, H*W*C) of flattened images -> images (N, C, H, W), a view, no copy.
 
-    def __init__(self, height: int, width: int, channels: int):
+    order ``"hwc"`` (the default): each row is ``image.ravel()`` of an (H, W, C) image,
+    as chainrule's datasets and `Preprocessor` flatten them; the images come out
+    channels-last, the layout the convolutions work in. ``"chw"``: rows of (C, H, W)
+    images, as PyTorch flattens them.
+    """
+
+    def __init__(self, height: int, width: int, channels: int, order: str = "hwc"):
         super().__init__()
         self.height = _positive_int("RowsToImages", "height", height)
         self.width = _positive_int("RowsToImages", "width", width)
         self.channels = _positive_int("RowsToImages", "channels", channels)
+        if order not in ("hwc", "chw"):
+            raise ValueError(f'RowsToImages: order must be "hwc" or "chw", got {order!r}')
+        self.order = order
 
     def forward(self, x):
         if not isinstance(x, Tensor):
@@ -250,7 +258,10 @@ class RowsToImages(Module):
             raise ValueError(
                 f"RowsToImages({h}, {w}, {c}) expects rows (N, {h * w * c}), got shape {x.shape}"
             )
+        if self.order == "chw":
+            return x.reshape(x.shape[0], c, h, w)
         return x.reshape(x.shape[0], h, w, c).transpose(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
-        return f"height={self.height}, width={self.width}, channels={self.channels}"
+        h, w, c = self.height, self.width, self.channels
+        return f"height={h}, width={w}, channels={c}, order={self.order}"
