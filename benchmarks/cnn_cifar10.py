@@ -175,6 +175,31 @@ def load_data(a):
     return X, y, Xv, yv, tuple(train.image_shape)
 
 
+def evaluate(solver, Xv, yv, shape) -> dict:
+    """Validation accuracy of one view per image, of the average of the class
+    probabilities of each image and its mirror image, and of those two and four
+    copies of them shifted by one pixel (up-left and down-right)."""
+    from chainrule.autograd.arraymath import softmax
+    from chainrule.data.augment import crop_flip
+
+    n = len(Xv)
+    images = Xv.reshape(n, *shape)
+
+    def probs(dy, dx, flip):
+        offsets_y, offsets_x = np.full(n, dy), np.full(n, dx)
+        view = crop_flip(images, offsets_y, offsets_x, np.full(n, flip), padding=1)
+        return softmax(solver.predict_scores(view.reshape(n, -1)))
+
+    one, mirror = probs(1, 1, False), probs(1, 1, True)
+    shifted = sum(probs(d, d, f) for d in (0, 2) for f in (False, True))
+    acc = lambda p: float(np.mean(p.argmax(axis=1) == yv))  # noqa: E731
+    return {
+        "one view": acc(one),
+        "flips": acc(one + mirror),
+        "flips and 1-pixel shifts": acc(one + mirror + 0.5 * shifted),
+    }
+
+
 def train(a) -> int:
     from chainrule.data.augment import random_crop_flip_flat
     from chainrule.train.solver import Solver, batches_per_epoch
@@ -187,7 +212,6 @@ def train(a) -> int:
     print(net)
     steps = batches_per_epoch(len(X), a.batch_size) * a.epochs
     opt, schedule = make_optimizer(a, net, steps)
-    h, w, c = shape
 
     def augment(xb, rng):
         return random_crop_flip_flat(xb, shape, a.aug_padding, True, rng)
@@ -202,12 +226,8 @@ def train(a) -> int:
     solver.train()
     train_s = time.perf_counter() - t0
     cpu_s = cpu_seconds() - cpu0
-    mirror = solver.predict_scores(Xv.reshape(-1, h, w, c)[:, :, ::-1].reshape(len(Xv), -1))
-    from chainrule.autograd.arraymath import softmax
-
-    one_view = softmax(solver.predict_scores(Xv))
-    tta = float(np.mean((one_view + softmax(mirror)).argmax(axis=1) == yv))
-    final_one_view = float(np.mean(one_view.argmax(axis=1) == yv))
+    accs = evaluate(solver, Xv, yv, shape)
+    final_one_view, tta = accs["one view"], accs["flips"]
     hist = solver.history
     minutes = np.cumsum(hist["epoch_time"]) / 60
     print("\nepoch  minutes  loss    val acc (one view)")
@@ -222,6 +242,7 @@ def train(a) -> int:
         "best_val_acc_one_view": solver.best_val_acc,
         "final_val_acc_one_view": final_one_view,
         "val_acc_tta_flip": tta,
+        "val_acc_tta_flip_shift": accs["flips and 1-pixel shifts"],
         "train_s": train_s,
         "images_per_s": len(X) * a.epochs / train_s,
         "peak_rss_gb": peak_rss_gb(),
@@ -229,8 +250,9 @@ def train(a) -> int:
         "loadavg": [load0[0], os.getloadavg()[0]],
     }
     print(
-        f"validation accuracy of the final model {tta:.4f} with test-time flips, "
-        f"{final_one_view:.4f} one view; training {train_s / 60:.1f} min, "
+        f"validation accuracy of the final model {tta:.4f} with test-time flips "
+        f"({accs['flips and 1-pixel shifts']:.4f} with flips and 1-pixel shifts, "
+        f"{final_one_view:.4f} one view); training {train_s / 60:.1f} min, "
         f"{result['images_per_s']:.0f} images/s including validation; peak RSS "
         f"{result['peak_rss_gb']:.2f} GB; CPU {100 * result['cpu_share']:.0f}% of the cores; "
         f"load {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}"
