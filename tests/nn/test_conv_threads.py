@@ -79,3 +79,33 @@ def test_padded_copies_keep_zero_margins():
     y = -x
     q = _scratch.padded("test-pad", y, pads)
     np.testing.assert_array_equal(q, np.pad(y, pads))
+
+
+def test_pooled_arrays_are_reused_only_once_every_view_is_gone():
+    shape = (512, 1024)  # 2 MB of float32: from the pool
+    a = _scratch.empty(shape, np.float32)
+    address = a.ctypes.data
+    view = a.T[::2]
+    del a
+    b = _scratch.empty(shape, np.float32)
+    assert b.ctypes.data != address  # the view still uses that memory
+    view[...] = 1.0
+    assert not np.shares_memory(b, view)
+    del view
+    c = _scratch.empty(shape, np.float32)
+    assert c.ctypes.data == address and c.flags.writeable and c.shape == shape
+    small = _scratch.empty((3, 4), np.float64)
+    assert small.shape == (3, 4) and small.dtype == np.float64
+
+
+def test_the_pool_frees_the_sizes_asked_for_least_recently_past_its_cap(monkeypatch):
+    monkeypatch.setattr(_scratch, "POOL_BYTES", 5 << 20)
+    monkeypatch.setattr(_scratch, "_pool", _scratch.OrderedDict())
+    monkeypatch.setattr(_scratch, "_pooled", [0])
+    a = [_scratch.empty((1 << 18,), np.float32) for _ in range(3)]  # 1 MB each
+    b = [_scratch.empty((1 << 19,), np.float32) for _ in range(2)]  # 2 MB each
+    del a
+    assert _scratch._pooled[0] == 3 << 20
+    del b  # 3 + 4 MB > 5 MB: the 1 MB buffers (asked for first) make room
+    assert _scratch._pooled[0] <= 5 << 20 and (2 << 20) in _scratch._pool
+    assert (1 << 20) not in _scratch._pool

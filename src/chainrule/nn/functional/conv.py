@@ -40,7 +40,7 @@ import numpy as np
 
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
-from chainrule.nn.functional._scratch import padded, scratch
+from chainrule.nn.functional._scratch import empty, padded, scratch
 
 __all__ = ["Conv2d", "conv2d", "conv_output_size"]
 
@@ -187,7 +187,7 @@ def _conv_nhwc(x, weight, kernel, stride, padding, bias=None, finite=None):
     finish = _finisher(bias, finite)
     win = _window(x.shape, kernel, stride, padding)
     wmat = _weight_matrix(weight, win)
-    out = np.empty((n, win.ho, win.wo, f), dtype=x.dtype)
+    out = empty((n, win.ho, win.wo, f), x.dtype)
 
     def work(a, b, _slot):
         dest = out[a:b].reshape(-1, f)
@@ -226,7 +226,7 @@ def _conv_backward(x, g, weight, stride, padding, needs):
         wback = _weight_matrix(wflip, win_back)
     else:
         wback = _weight_matrix(weight, win._replace(planes=False)).T
-    dx = np.empty((n, h, w, c), dtype=g.dtype) if need_x else None
+    dx = empty((n, h, w, c), g.dtype) if need_x else None
 
     def work(a, b, _slot):
         gc = np.ascontiguousarray(g[a:b])

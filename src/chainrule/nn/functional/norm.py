@@ -25,7 +25,7 @@ import numpy as np
 
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
-from chainrule.nn.functional._scratch import scratch
+from chainrule.nn.functional._scratch import empty, scratch
 
 __all__ = ["BatchNorm2d", "batch_norm2d"]
 
@@ -87,7 +87,7 @@ def _affine(rows, scale, shift, relu, n_images):
     """``rows * scale + shift`` (then max(0, .) with relu), a new (M, C) array."""
     m, c = rows.shape
     hw = m // n_images
-    out = np.empty_like(rows)
+    out = empty(rows.shape, rows.dtype)
 
     def work(a, b, _slot):
         o = out[a * hw : b * hw]
@@ -219,7 +219,7 @@ def _input_grad(ctx, rows, out, grows, dbeta, dgamma, n):
         k = (-ctx.scale * ctx.inv_std * dgamma / m).astype(dt)
         c0 = (-ctx.scale * dbeta / m).astype(dt)
         mean = ctx.mean.astype(dt)
-    dx = np.empty_like(rows)
+    dx = empty(rows.shape, rows.dtype)
 
     def work(a, b, _slot):
         sl = slice(a * hw, b * hw)

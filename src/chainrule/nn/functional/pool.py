@@ -19,7 +19,7 @@ import numpy as np
 
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
-from chainrule.nn.functional._scratch import scratch
+from chainrule.nn.functional._scratch import empty, scratch
 from chainrule.nn.functional.conv import _nchw, _nhwc, _pair, check_images, conv_output_size
 
 __all__ = [
@@ -105,8 +105,8 @@ class MaxPool2d(Function):
         n, _, _, c = xh.shape
         geo = _geometry(xh.shape, kernel, stride)
         ho, wo, positions, _ = geo
-        out = np.empty((n, ho, wo, c), dtype=x.dtype)
-        where = np.empty((n, ho, wo, c), dtype=np.uint8 if len(positions) < 256 else np.intp)
+        out = empty((n, ho, wo, c), x.dtype)
+        where = empty((n, ho, wo, c), np.uint8 if len(positions) < 256 else np.intp)
 
         def work(a, b, _slot):
             o, w = out[a:b], where[a:b]
@@ -137,7 +137,7 @@ class MaxPool2d(Function):
             hit = np.equal(where[a:b], k, out=scratch("pool-mask", gc.shape, np.bool_))
             return np.multiply(gc, hit, out=dest) if dest is not None else gc * hit
 
-        dx = np.empty(ctx.shape, dtype=g.dtype)
+        dx = empty(ctx.shape, g.dtype)
         _spread(_nhwc(g), dx, routed, ctx.kernel, ctx.stride, ctx.geometry)
         return _nchw(dx), None, None
 
@@ -156,7 +156,7 @@ def _window_mean(xh, stride, geometry):
     """Mean over each window of xh (N, H, W, C) -> (N, Ho, Wo, C), in threads."""
     n, _, _, c = xh.shape
     ho, wo, positions, _ = geometry
-    out = np.empty((n, ho, wo, c), dtype=xh.dtype)
+    out = empty((n, ho, wo, c), xh.dtype)
     scale = 1.0 / len(positions)
 
     def work(a, b, _slot):
@@ -189,7 +189,7 @@ class AvgPool2d(Function):
         def shared(_k, gc, _a, _b, dest):
             return np.multiply(gc, scale, out=dest) if dest is not None else gc * scale
 
-        dx = np.empty(ctx.shape, dtype=g.dtype)
+        dx = empty(ctx.shape, g.dtype)
         _spread(_nhwc(g), dx, shared, ctx.kernel, ctx.stride, ctx.geometry)
         return _nchw(dx), None, None
 
@@ -210,7 +210,7 @@ class GlobalAvgPool2d(Function):
     @staticmethod
     def backward(ctx, g):
         n, c, h, w = ctx.shape
-        dx = np.empty((n, h, w, c), dtype=g.dtype)
+        dx = empty((n, h, w, c), g.dtype)
         dx[...] = (g * (1.0 / (h * w)))[:, None, None, :]
         return _nchw(dx)
 
