@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule import data as cr_data
 from chainrule.gradcheck import numeric_gradient, rel_error
+from chainrule.models import io as model_io
 from chainrule.models._base import NotFittedError
 from chainrule.models.linear import LinearSVM, SoftmaxClassifier
 from chainrule.report.plots import plot_loss_curve, plot_weight_templates
@@ -23,13 +25,9 @@ def separable_problem(n_per_class=40, d=5, n_classes=3, seed=0):
 
 @pytest.fixture(scope="module")
 def digits():
-    data = pytest.importorskip("chainrule.data")
-    try:
-        train = data.load("digits", split="train", progress=False)
-        val = data.load("digits", split="val", progress=False)
-    except Exception as e:  # pragma: no cover - data module not ready
-        pytest.skip(f"digits data not available: {e}")
-    pre = data.Preprocessor().fit(train.images)
+    train = cr_data.load("digits", split="train", progress=False)
+    val = cr_data.load("digits", split="val", progress=False)
+    pre = cr_data.Preprocessor().fit(train.images)
     return pre.transform(train.images), train.labels, pre.transform(val.images), val.labels
 
 
@@ -208,12 +206,11 @@ def test_state_round_trip(cls):
 
 
 def test_saved_through_model_files(tmp_path):
-    io = pytest.importorskip("chainrule.models.io")
     X, y = separable_problem()
     model = fast(SoftmaxClassifier, epochs=2).fit(X, y)
     path = tmp_path / "m.npz"
-    io.save_model(path, model, classes=["a", "b", "c"])
-    loaded = io.load_model(path).model
+    model_io.save_model(path, model, classes=["a", "b", "c"])
+    loaded = model_io.load_model(path).model
     assert isinstance(loaded, SoftmaxClassifier)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
