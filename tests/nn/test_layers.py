@@ -1,5 +1,8 @@
 """Fused layer Functions: gradients against centered differences in float64, forward
-mode, batch norm and dropout semantics, PyTorch agreement, dtypes and errors."""
+mode, batch norm and dropout semantics, PyTorch agreement (live where PyTorch is
+installed, and against its recorded values on every run), dtypes and errors."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +70,14 @@ def check_function(fn, arrays, upstream_seed=0, tol=1e-7):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    """Inputs and PyTorch's results stored by tests/fixtures/record_torch_references.py."""
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "torch_layers.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 # ----------------------------------------------------------------- gradients (float64)
@@ -216,6 +227,22 @@ def test_batch_norm_matches_torch_train_and_eval(rng):
         np.testing.assert_allclose(rv, trv.numpy(), rtol=1e-12)
 
 
+def test_batch_norm_matches_recorded_torch_train_and_eval(recorded):
+    x, gamma, beta, g_out = (recorded[f"bn.{k}"] for k in ("x", "gamma", "beta", "upstream"))
+    rm, rv = np.zeros(6), np.ones(6)
+    for i in range(3):
+        training = bool(recorded[f"bn.{i}.training"])
+        xs = [cr.Tensor(a.copy(), requires_grad=True) for a in (x, gamma, beta)]
+        out = F.batch_norm(*xs, rm, rv, training=training, momentum=0.3)
+        out.backward(g_out)
+        np.testing.assert_allclose(out.data, recorded[f"bn.{i}.out"], rtol=1e-10, atol=1e-12)
+        for a, k in zip(xs, ("x", "gamma", "beta")):
+            want = recorded[f"bn.{i}.grad_{k}"]
+            np.testing.assert_allclose(a.grad, want, rtol=1e-9, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(rm, recorded[f"bn.{i}.running_mean"], rtol=1e-12)
+        np.testing.assert_allclose(rv, recorded[f"bn.{i}.running_var"], rtol=1e-12)
+
+
 # ----------------------------------------------------------------- dropout semantics
 
 
@@ -279,6 +306,24 @@ def test_linear_relu_leaky_match_torch(rng):
         np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-12, atol=1e-12)
         for a, t in zip(xs, ts):
             np.testing.assert_allclose(a.grad, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, ours",
+    [
+        ("linear", lambda x, W, b: F.linear(x, W, b)),
+        ("linear_relu", F.linear_relu),
+        ("leaky_relu_0.2", lambda x, W, b: F.leaky_relu(F.linear(x, W, b), 0.2)),
+    ],
+)
+def test_linear_relu_leaky_match_recorded_torch(recorded, name, ours):
+    xs = [cr.Tensor(recorded[f"linear.{k}"].copy(), requires_grad=True) for k in "xWb"]
+    out = ours(*xs)
+    out.backward(recorded["linear.upstream"])
+    np.testing.assert_allclose(out.data, recorded[f"{name}.out"], rtol=1e-12, atol=1e-12)
+    for a, k in zip(xs, "xWb"):
+        want = recorded[f"{name}.grad_{k}"]
+        np.testing.assert_allclose(a.grad, want, rtol=1e-12, atol=1e-12, err_msg=k)
 
 
 # ----------------------------------------------------------------- dtypes and work skipped

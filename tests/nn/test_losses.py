@@ -1,4 +1,7 @@
-"""svm_loss and cross_entropy: lecture numbers, naive loops, numeric gradients, PyTorch."""
+"""svm_loss and cross_entropy: lecture numbers, naive loops, numeric gradients, PyTorch
+(live where it is installed, and its recorded values on every run)."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,6 +263,32 @@ def test_svm_matches_pytorch_multi_margin_loss():
     loss, grad = analytic_grad(svm_loss, scores, y)
     assert loss == pytest.approx(tl.item(), rel=1e-12)
     np.testing.assert_allclose(grad, ts.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+# tests/fixtures/record_torch_references.py ran the two comparisons above in PyTorch once
+# and stored inputs and results; these check chainrule against them without PyTorch.
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "torch_losses.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("i, eps", [(0, 0.0), (1, 0.1), (2, 0.5)])
+def test_cross_entropy_matches_recorded_pytorch(recorded, i, eps):
+    assert recorded["ce.label_smoothing"][i] == eps
+    scores, y = recorded["ce.scores"], recorded["ce.y"]
+    loss, grad = analytic_grad(lambda s, t: cross_entropy(s, t, eps), scores, y)
+    assert loss == pytest.approx(float(recorded[f"ce.{i}.loss"]), rel=1e-12)
+    np.testing.assert_allclose(grad, recorded[f"ce.{i}.grad"], rtol=1e-10, atol=1e-15)
+
+
+def test_svm_matches_recorded_pytorch_multi_margin_loss(recorded):
+    loss, grad = analytic_grad(svm_loss, recorded["svm.scores"], recorded["svm.y"])
+    assert loss == pytest.approx(float(recorded["svm.loss"]), rel=1e-12)
+    np.testing.assert_allclose(grad, recorded["svm.grad"], rtol=1e-10, atol=1e-15)
 
 
 # ------------------------------------------------------------------ errors

@@ -1,8 +1,11 @@
-"""Optimizers: trajectories against torch.optim, hand-computed first steps, in-place
-float32 updates, state dicts, gradient clipping, errors."""
+"""Optimizers: trajectories against torch.optim (live where PyTorch is installed, and
+against its recorded values on every run), hand-computed first steps, in-place float32
+updates, state dicts, gradient clipping, errors."""
 
 import io
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +125,74 @@ def test_large_parameters_cross_chunk_boundaries_like_torch():
             opt.step()
             topt.step()
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
+
+
+# ----------------------------------------------------------------- recorded PyTorch values
+# tests/fixtures/record_torch_references.py ran the comparisons above in PyTorch once and
+# stored inputs and results; these tests check chainrule against them without PyTorch.
+
+TORCH_OPTIMIZERS = {"SGD": optim.SGD, "RMSprop": optim.RMSProp, "Adam": optim.Adam}
+TORCH_OPTIMIZERS["AdamW"] = optim.AdamW
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "torch_optimizers.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def ours_trajectory(make_opt, W0, b0, X, y, steps, groups):
+    """Parameters after each of `steps` updates: W (steps, d, m), b (steps, m)."""
+    W, b = nn.Parameter(W0.copy()), nn.Parameter(b0.copy())
+    params = [{"params": [W]}, {"params": [b], "weight_decay": 0.0}] if groups else [W, b]
+    opt = make_opt(params)
+    Ws, bs = [], []
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(F.linear(X, W, b), y).backward()
+        opt.step()
+        Ws.append(W.data.copy())
+        bs.append(b.data.copy())
+    return np.stack(Ws), np.stack(bs)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("groups", [False, True])
+def test_trajectory_matches_recorded_torch(recorded, name, groups):
+    settings = json.loads(str(recorded["settings"]))
+    ours, tname, kwargs = CASES[name]
+    # the recording used the same optimizer settings as the live comparison
+    assert settings["trajectory"][name] == json.loads(json.dumps([tname, kwargs]))
+    problem = [recorded[f"problem.{k}"] for k in ("W0", "b0", "X", "y")]
+    W, b = ours_trajectory(ours, *problem, settings["steps"], groups)
+    key = f"trajectory.{name}.groups={groups}"
+    np.testing.assert_allclose(W, recorded[f"{key}.W"], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(b, recorded[f"{key}.b"], rtol=1e-11, atol=1e-13)
+    assert not np.allclose(W[-1], problem[0])  # the parameters did move
+
+
+def test_large_parameters_cross_chunk_boundaries_recorded_torch(recorded):
+    settings = json.loads(str(recorded["settings"]))["chunk"]
+    n = settings["n"]
+    assert n > 2 * CHUNK, "the recorded vector no longer spans three chunks: re-record"
+    rng = np.random.default_rng(0)
+    p0, grads = rng.standard_normal(n), rng.standard_normal((3, n))
+    # the recording stored the inputs' first entries: a changed NumPy stream shows here
+    np.testing.assert_array_equal(p0[:16], recorded["chunk.p0_head"])
+    np.testing.assert_array_equal(grads[:, :16], recorded["chunk.grads_head"])
+    index = recorded["chunk.index"]
+    assert sorted(settings["cases"]) == ["adamw", "rmsprop", "sgd"]
+    for name, (tname, kwargs) in settings["cases"].items():
+        p = nn.Parameter(p0.copy())
+        opt = TORCH_OPTIMIZERS[tname]([p], **kwargs)
+        for g in grads:
+            p.grad = g
+            opt.step()
+        want = recorded[f"chunk.{name}.sample"]
+        np.testing.assert_allclose(p.data[index], want, rtol=1e-11, atol=1e-13, err_msg=name)
+        sum_sq = float(recorded[f"chunk.{name}.sum_of_squares"])
+        assert np.sum(p.data * p.data) == pytest.approx(sum_sq, rel=1e-12), name
 
 
 def test_hand_computed_first_steps():
@@ -292,6 +363,18 @@ def test_clip_grad_norm_matches_torch():
     p.grad = np.array([np.nan, 1.0])
     with pytest.raises(ValueError, match="NaN"):
         optim.clip_grad_norm([p], 1.0, error_if_nonfinite=True)
+
+
+def test_clip_grad_norm_matches_recorded_torch(recorded):
+    grads = [recorded[f"clip.grad{k}"] for k in range(3)]
+    for i, (max_norm, norm_type) in enumerate(recorded["clip.cases"]):
+        ps = [nn.Parameter(np.zeros_like(g)) for g in grads]
+        for p, g in zip(ps, grads):
+            p.grad = g.copy()
+        total = optim.clip_grad_norm(ps, max_norm, norm_type)
+        assert total == pytest.approx(float(recorded[f"clip.{i}.total"]), rel=1e-12)
+        for k, p in enumerate(ps):
+            np.testing.assert_allclose(p.grad, recorded[f"clip.{i}.grad{k}"], rtol=1e-12)
 
 
 def test_optimizer_errors():
