@@ -7,6 +7,8 @@ from chainrule.models.mlp import FullyConnectedNet, TwoLayerNet  # noqa: F401
 from chainrule.models.registry import (  # noqa: F401
     MODEL_REGISTRY,
     get_model_class,
+    get_model_spec,
     model_name,
     register_model,
 )
+from chainrule.models.spec import ModelSpec  # noqa: F401

@@ -1,0 +1,117 @@
+"""The specs of the fully connected networks (``twolayer``, ``mlp``; see ``models/spec.py``)."""
+
+from __future__ import annotations
+
+import math
+
+from chainrule.models.spec import (
+    AUGMENT,
+    BATCH_SIZE,
+    BATCHNORM,
+    DROPOUT,
+    EPOCHS,
+    LABEL_SMOOTHING,
+    LEARNING_RATE,
+    OPTIMIZER,
+    REG,
+    SCHEDULE,
+    WEIGHT_DECAY,
+    FitSummary,
+    ModelSpec,
+    Option,
+    Plot,
+    layer_sizes,
+    round1,
+)
+
+__all__ = ["MLP_SPEC", "TWOLAYER_SPEC", "MLPSpec", "TwoLayerSpec"]
+
+# Below this many training images a data set counts as small: fewer updates per epoch,
+# so a larger step and more epochs; a narrower network without the need for width.
+SMALL_DATA = 20000
+# Epochs for about this many updates, within these bounds.
+MIN_UPDATES = 600
+MIN_EPOCHS, MAX_EPOCHS = 10, 30
+
+
+def one_layer_size(text) -> int:
+    """``"100"`` -> 100: the hidden layer size of the two-layer network."""
+    sizes = layer_sizes(text)
+    if len(sizes) != 1:
+        raise ValueError(f"twolayer has one hidden layer; {text} lists more")
+    return sizes[0]
+
+
+TRAINING = (
+    LEARNING_RATE, REG, EPOCHS, BATCH_SIZE, DROPOUT, OPTIMIZER, SCHEDULE, AUGMENT,
+    LABEL_SMOOTHING, WEIGHT_DECAY,
+)  # fmt: skip
+
+
+class TwoLayerSpec(ModelSpec):
+    options = (
+        Option("--hidden", "hidden_size", "hidden layer size, e.g. 100", one_layer_size),
+        *TRAINING,
+    )
+    shown = ("hidden_size", "learning_rate", "reg", "epochs")
+    searched = ("learning_rate", "reg")
+    fit_validation = True
+    checkpoints = True
+
+    def defaults(self, data):
+        """Adam with a larger step and more epochs on small data sets (few updates per
+        epoch); the image shape, which random crops and flips (``--augment``) need."""
+        small = data.n_samples < SMALL_DATA
+        batch = 200 if small else 256
+        per_epoch = max(1, -(-data.n_samples // batch))
+        return {
+            "learning_rate": 3e-3 if small else 1e-3,
+            "epochs": min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_UPDATES / per_epoch))),
+            "batch_size": batch,
+            "image_shape": tuple(data.image_shape),
+        }
+
+    def grid(self, params):
+        lr = params.get("learning_rate", 1e-3)
+        return {"learning_rate": [round1(lr * f) for f in (0.3, 1.0, 3.0)], "reg": [1e-5, 1e-3]}
+
+    def check(self, model):
+        model._check_hyperparameters()
+
+    def plots(self, model, fitted: FitSummary):
+        """The first layer's weights as one image per hidden unit."""
+        from chainrule import nn
+
+        first = next(m for m in model.net_.modules() if isinstance(m, nn.Linear))
+        return [
+            Plot(
+                "plot_first_layer_weights",
+                "first_layer.png",
+                (first.weight.data, fitted.image_shape),
+            )
+        ]
+
+
+class MLPSpec(TwoLayerSpec):
+    options = (
+        Option("--hidden", "hidden_dims", "hidden layer sizes, e.g. 1024,1024", layer_sizes),
+        *TRAINING,
+        BATCHNORM,
+    )
+    shown = ("hidden_dims", "dropout", "batchnorm", "learning_rate", "epochs")
+    compared_by_default = False
+
+    def defaults(self, data):
+        """Those of the two-layer network, wider on large data sets, with batch norm and
+        dropout."""
+        small = data.n_samples < SMALL_DATA
+        return {
+            **super().defaults(data),
+            "hidden_dims": (256, 256) if small else (1024, 1024),
+            "batchnorm": True,
+            "dropout": 0.1,
+        }
+
+
+TWOLAYER_SPEC = TwoLayerSpec("twolayer")
+MLP_SPEC = MLPSpec("mlp")
