@@ -3,7 +3,8 @@
 Loads the data, fits the preprocessing on the training split, trains each model with
 defaults suited to the data size (``--search`` tunes them on the validation split), prints
 a table of validation and test accuracy, fit time and prediction time, and writes a run
-folder: one model file per model (``<name>.npz``), ``metrics.json`` and plots.
+folder: one model file per model (``<name>.npz``), ``metrics.json`` and plots. Each model
+is one trial of the experiment layer (``chainrule.experiment``).
 """
 
 from __future__ import annotations
@@ -13,40 +14,33 @@ import time
 
 from chainrule.cli import CommandError
 from chainrule.cli._common import (
-    MODEL_NAMES,
-    NET_MODELS,
     add_data_arguments,
-    blas_threads_for,
     check_out_dir,
     fmt_acc,
     fmt_seconds,
     format_table,
     fraction,
     info,
-    load_split,
+    model_names,
+    model_spec,
     parse_models,
-    splits_of,
-)
-from chainrule.cli.train import (
-    choose_params,
-    evaluate_split,
-    fit_model,
-    format_params,
-    history_of,
-    model_plots,
     prepare_data,
-    public,
+    user_errors,
 )
 
-DEFAULT_MODELS = "knn,svm,softmax,twolayer"
+
+def default_models() -> str:
+    """The models compared without ``--models``: those whose spec asks for it."""
+    return ",".join(n for n in model_names() if model_spec(n).compared_by_default)
 
 
 def add_arguments(parser) -> None:
     add_data_arguments(parser)
+    default = default_models()
     parser.add_argument(
         "--models",
-        default=DEFAULT_MODELS,
-        help=f"comma-separated models among {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS})",
+        default=default,
+        help=f"comma-separated models among {','.join(model_names())} (default {default})",
     )
     parser.add_argument(
         "--search",
@@ -68,8 +62,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from chainrule import __version__
-    from chainrule.report import plots
+    from chainrule.experiment import Trial, compare_output, comparison_record, run_trial
     from chainrule.report.run import RunFolder, default_run_dir
 
     start = time.perf_counter()
@@ -78,139 +71,52 @@ def run(args) -> int:
         raise CommandError("compare needs a validation split: --val-fraction must be above 0")
     out = check_out_dir(args.out) if args.out else default_run_dir("compare")
     progress = not args.quiet
-
-    train, val, prep, X, Xv = prepare_data(args, progress)
-    y, yv = train.labels, val.labels
-    test = Xt = yt = None
-    if "test" in splits_of(args.data):
-        test = load_split(
-            args.data, "test", cache_dir=args.cache_dir, archive=args.archive, progress=progress
-        )
-        Xt, yt = prep.transform(test.images), test.labels
-    classes = train.classes
-    shape = train.image_shape
-    run_dir = RunFolder(out)
+    data = prepare_data(args, progress, test=True)
+    folder = RunFolder(out)
+    n_train, n_val, n_test = data.size("train"), data.size("val"), data.size("test")
     info(
         args,
-        f"data: {args.data}, {len(train)} train, {len(val)} validation, "
-        f"{0 if test is None else len(test)} test images of shape {shape}, "
-        f"{len(classes)} classes",
+        f"data: {args.data}, {n_train} train, {n_val} validation, {n_test} test images of "
+        f"shape {data.image_shape}, {len(data.classes)} classes",
     )
-
-    data_info = {
-        "name": str(args.data),
-        "image_shape": list(shape),
-        "classes": classes,
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_test": 0 if test is None else len(test),
-        "val_fraction": args.val_fraction,
-        "seed": args.seed,
-    }
-    metrics = {
-        "command": "compare",
-        "chainrule": __version__,
-        "data": data_info,
-        "search": bool(args.search),
-        "models": {},
-    }
-    rows = []
+    results = []
     for i, name in enumerate(names, 1):
         info(args, f"[{i}/{len(names)}] {name}")
-        with blas_threads_for(X):
-            params, tuning = choose_params(
-                name,
-                args,
-                X,
-                y,
-                Xv,
-                yv,
-                len(classes),
-                search=args.search,
-                progress=progress,
-                image_shape=shape,
-                # one line per epoch of every network would bury the comparison table
-                verbose=False if name in NET_MODELS else None,
-            )
-            search = tuning.get("search", {})
-            if name in ("svm", "softmax") and search.get("_best_estimator") is not None:
-                model = search["_best_estimator"]
-                fit_time = next(
-                    r["fit_time"] for r in search["results"] if r["params"] == search["best_params"]
-                )
-            else:
-                model, fit_time = fit_model(name, params, X, y, Xv, yv)
-            val_acc, cm_val, val_time = evaluate_split(model, Xv, yv, len(classes))
-            test_acc = cm_test = test_time = None
-            if Xt is not None:
-                test_acc, cm_test, test_time = evaluate_split(model, Xt, yt, len(classes))
-        path = run_dir.save_model(
-            model,
-            prep,
-            classes,
-            extra={
-                "data": str(args.data),
-                "val_fraction": args.val_fraction,
-                "seed": args.seed,
-                "val_accuracy": val_acc,
-                "test_accuracy": test_acc,
-            },
-            name=f"{name}.npz",
-        )
-        model_plots(run_dir, name, model, tuning, shape, classes, prefix=f"{name}_")
-        cm, which = (cm_test, "test") if cm_test is not None else (cm_val, "validation")
-        run_dir.plot(
-            plots.plot_confusion_matrix,
-            f"{name}_confusion.png",
-            cm,
-            classes,
-            title=f"{name}, {which}",
-        )
-        predict_time = test_time if test_time is not None else val_time
-        n_pred = len(yt) if yt is not None else len(yv)
-        metrics["models"][name] = {
-            "params": model.get_params(),
-            "val_accuracy": val_acc,
-            "test_accuracy": test_acc,
-            "fit_time_s": fit_time,
-            "predict_time_s": predict_time,
-            "predict_n": n_pred,
-            "model_file": path.name,
-            "confusion_matrix_val": cm_val.tolist(),
-            "confusion_matrix_test": None if cm_test is None else cm_test.tolist(),
-            "history": history_of(model),
-            **{k: public(v) for k, v in tuning.items()},
-        }
-        rows.append(
-            [
-                name,
-                fmt_acc(val_acc),
-                fmt_acc(test_acc),
-                fmt_seconds(fit_time),
-                fmt_seconds(predict_time),
-                format_params(model.get_params(), name),
-            ]
-        )
-        info(args, f"      {name}: validation {fmt_acc(val_acc)}, test {fmt_acc(test_acc)}")
+        # verbose=False: one line per epoch of every network would bury the table
+        trial = Trial(name, search=args.search, seed=args.seed, verbose=False, progress=progress)
+        with user_errors():
+            result = run_trial(trial, data, compare_output(folder, name, data))
+        results.append(result)
+        val, test = fmt_acc(result.val_accuracy), fmt_acc(result.test_accuracy)
+        info(args, f"      {name}: validation {val}, test {test}")
 
     total = time.perf_counter() - start
+    metrics = comparison_record(data, results, search=args.search)
     metrics.update(
-        {
-            "total_time_s": total,
-            "plots": run_dir.plots,
-            "plot_errors": run_dir.plot_errors,
-        }
+        {"total_time_s": total, "plots": folder.plots, "plot_errors": folder.plot_errors}
     )
-    run_dir.write_metrics(metrics)
-    n_test = "no test split" if test is None else f"{len(test)} test images"
+    folder.write_metrics(metrics)
+    rows = [
+        [
+            r.model,
+            fmt_acc(r.val_accuracy),
+            fmt_acc(r.test_accuracy),
+            fmt_seconds(r.fit_time_s),
+            fmt_seconds(r.predict_time_s),
+            model_spec(r.model).describe(r.params),
+        ]
+        for r in results
+    ]
+    where = "test" if data.has("test") else "validation"
+    n_test_text = f"{n_test} test images" if data.has("test") else "no test split"
     print(
-        f"{args.data}: {len(train)} training, {len(val)} validation, {n_test}; "
-        f"predict time on the {'test' if test is not None else 'validation'} images"
+        f"{args.data}: {n_train} training, {n_val} validation, {n_test_text}; "
+        f"predict time on the {where} images"
     )
     print(
         format_table(["model", "val acc", "test acc", "fit time", "predict time", "settings"], rows)
     )
-    print(f"run folder: {run_dir.path}  (total {fmt_seconds(total)})")
-    for plot, err in run_dir.plot_errors.items():
+    print(f"run folder: {folder.path}  (total {fmt_seconds(total)})")
+    for plot, err in folder.plot_errors.items():
         print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
     return 0

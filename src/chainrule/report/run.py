@@ -1,9 +1,10 @@
 """Run folders: what a training or comparison run leaves behind.
 
 A run folder holds the model file(s) (``model.npz`` for ``chainrule train``, ``<name>.npz``
-per model for ``chainrule compare``), ``metrics.json`` (accuracies, timings,
-hyperparameters, histories, the data used) and PNG plots. Files are written atomically, so
-an interrupted run never leaves a half-written ``metrics.json`` or model behind.
+per model for ``chainrule compare``, written by the experiment layer), ``metrics.json``
+(accuracies, timings, hyperparameters, histories, the data used) and PNG plots. Files
+are written atomically, so an interrupted run never leaves a half-written
+``metrics.json`` or model behind.
 """
 
 from __future__ import annotations
@@ -102,14 +103,6 @@ class RunFolder:
     def file(self, name: str) -> Path:
         """Path of ``name`` inside the folder."""
         return self.path / name
-
-    def save_model(
-        self, model, preprocessor=None, classes=None, extra=None, name: str = MODEL_FILE
-    ) -> Path:
-        """Write a model file (see :func:`chainrule.models.io.save_model`) into the folder."""
-        from chainrule.models.io import save_model
-
-        return save_model(self.file(name), model, preprocessor, classes, extra)
 
     def write_metrics(self, metrics: dict, name: str = METRICS_FILE) -> Path:
         """Write ``metrics`` as indented JSON (NumPy values converted), atomically."""
