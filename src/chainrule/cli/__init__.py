@@ -1,4 +1,5 @@
-"""The `chainrule` command line.
+"""The `chainrule` command line: parses arguments, calls the experiment layer
+(``chainrule.experiment``) or loads a model file, and shows the results.
 
 Each subcommand lives in its own module of this package and provides two functions:
 ``add_arguments(parser)`` fills its argparse parser, and ``run(args) -> int`` does the

@@ -46,7 +46,8 @@ class Trial(_Record):
         settings an interrupted run had chosen)
     seed : the ``random_state`` of the model, the seed of cross-validation and of the
         training-accuracy sample
-    verbose : the estimator's own progress output, where it has ``verbose``
+    verbose : the estimator's own progress output, where it has ``verbose`` (off by
+        default, as in scikit-learn, and for trials that run in another process)
     progress : progress bars of cross-validation and search
     resume : continue from the checkpoint in the output folder (models that checkpoint)
     """
@@ -57,8 +58,8 @@ class Trial(_Record):
     search: bool = False
     tune: bool = True
     seed: int = 0
-    verbose: bool = True
-    progress: bool = True
+    verbose: bool = False
+    progress: bool = False
     resume: bool = False
 
 

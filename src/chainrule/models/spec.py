@@ -46,11 +46,12 @@ After that ``chainrule train nearest --shrink 0.2``, ``chainrule train nearest -
 and ``chainrule compare --models knn,nearest`` work, and model files of it load.
 
 What the experiment does with a spec, in order: ``defaults(data)``, then
-``random_state`` (the seed) and ``verbose`` where the class has them, then the values
-given (``--shrink``: :meth:`ModelSpec.read_options`), then ``check(model)`` before any
-work; then ``tune`` (a family's own way of choosing hyperparameters, such as k-NN's
-cross-validation) or, with ``--search``, a grid search of ``grid(params)`` on the
-validation split; ``fit`` with the keyword arguments the spec admits; ``plots``.
+``random_state`` (the seed) where the class has it, then the values given (``--shrink``:
+:meth:`ModelSpec.read_options`), then ``verbose`` where the class has it, then
+``check(model)`` before any work; then ``tune`` (a family's own way of choosing
+hyperparameters, such as k-NN's cross-validation) or, with ``--search``, a grid search of
+``grid(params)`` on the validation split; ``fit`` with the keyword arguments the spec
+admits; ``plots``.
 
 Specs are small modules that import their estimator only when they need it, so that
 listing the command line's options stays cheap.
