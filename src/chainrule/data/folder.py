@@ -19,6 +19,7 @@ from chainrule._files import atomic_write
 
 from .cache import cache_root
 from .dataset import Dataset
+from .splits import carve
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -258,8 +259,6 @@ def load_folder(
     progress: bool = True,
 ) -> Dataset:
     """Load an image folder (see :func:`chainrule.data.load` for the splits)."""
-    from .loading import _carve
-
     root = _check_root(path)
     name = os.fspath(path)
     layout = _layout(root)
@@ -277,7 +276,7 @@ def load_folder(
                 "split='all' to take every image in it, e.g. to evaluate on it"
             )
         images, labels = _load_set(root, classes, name, cache_dir, progress)
-        return _carve(
+        return carve(
             Dataset(images, labels, classes, name, "all"), split, val_fraction, random_state
         )
 
@@ -306,7 +305,7 @@ def load_folder(
     if split in layout and (split != "train" or "val" in layout):
         return load_part(split)
     if split in ("train", "val") and "train" in layout:
-        return _carve(load_part("train"), split, val_fraction, random_state)
+        return carve(load_part("train"), split, val_fraction, random_state)
     raise ValueError(
         f"{root} has no {split}/ folder; its splits are {', '.join(folder_splits(root))}"
     )
