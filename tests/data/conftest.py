@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -152,3 +154,19 @@ def drive(server):
         return server.url("/uc")
 
     return setup
+
+
+@pytest.fixture
+def tar_gz():
+    """``tar_gz({member name: bytes})`` -> the bytes of a .tar.gz archive holding them."""
+
+    def make(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, payload in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+        return buf.getvalue()
+
+    return make

@@ -128,9 +128,9 @@ def load(
         )
         return carve(ds, split, val_fraction, random_state)
 
-    from .props import CLASSES, ensure_props, read_props
+    from .props import CLASSES, load_props
 
-    parts = read_props(ensure_props(cache_dir, archive, progress))
+    parts = load_props(cache_dir, archive, progress)
     if split == "all":
         images = np.concatenate([parts["train"][0], parts["test"][0]])
         labels = np.concatenate([parts["train"][1], parts["test"][1]])

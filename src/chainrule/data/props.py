@@ -6,12 +6,18 @@ the test images from scenes not in the training set. The archive
 :data:`MD5`); it holds ``meta.pkl`` and one pickle per object instance (``mug_3.pkl``, ...),
 each a dict with ``data`` (n, 32, 32, 3) and ``labels`` (n,); ``meta["test_split"]`` names the
 held-out instances. The pickles are read with
-:class:`~chainrule.data.safe_pickle.RestrictedUnpickler`, which admits only plain data and
-NumPy arrays.
+:class:`~chainrule.data.safe_pickle.RestrictedUnpickler`, which builds only plain data and
+NumPy arrays of plain numbers, within size limits.
+
+The unpacked folder keeps the SHA-256 of every file as it came out of the md5-checked
+archive (``SHA256SUMS``), and every file is checked against that list each time it is
+read: a file changed, added or damaged after unpacking is never unpickled, and
+:func:`load_props` unpacks the archive again instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -21,7 +27,15 @@ import numpy as np
 
 from .cache import cache_root
 
-__all__ = ["CLASSES", "FILE_ID", "MD5", "ensure_props", "read_props"]
+__all__ = [
+    "CLASSES",
+    "FILE_ID",
+    "MD5",
+    "UnpackedFileError",
+    "ensure_props",
+    "load_props",
+    "read_props",
+]
 
 FILE_ID = "1C8_JFsnPVm392C-S1rH0y4HFfNkdMlXi"
 MD5 = "b32c587684bb54a9f918b6b081a18e28"
@@ -30,11 +44,31 @@ DRIVE_URL: str | None = None
 ARCHIVE_NAME = "Progress-Objects-Sample.tar.gz"
 FOLDER = "Progress-Objects-Sample"
 META_FILE = "meta.pkl"
+CHECKSUMS = "SHA256SUMS"
 CLASSES = [
     "master_chef_can", "cracker_box", "sugar_box", "tomato_soup_can", "mustard_bottle",
     "tuna_fish_can", "gelatin_box", "potted_meat_can", "mug", "large_marker",
 ]  # fmt: skip
 _PICKLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.pkl$")
+
+
+class UnpackedFileError(ValueError):
+    """A file of the unpacked PROPS folder is not the one that came out of the archive."""
+
+
+def load_props(
+    cache_dir: str | os.PathLike | None = None,
+    archive: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`read_props` of :func:`ensure_props`'s folder; a folder whose files do not match
+    their checksums is unpacked again from the (md5-checked) archive, once."""
+    folder = ensure_props(cache_dir, archive, progress)
+    try:
+        return read_props(folder)
+    except UnpackedFileError:
+        shutil.rmtree(folder)
+        return read_props(ensure_props(cache_dir, archive, progress))
 
 
 def ensure_props(
@@ -52,10 +86,10 @@ def ensure_props(
 
     root = cache_root(cache_dir) / "props"
     target = root / FOLDER
-    if (target / META_FILE).is_file():
+    if (target / META_FILE).is_file() and (target / CHECKSUMS).is_file():
         return target
     if target.exists():
-        shutil.rmtree(target)
+        shutil.rmtree(target)  # incomplete, or unpacked before checksums were kept
 
     archive_path = obtain_archive(
         root / ARCHIVE_NAME,
@@ -71,19 +105,23 @@ def ensure_props(
         name = Path(member).name
         return name if _PICKLE_NAME.match(name) else None
 
-    return extract_files(archive_path, target, choose=choose, required=(META_FILE,))
+    return extract_files(
+        archive_path, target, choose=choose, required=(META_FILE,), checksums=CHECKSUMS
+    )
 
 
 def read_props(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Parse an unpacked PROPS folder into ``{"train": (images, labels), "test": (...)}``.
 
     images (N, 32, 32, 3) uint8, labels (N,) int64 in :data:`CLASSES` order; object
-    instances in name order. Raises ``ValueError`` naming a file that does not fit.
+    instances in name order. Every pickle is checked against the folder's ``SHA256SUMS``
+    before it is unpickled. Raises :class:`UnpackedFileError` naming a file that was
+    changed, added or removed since unpacking, ``ValueError`` naming a file that does not
+    fit the format.
     """
-    from .safe_pickle import load_pickle
-
     folder = Path(folder)
-    meta = load_pickle(folder / META_FILE)
+    sums = _checksums(folder)
+    meta = _load(folder / META_FILE, sums)
     if not isinstance(meta, dict) or "test_split" not in meta:
         raise ValueError(f"{folder / META_FILE} has no 'test_split' entry")
     held_out = meta["test_split"]
@@ -91,10 +129,10 @@ def read_props(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndar
         raise ValueError(f"{folder / META_FILE}: 'test_split' must list instance names")
     held_out = {_instance_name(x) for x in held_out}
 
-    instances = sorted(p.stem for p in folder.glob("*.pkl") if p.name != META_FILE)
+    instances = sorted(p[:-4] for p in sums if p.endswith(".pkl") and p != META_FILE)
     parts: dict[str, list] = {"train": [], "test": []}
     for inst in instances:
-        images, labels = _read_instance(folder / f"{inst}.pkl")
+        images, labels = _read_instance(folder / f"{inst}.pkl", sums)
         parts["test" if inst in held_out else "train"].append((images, labels))
     out = {}
     for split, chunks in parts.items():
@@ -116,10 +154,38 @@ def _instance_name(x) -> str:
     return name[:-4] if name.endswith(".pkl") else name
 
 
-def _read_instance(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _checksums(folder: Path) -> dict[str, str]:
+    from .archive import read_checksums
+
+    try:
+        sums = read_checksums(folder / CHECKSUMS)
+    except ValueError as exc:
+        raise UnpackedFileError(f"{exc}; {folder} was not unpacked by chainrule") from None
+    present = {p.name for p in folder.glob("*.pkl")}
+    for name in sorted(present - sums.keys()):
+        raise UnpackedFileError(
+            f"{folder / name} did not come out of the PROPS archive (not in {CHECKSUMS})"
+        )
+    for name in sorted(sums.keys() - present):
+        raise UnpackedFileError(f"{folder / name} is missing (listed in {CHECKSUMS})")
+    return sums
+
+
+def _load(path: Path, sums: dict[str, str]):
+    """The unpickled content of ``path`` after checking its bytes against ``sums``."""
     from .safe_pickle import load_pickle
 
-    entry = load_pickle(path)
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sums[path.name]:
+        raise UnpackedFileError(
+            f"{path} changed since it was unpacked from the PROPS archive (its SHA-256 is "
+            f"not the one in {CHECKSUMS}); refusing to read it"
+        )
+    return load_pickle(path, data=data)
+
+
+def _read_instance(path: Path, sums: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    entry = _load(path, sums)
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         raise ValueError(f"{path} is not a PROPS instance file (a dict with data and labels)")
     data = np.asarray(entry["data"])
