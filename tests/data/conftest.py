@@ -1,4 +1,9 @@
-"""A small HTTP server on 127.0.0.1 for download tests, started per test in a thread."""
+"""A small HTTP server on 127.0.0.1 for download tests, started per test in a thread.
+
+Downloads follow only https URLs of the expected hosts; the ``server`` fixture turns on the
+documented testing hook ``download.ALLOW_LOCAL_HTTP`` for the test that uses it, so that
+``http://127.0.0.1`` is accepted there (and only there).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from chainrule.data import download
 
 
 class Reply:
@@ -87,7 +94,8 @@ class LocalServer:
 
 
 @pytest.fixture
-def server():
+def server(monkeypatch):
+    monkeypatch.setattr(download, "ALLOW_LOCAL_HTTP", True)
     srv = LocalServer()
     try:
         yield srv

@@ -7,7 +7,7 @@ import pytest
 
 import chainrule.data as data
 from chainrule.data import cifar10
-from chainrule.data.download import ChecksumError
+from chainrule.data.download import ChecksumError, DownloadError
 
 
 def cifar_batch(images: np.ndarray, labels: np.ndarray) -> bytes:
@@ -85,3 +85,12 @@ def test_cifar10_bad_download_leaves_cache_empty(server, tmp_path, monkeypatch):
         data.load("cifar10", cache_dir=tmp_path, progress=False)
     assert list((tmp_path / "cifar10").iterdir()) == []
 
+
+def test_cifar10_web_page_instead_of_the_archive(server, tmp_path, monkeypatch):
+    # A captive portal or an error page served with status 200.
+    page = b"<!DOCTYPE html><html><body>Please log in to the network</body></html>"
+    server.routes["/c.tgz"] = server.Reply(page, content_type="text/html")
+    monkeypatch.setattr(cifar10, "URL", server.url("/c.tgz"))
+    with pytest.raises(DownloadError, match="web page"):
+        data.load("cifar10", cache_dir=tmp_path, progress=False)
+    assert list((tmp_path / "cifar10").iterdir()) == []
