@@ -44,24 +44,31 @@ __all__ = [
 _LAZY_MODULES = ("archive", "cifar10", "digits", "download", "folder", "props", "safe_pickle")
 
 
-def read_image(path, mode: str = "RGB"):
-    """Decode one image file to (H, W, C) uint8 exactly as image folders are decoded.
+def read_image(path, mode: str = "RGB", max_pixels: int | None = None):
+    """Decode one image file to (H, W, C) uint8 exactly as image folders are decoded,
+    refusing from its header an image of more than ``max_pixels`` pixels.
 
     See :func:`chainrule.data.folder.read_image`.
     """
     from .folder import read_image as _read_image
 
-    return _read_image(path, mode)
+    return _read_image(path, mode, max_pixels)
 
 
-def read_images(paths, mode: str = "RGB", progress: bool = True, workers: int | None = None):
+def read_images(
+    paths,
+    mode: str = "RGB",
+    progress: bool = True,
+    workers: int | None = None,
+    max_pixels: int | None = None,
+):
     """Decode same-size image files to (N, H, W, C) uint8 in parallel.
 
     See :func:`chainrule.data.folder.read_images`.
     """
     from .folder import read_images as _read_images
 
-    return _read_images(paths, mode=mode, progress=progress, workers=workers)
+    return _read_images(paths, mode=mode, progress=progress, workers=workers, max_pixels=max_pixels)
 
 
 def __getattr__(name: str):
