@@ -1,20 +1,19 @@
-"""Unpacking selected files of a tar archive, with their checksums."""
+"""Unpacking selected files of a tar archive."""
 
-import hashlib
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from chainrule.data.archive import extract_files, read_checksums
+from chainrule.data.archive import extract_files
 
 
 def flat(member):
     return Path(member).name
 
 
-def test_extract_records_checksums_and_skips_unwanted_members(tmp_path, tar_gz):
+def test_extract_takes_the_chosen_members_only(tmp_path, tar_gz):
     members = {"top/a.pkl": b"alpha", "top/sub/b.pkl": b"beta", "top/readme.html": b"<html>"}
     archive = tmp_path / "x.tar.gz"
     archive.write_bytes(tar_gz(members))
@@ -24,14 +23,9 @@ def test_extract_records_checksums_and_skips_unwanted_members(tmp_path, tar_gz):
         tmp_path / "out",
         choose=lambda m: flat(m) if flat(m) in keep else None,
         required=("a.pkl",),
-        checksums="SUMS",
     )
-    assert sorted(p.name for p in target.iterdir()) == ["SUMS", "a.pkl", "b.pkl"]
-    sums = read_checksums(target / "SUMS")
-    assert sums == {
-        "a.pkl": hashlib.sha256(b"alpha").hexdigest(),
-        "b.pkl": hashlib.sha256(b"beta").hexdigest(),
-    }
+    assert sorted(p.name for p in target.iterdir()) == ["a.pkl", "b.pkl"]
+    assert (target / "b.pkl").read_bytes() == b"beta"
 
 
 def test_extract_refuses_missing_files_and_leaves_nothing(tmp_path, tar_gz):
@@ -55,12 +49,3 @@ def test_a_killed_unpacking_is_cleaned_up_by_the_next(tmp_path, tar_gz):
         os.utime(p, (old, old))
     extract_files(archive, tmp_path / "out", choose=flat)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "x.tar.gz"]
-
-
-@pytest.mark.parametrize("text", ["zz  a.pkl\n", "a.pkl\n", "0" * 64 + " a.pkl\n"])
-def test_read_checksums_refuses_a_garbled_list(tmp_path, text):
-    (tmp_path / "SUMS").write_text(text)
-    with pytest.raises(ValueError, match="not a list of SHA-256 checksums"):
-        read_checksums(tmp_path / "SUMS")
-    with pytest.raises(ValueError, match="missing"):
-        read_checksums(tmp_path / "nothing")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from .cache import remove_stale_temps, temp_dir
 
-__all__ = ["extract_files", "read_checksums"]
+__all__ = ["extract_files"]
 
 _STALE_TEMP_S = 600.0
 
@@ -20,7 +19,6 @@ def extract_files(
     target: str | os.PathLike,
     choose: Callable[[str], str | None],
     required: tuple[str, ...] = (),
-    checksums: str | None = None,
 ) -> Path:
     """Copy selected regular files of a tar archive into the folder ``target``.
 
@@ -28,10 +26,8 @@ def extract_files(
     no folders) or None to skip it. Member paths are never used as paths, links and devices
     are never extracted, so an archive cannot write outside ``target``. The files go to a
     temporary folder that is renamed to ``target`` once complete: ``target`` exists only
-    with every ``required`` file in it. With ``checksums`` (a file name), the SHA-256 of
-    every stored file is written to ``target/checksums`` (see :func:`read_checksums`), so
-    that a reader can check the files against what came out of the archive. Raises
-    ``ValueError`` for an unreadable archive or one that lacks a required file.
+    with every ``required`` file in it. Raises ``ValueError`` for an unreadable archive or
+    one that lacks a required file.
     """
     import tarfile
 
@@ -41,7 +37,7 @@ def extract_files(
     remove_stale_temps(target.parent, target.name, ".tmp", _STALE_TEMP_S)
     tmp = temp_dir(target.parent, target.name)
     try:
-        found: dict[str, str] = {}
+        found = set()
         try:
             with tarfile.open(archive, "r:*") as tar:
                 for member in tar:
@@ -52,15 +48,15 @@ def extract_files(
                         continue
                     if not name or "/" in name or "\\" in name or name in (".", ".."):
                         raise ValueError(f"refusing to store {member.name!r} as {name!r}")
-                    found[name] = _copy(tar.extractfile(member), tmp / name)
+                    source = tar.extractfile(member)
+                    with source, open(tmp / name, "wb") as out:
+                        shutil.copyfileobj(source, out, 1 << 20)
+                    found.add(name)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise ValueError(f"cannot unpack {os.fspath(archive)}: {exc}") from exc
         missing = [r for r in required if r not in found]
         if missing:
             raise ValueError(f"{os.fspath(archive)} lacks {', '.join(missing)}")
-        if checksums is not None:
-            lines = "".join(f"{digest}  {name}\n" for name, digest in sorted(found.items()))
-            (tmp / checksums).write_text(lines, encoding="utf-8")
         try:
             os.replace(tmp, target)
         except OSError:
@@ -72,31 +68,3 @@ def extract_files(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _copy(source, dest: Path) -> str:
-    """Copy the open archive member ``source`` to ``dest``; return its SHA-256."""
-    h = hashlib.sha256()
-    with source, open(dest, "wb") as out:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            h.update(block)
-            out.write(block)
-    return h.hexdigest()
-
-
-def read_checksums(path: str | os.PathLike) -> dict[str, str]:
-    """``{file name: SHA-256 hex}`` from a checksum list written by :func:`extract_files`
-    (``sha256sum`` format). Raises ``ValueError`` for a missing or garbled list."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{os.fspath(path)} is missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {os.fspath(path)}: {exc}") from exc
-    sums = {}
-    for line in text.splitlines():
-        digest, sep, name = line.partition("  ")
-        if not sep or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-            raise ValueError(f"{os.fspath(path)} is not a list of SHA-256 checksums")
-        sums[name] = digest
-    return sums

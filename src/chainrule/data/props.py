@@ -9,18 +9,19 @@ held-out instances. The pickles are read with
 :class:`~chainrule.data.safe_pickle.RestrictedUnpickler`, which builds only plain data and
 NumPy arrays of plain numbers, within size limits.
 
-The unpacked folder keeps the SHA-256 of every file as it came out of the md5-checked
-archive (``SHA256SUMS``), and every file is checked against that list each time it is
-read: a file changed, added or damaged after unpacking is never unpickled, and
-:func:`load_props` unpacks the archive again instead.
+Every pickle is checked against the md5 of the official file each time it is read
+(``bundled/props.md5``, the list published with the dataset's reference loader): a file
+changed, planted or damaged in the unpacked folder is never unpickled, and
+:func:`load_props` unpacks the (md5-checked) archive again instead. Files not on the list
+are never read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +45,24 @@ DRIVE_URL: str | None = None
 ARCHIVE_NAME = "Progress-Objects-Sample.tar.gz"
 FOLDER = "Progress-Objects-Sample"
 META_FILE = "meta.pkl"
-CHECKSUMS = "SHA256SUMS"
+#: ``{file name: md5}`` of the archive's pickles; None: the bundled ``props.md5``.
+FILE_MD5: dict[str, str] | None = None
 CLASSES = [
     "master_chef_can", "cracker_box", "sugar_box", "tomato_soup_can", "mustard_bottle",
     "tuna_fish_can", "gelatin_box", "potted_meat_can", "mug", "large_marker",
 ]  # fmt: skip
-_PICKLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.pkl$")
 
 
 class UnpackedFileError(ValueError):
-    """A file of the unpacked PROPS folder is not the one that came out of the archive."""
+    """A file of the unpacked PROPS folder is missing or not the official one."""
+
+
+def file_md5s() -> dict[str, str]:
+    """``{file name: md5}`` of every pickle in the official archive (:data:`FILE_MD5`)."""
+    if FILE_MD5 is not None:
+        return dict(FILE_MD5)
+    text = resources.files(__package__).joinpath("bundled", "props.md5").read_text("ascii")
+    return {name: digest for digest, name in (line.split("  ") for line in text.splitlines())}
 
 
 def load_props(
@@ -61,8 +70,8 @@ def load_props(
     archive: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """:func:`read_props` of :func:`ensure_props`'s folder; a folder whose files do not match
-    their checksums is unpacked again from the (md5-checked) archive, once."""
+    """:func:`read_props` of :func:`ensure_props`'s folder; a folder whose files are missing
+    or not the official ones is unpacked again from the (md5-checked) archive, once."""
     folder = ensure_props(cache_dir, archive, progress)
     try:
         return read_props(folder)
@@ -86,10 +95,10 @@ def ensure_props(
 
     root = cache_root(cache_dir) / "props"
     target = root / FOLDER
-    if (target / META_FILE).is_file() and (target / CHECKSUMS).is_file():
+    if (target / META_FILE).is_file():
         return target
     if target.exists():
-        shutil.rmtree(target)  # incomplete, or unpacked before checksums were kept
+        shutil.rmtree(target)
 
     archive_path = obtain_archive(
         root / ARCHIVE_NAME,
@@ -101,26 +110,26 @@ def ensure_props(
         expected=f"the PROPS {ARCHIVE_NAME}",
     )
 
+    official = file_md5s()
+
     def choose(member: str) -> str | None:
         name = Path(member).name
-        return name if _PICKLE_NAME.match(name) else None
+        return name if name in official else None
 
-    return extract_files(
-        archive_path, target, choose=choose, required=(META_FILE,), checksums=CHECKSUMS
-    )
+    return extract_files(archive_path, target, choose=choose, required=tuple(official))
 
 
 def read_props(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Parse an unpacked PROPS folder into ``{"train": (images, labels), "test": (...)}``.
 
     images (N, 32, 32, 3) uint8, labels (N,) int64 in :data:`CLASSES` order; object
-    instances in name order. Every pickle is checked against the folder's ``SHA256SUMS``
-    before it is unpickled. Raises :class:`UnpackedFileError` naming a file that was
-    changed, added or removed since unpacking, ``ValueError`` naming a file that does not
-    fit the format.
+    instances in name order. Only the files of :func:`file_md5s` are read, each checked
+    against its md5 before it is unpickled. Raises :class:`UnpackedFileError` naming a file
+    that is missing or not the official one, ``ValueError`` naming a file that does not fit
+    the format.
     """
     folder = Path(folder)
-    sums = _checksums(folder)
+    sums = file_md5s()
     meta = _load(folder / META_FILE, sums)
     if not isinstance(meta, dict) or "test_split" not in meta:
         raise ValueError(f"{folder / META_FILE} has no 'test_split' entry")
@@ -154,32 +163,18 @@ def _instance_name(x) -> str:
     return name[:-4] if name.endswith(".pkl") else name
 
 
-def _checksums(folder: Path) -> dict[str, str]:
-    from .archive import read_checksums
-
-    try:
-        sums = read_checksums(folder / CHECKSUMS)
-    except ValueError as exc:
-        raise UnpackedFileError(f"{exc}; {folder} was not unpacked by chainrule") from None
-    present = {p.name for p in folder.glob("*.pkl")}
-    for name in sorted(present - sums.keys()):
-        raise UnpackedFileError(
-            f"{folder / name} did not come out of the PROPS archive (not in {CHECKSUMS})"
-        )
-    for name in sorted(sums.keys() - present):
-        raise UnpackedFileError(f"{folder / name} is missing (listed in {CHECKSUMS})")
-    return sums
-
-
 def _load(path: Path, sums: dict[str, str]):
     """The unpickled content of ``path`` after checking its bytes against ``sums``."""
     from .safe_pickle import load_pickle
 
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != sums[path.name]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UnpackedFileError(f"{path} is missing from the unpacked PROPS folder") from None
+    if hashlib.md5(data).hexdigest() != sums[path.name]:
         raise UnpackedFileError(
-            f"{path} changed since it was unpacked from the PROPS archive (its SHA-256 is "
-            f"not the one in {CHECKSUMS}); refusing to read it"
+            f"{path} is not the file of the official PROPS archive (md5 mismatch); refusing "
+            "to read it"
         )
     return load_pickle(path, data=data)
 
