@@ -13,6 +13,7 @@ import sys
 import time
 
 from chainrule.cli import CommandError
+from chainrule.cli._cluster import add_cluster_arguments, cluster_client
 from chainrule.cli._common import (
     add_data_arguments,
     check_out_dir,
@@ -59,9 +60,16 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_cluster_arguments(parser)
 
 
 def run(args) -> int:
+    with cluster_client(args) as client:
+        return compare(args, client)
+
+
+def compare(args, client) -> int:
+    """Train and compare the models; ``client``: the Dask cluster of the searches, or None."""
     from chainrule.experiment import Trial, compare_output, comparison_record, run_trial
     from chainrule.report.run import RunFolder, default_run_dir
 
@@ -85,7 +93,7 @@ def run(args) -> int:
         # verbose=False: one line per epoch of every network would bury the table
         trial = Trial(name, search=args.search, seed=args.seed, verbose=False, progress=progress)
         with user_errors():
-            result = run_trial(trial, data, compare_output(folder, name, data))
+            result = run_trial(trial, data, compare_output(folder, name, data), client=client)
         results.append(result)
         val, test = fmt_acc(result.val_accuracy), fmt_acc(result.test_accuracy)
         info(args, f"      {name}: validation {val}, test {test}")

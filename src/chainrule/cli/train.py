@@ -14,6 +14,7 @@ import dataclasses
 import sys
 
 from chainrule.cli import CommandError
+from chainrule.cli._cluster import add_cluster_arguments, cluster_client
 from chainrule.cli._common import (
     add_data_arguments,
     add_model_options,
@@ -49,8 +50,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help=f"continue an interrupted {'/'.join(resumable_models())} run from its "
-        "checkpoint, same settings",
+        help="continue an interrupted run with its settings: a search from the trials it "
+        f"recorded, a {'/'.join(resumable_models())} fit from its checkpoint",
     )
     parser.add_argument(
         "--val-fraction",
@@ -66,6 +67,7 @@ def add_arguments(parser) -> None:
         help="tune hyperparameters on the validation split (k by cross-validation for knn)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_cluster_arguments(parser)
     add_model_options(parser)
 
 
@@ -128,13 +130,22 @@ def resume(args) -> int:
 
 
 def train_and_report(args, trial, out) -> int:
-    from chainrule.experiment import check_trial, train_run
+    from chainrule.experiment import check_trial
 
     spec = model_spec(trial.model)
     if args.search and args.val_fraction == 0 and spec.search_needs_validation:
         raise CommandError("--search needs a validation split; use --val-fraction > 0")
     with user_errors():
         check_trial(trial, validation=args.val_fraction > 0)
+    with cluster_client(args) as client:
+        return train_with(args, trial, out, client)
+
+
+def train_with(args, trial, out, client) -> int:
+    """Load the data, train into ``out`` (the search's trials on ``client``), report."""
+    from chainrule.experiment import train_run
+
+    spec = model_spec(trial.model)
     data = prepare_data(args, progress=not args.quiet)
     n_train, n_val = data.size("train"), data.size("val")
     info(
@@ -144,7 +155,7 @@ def train_and_report(args, trial, out) -> int:
     )
     record = {k: getattr(args, k, None) for k in saved_args()}
     with user_errors():
-        result, folder = train_run(trial, data, out, args=record)
+        result, folder = train_run(trial, data, out, args=record, client=client)
 
     print(f"model:      {trial.model} {spec.describe(result.params)}")
     print(f"data:       {args.data} ({n_train} train, {n_val} validation images)")

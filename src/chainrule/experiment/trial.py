@@ -163,9 +163,16 @@ def initial_params(trial: Trial, spec: ModelSpec, data: TrialData) -> dict:
     return params
 
 
-def choose_settings(trial: Trial, data: TrialData) -> Settings:
+def choose_settings(
+    trial: Trial, data: TrialData, *, client=None, recorded=None, on_result=None
+) -> Settings:
     """Defaults for the data, then the given values, then (unless ``tune=False``) the
-    family's own tuning or, with ``search``, a grid search on the validation split."""
+    family's own tuning or, with ``search``, a grid search on the validation split.
+
+    The grid search runs its trials on ``client``'s Dask cluster when one is given,
+    skips the trials ``recorded`` by an earlier run of it and calls ``on_result(row)`` as
+    each trial finishes (see ``chainrule.train.grid_search``).
+    """
     check_trial(trial, validation=data.has("val"))
     spec = spec_of(trial.model)
     params = initial_params(trial, spec, data)
@@ -184,11 +191,13 @@ def choose_settings(trial: Trial, data: TrialData) -> Settings:
             return Settings(params, to_jsonable(records))
         if not trial.search:
             return Settings(params)
-        return grid_search_settings(trial, spec, params, data)
+        where = {"client": client, "recorded": recorded, "on_result": on_result}
+        return grid_search_settings(trial, spec, params, data, **where)
 
 
-def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: TrialData):
-    """The best of the spec's grid around ``params``, by validation accuracy."""
+def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: TrialData, **where):
+    """The best of the spec's grid around ``params``, by validation accuracy; ``where``:
+    ``client``, ``recorded``, ``on_result`` of ``chainrule.train.grid_search``."""
     from chainrule.train.search import grid_search
 
     if not data.has("val"):
@@ -202,6 +211,7 @@ def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: Tria
     result = grid_search(
         template, data.inputs(layout, "train"), data.labels("train"),
         data.inputs(layout, "val"), data.labels("val"), grid, verbose=trial.progress,
+        refit=spec.reuse_search_fit, **where,
     )  # fmt: skip
     record = {
         "grid": grid,
@@ -316,8 +326,13 @@ def finish(trial: Trial, data: TrialData, settings: Settings, output: Output | N
     return Result.from_dict(result.to_dict()), model
 
 
-def run_trial(trial: Trial, data: TrialData, output: Output | None = None) -> Result:
-    """Run ``trial`` on ``data``: settings, fit, evaluation (and files with ``output``)."""
-    settings = choose_settings(trial, data)
+def run_trial(
+    trial: Trial, data: TrialData, output: Output | None = None, *, client=None
+) -> Result:
+    """Run ``trial`` on ``data``: settings, fit, evaluation (and files with ``output``).
+
+    ``client``: a ``dask.distributed.Client`` whose cluster runs the grid search's trials.
+    """
+    settings = choose_settings(trial, data, client=client)
     result, _ = finish(trial, data, settings, output)
     return result
