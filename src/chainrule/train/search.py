@@ -39,6 +39,7 @@ import numpy as np
 __all__ = [
     "LogUniform",
     "SearchResult",
+    "fit_candidate",
     "format_results",
     "grid_search",
     "print_results",
