@@ -6,6 +6,7 @@ the data, search grid, command-line options and plots. ``registry`` names them (
 class and spec, imported on first use); ``io`` writes and reads model files.
 """
 
+from chainrule.models.export import export_onnx  # noqa: F401
 from chainrule.models.io import LoadedModel, load_model, save_model  # noqa: F401
 from chainrule.models.knn import KNearestNeighbors, knn_best_k, knn_cross_validate  # noqa: F401
 from chainrule.models.linear import LinearSVM, SoftmaxClassifier  # noqa: F401
