@@ -19,6 +19,7 @@ COMMANDS = {
     "train": ("chainrule.cli.train", "train one model and write a run folder"),
     "eval": ("chainrule.cli.evaluate", "evaluate a trained model on a dataset"),
     "predict": ("chainrule.cli.predict", "classify image files with a trained model"),
+    "export": ("chainrule.cli.export", "write a trained model as an ONNX graph"),
     "graph": ("chainrule.cli.graph", "evaluate an expression and draw its computational graph"),
 }
 
