@@ -199,3 +199,45 @@ def test_load_onnx_refuses_files_that_are_not_chainrule_exports(tmp_path):
     onnx.save(model, tmp_path / "relu.onnx")
     with pytest.raises(ValueError, match="not a chainrule export"):
         load_onnx(tmp_path / "relu.onnx")
+
+
+class KeepsImages(Preprocessor):
+    """A preprocessing that keeps the image shape, channels last or first (as a ConvNet's
+    does); the pixel arithmetic is Preprocessor's."""
+
+    def __init__(self, channels_first: bool):
+        super().__init__()
+        self.channels_first = channels_first
+
+    def transform(self, images):
+        n, (h, w, c) = len(images), self.image_shape_
+        x = super().transform(images).reshape(n, h, w, c)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if self.channels_first else x
+
+
+class ImageNet:
+    """A fitted network estimator reading images, reduced to what export reads."""
+
+    def __init__(self, net):
+        self.net_ = net
+        self.classes_ = np.array([0, 1, 2])
+
+    def get_params(self):
+        return {}
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_preprocessing_that_keeps_images(channels_first, tiny, tmp_path):
+    from chainrule import Tensor, no_grad
+    from chainrule.autograd.arraymath import softmax
+
+    images, _, _ = tiny
+    pre = KeepsImages(channels_first).fit(images)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(24, 5, random_state=0), nn.ReLU())
+    net.append(nn.Linear(5, 3, random_state=1)).eval()
+    path = export_onnx(ImageNet(net), tmp_path / "m.onnx", preprocessor=pre)
+    labels, proba = load_onnx(path).run(images)
+    with no_grad():
+        want = softmax(net(Tensor(pre.transform(images))).data)
+    np.testing.assert_allclose(proba, want, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(labels, want.argmax(axis=1))

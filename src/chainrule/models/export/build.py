@@ -128,8 +128,10 @@ def uses_flips(params: dict) -> bool:
 
 
 def _check_flips(ex: Exportable) -> None:
+    """Mirror images are made from the input; a model that names its image shape must
+    name that one."""
     shape = ex.params.get("image_shape")
-    if shape is None or ex.image_shape is None or tuple(shape) != tuple(ex.image_shape):
+    if ex.image_shape is None or (shape is not None and tuple(shape) != tuple(ex.image_shape)):
         raise ValueError(
             f"the model averages mirror images (test-time flips) of shape {shape}, but its "
             f"input images have shape {ex.image_shape}"

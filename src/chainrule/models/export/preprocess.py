@@ -28,20 +28,45 @@ def scale_and_shift(preprocessor) -> tuple[np.ndarray, np.ndarray]:
     return scale, shift
 
 
+def _layout(preprocessor) -> str:
+    """How ``transform`` arranges an image: ``"rows"`` (flattened, HWC order, maybe a bias
+    column), ``"hwc"`` (kept as images) or ``"chw"`` (channels first), read from the shape
+    of its output for one image."""
+    h, w, c = (int(s) for s in preprocessor.image_shape_)
+    shape = preprocessor.transform(np.zeros((1, h, w, c), dtype=np.uint8)).shape[1:]
+    if len(shape) == 1:
+        return "rows"
+    if shape == (h, w, c):
+        return "hwc"
+    if shape == (c, h, w):
+        return "chw"
+    raise TypeError(
+        f"cannot export a preprocessing that turns (H, W, C) = {(h, w, c)} images into {shape}"
+    )
+
+
 def images_to_rows(g: Graph, images: str, preprocessor) -> str:
-    """uint8 images (N, H, W, C) -> float32 rows (N, H*W*C [+1]), as the model reads them.
+    """uint8 images (N, H, W, C) -> what the model reads, float32: rows (N, H*W*C [+1]) as
+    ``Preprocessor.transform`` gives them, or images (N, H, W, C) or (N, C, H, W) when
+    the preprocessing keeps them.
 
     With ``preprocessor=None`` the rows are the pixel values as they are (what
     ``LoadedModel.features`` does for a model saved without preprocessing).
     """
     x = g.op("Cast", [images], "pixels", to=1)  # 1: FLOAT
-    if preprocessor is not None:
-        scale, shift = scale_and_shift(preprocessor)
-        x = g.op("Mul", [x, g.const(scale, "prep.scale")], "scaled")
-        if preprocessor.center:
-            x = g.op("Sub", [x, g.const(shift, "prep.shift")], "centered")
+    if preprocessor is None:
+        return g.op("Flatten", [x], "rows", axis=1)
+    scale, shift = scale_and_shift(preprocessor)
+    x = g.op("Mul", [x, g.const(scale, "prep.scale")], "scaled")
+    if preprocessor.center:
+        x = g.op("Sub", [x, g.const(shift, "prep.shift")], "centered")
+    layout = _layout(preprocessor)
+    if layout == "hwc":
+        return x
+    if layout == "chw":
+        return g.op("Transpose", [x], "channels_first", perm=[0, 3, 1, 2])
     rows = g.op("Flatten", [x], "rows", axis=1)
-    if preprocessor is not None and preprocessor.bias:
+    if preprocessor.bias:
         # The bias trick's column of ones, one per image of the batch.
         n = g.op("Shape", [images], "batch_size", start=0, end=1)
         ones = g.op(
