@@ -165,7 +165,8 @@ def test_a_loaded_model_file_exports_with_its_own_preprocessing(data, tmp_path):
 
 
 def test_preprocessing_in_the_graph_is_bit_exact(data):
-    """The rows entering the model are exactly Preprocessor.transform's (bias column too)."""
+    """The rows entering the model are exactly Preprocessor.transform's (bias column, or
+    images channels first, too)."""
     import onnxruntime as ort
     from onnx import helper
 
@@ -173,14 +174,19 @@ def test_preprocessing_in_the_graph_is_bit_exact(data):
     from chainrule.models.export.preprocess import images_to_rows
 
     images, _, test_images, _, _ = data
-    for pre in (Preprocessor(bias=True), Preprocessor(standardize=True), Preprocessor(False)):
+    for pre in (
+        Preprocessor(bias=True),
+        Preprocessor(standardize=True),
+        Preprocessor(center=False),
+        Preprocessor(flatten=False),
+    ):
         pre.fit(images)
         g = Graph()
         g.fresh("images")
         rows = images_to_rows(g, "images", pre)
         graph = g.to_graph(
             [value_info("images", np.uint8, ["N", *pre.image_shape_])],
-            [value_info(rows, np.float32, ["N", pre.n_features_out_])],
+            [value_info(rows, np.float32, ["N", *pre.transform(images[:1]).shape[1:]])],
         )
         proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         proto.ir_version = 8

@@ -175,7 +175,7 @@ def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str
 
 
 def build_model(ex: Exportable):
-    """The checked-by-construction ``onnx.ModelProto`` of ``ex`` (see the module doc)."""
+    """The ``onnx.ModelProto`` of ``ex`` (see the module doc); `write` checks it."""
     from chainrule import __version__
 
     head_of = family(ex.model)
@@ -224,6 +224,7 @@ def _metadata(ex: Exportable, flips: bool, describes: str, version: str) -> dict
             "center": bool(prep.center),
             "standardize": bool(prep.standardize),
             "bias": bool(prep.bias),
+            "flatten": bool(getattr(prep, "flatten", True)),
             "mean": [float(v) for v in prep.mean_],
             "std": [float(v) for v in prep.std_],
         }

@@ -28,27 +28,9 @@ def scale_and_shift(preprocessor) -> tuple[np.ndarray, np.ndarray]:
     return scale, shift
 
 
-def _layout(preprocessor) -> str:
-    """How ``transform`` arranges an image: ``"rows"`` (flattened, HWC order, maybe a bias
-    column), ``"hwc"`` (kept as images) or ``"chw"`` (channels first), read from the shape
-    of its output for one image."""
-    h, w, c = (int(s) for s in preprocessor.image_shape_)
-    shape = preprocessor.transform(np.zeros((1, h, w, c), dtype=np.uint8)).shape[1:]
-    if len(shape) == 1:
-        return "rows"
-    if shape == (h, w, c):
-        return "hwc"
-    if shape == (c, h, w):
-        return "chw"
-    raise TypeError(
-        f"cannot export a preprocessing that turns (H, W, C) = {(h, w, c)} images into {shape}"
-    )
-
-
 def images_to_rows(g: Graph, images: str, preprocessor) -> str:
     """uint8 images (N, H, W, C) -> what the model reads, float32: rows (N, H*W*C [+1]) as
-    ``Preprocessor.transform`` gives them, or images (N, H, W, C) or (N, C, H, W) when
-    the preprocessing keeps them.
+    ``Preprocessor.transform`` gives them, or images (N, C, H, W) with ``flatten=False``.
 
     With ``preprocessor=None`` the rows are the pixel values as they are (what
     ``LoadedModel.features`` does for a model saved without preprocessing).
@@ -60,10 +42,7 @@ def images_to_rows(g: Graph, images: str, preprocessor) -> str:
     x = g.op("Mul", [x, g.const(scale, "prep.scale")], "scaled")
     if preprocessor.center:
         x = g.op("Sub", [x, g.const(shift, "prep.shift")], "centered")
-    layout = _layout(preprocessor)
-    if layout == "hwc":
-        return x
-    if layout == "chw":
+    if not getattr(preprocessor, "flatten", True):
         return g.op("Transpose", [x], "channels_first", perm=[0, 3, 1, 2])
     rows = g.op("Flatten", [x], "rows", axis=1)
     if preprocessor.bias:
