@@ -12,7 +12,7 @@ from chainrule import Tensor
 from chainrule.data import load
 from chainrule.gradcheck import numeric_gradient, rel_error
 from chainrule.models._base import NotFittedError
-from chainrule.models.mlp import FullyConnectedNet, L2Penalty, TwoLayerNet, l2_penalty
+from chainrule.models.mlp import FullyConnectedNet, TwoLayerNet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,17 +64,6 @@ def test_full_network_loss_gradient_with_dropout_batchnorm_and_reg_float64():
     for name, p in params.items():
         num = numeric_gradient(lambda _: loss().item(), p.data, h=1e-5)
         assert rel_error(p.grad, num) < 1e-6, name
-
-
-def test_l2_penalty_is_reg_times_sum_of_squares_of_weights():
-    W = np.arange(6.0).reshape(2, 3)
-    t = Tensor(W, requires_grad=True)
-    out = L2Penalty.apply(t, 0.1)
-    assert out.item() == pytest.approx(0.1 * np.sum(W**2))
-    out.backward()
-    np.testing.assert_allclose(t.grad, 0.2 * W)
-    a, b = Tensor(W, requires_grad=True), Tensor(-W.T, requires_grad=True)
-    assert l2_penalty([a, b], 0.5).item() == pytest.approx(np.sum(W**2))
 
 
 def test_reg_penalises_weights_only(digits):
