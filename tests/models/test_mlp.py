@@ -255,6 +255,37 @@ def test_interrupted_fit_resumes_to_the_same_model(tmp_path, digits, monkeypatch
         np.testing.assert_array_equal(resumed._state_dict()[k], v)
 
 
+def test_resume_refuses_the_checkpoint_of_other_hyperparameters_or_data(tmp_path, digits):
+    X, y = digits
+    kw = dict(hidden_dims=(16,), epochs=2, batch_size=100, random_state=0, verbose=False)
+    FullyConnectedNet(**{**kw, "epochs": 1}).fit(X[:300], y[:300], checkpoint_dir=tmp_path)
+    kw["epochs"] = 1
+    with pytest.raises(
+        ValueError, match=r"params.learning_rate: 0\.001 in the checkpoint, 0\.01 now"
+    ):
+        FullyConnectedNet(**{**kw, "learning_rate": 1e-2}).fit(
+            X[:300], y[:300], checkpoint_dir=tmp_path, resume=True
+        )
+    with pytest.raises(ValueError, match="n_train: 300 in the checkpoint, 400 now"):
+        FullyConnectedNet(**kw).fit(X[:400], y[:400], checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="caller: None in the checkpoint, {'data': 'elsewhere'}"):
+        FullyConnectedNet(**kw).fit(
+            X[:300],
+            y[:300],
+            checkpoint_dir=tmp_path,
+            resume=True,
+            checkpoint_settings={"data": "elsewhere"},
+        )
+    # epochs is a setting of the run (it sizes the schedule); verbose is not.
+    with pytest.raises(ValueError, match="params.epochs: 1 in the checkpoint, 2 now"):
+        FullyConnectedNet(**{**kw, "epochs": 2}).fit(
+            X[:300], y[:300], checkpoint_dir=tmp_path, resume=True
+        )
+    quiet = FullyConnectedNet(**{**kw, "verbose": True})
+    quiet.fit(X[:300], y[:300], checkpoint_dir=tmp_path, resume=True)
+    assert len(quiet.history_["epoch_loss"]) == 1
+
+
 # ---------------------------------------------------------------- conventions and files
 
 

@@ -113,6 +113,9 @@ def test_check_settings_names_every_difference():
     assert "seed" not in msg
     with pytest.raises(ValueError, match="records no settings"):
         check_settings(None, {"lr": 0.1})
+    # Nested dicts are compared key by key.
+    with pytest.raises(ValueError, match=r"differ: params\.lr: 0\.1 in the checkpoint, 0\.2 now\)"):
+        check_settings({"params": {"lr": 0.1, "k": 3}}, {"params": {"lr": 0.2, "k": 3}})
 
 
 # ---------------------------------------------------------------- through the Solver

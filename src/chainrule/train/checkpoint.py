@@ -90,9 +90,23 @@ def normalize_settings(settings) -> dict | None:
         raise TypeError(f"checkpoint settings must be plain JSON values ({e})") from None
 
 
+def _differences(recorded: dict, expected: dict, prefix: str = "") -> list[str]:
+    """One line per differing key; nested dicts on both sides are compared key by key
+    and named with dotted paths (``params.learning_rate``)."""
+    out = []
+    for key in sorted(set(recorded) | set(expected)):
+        a, b = recorded.get(key, "(absent)"), expected.get(key, "(absent)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} in the checkpoint, {b!r} now")
+    return out
+
+
 def check_settings(recorded, expected, where="the checkpoint") -> None:
     """Raise ValueError naming every setting that differs between a checkpoint's recorded
-    settings and the run's own (both dicts or None)."""
+    settings and the run's own (both dicts or None; nested dicts are compared key by key,
+    named with dotted paths)."""
     recorded, expected = normalize_settings(recorded), normalize_settings(expected)
     if recorded == expected:
         return
@@ -103,13 +117,9 @@ def check_settings(recorded, expected, where="the checkpoint") -> None:
             f"{where} {which} but {other}: it belongs to another run; start a new run "
             "instead of resuming"
         )
-    diffs = []
-    for key in sorted(set(recorded) | set(expected)):
-        a, b = recorded.get(key, "(absent)"), expected.get(key, "(absent)")
-        if a != b:
-            diffs.append(f"{key}: {a!r} in the checkpoint, {b!r} now")
+    diffs = "; ".join(_differences(recorded, expected))
     raise ValueError(
-        f"{where} belongs to another run (settings differ: {'; '.join(diffs)}); resume with "
+        f"{where} belongs to another run (settings differ: {diffs}); resume with "
         "the same settings, or start a new run"
     )
 

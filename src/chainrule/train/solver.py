@@ -402,7 +402,7 @@ class Solver:
 
         remaining = (self.epochs - self.epoch) * self.steps_per_epoch
         # disable=None: shown on a terminal only.
-        return tqdm(total=remaining, desc=type(self.model).__name__, unit="it", disable=None)
+        return tqdm(total=remaining, desc="training", unit="it", disable=None)
 
     def _epoch_bar(self, n: int):
         if not self.verbose or self.progress != "epoch":
