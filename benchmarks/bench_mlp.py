@@ -24,7 +24,7 @@ kernel); the report names the kernel each side used.
 
 Usage::
 
-    flock /work/bench.lock python benchmarks/bench_mlp.py --threads 1,2   # ~1-2 minutes
+    python benchmarks/bench_mlp.py --threads 1,2   # ~2 minutes
     python benchmarks/bench_mlp.py --no-torch      # chainrule against the limit only
     python benchmarks/bench_mlp.py --profile       # where chainrule's time goes
 """
@@ -54,7 +54,7 @@ def parse_args(argv=None):
         default=str(os.cpu_count() or 1),
         help="thread counts to measure, comma-separated (each side gets the same)",
     )
-    p.add_argument("--rounds", type=int, default=15, help="bursts per side")
+    p.add_argument("--rounds", type=int, default=25, help="bursts per side")
     p.add_argument("--iters", type=int, default=4, help="training steps per burst")
     p.add_argument(
         "--optim-threads", type=int, default=1, help="threads of chainrule's Adam update"
@@ -273,14 +273,15 @@ def report(title, r, batch):
             f"   PyTorch  : {t['version']} + {t['library']} (oneDNN {t['onednn']}), "
             f"CPU capability {t['kernel']}, {t['threads']} threads"
         )
-    print(f"   matmul limit: {s['matmul']['gflops']:6.1f} GFLOP/s (the step's products alone)")
+    limit = s["matmul"]["gflops"]
+    print(f"   matmul limit: {limit:6.1f} GFLOP/s (median; the step's products alone)")
     for name in ("chainrule", "torch"):
         if name in s:
             f = s[name]["fraction_of_limit"]
             print(
                 f"   {name:9s} {s[name]['samples_per_s']:7.0f} samples/s, "
-                f"{s[name]['gflops']:6.1f} GFLOP/s = {f['median']:.2f} of the limit "
-                f"(rounds {f['min']:.2f}-{f['max']:.2f})"
+                f"{s[name]['gflops']:6.1f} GFLOP/s; per round {f['median']:.2f} of the limit "
+                f"(median; rounds {f['min']:.2f}-{f['max']:.2f})"
             )
     if "chainrule_over_torch" in s:
         c = s["chainrule_over_torch"]
