@@ -11,7 +11,6 @@ from chainrule.models._base import (
     NotFittedError,
     check_is_fitted,
     check_labels,
-    check_random_state,
     check_X,
     check_X_y,
 )
@@ -150,18 +149,6 @@ def test_check_X_y_lengths():
         check_X_y(np.zeros((3, 2)), [0, 1])
     with pytest.raises(ValueError, match="at least 2 samples"):
         check_X_y(np.zeros((1, 2)), [0], min_samples=2)
-
-
-def test_check_random_state():
-    a = check_random_state(3).integers(0, 1000, 5)
-    b = check_random_state(3).integers(0, 1000, 5)
-    np.testing.assert_array_equal(a, b)
-    g = np.random.default_rng(0)
-    assert check_random_state(g) is g
-    with pytest.raises(TypeError, match="random_state"):
-        check_random_state(1.5)
-    with pytest.raises(TypeError, match="random_state"):
-        check_random_state(True)
 
 
 def test_works_with_sklearn_clone_and_cross_validation():

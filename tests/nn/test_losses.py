@@ -9,7 +9,14 @@ import pytest
 import chainrule as cr
 from chainrule.autograd.engine import Context
 from chainrule.gradcheck import gradcheck, numeric_gradient, rel_error
-from chainrule.nn.functional import SoftmaxCrossEntropy, SVMLoss, cross_entropy, svm_loss
+from chainrule.nn.functional import (
+    L2Penalty,
+    SoftmaxCrossEntropy,
+    SVMLoss,
+    cross_entropy,
+    l2_penalty,
+    svm_loss,
+)
 
 LOSSES = [
     pytest.param(svm_loss, id="svm"),
@@ -321,3 +328,36 @@ def test_bad_input_errors(loss_fn, scores, y, err, match):
 def test_label_smoothing_out_of_range(eps):
     with pytest.raises(ValueError, match="label_smoothing"):
         cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing=eps)
+
+
+# ---------------------------------------------------------------- L2 penalty
+
+
+def test_l2_penalty_is_reg_times_sum_of_squares_of_weights():
+    W = np.arange(6.0).reshape(2, 3)
+    t = cr.Tensor(W, requires_grad=True)
+    out = L2Penalty.apply(t, 0.1)
+    assert out.item() == pytest.approx(0.1 * np.sum(W**2))
+    out.backward()
+    np.testing.assert_allclose(t.grad, 0.2 * W)
+    a, b = cr.Tensor(W, requires_grad=True), cr.Tensor(-W.T, requires_grad=True)
+    assert l2_penalty([a, b], 0.5).item() == pytest.approx(np.sum(W**2))
+    with pytest.raises(ValueError, match="no weights"):
+        l2_penalty([], 0.5)
+
+
+def test_l2_penalty_gradients_reverse_and_forward_mode():
+    rng = np.random.default_rng(5)
+    W = cr.Tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    l2_penalty([W], 0.3).backward()
+    num = numeric_gradient(lambda w: l2_penalty([cr.Tensor(w)], 0.3).item(), W.data.copy())
+    assert rel_error(W.grad, num) < 1e-8
+    assert gradcheck(lambda w: L2Penalty.apply(w, 0.3), [W.data.copy()], modes=("fwd", "rev"))
+
+
+def test_l2_penalty_keeps_float32():
+    W = cr.Tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    out = l2_penalty([W], 0.5)
+    out.backward()
+    assert out.dtype == np.float32 and W.grad.dtype == np.float32
+    assert out.item() == 3.0

@@ -6,11 +6,11 @@ import numbers
 
 import numpy as np
 
-from chainrule._random import as_generator  # noqa: F401  (re-exported)
+from chainrule._random import as_generator
 
 from .dataset import Dataset
 
-__all__ = ["as_generator", "stratified_split_indices", "train_val_split"]
+__all__ = ["stratified_split_indices", "train_val_split"]
 
 
 def _check_fraction(val_fraction: float, name: str = "val_fraction") -> float:

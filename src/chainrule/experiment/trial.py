@@ -26,6 +26,7 @@ from chainrule.experiment.records import Result, Trial
 from chainrule.models.registry import get_model_class, get_model_spec
 from chainrule.models.spec import LAYOUTS, DataSummary, ModelSpec
 from chainrule.report.run import RunFolder, to_jsonable
+from chainrule.train.solver import TRAIN_ACC_SAMPLES
 
 __all__ = [
     "TRAIN_ACC_SAMPLES",
@@ -39,8 +40,6 @@ __all__ = [
     "run_trial",
 ]
 
-# Training accuracy is measured on at most this many training images (a seeded sample).
-TRAIN_ACC_SAMPLES = 2000
 # Below this many input values (rows x features) a data set counts as small.
 SMALL_DATA = 2_000_000
 

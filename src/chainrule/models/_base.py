@@ -46,8 +46,6 @@ from typing import Any
 
 import numpy as np
 
-from chainrule._random import as_generator
-
 __all__ = [
     "BaseEstimator",
     "ClassifierMixin",
@@ -56,7 +54,6 @@ __all__ = [
     "check_X_y",
     "check_is_fitted",
     "check_labels",
-    "check_random_state",
 ]
 
 
@@ -332,11 +329,3 @@ def check_is_fitted(estimator, attributes: str | list[str] | tuple[str, ...]) ->
         raise NotFittedError(
             f"this {type(estimator).__name__} is not fitted yet; call fit(X, y) first"
         )
-
-
-def check_random_state(random_state) -> np.random.Generator:
-    """``None`` (fresh entropy), an int seed or a ``Generator`` -> a ``numpy.random.Generator``.
-
-    A ``Generator`` is returned as is (not copied), so the caller's stream advances.
-    """
-    return as_generator(random_state)

@@ -53,12 +53,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from chainrule._random import as_generator
 from chainrule.models._base import (
     BaseEstimator,
     ClassifierMixin,
     check_is_fitted,
     check_labels,
-    check_random_state,
     check_X,
     check_X_y,
 )
@@ -1086,7 +1086,7 @@ def _stratified_folds(y: np.ndarray, folds: int, random_state) -> np.ndarray:
     one, each class is shuffled first.
     """
     fold = np.empty(len(y), dtype=np.int64)
-    rng = None if random_state is None else check_random_state(random_state)
+    rng = None if random_state is None else as_generator(random_state)
     offset = 0
     for c in np.unique(y):
         members = np.flatnonzero(y == c)

@@ -236,10 +236,6 @@ class Dropout(Function):
         return t * mask * ctx.scale
 
 
-def _as_generator(rng, name):
-    return as_generator(rng, f"{name}: rng")
-
-
 def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     """Inverted dropout: each entry is zeroed with probability ``p`` and the survivors are
     scaled by ``1 / (1 - p)``, so the expected output equals the input and evaluation
@@ -258,7 +254,7 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
         mask = np.zeros(shape, dtype=bool)
         scale = 0.0
     else:
-        gen = _as_generator(rng, "dropout")
+        gen = as_generator(rng, "dropout: rng")
         # float32 uniforms are twice as fast to draw as float64 and resolve p to 2^-24.
         mask = gen.random(shape, dtype=np.float32) >= np.float32(p)
         scale = 1.0 / (1.0 - p)
