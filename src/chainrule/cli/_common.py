@@ -271,11 +271,9 @@ def user_errors():
 def load_trained(run: str, model: str | None = None):
     """The :class:`~chainrule.models.io.LoadedModel` of a run folder or model file."""
     from chainrule.models.io import load_model
-    from chainrule.report.run import find_model_file
 
     try:
-        path = find_model_file(run, model)
-        return load_model(path)
+        return load_model(run, model)
     except (OSError, ValueError) as e:
         raise CommandError(str(e)) from None
 

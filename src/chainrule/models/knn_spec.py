@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from chainrule.models.spec import FitSummary, ModelSpec, Option, Plot, positive_int
+from chainrule.models.spec import FitSummary, Member, ModelSpec, Option, Plot, positive_int
 
 __all__ = ["KNN_SPEC", "KNNSpec"]
 
@@ -68,6 +68,14 @@ class KNNSpec(ModelSpec):
             "time_s": time.perf_counter() - start,
         }
         return {**params, "k": int(best)}, {"knn_cv": record}
+
+    def stored(self, model):
+        """The training rows (N, D), each row's class index (N,) and the labels (C,)."""
+        return {
+            "classes_": Member(("C",), "iu"),
+            "fit_X": Member(("N", "D"), "fiu"),
+            "y_index": Member(("N",), "iu"),
+        }
 
     def plots(self, model, fitted: FitSummary):
         cv = fitted.tuning.get("knn_cv")

@@ -10,6 +10,7 @@ from chainrule.models.spec import (
     LEARNING_RATE,
     REG,
     FitSummary,
+    Member,
     ModelSpec,
     Plot,
     round1,
@@ -57,6 +58,18 @@ class LinearSpec(ModelSpec):
 
     def check(self, model):
         model._check_params()
+
+    def stored(self, model):
+        """Weights (D, C) and biases (C,) float32, labels (C,), the loss histories."""
+        return {
+            "W_": Member(("D", "C")),
+            "b_": Member(("C",)),
+            "classes_": Member(("C",), "iu"),
+            "loss_history_": Member((None,), finite=False),
+            "epoch_loss": Member((None,), finite=False),
+            "train_acc": Member((None,), finite=False),
+            "val_acc": Member((None,), finite=False),
+        }
 
     def plots(self, model, fitted: FitSummary):
         """The weights as one template image per class."""

@@ -17,6 +17,7 @@ from chainrule.models.spec import (
     SCHEDULE,
     WEIGHT_DECAY,
     FitSummary,
+    Member,
     ModelSpec,
     Option,
     Plot,
@@ -77,6 +78,28 @@ class TwoLayerSpec(ModelSpec):
 
     def check(self, model):
         model._check_hyperparameters()
+
+    def stored(self, model):
+        """The parameters of the network ``_build_network`` makes, by their names in its
+        ``Sequential`` (Linear, [BatchNorm1d], ReLU, [Dropout] per hidden layer, then the
+        output Linear), the labels and the feature count."""
+        dims, p, bn = model._architecture()
+        members = {"classes_": Member(("C",), "iu"), "n_features_in_": Member((), "iu", value="D")}
+        index, d_in = 0, "D"
+        for d in dims:
+            members[f"net.{index}.weight"] = Member((d_in, d))
+            if not bn:  # the bias before batch norm would be cancelled by it
+                members[f"net.{index}.bias"] = Member((d,))
+            index += 1
+            if bn:
+                for key in ("weight", "bias", "running_mean", "running_var"):
+                    members[f"net.{index}.{key}"] = Member((d,))
+                index += 1
+            index += 2 if p > 0 else 1  # ReLU and Dropout hold nothing
+            d_in = d
+        members[f"net.{index}.weight"] = Member((d_in, "C"))
+        members[f"net.{index}.bias"] = Member(("C",))
+        return members
 
     def plots(self, model, fitted: FitSummary):
         """The first layer's weights as one image per hidden unit."""

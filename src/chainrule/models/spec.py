@@ -71,6 +71,7 @@ __all__ = [
     "LAYOUTS",
     "DataSummary",
     "FitSummary",
+    "Member",
     "ModelSpec",
     "Option",
     "Plot",
@@ -226,6 +227,33 @@ class Plot:
     kwargs: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Member:
+    """One array that a model file keeps of a fitted model (``model/<name>``).
+
+    A family declares its members (:meth:`ModelSpec.stored`) so that a model file is
+    checked before anything it claims is allocated: no member the family does not
+    declare, each with the declared number of dimensions and dtype, sizes that agree with
+    each other and with the hyperparameters.
+
+    shape : one entry per dimension: an int (that size exactly, e.g. from a
+        hyperparameter), a name (``"D"``, ``"C"``, ``"N"``: the same size wherever the
+        name appears in the file) or None (any size)
+    kinds : the dtype kinds allowed (``numpy.dtype.kind``): ``"f"`` float, ``"i"`` signed
+        and ``"u"`` unsigned integer, ``"b"`` bool, ``"U"`` text
+    finite : float values must be finite (weights); False for records such as histories
+    value : for a scalar integer member, the size name its value must equal
+        (``n_features_in_`` is ``"D"``, the rows of the first weight matrix)
+    required : a file without it is damaged
+    """
+
+    shape: tuple = ()
+    kinds: str = "f"
+    finite: bool = True
+    value: str | None = None
+    required: bool = True
+
+
 # -- the spec -------------------------------------------------------------------------------
 
 
@@ -319,6 +347,17 @@ class ModelSpec:
         """Refuse bad hyperparameters of an unfitted ``model`` before any work."""
 
     # -- after fitting --------------------------------------------------------------------
+
+    def stored(self, model) -> dict[str, Member] | None:
+        """The arrays a model file keeps of ``model`` (name -> `Member`), or None when the
+        family declares none (its files then get only the checks every file gets).
+
+        ``model`` is an unfitted estimator built from the file's hyperparameters and
+        accepted by :meth:`check`, so the declaration may use its hyperparameters (the
+        hidden sizes of a network) but allocates nothing. ``save_model`` refuses a state
+        that breaks the declaration, so what is written is what will be read.
+        """
+        return None
 
     def plots(self, model, fitted: FitSummary) -> list[Plot]:
         """The family's own plots of a fitted ``model`` (the loss curve, search and

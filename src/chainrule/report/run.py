@@ -23,15 +23,12 @@ from chainrule._files import atomic_write
 
 __all__ = [
     "METRICS_FILE",
-    "MODEL_FILE",
     "RunFolder",
     "default_run_dir",
-    "find_model_file",
     "to_jsonable",
 ]
 
 METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.npz"
 
 
 def to_jsonable(value: Any) -> Any:
@@ -132,40 +129,3 @@ class RunFolder:
             return None
         self.plots.append(name)
         return path
-
-
-def find_model_file(run: str | os.PathLike, name: str | None = None) -> Path:
-    """The model file of a run: ``run`` itself if it is a file, else the folder's model.
-
-    In a folder, ``name`` picks ``<name>.npz`` (a model of a comparison run); without it the
-    folder's ``model.npz`` is used, or its only model file. Raises ``FileNotFoundError``
-    or ``ValueError`` with a message that lists the choices.
-    """
-    run = Path(run)
-    if not run.exists():
-        raise FileNotFoundError(f"no run folder or model file {str(run)!r}")
-    if run.is_file():
-        if name is not None:
-            raise ValueError(f"{run} is a model file; --model applies to run folders only")
-        return run
-    candidates = sorted(
-        p.name
-        for p in run.glob("*.npz")
-        if p.is_file() and not p.name.startswith((".", "checkpoint"))
-    )
-    if name is not None:
-        wanted = name if name.endswith(".npz") else f"{name}.npz"
-        if wanted in candidates:
-            return run / wanted
-        raise FileNotFoundError(
-            f"run folder {run} has no model {wanted!r}"
-            + (f"; it has {', '.join(candidates)}" if candidates else "")
-        )
-    if MODEL_FILE in candidates:
-        return run / MODEL_FILE
-    if len(candidates) == 1:
-        return run / candidates[0]
-    if not candidates:
-        raise FileNotFoundError(f"run folder {run} has no model file (*.npz)")
-    names = ", ".join(c[: -len(".npz")] for c in candidates)
-    raise ValueError(f"run folder {run} holds several models ({names}); pick one with --model")
