@@ -36,6 +36,7 @@ from typing import IO, Any
 import numpy as np
 
 from chainrule._files import atomic_write
+from chainrule._memory import physical_memory
 from chainrule.models._layout import (
     PREPROCESSING,
     check_layout,
@@ -288,14 +289,6 @@ def _check_state(name: str, spec, model, state: dict[str, np.ndarray]) -> None:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _memory_limit() -> int:
-    """This machine's physical memory in bytes (64 GiB where it cannot be told)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return 64 << 30
-
-
 def _open_file(path: Path) -> IO[bytes]:
     return open(path, "rb")
 
@@ -322,7 +315,7 @@ def load_model(path, model: str | None = None, *, max_bytes: int | None = None) 
     """
     path = find_model_file(path, model)
     where = f"model file {str(path)!r}"
-    limit = _memory_limit() if max_bytes is None else int(max_bytes)
+    limit = physical_memory() if max_bytes is None else int(max_bytes)
     try:
         f = _open_file(path)
     except PermissionError:

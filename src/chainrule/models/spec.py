@@ -346,6 +346,13 @@ class ModelSpec:
     def check(self, model) -> None:
         """Refuse bad hyperparameters of an unfitted ``model`` before any work."""
 
+    def memory(self, model, data: DataSummary) -> int | None:
+        """At least how many bytes fitting the unfitted ``model`` on ``data`` takes besides
+        the data itself (parameters, gradients, optimizer state, activations), or None
+        when the family does not estimate it. A lower bound: the experiment refuses
+        settings whose bound exceeds the machine's memory before allocating anything."""
+        return None
+
     # -- after fitting --------------------------------------------------------------------
 
     def stored(self, model) -> dict[str, Member] | None:
