@@ -339,7 +339,7 @@ def test_resume_an_interrupted_run_gives_the_uninterrupted_model(tmp_path, capsy
     assert code == 130
     assert (tmp_path / "cut" / "checkpoint.npz").exists()
     assert not (tmp_path / "cut" / "model.npz").exists()
-    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "running"
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
 
     code, _, _ = cli(capsys, "train", "--resume", tmp_path / "cut", "--quiet")

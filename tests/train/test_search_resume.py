@@ -1,6 +1,6 @@
 """An interrupted search continues from the trials its run folder recorded: with
 ``--resume``, or run again into the same folder with the same arguments; never from the
-trials of a run with other arguments."""
+trials of a run with other arguments (which replaces the run only with ``--force``)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def interrupted(tmp_path, trials, capsys, extra=()):
     assert main([*SVM, *extra, "--out", str(run)]) == 130
     assert "interrupted" in capsys.readouterr().err
     cut = metrics(run)
-    assert cut["status"] == "running" and "params" not in cut
+    assert cut["status"] == "interrupted" and "params" not in cut
     assert len(cut["search_trials"]) == 3  # each finished trial was recorded as it came
     trials.n, trials.stop_at = 0, None
     return run, cut
@@ -99,7 +99,9 @@ def test_running_again_with_the_same_arguments_continues(tmp_path, trials, capsy
 
 def test_other_arguments_start_the_search_afresh(tmp_path, trials, capsys, whole):
     run, _ = interrupted(tmp_path, trials, capsys)
-    assert main([*SVM, "--seed", "1", "--out", str(run)]) == 0
+    assert main([*SVM, "--seed", "1", "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*SVM, "--seed", "1", "--out", str(run), "--force"]) == 0
     assert trials.n == len(whole[0]["search"]["results"])  # every trial, none taken over
     assert metrics(run)["args"]["seed"] == 1
 

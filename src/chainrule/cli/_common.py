@@ -366,7 +366,12 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
 
 
 def check_out_dir(path: str | os.PathLike) -> Path:
+    """``--out``: a folder, or a path whose nearest existing part is a folder."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CommandError(f"--out {path} exists and is not a folder")
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "exists and is not a folder" if part == path else "is not a folder"
+                raise CommandError(f"--out {path}: {part} {where}")
+            break
     return path

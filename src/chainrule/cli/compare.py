@@ -53,6 +53,11 @@ def add_arguments(parser) -> None:
         "--out", metavar="RUN_DIR", help="run folder to write (default runs/compare-<time>)"
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the run in --out (only a chainrule run folder is cleared)",
+    )
+    parser.add_argument(
         "--val-fraction",
         type=fraction,
         default=0.2,
@@ -64,46 +69,20 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    with cluster_client(args) as client:
-        return compare(args, client)
-
-
-def compare(args, client) -> int:
-    """Train and compare the models; ``client``: the Dask cluster of the searches, or None."""
-    from chainrule.experiment import Trial, compare_output, comparison_record, run_trial
-    from chainrule.report.run import RunFolder, default_run_dir
+    from chainrule.experiment import open_run
+    from chainrule.report.run import default_run_dir
 
     start = time.perf_counter()
     names = parse_models(args.models)
     if args.val_fraction <= 0:
         raise CommandError("compare needs a validation split: --val-fraction must be above 0")
     out = check_out_dir(args.out) if args.out else default_run_dir("compare")
-    progress = not args.quiet
-    data = prepare_data(args, progress, test=True)
-    folder = RunFolder(out)
-    n_train, n_val, n_test = data.size("train"), data.size("val"), data.size("test")
-    info(
-        args,
-        f"data: {args.data}, {n_train} train, {n_val} validation, {n_test} test images of "
-        f"shape {data.image_shape}, {len(data.classes)} classes",
-    )
-    results = []
-    for i, name in enumerate(names, 1):
-        info(args, f"[{i}/{len(names)}] {name}")
-        # verbose=False: one line per epoch of every network would bury the table
-        trial = Trial(name, search=args.search, seed=args.seed, verbose=False, progress=progress)
-        with user_errors():
-            result = run_trial(trial, data, compare_output(folder, name, data), client=client)
-        results.append(result)
-        val, test = fmt_acc(result.val_accuracy), fmt_acc(result.test_accuracy)
-        info(args, f"      {name}: validation {val}, test {test}")
-
+    with user_errors():
+        folder = open_run(out, force=args.force)
+    with folder, cluster_client(args) as client:
+        data = prepare_data(args, not args.quiet, test=True)
+        results = compare(args, names, data, folder, client)
     total = time.perf_counter() - start
-    metrics = comparison_record(data, results, search=args.search)
-    metrics.update(
-        {"total_time_s": total, "plots": folder.plots, "plot_errors": folder.plot_errors}
-    )
-    folder.write_metrics(metrics)
     rows = [
         [
             r.model,
@@ -115,6 +94,7 @@ def compare(args, client) -> int:
         ]
         for r in results
     ]
+    n_train, n_val, n_test = data.size("train"), data.size("val"), data.size("test")
     where = "test" if data.has("test") else "validation"
     n_test_text = f"{n_test} test images" if data.has("test") else "no test split"
     print(
@@ -128,3 +108,44 @@ def compare(args, client) -> int:
     for plot, err in folder.plot_errors.items():
         print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
     return 0
+
+
+def compare(args, names: list[str], data, folder, client=None) -> list:
+    """Run one trial per model into ``folder``, recording the comparison's progress in its
+    ``metrics.json``; returns the results. ``client``: the Dask cluster of the searches,
+    or None."""
+    from chainrule.experiment import Trial, compare_output, comparison_record, recording, run_trial
+
+    start = time.perf_counter()
+    info(
+        args,
+        f"data: {args.data}, {data.size('train')} train, {data.size('val')} validation, "
+        f"{data.size('test')} test images of shape {data.image_shape}, "
+        f"{len(data.classes)} classes",
+    )
+    progress = not args.quiet
+    results = []
+    metrics = comparison_record(data, results, search=args.search)
+    with recording(folder, metrics, getattr(args, "command_line", None)):
+        for i, name in enumerate(names, 1):
+            info(args, f"[{i}/{len(names)}] {name}")
+            # verbose=False: one line per epoch of every network would bury the table
+            trial = Trial(
+                name, search=args.search, seed=args.seed, verbose=False, progress=progress
+            )
+            with user_errors():
+                result = run_trial(trial, data, compare_output(folder, name, data), client=client)
+            results.append(result)
+            val, test = fmt_acc(result.val_accuracy), fmt_acc(result.test_accuracy)
+            info(args, f"      {name}: validation {val}, test {test}")
+        metrics.update(comparison_record(data, results, search=args.search))
+        metrics.update(
+            {
+                "status": "done",
+                "total_time_s": time.perf_counter() - start,
+                "plots": folder.plots,
+                "plot_errors": folder.plot_errors,
+            }
+        )
+        folder.write_metrics(metrics)
+    return results

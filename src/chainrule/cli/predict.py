@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="RUN_DIR is a file written by chainrule export: run it with ONNX Runtime",
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress output (predict shows none)"
+    )
 
 
 def read_for_model(loaded, paths: list[str]) -> np.ndarray:

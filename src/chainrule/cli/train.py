@@ -1,7 +1,8 @@
 """``chainrule train MODEL --data ... --out RUN_DIR [hyperparameters]``: train one model.
 
 Writes ``RUN_DIR/model.npz`` (the model with its preprocessing and class names),
-``RUN_DIR/metrics.json`` (settings, accuracies, timings, histories) and plots. What a run
+``RUN_DIR/metrics.json`` (settings, accuracies, timings, histories) and plots into a new
+or empty folder (``--force`` replaces a run folder's contents). What a run
 does (defaults for the data, tuning, fitting, evaluation, files) is decided by the
 experiment layer (``chainrule.experiment``) from the model's spec; this module reads the
 arguments and shows the result. The options that set hyperparameters come from the
@@ -47,6 +48,11 @@ def add_arguments(parser) -> None:
     )
     add_data_arguments(parser)
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder to write (required)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the run in --out (only a chainrule run folder is cleared)",
+    )
     parser.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -109,27 +115,23 @@ def run(args) -> int:
     if not args.out:
         raise CommandError("--out RUN_DIR is required (the folder to write the model into)")
     check_out_dir(args.out)
-    return train_and_report(args, trial_from_args(args), args.out)
-
-
-def resume(args) -> int:
-    """Continue the interrupted run in ``args.resume`` with its recorded arguments and
-    the settings it had chosen."""
-    from chainrule.experiment import interrupted_run
+    trial = trial_from_args(args)
+    check(args, trial)
+    from chainrule.experiment import open_run
 
     with user_errors():
-        stored, params = interrupted_run(args.resume, args.model)
-    for key in saved_args():
-        setattr(args, key, stored.get(key))
-    args.out = args.resume
-    trial = trial_from_args(args, resume=True)
-    if params is not None:
-        # The settings the interrupted run had chosen (after any search), as they were.
-        trial = dataclasses.replace(trial, params=params, sources={}, tune=False)
-    return train_and_report(args, trial, args.resume)
+        folder = open_run(args.out, force=args.force, args=recorded_args(args))
+    with folder:
+        return train_and_report(args, trial, folder)
 
 
-def train_and_report(args, trial, out) -> int:
+def recorded_args(args) -> dict:
+    """The record of the arguments a run keeps (what a resume restores)."""
+    return {k: getattr(args, k, None) for k in saved_args()}
+
+
+def check(args, trial) -> None:
+    """Refuse settings that cannot run before anything is loaded or written."""
     from chainrule.experiment import check_trial
 
     spec = model_spec(trial.model)
@@ -137,25 +139,73 @@ def train_and_report(args, trial, out) -> int:
         raise CommandError("--search needs a validation split; use --val-fraction > 0")
     with user_errors():
         check_trial(trial, validation=args.val_fraction > 0)
-    with cluster_client(args) as client:
-        return train_with(args, trial, out, client)
 
 
-def train_with(args, trial, out, client) -> int:
-    """Load the data, train into ``out`` (the search's trials on ``client``), report."""
+def restore_args(args, stored: dict, where) -> None:
+    """Set ``args`` to the arguments an interrupted run recorded, each checked as the
+    command line would check it (a damaged record is one line, not a traceback)."""
+    expected = {
+        "data": (str,),
+        "cache_dir": (str, type(None)),
+        "val_fraction": (float, int),
+        "seed": (int,),
+        "search": (bool,),
+    }
+    for key in saved_args():
+        if key == "model" or key not in stored:
+            continue  # the model was checked; a missing entry keeps its default
+        value = stored[key]
+        kinds = expected.get(key, (str, int, float, bool, list, type(None)))
+        bad = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        if key == "val_fraction" and not bad:
+            bad = not 0.0 <= value < 1.0
+        if bad:
+            raise CommandError(
+                f"cannot resume {where}: its metrics.json is damaged ({key} is {value!r})"
+            )
+        setattr(args, key, value)
+    args.model = stored["model"]
+
+
+def resume(args) -> int:
+    """Continue the interrupted run in ``args.resume`` with its recorded arguments and
+    the settings it had chosen."""
+    from chainrule.experiment import interrupted_run, open_run
+
+    with user_errors():
+        folder = open_run(args.resume, resume=True)
+    with folder:
+        with user_errors():
+            stored, params = interrupted_run(folder, args.model)
+        restore_args(args, stored, args.resume)
+        args.out = args.resume
+        trial = trial_from_args(args, resume=True)
+        if params is not None:
+            # The settings the interrupted run had chosen (after any search), as they were.
+            trial = dataclasses.replace(trial, params=params, sources={}, tune=False)
+        check(args, trial)
+        return train_and_report(args, trial, folder)
+
+
+def train_and_report(args, trial, folder) -> int:
+    """Load the data, train into ``folder`` (the search's trials on the cluster of
+    ``--workers``/``--scheduler``), report."""
     from chainrule.experiment import train_run
 
     spec = model_spec(trial.model)
-    data = prepare_data(args, progress=not args.quiet)
-    n_train, n_val = data.size("train"), data.size("val")
-    info(
-        args,
-        f"{trial.model}: {n_train} training images"
-        + (f", {n_val} validation images" if n_val else ", no validation split"),
-    )
-    record = {k: getattr(args, k, None) for k in saved_args()}
-    with user_errors():
-        result, folder = train_run(trial, data, out, args=record, client=client)
+    with cluster_client(args) as client:
+        data = prepare_data(args, progress=not args.quiet)
+        n_train, n_val = data.size("train"), data.size("val")
+        info(
+            args,
+            f"{trial.model}: {n_train} training images"
+            + (f", {n_val} validation images" if n_val else ", no validation split"),
+        )
+        with user_errors():
+            result, folder = train_run(
+                trial, data, folder, args=recorded_args(args), client=client,
+                command_line=getattr(args, "command_line", None),
+            )  # fmt: skip
 
     print(f"model:      {trial.model} {spec.describe(result.params)}")
     print(f"data:       {args.data} ({n_train} train, {n_val} validation images)")

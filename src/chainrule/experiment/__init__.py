@@ -8,8 +8,9 @@ defaults for the data -> given values -> the family's own tuning or a grid searc
 (or keep the model the search already fitted) -> evaluate -> save -> plot.
 
 `TrialData` holds the splits and their preprocessing, in the input layout each model
-wants. `train_run` and `comparison_record` keep the run folders of ``chainrule train``
-and ``chainrule compare``. Nothing here knows a model by name.
+wants. `open_run`, `train_run`, `recording` and `comparison_record` keep the run folders
+of ``chainrule train`` and ``chainrule compare`` (one run per folder, locked while it
+runs, its status recorded). Nothing here knows a model by name.
 """
 
 from chainrule.experiment.data import TrialData
@@ -18,6 +19,8 @@ from chainrule.experiment.runs import (
     compare_output,
     comparison_record,
     interrupted_run,
+    open_run,
+    recording,
     resumable_models,
     train_run,
 )
@@ -44,6 +47,8 @@ __all__ = [
     "comparison_record",
     "finish",
     "interrupted_run",
+    "open_run",
+    "recording",
     "resumable_models",
     "run_trial",
     "train_run",

@@ -15,12 +15,14 @@ chosen settings before fitting, so that an interrupted run can resume with them)
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from chainrule._memory import format_bytes, physical_memory
 from chainrule.experiment.data import TrialData
 from chainrule.experiment.records import Result, Trial
 from chainrule.models.registry import get_model_class, get_model_spec
@@ -33,11 +35,14 @@ __all__ = [
     "ExperimentError",
     "Output",
     "Settings",
+    "check_memory",
     "check_trial",
+    "checkpoint_settings",
     "choose_settings",
     "finish",
     "fit_model",
     "run_trial",
+    "starting_params",
 ]
 
 # Below this many input values (rows x features) a data set counts as small.
@@ -145,20 +150,53 @@ def blas_threads_for(X: np.ndarray):
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def summary_of(spec: ModelSpec, data: TrialData) -> DataSummary:
+    """The training split as the spec sees it (in its input layout)."""
+    X = data.inputs(spec.input_layout, "train")
+    return DataSummary.of(X, len(data.classes), data.image_shape)
+
+
+def check_memory(spec: ModelSpec, model, summary: DataSummary) -> None:
+    """Refuse settings whose training needs more memory than the machine has (by the
+    spec's lower bound), before anything is allocated."""
+    need = spec.memory(model, summary)
+    have = physical_memory()
+    if need is not None and need > have:
+        raise ExperimentError(
+            f"{spec.name} with {spec.describe(model.get_params())} needs at least "
+            f"{format_bytes(need)} of memory to train on {summary.n_features} features, "
+            f"more than this machine's {format_bytes(have)}"
+        )
+
+
+def _images(n: int) -> str:
+    return f"{n} training image{'' if n == 1 else 's'}"
+
+
 # -- choosing the settings ----------------------------------------------------------------
 
 
 def initial_params(trial: Trial, spec: ModelSpec, data: TrialData) -> dict:
     """The spec's defaults for the data, the seed, the values given, the verbosity."""
     known = set(spec.param_names())
-    X = data.inputs(spec.input_layout, "train")
-    summary = DataSummary.of(X, len(data.classes), data.image_shape)
+    summary = summary_of(spec, data)
     params = {k: v for k, v in spec.defaults(summary).items() if k in known}
     if "random_state" in known:
         params["random_state"] = trial.seed
     params.update(trial.params)
     if "verbose" in known:
         params["verbose"] = bool(trial.verbose)
+    return params
+
+
+def starting_params(trial: Trial, data: TrialData) -> dict:
+    """The trial's settings before any tuning, checked: they build a model, and its
+    training fits in memory. Cheap: a run checks them before it records anything."""
+    check_trial(trial, validation=data.has("val"))
+    spec = spec_of(trial.model)
+    params = initial_params(trial, spec, data)
+    model = build(spec, params, trial.sources)  # a default that does not fit fails here
+    check_memory(spec, model, summary_of(spec, data))
     return params
 
 
@@ -172,19 +210,20 @@ def choose_settings(
     skips the trials ``recorded`` by an earlier run of it and calls ``on_result(row)`` as
     each trial finishes (see ``chainrule.train.grid_search``).
     """
-    check_trial(trial, validation=data.has("val"))
-    spec = spec_of(trial.model)
-    params = initial_params(trial, spec, data)
-    build(spec, params, trial.sources)  # a default that does not fit fails before any work
+    params = starting_params(trial, data)
     if not trial.tune:
         return Settings(params)
+    spec = spec_of(trial.model)
     X = data.inputs(spec.input_layout, "train")
     y = data.labels("train")
     with blas_threads_for(X):
-        own = spec.tune(
-            params, dict(trial.params), X, y, search=trial.search, seed=trial.seed,
-            progress=trial.progress,
-        )  # fmt: skip
+        try:
+            own = spec.tune(
+                params, dict(trial.params), X, y, search=trial.search, seed=trial.seed,
+                progress=trial.progress,
+            )  # fmt: skip
+        except (ValueError, TypeError) as e:  # the family's refusal of this data
+            raise ExperimentError(f"{spec.name} on {_images(len(y))}: {e}") from None
         if own is not None:
             params, records = own
             return Settings(params, to_jsonable(records))
@@ -207,11 +246,14 @@ def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: Tria
         raise ExperimentError(f"model {spec.name} has no search grid; leave out the search")
     layout = spec.input_layout
     start = time.perf_counter()
-    result = grid_search(
-        template, data.inputs(layout, "train"), data.labels("train"),
-        data.inputs(layout, "val"), data.labels("val"), grid, verbose=trial.progress,
-        refit=spec.reuse_search_fit, **where,
-    )  # fmt: skip
+    try:
+        result = grid_search(
+            template, data.inputs(layout, "train"), data.labels("train"),
+            data.inputs(layout, "val"), data.labels("val"), grid, verbose=trial.progress,
+            refit=spec.reuse_search_fit, **where,
+        )  # fmt: skip
+    except (FloatingPointError, ValueError, TypeError) as e:
+        raise ExperimentError(f"search for {spec.name}: {e}") from None
     record = {
         "grid": grid,
         "results": result.results,
@@ -229,18 +271,38 @@ def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: Tria
 # -- fitting, evaluating --------------------------------------------------------------------
 
 
-def fit_model(spec: ModelSpec, params: dict, data: TrialData, *, checkpoint_dir=None, resume=False):
+def checkpoint_settings(data: TrialData, seed: int) -> dict:
+    """What a checkpoint records of the run besides the model's own hyperparameters: the
+    data (source, split, sizes) and the trial's seed. A resume with other data or another
+    seed is refused instead of continuing another run."""
+    return {
+        "data": str(data.source.get("name")),
+        "val_fraction": data.source.get("val_fraction"),
+        "split_seed": data.source.get("seed"),
+        "n_train": data.size("train"),
+        "n_val": data.size("val"),
+        "classes": list(data.classes),
+        "seed": seed,
+    }
+
+
+def fit_model(
+    spec: ModelSpec, params: dict, data: TrialData, *, checkpoint_dir=None, resume=False, seed=0
+):
     """Build and fit the model on the training split; returns ``(model, fit_seconds)``.
 
     ``fit`` gets the validation split and the checkpoint folder where the spec says it
-    takes them.
+    takes them, and the run's `checkpoint_settings` where it records them.
     """
     model = build(spec, params)
+    check_memory(spec, model, summary_of(spec, data))
     kwargs: dict[str, Any] = {}
     if spec.fit_validation and data.has("val"):
         kwargs.update(X_val=data.inputs(spec.input_layout, "val"), y_val=data.labels("val"))
     if spec.checkpoints and checkpoint_dir is not None:
         kwargs.update(checkpoint_dir=checkpoint_dir, resume=resume)
+        if "checkpoint_settings" in inspect.signature(model.fit).parameters:
+            kwargs["checkpoint_settings"] = checkpoint_settings(data, seed)
     X = data.inputs(spec.input_layout, "train")
     start = time.perf_counter()
     try:
@@ -308,8 +370,9 @@ def finish(trial: Trial, data: TrialData, settings: Settings, output: Output | N
         else:
             folder = output.folder.path if output is not None and output.checkpoints else None
             model, fit_time = fit_model(
-                spec, settings.params, data, checkpoint_dir=folder, resume=trial.resume
-            )
+                spec, settings.params, data, checkpoint_dir=folder, resume=trial.resume,
+                seed=trial.seed,
+            )  # fmt: skip
         scores = evaluate(model, spec.input_layout, data, trial.seed)
     result = Result(
         model=spec.name,
