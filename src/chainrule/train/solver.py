@@ -415,12 +415,12 @@ class Solver:
             unit="img",
             leave=False,
             dynamic_ncols=True,
+            smoothing=0,  # the epoch's average speed, as its summary line gives it
         )
 
     def _train_epoch(self, run_bar) -> tuple[list[float], int]:
         """One pass over the shuffled training rows; returns (losses, rows seen)."""
         n = self.X_train.shape[0]
-        t0 = time.perf_counter()
         order = self.rng.permutation(n)
         batches = _batch_slices(n, self.batch_size)
         bar = self._epoch_bar(n)
@@ -436,8 +436,7 @@ class Solver:
                 if bar is not None:
                     bar.update(len(idx))
                     if k % 10 == 0 or k == len(batches) - 1:
-                        rate = seen / max(time.perf_counter() - t0, 1e-9)
-                        bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{rate:.0f}")
+                        bar.set_postfix(loss=f"{losses[-1]:.3f}")
         finally:
             if bar is not None:
                 bar.close()
