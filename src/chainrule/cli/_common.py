@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -279,21 +278,6 @@ def load_trained(run: str, model: str | None = None):
 
 
 # -- running -------------------------------------------------------------------------------
-
-
-@contextmanager
-def stopwatch():
-    """``with stopwatch() as t: ...`` then ``t()`` is the seconds the block took."""
-    start = time.perf_counter()
-    end = None
-
-    def elapsed() -> float:
-        return (end if end is not None else time.perf_counter()) - start
-
-    try:
-        yield elapsed
-    finally:
-        end = time.perf_counter()
 
 
 def progress_enabled(args) -> bool:
