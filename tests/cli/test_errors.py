@@ -117,6 +117,17 @@ def test_a_disk_full_while_saving_is_one_line(tmp_path, capsys, monkeypatch):
     one_line_error(code, err, "No space left on device", "model.npz")
 
 
+def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
+    import chainrule.cli.evaluate as evaluate
+
+    def exhausted(args):
+        raise MemoryError("Unable to allocate 47.7 GiB for an array with shape (64, 100000000)")
+
+    monkeypatch.setattr(evaluate, "run", exhausted)
+    code, _, err = cli(capsys, "eval", tmp_path)
+    one_line_error(code, err, "out of memory: Unable to allocate 47.7 GiB")
+
+
 def test_a_bug_still_shows_its_traceback(monkeypatch, tmp_path):
     import chainrule.cli.evaluate as evaluate
 
