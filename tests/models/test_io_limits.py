@@ -362,3 +362,10 @@ def test_json_nested_beyond_the_parser_is_damaged(tmp_path, svm_file):
     write_zip(tmp_path / "deep.npz", arrays)
     with pytest.raises(ValueError, match="'params_json' is not valid JSON"):
         load_model(tmp_path / "deep.npz")
+
+
+def test_unknown_members_are_refused_from_the_directory_alone(tmp_path, svm_file):
+    lie = {"model/extra.npy": npy_header((10**7, 10**7)) + b"\0" * 64}
+    write_zip(tmp_path / "m.npz", members(svm_file), raw=lie)
+    with pytest.raises(ValueError, match="unknown member 'model/extra'"):
+        load_model(tmp_path / "m.npz")

@@ -15,7 +15,13 @@ import numpy as np
 
 from chainrule.models.spec import Member
 
-__all__ = ["PREPROCESSING", "check_layout", "check_values", "declared_members"]
+__all__ = [
+    "PREPROCESSING",
+    "any_members",
+    "check_layout",
+    "check_values",
+    "declared_members",
+]
 
 
 def _shape_text(dims, sizes: dict) -> str:
@@ -93,9 +99,13 @@ PREPROCESSING = {
 
 
 def declared_members(spec, model, headers: dict) -> dict[str, Member]:
-    """The family's declaration, or (for a family that declares none) any arrays of
-    numbers or text as they are, floats finite."""
+    """The family's declaration (``spec.stored(model)``), or for a family that declares
+    none, the arrays of ``headers`` (name -> anything with ``shape``) as they are: numbers
+    or text of any size, floats finite."""
     declared = spec.stored(model)
-    if declared is None:
-        return {k: Member((None,) * len(h.shape), "biufU") for k, h in headers.items()}
-    return declared
+    return any_members(headers) if declared is None else declared
+
+
+def any_members(headers: dict) -> dict[str, Member]:
+    """The arrays of ``headers`` as they are: numbers or text of any size, floats finite."""
+    return {k: Member((None,) * len(h.shape), "biufU") for k, h in headers.items()}

@@ -39,6 +39,7 @@ from chainrule._files import atomic_write
 from chainrule._memory import physical_memory
 from chainrule.models._layout import (
     PREPROCESSING,
+    any_members,
     check_layout,
     check_values,
     declared_members,
@@ -390,28 +391,36 @@ def _read_model_class(archive: NpzArchive, where: str) -> str:
     return name
 
 
-def _member_headers(archive: NpzArchive, where: str) -> dict[str, dict]:
-    """``{"model/": {key: Header}, "prep/": {...}}``; any other member is refused."""
+def _member_names(archive: NpzArchive, where: str) -> dict[str, list[str]]:
+    """``{"model/": [key, ...], "prep/": [...]}`` from the zip directory alone; any other
+    member is refused."""
     if archive.others:
         raise ValueError(f"{where} has an unknown member {archive.others[0]!r}")
-    parts: dict[str, dict] = {"model/": {}, "prep/": {}}
+    parts: dict[str, list[str]] = {"model/": [], "prep/": []}
     for key in archive.names:
         if key in _HEADER_MEMBERS:
             continue
         prefix = key[: key.find("/") + 1]
         if prefix not in parts:
             raise ValueError(f"{where} has an unknown member {key!r}")
-        parts[prefix][key[len(prefix) :]] = archive.header(key)
+        parts[prefix].append(key[len(prefix) :])
     return parts
 
 
-def _read_states(archive, where, headers, declared, limit) -> dict[str, dict]:
-    """The arrays of the ``model/`` and ``prep/`` parts, each part checked against its
-    declaration before anything is read, and their total size against ``limit``."""
-    for prefix, part in headers.items():
-        unknown = [k for k in part if k not in declared[prefix]]
+def _check_names(names: dict[str, list[str]], declared: dict, where: str) -> None:
+    """Refuse a member that a declaration (None: no declaration) does not name."""
+    for prefix, keys in names.items():
+        if declared[prefix] is None:
+            continue
+        unknown = [k for k in keys if k not in declared[prefix]]
         if unknown:
             raise ValueError(f"{where} has an unknown member {prefix + unknown[0]!r}")
+
+
+def _read_states(archive, where, headers, declared, limit) -> dict[str, dict]:
+    """The arrays of the ``model/`` and ``prep/`` parts, each part's headers checked
+    against its declaration before anything is read, and their total size against
+    ``limit``."""
     try:
         sizes = {p: check_layout(headers[p], declared[p], p) for p in headers}
     except ValueError as e:
@@ -456,16 +465,17 @@ def _read_model(archive: NpzArchive, path: Path, where: str, limit: int) -> Load
     extra = _read_json(archive, "extra_json", where) if "extra_json" in archive.names else {}
     if not isinstance(params, dict) or not isinstance(classes, list):
         raise ValueError(f"{where} is damaged: bad params or class names")
-    headers = _member_headers(archive, where)
+    names = _member_names(archive, where)
     try:
         model = cls(**params)  # hyperparameters only: nothing is allocated yet
         spec.check(model)
-        declared = {
-            "model/": declared_members(spec, model, headers["model/"]),
-            "prep/": PREPROCESSING if headers["prep/"] else {},
-        }
+        declared = {"model/": spec.stored(model), "prep/": PREPROCESSING if names["prep/"] else {}}
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: its hyperparameters do not fit {cls.__name__} ({e})") from None
+    _check_names(names, declared, where)  # before any member's header is read
+    headers = {p: {k: archive.header(p + k) for k in keys} for p, keys in names.items()}
+    if declared["model/"] is None:
+        declared["model/"] = any_members(headers["model/"])
     states = _read_states(archive, where, headers, declared, limit)
     try:
         model._load_state_dict(states["model/"])
