@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.abc
+import importlib.util
 import json
 import re
 import sys
@@ -35,10 +36,13 @@ def test_quiet_is_accepted_by_every_command(svm_run, tmp_path, capsys):
         "train": ["train", "svm", "--epochs", "1", "--out", tmp_path / "t"],
         "eval": ["eval", svm_run],
         "predict": ["predict", svm_run, image],
+        "export": ["export", svm_run, "--out", tmp_path / "svm.onnx"],
     }
     for name in COMMANDS:
         if name == "graph":  # its own module, with its own tests
             continue
+        if name == "export" and importlib.util.find_spec("onnx") is None:
+            continue  # an optional extra
         code = main([str(a) for a in runs[name]] + ["--quiet"])
         out, err = capsys.readouterr()
         assert code == 0, (name, err)

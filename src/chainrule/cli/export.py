@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
         default="auto",
         help="weights in FILE.data beside the model (default: when over 1 GiB)",
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress output (export shows none)"
+    )
 
 
 def _size(path) -> str:
