@@ -284,3 +284,16 @@ def test_the_same_command_again_continues_its_run_without_its_checkpoint(
     # a fit that is not a --resume started from nothing: the old checkpoint went first
     assert not (run / "checkpoint.npz").exists()
     assert metrics(run)["status"] == "interrupted"
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, capsys, monkeypatch):
+    restore = interrupt_at_epoch(monkeypatch, 2)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli(capsys, *NET, "--out", a)[0] == 130
+    other = [x if x != "5" else "6" for x in NET]  # another seed
+    assert cli(capsys, *other, "--out", b)[0] == 130
+    restore()
+    (a / "checkpoint.npz").replace(b / "checkpoint.npz")  # a checkpoint moved by hand
+    code, _, err = cli(capsys, "train", "--resume", b, "--quiet")
+    line = last_error(code, err)
+    assert "belongs to another run" in line and "seed" in line
