@@ -80,16 +80,17 @@ def test_out_inside_a_file_is_one_line(tmp_path, capsys):
     one_line_error(code, err, "afile", "not a folder")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
-def test_out_in_a_read_only_folder_is_one_line(tmp_path, capsys):
-    ro = tmp_path / "ro"
+def test_out_in_a_read_only_folder_is_one_line(unprivileged, capsys):
+    folder, run = unprivileged
+    ro = folder / "ro"
     ro.mkdir()
     ro.chmod(0o555)
-    try:
+
+    def check():
         code, _, err = cli(capsys, "train", "svm", "--out", ro / "x", "--quiet")
-    finally:
-        ro.chmod(0o755)
-    one_line_error(code, err, "ermission denied", str(ro / "x"))
+        one_line_error(code, err, "ermission denied", str(ro / "x"))
+
+    run(check)
 
 
 def test_an_os_error_while_writing_is_one_line(tmp_path, capsys, monkeypatch):

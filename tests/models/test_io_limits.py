@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 import tracemalloc
 import zipfile
@@ -292,14 +291,16 @@ def test_an_unreadable_file_says_permission_denied(svm_file, monkeypatch):
         load_model(svm_file)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads anything")
-def test_an_unreadable_file_on_disk_says_permission_denied(svm_file):
-    svm_file.chmod(0)
-    try:
+def test_an_unreadable_file_on_disk_says_permission_denied(unprivileged):
+    folder, run = unprivileged
+    path = save_model(folder / "svm.npz", fitted("svm"), classes=["a", "b", "c"])
+    path.chmod(0)
+
+    def check():
         with pytest.raises(PermissionError, match="permission denied"):
-            load_model(svm_file)
-    finally:
-        svm_file.chmod(0o644)
+            load_model(path)
+
+    run(check)
 
 
 # -- run folders --------------------------------------------------------------------------
