@@ -259,3 +259,59 @@ def test_numpy_arrays_and_numbers_on_either_side():
     expected = np.array([3.0, 4.0]) - 0.5 + 2**x.data * np.log(2) + 2 * x.data - 2
     np.testing.assert_allclose(x.grad, expected)
     assert (np.float64(2.0) * x).grad_fn is not None
+
+
+class _Mul3(Function):
+    """a * b with a third, constant argument: its gradients take the backward pass's
+    general loop over inputs, where the binary operators take the unrolled one."""
+
+    scalar_inputs = True
+
+    @staticmethod
+    def forward(ctx, a, b, _unused):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        need_a, need_b, _ = ctx.needs_input_grad
+        return (g * b if need_a else None), (g * a if need_b else None), None
+
+
+class _Add3(Function):
+    scalar_inputs = True
+
+    @staticmethod
+    def forward(ctx, a, b, _unused):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g, None
+
+
+def test_the_unrolled_binary_delivery_gives_exactly_what_the_general_loop_gives():
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(12)
+
+    def scalar_net(mul, add):
+        ws = [leaf(v) for v in values]
+        xs = [Tensor(v) for v in values[::-1]]  # inputs: no gradient wanted
+        hidden = []
+        for k in range(4):
+            act = ws[k]
+            for w, x in zip(ws[k : k + 9], xs):
+                act = add(act, mul(w, x))
+            hidden.append(act.relu())
+        out = hidden[0]
+        for h in hidden[1:]:
+            out = add(out, mul(h, h))  # forks: each hidden value is used twice
+        out = add(out, mul(ws[0], 0.5))
+        out.backward()
+        return [w.grad for w in ws]
+
+    unrolled = scalar_net(lambda a, b: a * b, lambda a, b: a + b)
+    general = scalar_net(lambda a, b: _Mul3.apply(a, b, None), lambda a, b: _Add3.apply(a, b, None))
+    assert [g.tobytes() for g in unrolled] == [g.tobytes() for g in general]
+    assert all(np.isfinite(g) for g in unrolled) and len({float(g) for g in unrolled}) > 4

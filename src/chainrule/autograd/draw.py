@@ -13,8 +13,9 @@ import os
 
 import numpy as np
 
+from chainrule.autograd import array_ops as _a
 from chainrule.autograd import ops as _ops
-from chainrule.autograd.engine import Tensor
+from chainrule.autograd.tensor import Tensor
 
 __all__ = ["draw_graph"]
 
@@ -39,16 +40,16 @@ _SYMBOLS = {
     _ops.Clip: "clip",
     _ops.Maximum: "max",
     _ops.Where: "where",
-    _ops.Sum: "sum",
-    _ops.Mean: "mean",
-    _ops.Max: "max",
-    _ops.Softmax: "softmax",
-    _ops.LogSoftmax: "log_softmax",
-    _ops.Reshape: "reshape",
-    _ops.Transpose: "transpose",
-    _ops.GetItem: "[ ]",
-    _ops.Concatenate: "concatenate",
-    _ops.Stack: "stack",
+    _a.Sum: "sum",
+    _a.Mean: "mean",
+    _a.Max: "max",
+    _a.Softmax: "softmax",
+    _a.LogSoftmax: "log_softmax",
+    _a.Reshape: "reshape",
+    _a.Transpose: "transpose",
+    _a.GetItem: "[ ]",
+    _a.Concatenate: "concatenate",
+    _a.Stack: "stack",
 }
 # Operations whose constant arguments are operands (numbers shown in the node, as the
 # lecture's "*-1", "+1", "1/x"), not options such as an axis.
@@ -115,9 +116,9 @@ def _op_label(ctx) -> str:
             return f"{symbol}{_compact(a)}"
         if not isinstance(b, Tensor) and _is_constant_operand(b):
             return f"{symbol}{_compact(b)}"
-    if fn in (_ops.Sum, _ops.Mean, _ops.Max) and args[1] is not None:
+    if fn in (_a.Sum, _a.Mean, _a.Max) and args[1] is not None:
         return f"{symbol}(axis={args[1]})"
-    if fn in (_ops.Softmax, _ops.LogSoftmax) and args[1] != -1:
+    if fn in (_a.Softmax, _a.LogSoftmax) and args[1] != -1:
         return f"{symbol}(axis={args[1]})"
     if fn is _ops.Clip:
         return f"clip[{args[1]}, {args[2]}]"

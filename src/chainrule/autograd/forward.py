@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule.autograd.engine import Tensor, _as_float_array, _Mode, _tangent_of, run_backward
+from chainrule.autograd.backward import run_backward
+from chainrule.autograd.function import _Mode, _tangent_of
+from chainrule.autograd.tensor import Tensor, _as_float_array
 
 
 def _as_tuple(x):

@@ -23,6 +23,7 @@ import numpy as np
 
 from chainrule._random import as_generator
 from chainrule.autograd.engine import Function, Tensor
+from chainrule.autograd.ops import ReLU
 
 __all__ = [
     "BatchNorm",
@@ -149,26 +150,6 @@ def linear_relu(x, W, b=None) -> Tensor:
     """``relu(x @ W + b)`` as one fused Function: x (N, D), W (D, M), b (M,) -> (N, M)."""
     _check_linear("linear_relu", x, W, b)
     return LinearReLU.apply(x, W, b)
-
-
-class ReLU(Function):
-    """``max(0, x)``; the gradient passes where the output is positive (0 at x = 0)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        out = np.maximum(x, 0)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        return np.multiply(g, out > 0)
-
-    @staticmethod
-    def jvp(ctx, t):
-        (out,) = ctx.saved_tensors
-        return t * (out > 0)
 
 
 def relu(x) -> Tensor:

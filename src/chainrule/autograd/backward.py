@@ -1,0 +1,288 @@
+"""The backward pass: upstream gradient x local gradient = downstream gradient.
+
+`run_backward` walks the graph of recorded operations from the output to the leaves in
+reverse topological order, without recursion. Each operation runs its Function's
+`backward` once, after every operation that consumed its output has sent its gradient;
+`_deliver` hands the resulting gradients to the inputs, where gradients reaching the
+same value add up (the lecture's "copy gate").
+
+How the order is found without a separate pass over the graph: `Function.apply` counts,
+on each operation's context, how many recorded operations consume its output
+(``_consumers``). A pass marks the operations it reaches (``_visit``) and counts down the
+consumers each still waits for (``_left``); an operation whose count reaches 0 is ready.
+Consumers that are not part of this pass (an output also used by another loss) never
+send a gradient; if the pass stalls on them, `_recount` counts exactly which consumers
+are still to come and the pass goes on.
+
+The pass works on the engine's private fields (``_data``, ``_ctx``, ``_grad`` of a
+Tensor; the fields of a `Context`) and imports neither: it runs below both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["run_backward"]
+
+_ndarray = np.ndarray
+
+_RELEASED_MESSAGE = (
+    "trying to backward through the graph a second time: its saved values were "
+    "released by the first backward; use backward(retain_graph=True) the first time "
+    "to keep them"
+)
+
+
+def run_backward(root, grad, retain_graph: bool = False) -> None:
+    """Backpropagate `grad` (dL/d root, shaped like root) through the graph of `root`.
+
+    The leaves' ``.grad`` grow by the gradients that reach them. Unless `retain_graph`,
+    what each forward saved is released as soon as its backward has run.
+    """
+    ctx = root._ctx
+    if ctx is None:  # a leaf: its gradient is the upstream gradient itself
+        g = np.array(grad, dtype=root._data.dtype)
+        root._grad = g if root._grad is None else root._grad + g
+        return
+
+    visit = object()  # marks the operations this pass has reached
+    ctx._visit = visit
+    ctx._left = 0
+    ctx._gsum = grad
+    ready = [ctx]
+    push = ready.append
+    pop = ready.pop
+    waiting = 0  # operations reached by this pass that still wait for a consumer
+    leaf_grads = {}
+    while True:
+        while ready:
+            c = pop()
+            in_grads = _local_gradients(c, retain_graph)
+            inputs = c.inputs
+            if len(inputs) == 2:
+                # The loop below, unrolled for the binary operators: the same `_deliver`
+                # calls in the same order, in a fifth less time of a pass over a graph of
+                # scalars (an iteration costs about what a delivery does).
+                a, b = inputs
+                ga, gb = in_grads
+                na, nb = c.needs_input_grad
+                if na:
+                    waiting += _deliver(a, ga, c, visit, push, leaf_grads)
+                if nb:
+                    waiting += _deliver(b, gb, c, visit, push, leaf_grads)
+            else:
+                for t, ig, need in zip(inputs, in_grads, c.needs_input_grad):
+                    if need:
+                        waiting += _deliver(t, ig, c, visit, push, leaf_grads)
+            c._gsum = None
+        if not waiting:
+            break
+        waiting = _recount(ctx, visit, push)
+        if not ready:
+            raise RuntimeError("backward: the graph has a cycle")
+    _store_leaf_gradients(leaf_grads)
+
+
+def _local_gradients(c, retain_graph: bool) -> tuple:
+    """Upstream x local: run the backward of operation `c` on the gradient of its output
+    summed over its consumers (``c._gsum``; None when every consumer sent None).
+
+    Returns one gradient (or None) per input. With `retain_graph`, the gradients are
+    given their inputs' shapes here and kept, summed over passes, in ``c.grad_inputs``
+    (the gradient along each edge, for drawings); otherwise what forward saved is freed.
+    """
+    g = c._gsum
+    n_in = len(c.inputs)
+    if g is None:
+        # Nothing to pass on, but the inputs must still hear from this consumer.
+        in_grads = (None,) * n_in
+    else:
+        if c.saved_tensors is None:
+            raise RuntimeError(_RELEASED_MESSAGE)
+        if retain_graph or c.retain_grad:
+            prev = c.grad_output
+            c.grad_output = g if prev is None else prev + g
+        fn = c.fn
+        if fn.scalar_inputs or g.__class__ is _ndarray:
+            in_grads = fn.backward(c, g)
+        else:
+            in_grads = fn.backward(c, np.asarray(g))
+        if in_grads.__class__ is not tuple:
+            in_grads = (in_grads,)
+        if len(in_grads) != n_in:
+            raise RuntimeError(
+                f"{fn.__name__}.backward returned {len(in_grads)} gradients for {n_in} inputs"
+            )
+    if retain_graph:
+        in_grads = tuple(
+            _conform(ig, t._data, c) if need and ig is not None else None
+            for t, ig, need in zip(c.inputs, in_grads, c.needs_input_grad)
+        )
+        prev = c.grad_inputs
+        c.grad_inputs = in_grads if prev is None else tuple(map(_add_or_none, prev, in_grads))
+    else:
+        # Free what forward saved as soon as it has been used.
+        c.saved_tensors = None
+        c.__dict__.clear()
+    return in_grads
+
+
+def _deliver(t, ig, c, visit, push, leaf_grads) -> int:
+    """Hand input `t` of operation `c` its gradient `ig` (None: this consumer sends none).
+
+    The gradient is first given `t`'s shape and dtype (`_conform`). A leaf's gradients
+    add up in `leaf_grads`; an operation's add up in its ``_gsum``, and once its last
+    consumer has sent its part the operation is queued with `push`. Returns the change
+    in the number of reached operations still waiting for consumers (-1, 0 or +1).
+    """
+    if ig is not None:
+        d = t._data
+        cls = ig.__class__
+        if cls is not d.__class__ or (
+            cls is _ndarray and (ig.shape != d.shape or ig.dtype != d.dtype)
+        ):
+            ig = _conform(ig, d, c)
+    pc = t._ctx
+    if pc is None:
+        if ig is not None:
+            prev = leaf_grads.get(t)
+            leaf_grads[t] = ig if prev is None else prev + ig
+        return 0
+    if pc._visit is visit:
+        if ig is not None:
+            prev = pc._gsum
+            pc._gsum = ig if prev is None else prev + ig
+        left = pc._left - 1
+        pc._left = left
+        if left == 0:
+            push(pc)
+            return -1
+        return 0
+    # The first consumer to reach this operation in this pass.
+    pc._visit = visit
+    pc._gsum = ig
+    left = pc._consumers - 1
+    pc._left = left
+    if left == 0:
+        push(pc)
+        return 0
+    return 1
+
+
+def _add_or_none(a, b):
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _conform(ig, data, c):
+    """The gradient `ig` that operation `c` sends to an input of value `data`, with that
+    input's shape and dtype.
+
+    A gradient may have a larger shape only where forward broadcast the input to the
+    output's shape (that of ``c._gsum``, the output's gradient): over axes the input
+    lacked, and axes where it had length 1, each as long as the output's. There it is
+    summed back; any other shape is an error naming the Function and both shapes.
+    """
+    if not isinstance(ig, (_ndarray, np.generic)):
+        ig = np.asarray(ig)
+    shape = data.shape
+    if ig.shape != shape:
+        out_shape = np.shape(c._gsum)
+        if not _broadcast_from(shape, ig.shape, out_shape):
+            raise RuntimeError(
+                f"{c.fn.__name__}.backward returned a gradient of shape {ig.shape} for an "
+                f"input of shape {shape} (the output has shape {out_shape}): a gradient "
+                "has its input's shape, or the shape forward broadcast that input to"
+            )
+        lead = ig.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and ig.shape[lead + i] != 1
+        )
+        ig = np.asarray(ig).sum(axis=axes).reshape(shape)
+    if ig.dtype != data.dtype:
+        ig = ig.astype(data.dtype)
+    return ig
+
+
+def _broadcast_from(shape: tuple, gshape: tuple, out_shape: tuple) -> bool:
+    """Whether `gshape` is `shape` broadcast along axes of `out_shape` (right-aligned)."""
+    lead = len(gshape) - len(shape)
+    offset = len(out_shape) - len(gshape)
+    if lead < 0 or offset < 0:
+        return False
+    for i, n in enumerate(gshape):
+        if i < lead:  # an axis the input lacked
+            ok = n == out_shape[offset + i]
+        else:
+            s = shape[i - lead]
+            ok = n == s or (s == 1 and n == out_shape[offset + i])
+        if not ok:
+            return False
+    return True
+
+
+def _store_leaf_gradients(leaf_grads: dict) -> None:
+    """Add the gradients of this pass to the leaves' ``.grad``.
+
+    A leaf owns its gradient: a view, or an array also handed to another leaf, is
+    copied, so changing one ``.grad`` in place never changes another.
+    """
+    handed = set()
+    for t, g in leaf_grads.items():
+        if g.__class__ is not _ndarray:
+            g = np.asarray(g)
+        elif g.base is not None or id(g) in handed:
+            g = g.copy()
+        handed.add(id(g))
+        prev = t._grad
+        if prev is None:
+            t._grad = g
+        else:
+            s = prev + g
+            t._grad = s if s.__class__ is _ndarray else np.asarray(s)
+
+
+def _recount(root_ctx, visit, push) -> int:
+    """Count exactly which consumers are still to send a gradient, for every operation
+    of the graph below `root_ctx` that has not run yet; queue those that wait for none.
+
+    Called when the pass stalls (nothing queued): then an operation has run exactly when
+    it was reached (marked `visit`) and waits for nobody (``_left == 0``).
+    Returns how many operations still wait for a consumer.
+    """
+    pending = [c for c in _graph_contexts(root_ctx) if not (c._visit is visit and c._left == 0)]
+    for c in pending:
+        if c._visit is not visit:  # not reached yet
+            c._visit = visit
+            c._gsum = None
+        c._left = 0
+    for c in pending:
+        for t, need in zip(c.inputs, c.needs_input_grad):
+            if need and t._ctx is not None:
+                t._ctx._left += 1
+    waiting = 0
+    for c in pending:
+        if c._left == 0:
+            push(c)
+        else:
+            waiting += 1
+    return waiting
+
+
+def _graph_contexts(root_ctx) -> list:
+    """The contexts of every recorded operation that `root_ctx` depends on (itself
+    included), found without recursion."""
+    seen = {root_ctx}
+    stack = [root_ctx]
+    found = []
+    while stack:
+        c = stack.pop()
+        found.append(c)
+        for t, need in zip(c.inputs, c.needs_input_grad):
+            if need:
+                pc = t._ctx
+                if pc is not None and pc not in seen:
+                    seen.add(pc)
+                    stack.append(pc)
+    return found
