@@ -72,10 +72,11 @@ def numeric_gradient(f, x, upstream=None, h: float = 1e-6) -> np.ndarray:
     upstream : None when f returns a single number; otherwise an array of f's output
         shape, the upstream gradient u: the result is then the gradient of
         ``sum(u * f(x))``, that is ``u^T J`` (the chain rule for a vector output).
-    h : step size.
+    h : step size, a positive number (a step of 0 would divide 0 by 0).
 
     Returns a float64 array of x's shape.
     """
+    _check_step("numeric_gradient", "h", h)
     if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
         x = np.array(x, dtype=np.float64)
     if not x.flags.writeable:
@@ -108,6 +109,11 @@ def numeric_gradient(f, x, upstream=None, h: float = 1e-6) -> np.ndarray:
                 )
             grad[i] = np.sum(upstream * diff) / (2 * h)
     return grad
+
+
+def _check_step(where: str, name: str, step) -> None:
+    if not (isinstance(step, (int, float, np.number)) and step > 0 and np.isfinite(step)):
+        raise ValueError(f"{where}: {name} must be a positive step, got {step!r}")
 
 
 def _check_inputs(inputs):
@@ -150,7 +156,7 @@ def gradcheck(
     tol : largest accepted relative error ``|a - b| / (|a| + |b|)`` between two ways of
         computing ``u^T J v``. A difference within the rounding noise of the finite
         difference itself (estimated from the size of ``u * f(x)`` and `eps`) also passes.
-    eps : finite-difference step.
+    eps : finite-difference step, a positive number.
     random_state : int seed or numpy.random.Generator for the directions u and v.
     n_directions : random (u, v) pairs per input.
 
@@ -163,6 +169,7 @@ def gradcheck(
         raise ValueError(
             f"gradcheck: modes must be a non-empty subset of ('rev', 'fwd'), got {modes}"
         )
+    _check_step("gradcheck", "eps", eps)
     arrays = _check_inputs(inputs)
     rng = np.random.default_rng(random_state)
 

@@ -315,3 +315,68 @@ def test_the_unrolled_binary_delivery_gives_exactly_what_the_general_loop_gives(
     general = scalar_net(lambda a, b: _Mul3.apply(a, b, None), lambda a, b: _Add3.apply(a, b, None))
     assert [g.tobytes() for g in unrolled] == [g.tobytes() for g in general]
     assert all(np.isfinite(g) for g in unrolled) and len({float(g) for g in unrolled}) > 4
+
+
+def _custom(forward, backward, name):
+    return type(
+        name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    )
+
+
+def test_a_gradient_of_the_wrong_shape_is_an_error_naming_the_function_and_both_shapes():
+    # (4, 3) for a (3,) input whose output is (3,): nothing was broadcast, nothing to sum.
+    Double = _custom(lambda ctx, x: 2 * x, lambda ctx, g: np.full((4, 3), 2.0), "Double")
+    x = leaf(np.ones(3))
+    with pytest.raises(RuntimeError, match=r"Double\.backward .* shape \(4, 3\) .* shape \(3,\)"):
+        Double.apply(x).sum().backward()
+    assert x.grad is None
+    # A length-1 axis that forward did not broadcast either (the output is (1, 3)).
+    Same = _custom(lambda ctx, x: x + 0, lambda ctx, g: np.ones((5, 3)), "Same")
+    with pytest.raises(RuntimeError, match=r"Same\.backward .*\(5, 3\).*\(1, 3\)"):
+        Same.apply(leaf(np.ones((1, 3)))).sum().backward()
+
+
+def test_a_gradient_shaped_like_the_broadcast_is_summed_back():
+    # Forward broadcast a (3,) and a (4, 1) input to (4, 3): their gradients may come
+    # back shaped (4, 3) and are summed over the broadcast axes.
+    Plus = _custom(lambda ctx, a, b: a + b, lambda ctx, g: (g, 2 * g), "Plus")
+    a, b = leaf(np.zeros(3)), leaf(np.zeros((4, 1)))
+    Plus.apply(a, b).backward(np.ones((4, 3)))
+    np.testing.assert_array_equal(a.grad, [4.0, 4.0, 4.0])
+    np.testing.assert_array_equal(b.grad, [[6.0], [6.0], [6.0], [6.0]])
+    c = leaf(np.zeros((4, 3)))
+    Plus.apply(a, c).sum().backward()  # (4, 3) for the (4, 3) input: as it is
+    np.testing.assert_array_equal(c.grad, np.full((4, 3), 2.0))
+
+
+def test_a_forward_returning_integers_gives_a_float_tensor_and_other_dtypes_are_refused():
+    Count = _custom(lambda ctx, x: np.arange(3) + (x > 0), lambda ctx, g: g * 0, "Count")
+    y = Count.apply(leaf(np.array([1.0, -1.0, 2.0])))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y.data, [1.0, 1.0, 3.0])
+    assert cr.where(np.array([True, False]), 1, 0).dtype == np.float64  # constants only
+    assert Count.apply(Tensor(np.ones(3))).dtype == np.float64  # not recorded: same rule
+    Complex = _custom(lambda ctx, x: x * 1j, lambda ctx, g: g, "Complex")
+    with pytest.raises(TypeError, match=r"Complex\.forward returned .*complex128.*floating"):
+        Complex.apply(leaf(np.ones(2)))
+
+
+def test_zero_to_a_power_has_the_derivatives_of_its_limits():
+    # 0**b is 0 for b > 0 and 1 at b = 0, so d/db is 0 there (PyTorch gives the same:
+    # [0, 0, -inf] for b = [2, 0, -1]); a**0 is 1 for every a, so d/da is 0 at a = 0.
+    b = leaf(np.array([2.0, 0.0, -1.0]))
+    with np.errstate(divide="ignore"):
+        (Tensor(0.0) ** b).sum().backward()
+    np.testing.assert_array_equal(b.grad, [0.0, 0.0, -np.inf])
+    a = leaf(0.0)
+    (a**0.0).backward()
+    assert a.grad == 0.0
+    a2 = leaf(np.array([0.0, 4.0]))
+    with np.errstate(divide="ignore"):
+        (a2**0.5).sum().backward()
+    np.testing.assert_array_equal(a2.grad, [np.inf, 0.25])
+    x = leaf(2.0)
+    _, tangent = cr.jvp(lambda e: 0.0**e, (2.0,), (1.0,))
+    assert tangent == 0.0
+    (0.0**x).backward()
+    assert x.grad == 0.0
