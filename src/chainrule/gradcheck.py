@@ -135,6 +135,30 @@ def _check_inputs(inputs):
     return arrays
 
 
+def _agree(values: dict, tol: float, noise: float, i: int, shape: tuple) -> None:
+    """Raise `GradcheckError` unless the ways of computing u^T J v in `values` (numeric,
+    and rev and/or fwd) agree within `tol` (or, against finite differences, within the
+    rounding `noise` of the finite difference itself)."""
+    pairs = [(m, "numeric") for m in ("rev", "fwd") if m in values]
+    if "rev" in values and "fwd" in values:
+        pairs.append(("rev", "fwd"))
+    for a, b in pairs:
+        va, vb = values[a], values[b]
+        err = rel_error(va, vb)
+        allowed = noise if b == "numeric" else 0.0
+        if err > tol and abs(va - vb) > allowed:
+            raise GradcheckError(
+                f"gradcheck failed for input {i} (shape {shape}): {a} mode vs "
+                f"{'finite differences' if b == 'numeric' else b + ' mode'}: "
+                f"worst relative error {err:.3e} > tol {tol:.1e} "
+                f"(u^T J v = {va!r} vs {vb!r})",
+                input_index=i,
+                check=f"{a} vs {b}",
+                error=err,
+                values=values,
+            )
+
+
 def gradcheck(
     fn,
     inputs,
@@ -225,22 +249,5 @@ def gradcheck(
                 tangents[i] = v
                 _, jv = jvp(fn, tuple(arrays), tuple(tangents))
                 values["fwd"] = float(np.sum(u * np.asarray(jv, dtype=np.float64)))
-            pairs = [(m, "numeric") for m in ("rev", "fwd") if m in values]
-            if "rev" in values and "fwd" in values:
-                pairs.append(("rev", "fwd"))
-            for a, b in pairs:
-                va, vb = values[a], values[b]
-                err = rel_error(va, vb)
-                allowed = noise if b == "numeric" else 0.0
-                if err > tol and abs(va - vb) > allowed:
-                    raise GradcheckError(
-                        f"gradcheck failed for input {i} (shape {x.shape}): {a} mode vs "
-                        f"{'finite differences' if b == 'numeric' else b + ' mode'}: "
-                        f"worst relative error {err:.3e} > tol {tol:.1e} "
-                        f"(u^T J v = {va!r} vs {vb!r})",
-                        input_index=i,
-                        check=f"{a} vs {b}",
-                        error=err,
-                        values=values,
-                    )
+            _agree(values, tol, noise, i, x.shape)
     return True
