@@ -57,12 +57,43 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
     while True:
         while ready:
             c = pop()
-            in_grads = _local_gradients(c, retain_graph)
             inputs = c.inputs
+            # Upstream x local: the operation's backward on the gradient of its output,
+            # summed over its consumers.
+            g = c._gsum
+            if g is None:
+                # Every consumer sent None: nothing to pass on, but the inputs must still
+                # hear from this consumer.
+                in_grads = (None,) * len(inputs)
+            else:
+                if c.saved_tensors is None:
+                    raise RuntimeError(_RELEASED_MESSAGE)
+                if retain_graph or c.retain_grad:
+                    prev = c.grad_output
+                    c.grad_output = g if prev is None else prev + g
+                fn = c.fn
+                if fn.scalar_inputs or g.__class__ is _ndarray:
+                    in_grads = fn.backward(c, g)
+                else:
+                    in_grads = fn.backward(c, np.asarray(g))
+                if in_grads.__class__ is not tuple:
+                    in_grads = (in_grads,)
+                if len(in_grads) != len(inputs):
+                    raise RuntimeError(
+                        f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
+                        f"{len(inputs)} inputs"
+                    )
+            if retain_graph:
+                in_grads = _keep_edge_gradients(c, in_grads)
+            else:
+                # Free what forward saved as soon as it has been used.
+                c.saved_tensors = None
+                c.__dict__.clear()
+            # Downstream: each input that wants a gradient gets its own.
             if len(inputs) == 2:
                 # The loop below, unrolled for the binary operators: the same `_deliver`
-                # calls in the same order, in a fifth less time of a pass over a graph of
-                # scalars (an iteration costs about what a delivery does).
+                # calls in the same order, and a backward pass over a graph of scalars
+                # takes about a fifth less time (an iteration costs what a delivery does).
                 a, b = inputs
                 ga, gb = in_grads
                 na, nb = c.needs_input_grad
@@ -83,47 +114,16 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
     _store_leaf_gradients(leaf_grads)
 
 
-def _local_gradients(c, retain_graph: bool) -> tuple:
-    """Upstream x local: run the backward of operation `c` on the gradient of its output
-    summed over its consumers (``c._gsum``; None when every consumer sent None).
-
-    Returns one gradient (or None) per input. With `retain_graph`, the gradients are
-    given their inputs' shapes here and kept, summed over passes, in ``c.grad_inputs``
-    (the gradient along each edge, for drawings); otherwise what forward saved is freed.
-    """
-    g = c._gsum
-    n_in = len(c.inputs)
-    if g is None:
-        # Nothing to pass on, but the inputs must still hear from this consumer.
-        in_grads = (None,) * n_in
-    else:
-        if c.saved_tensors is None:
-            raise RuntimeError(_RELEASED_MESSAGE)
-        if retain_graph or c.retain_grad:
-            prev = c.grad_output
-            c.grad_output = g if prev is None else prev + g
-        fn = c.fn
-        if fn.scalar_inputs or g.__class__ is _ndarray:
-            in_grads = fn.backward(c, g)
-        else:
-            in_grads = fn.backward(c, np.asarray(g))
-        if in_grads.__class__ is not tuple:
-            in_grads = (in_grads,)
-        if len(in_grads) != n_in:
-            raise RuntimeError(
-                f"{fn.__name__}.backward returned {len(in_grads)} gradients for {n_in} inputs"
-            )
-    if retain_graph:
-        in_grads = tuple(
-            _conform(ig, t._data, c) if need and ig is not None else None
-            for t, ig, need in zip(c.inputs, in_grads, c.needs_input_grad)
-        )
-        prev = c.grad_inputs
-        c.grad_inputs = in_grads if prev is None else tuple(map(_add_or_none, prev, in_grads))
-    else:
-        # Free what forward saved as soon as it has been used.
-        c.saved_tensors = None
-        c.__dict__.clear()
+def _keep_edge_gradients(c, in_grads) -> tuple:
+    """The gradients operation `c` sends its inputs, given their inputs' shapes and
+    added to ``c.grad_inputs`` (summed over the passes that retain the graph): the
+    gradient along each edge of the graph, for drawings."""
+    in_grads = tuple(
+        _conform(ig, t._data, c) if need and ig is not None else None
+        for t, ig, need in zip(c.inputs, in_grads, c.needs_input_grad)
+    )
+    prev = c.grad_inputs
+    c.grad_inputs = in_grads if prev is None else tuple(map(_add_or_none, prev, in_grads))
     return in_grads
 
 
