@@ -369,7 +369,7 @@ def bench_tensor(rounds: int, burst: int, gc_mode: str, threads: int | None) -> 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds-scalar", type=int, default=21)
+    p.add_argument("--rounds-scalar", type=int, default=31)
     p.add_argument("--rounds-tensor", type=int, default=41)
     p.add_argument("--burst-tensor", type=int, default=5, help="steps per side per round in (b)")
     p.add_argument("--gc", choices=["off", "on"], default="off")
