@@ -279,7 +279,7 @@ def _unwrap(args, scalars_ok: bool):
 
 
 def _float_result(cls, result):
-    """`result` of `cls.forward` as a floating-point array or NumPy scalar."""
+    """`result` of `cls.forward` as a floating-point array (integers become float64)."""
     arr = np.asarray(result)
     kind = arr.dtype.kind
     if kind == "f":
