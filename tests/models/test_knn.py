@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import chainrule.models.knn as knn_module
 from chainrule.models import KNearestNeighbors, knn_best_k, knn_cross_validate
 from chainrule.models._base import NotFittedError
-from chainrule.models.knn import _stratified_folds
+from chainrule.models.knn import _parallel, _projection, _search, _select
+from chainrule.models.knn import stratified_folds as _stratified_folds
+from chainrule.models.knn._search import NeighborSearch
 
 METRICS = ("l2", "l1", "cosine")
 
@@ -41,13 +42,13 @@ def brute_predict(X, y, Q, k, metric):
 def count_redo(monkeypatch):
     """Number of queries that went through the uncertified (exact re-measuring) path."""
     calls = []
-    original = KNearestNeighbors._redo
+    original = NeighborSearch._redo
 
-    def wrapped(self, Qo, bound, k):
+    def wrapped(self, Qo, bound, k, ws):
         calls.append(len(Qo))
-        return original(self, Qo, bound, k)
+        return original(self, Qo, bound, k, ws)
 
-    monkeypatch.setattr(KNearestNeighbors, "_redo", wrapped)
+    monkeypatch.setattr(NeighborSearch, "_redo", wrapped)
     return calls
 
 
@@ -178,13 +179,13 @@ def test_many_exact_ties_go_through_the_exact_path(metric, count_redo):
 
 def test_well_separated_data_needs_no_re_measuring(count_redo, monkeypatch):
     pools = []
-    original = KNearestNeighbors._pool
+    original = NeighborSearch._pool
 
-    def wrapped(self, Qo, query, vals, cols, rows, k, m):
+    def wrapped(self, Qo, query, vals, cols, rows, k, m, ws):
         pools.append(len(rows))
-        return original(self, Qo, query, vals, cols, rows, k, m)
+        return original(self, Qo, query, vals, cols, rows, k, m, ws)
 
-    monkeypatch.setattr(KNearestNeighbors, "_pool", wrapped)
+    monkeypatch.setattr(NeighborSearch, "_pool", wrapped)
     rng = np.random.default_rng(4)
     X = rng.normal(size=(2000, 32)).astype(np.float32)
     Q = X[:100] + rng.normal(scale=0.01, size=(100, 32)).astype(np.float32)
@@ -216,17 +217,17 @@ def test_return_distance_false_gives_the_same_indices():
 @pytest.fixture
 def small_filter(monkeypatch):
     """Turn the l2 projection filter on for small data; count the queries it settles."""
-    monkeypatch.setattr(knn_module, "_FILTER_MIN_TRAIN", 500)
-    monkeypatch.setattr(knn_module, "_FILTER_MIN_FEATURES", 32)
+    monkeypatch.setattr(_search, "FILTER_MIN_TRAIN", 500)
+    monkeypatch.setattr(_search, "FILTER_MIN_FEATURES", 32)
     settled = []
-    original = KNearestNeighbors._filter_chunk
+    original = NeighborSearch._filter_chunk
 
     def wrapped(self, *args):
         done, ex, ix = original(self, *args)
         settled.append((len(done), int(done.sum())))
         return done, ex, ix
 
-    monkeypatch.setattr(KNearestNeighbors, "_filter_chunk", wrapped)
+    monkeypatch.setattr(NeighborSearch, "_filter_chunk", wrapped)
     return settled
 
 
@@ -244,7 +245,7 @@ def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
     y = rng.integers(0, 4, 1500)
     ref_d, ref_i = brute_force(X, Q, "l2")
     model = KNearestNeighbors(k=1, chunk_size=50).fit(X, y)
-    assert model._train["proj"]["train"]["Xc"].shape == (1500, 33)
+    assert model._search.projection.train.data.shape == (1500, 33)
     for k in (1, 4):
         d, i = model.kneighbors(Q, k)
         np.testing.assert_array_equal(i, ref_i[:, :k])
@@ -255,7 +256,7 @@ def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
     assert settled > 0.8 * total  # and the duplicates went to brute force
     assert settled < total
     # With many neighbours the filter does not pay off: fit does not prepare it.
-    assert "proj" not in KNearestNeighbors(k=20).fit(X, y)._train
+    assert KNearestNeighbors(k=20).fit(X, y)._search.projection is None
 
 
 def test_projection_filter_gives_up_on_noise(small_filter, monkeypatch):
@@ -268,7 +269,7 @@ def test_projection_filter_gives_up_on_noise(small_filter, monkeypatch):
     # Isotropic noise has no subspace to project on: fit prepares no filter at all...
     assert small_filter == []
     # ... and if one were there, a chunk it cannot settle switches it off.
-    monkeypatch.setattr(knn_module, "_FILTER_MIN_CAPTURED", 0.0)
+    monkeypatch.setattr(_projection, "MIN_CAPTURED", 0.0)
     model = KNearestNeighbors(k=3, chunk_size=50).fit(X, np.zeros(1500, int))
     np.testing.assert_array_equal(model.kneighbors(Q)[1], ref_i[:, :3])
     assert len(small_filter) == 1 and small_filter[0][1] < 25
@@ -291,12 +292,13 @@ def test_input_dtypes(dtype):
 
 def test_float64_input_is_computed_in_float64_and_float32_in_float32():
     X = np.arange(12.0).reshape(6, 2)
-    assert KNearestNeighbors().fit(X, np.arange(6))._metric.dtype == np.float64
-    assert KNearestNeighbors().fit(X.astype(np.float32), np.arange(6))._metric.dtype == np.float32
+    assert KNearestNeighbors().fit(X, np.arange(6))._search.metric.dtype == np.float64
+    model = KNearestNeighbors().fit(X.astype(np.float32), np.arange(6))
+    assert model._search.metric.dtype == np.float32
     # float32 values too large to square in float32 switch the computation to float64.
     big = np.array([[0.0], [3e25], [-3e25]], dtype=np.float32)
     model = KNearestNeighbors().fit(big, [0, 1, 2])
-    assert model._metric.dtype == np.float64
+    assert model._search.metric.dtype == np.float64
     np.testing.assert_array_equal(model.kneighbors([[2e25]], k=3)[1], [[1, 0, 2]])
 
 
@@ -375,11 +377,11 @@ def test_chunk_sizes_give_identical_results(metric, monkeypatch):
         np.testing.assert_array_equal(i, ref_i)
         np.testing.assert_array_equal(d, ref_d)
     # Automatic sizing from a smaller memory budget: several blocks of training rows.
-    monkeypatch.setattr(knn_module, "_BLOCK_BYTES", 20 * 150 * 4)
-    monkeypatch.setattr(knn_module, "_MIN_QUERY_ROWS", 20)
+    monkeypatch.setattr(_search, "BLOCK_BYTES", 20 * 150 * 4)
+    monkeypatch.setattr(_search, "MIN_QUERY_ROWS", 20)
     model = KNearestNeighbors(k=5, metric=metric).fit(X, y)
     # 700 rows in 5 equal blocks of 140 rather than 4 of 150 and one of 100.
-    assert model._blocks(len(Q)) == (3000 // 140, 140)
+    assert model._search.blocks(len(Q)) == (3000 // 140, 140)
     d, i = model.kneighbors(Q)
     np.testing.assert_array_equal(i, ref_i)
     np.testing.assert_array_equal(d, ref_d)
@@ -387,14 +389,14 @@ def test_chunk_sizes_give_identical_results(metric, monkeypatch):
 
 def test_automatic_block_size_follows_the_budget():
     model = KNearestNeighbors().fit(np.zeros((50_000, 2), np.float32), np.zeros(50_000, int))
-    qc, tb = model._blocks(10_000)
-    assert qc * tb * 4 <= knn_module._BLOCK_BYTES and qc >= knn_module._MIN_QUERY_ROWS
+    qc, tb = model._search.blocks(10_000)
+    assert qc * tb * 4 <= _search.BLOCK_BYTES and qc >= _search.MIN_QUERY_ROWS
     n_blocks = -(-50_000 // tb)
     assert n_blocks * tb - 50_000 < n_blocks  # equal blocks
-    assert tb <= knn_module._BLOCK_BYTES // 4 // knn_module._MIN_QUERY_ROWS
-    assert model._blocks(10) == (10, tb)
+    assert tb <= _search.BLOCK_BYTES // 4 // _search.MIN_QUERY_ROWS
+    assert model._search.blocks(10) == (10, tb)
     small = KNearestNeighbors().fit(np.zeros((100, 2), np.float32), np.zeros(100, int))
-    assert small._blocks(10**6) == (knn_module._BLOCK_BYTES // 400, 100)
+    assert small._search.blocks(10**6) == (_search.BLOCK_BYTES // 400, 100)
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -405,8 +407,8 @@ def test_threads_give_identical_results(metric, monkeypatch):
     y = rng.integers(0, 3, 300)
     one = KNearestNeighbors(k=4, metric=metric, n_jobs=1).fit(X, y).kneighbors(Q)
     # Threads even for tiny blocks: L1 tiles, candidate selection and the exact pass.
-    monkeypatch.setattr(knn_module, "_JOB_ELEMENTS", 1000)
-    monkeypatch.setattr(knn_module, "_THREADED_BLOCK", 1)
+    monkeypatch.setattr(_parallel, "JOB_ELEMENTS", 1000)
+    monkeypatch.setattr(_search, "THREADED_BLOCK", 1)
     three = KNearestNeighbors(k=4, metric=metric, n_jobs=3).fit(X, y).kneighbors(Q)
     np.testing.assert_array_equal(one[1], three[1])
     np.testing.assert_array_equal(one[0], three[0])
@@ -417,7 +419,7 @@ def test_selection_of_smallest_handles_duplicated_values():
     A = np.zeros((3, 5000), dtype=np.float32)
     A[1, 4000] = -1.0
     A[2, :2500] = np.arange(2500, 0, -1)
-    vals, cols = knn_module._smallest(A, 4)
+    vals, cols = _select.smallest(A, 4)
     np.testing.assert_array_equal(vals, [[0, 0, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 0]])
     np.testing.assert_array_equal(np.take_along_axis(A, cols, 1), vals)
     assert cols[1, 0] == 4000
@@ -425,7 +427,7 @@ def test_selection_of_smallest_handles_duplicated_values():
     assert (np.diff(cols[[0, 2]], axis=1) > 0).all()  # equal values by index
     # The threshold path on distinct values agrees with a full sort.
     B = np.random.default_rng(0).permutation(40_000).reshape(4, 10_000).astype(np.float32)
-    vals, cols = knn_module._smallest(B, 9)
+    vals, cols = _select.smallest(B, 9)
     np.testing.assert_array_equal(cols, np.argsort(B, axis=1)[:, :9])
 
 
