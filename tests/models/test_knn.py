@@ -113,6 +113,29 @@ def test_cosine_zero_vector_is_at_distance_one():
     np.testing.assert_array_equal(i, [[0, 1, 2]])
 
 
+def test_cosine_ignores_the_scale_of_each_row_even_near_overflow():
+    # Cosine distance does not depend on the length of a row. Rows scaled by 1e160 used
+    # to overflow when squared (norm inf, every distance NaN, neighbours 0, 1, 2); rows
+    # scaled by 1e-160 lost digits to subnormal squares, and 1e-300 became zero vectors.
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(60, 7))
+    Q = rng.normal(size=(12, 7))
+    ref_d, ref_i = KNearestNeighbors(k=5, metric="cosine").fit(X, np.arange(60)).kneighbors(Q)
+    np.testing.assert_array_equal(ref_i, brute_force(X, Q, "cosine")[1][:, :5])
+    for scale in (1e160, 1e300, 1e-160, 1e-300):
+        model = KNearestNeighbors(k=5, metric="cosine").fit(X * scale, np.arange(60))
+        d, i = model.kneighbors(Q * scale)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_allclose(d, ref_d, rtol=0, atol=1e-15)
+    # Every row at its own scale, from 1e-300 to 1e300.
+    row_scale = 10.0 ** rng.integers(-300, 301, size=(60, 1))
+    query_scale = 10.0 ** rng.integers(-300, 301, size=(12, 1))
+    model = KNearestNeighbors(k=5, metric="cosine").fit(X * row_scale, np.arange(60))
+    d, i = model.kneighbors(Q * query_scale)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_allclose(d, ref_d, rtol=0, atol=1e-15)
+
+
 # --- agreement with a float64 brute force --------------------------------------------
 
 

@@ -34,6 +34,11 @@ from chainrule.models.knn._estimator import KNearestNeighbors
 from chainrule.models.knn._search import NeighborSearch
 from chainrule.models.knn._select import merge_neighbors
 
+# The public path (model files and the registry name classes by module and name).
+for _public in (KNearestNeighbors, NeighborSearch, knn_best_k, knn_cross_validate):
+    _public.__module__ = __name__
+del _public
+
 __all__ = [
     "KNearestNeighbors",
     "NeighborSearch",

@@ -18,7 +18,9 @@ The approximations:
 - ``l1``: ``sum|q - x| = sum q + sum x - 2 sum min(q, x)``, the minimum taken over small
   cache-sized tiles of (queries x training rows x features) and summed right away (two
   passes over each tile instead of subtract/abs/sum).
-- ``cosine``: one matrix product of unit-normalised rows.
+- ``cosine``: one matrix product of unit-normalised rows. Rows are scaled by a power of
+  two before anything is squared (``scaled``), so that rows of 1e160 or 1e-160 have the
+  neighbours their directions give them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ import numpy as np
 
 from chainrule.models.knn._parallel import in_threads
 
-__all__ = ["METRICS", "Prepared", "compute_dtype", "gamma", "make_metric", "row_steps"]
+__all__ = [
+    "METRICS",
+    "Prepared",
+    "compute_dtype",
+    "gamma",
+    "make_metric",
+    "row_steps",
+    "scaled",
+]
 
 METRICS = ("l2", "l1", "cosine")
 
@@ -55,7 +65,8 @@ class Prepared:
         a whole row (l2: ``||q||^2``, l1: 0, cosine: 1).
     extra : (n,) compute dtype or None. The per-row term that ``finish`` adds (l2
         training: ``||x||^2``; l1: the row sums).
-    raw_norm : (n,) float64 or None. Cosine: Euclidean norms of the original rows.
+    raw_norm : (n,) float64 or None. Cosine: Euclidean norms of the original rows, each
+        scaled by the power of two of ``scaled`` (0 for a zero row).
     center : (D,) compute dtype or None. Training rows: the mean that was subtracted.
     """
 
@@ -273,10 +284,12 @@ class Cosine(Metric):
 
     @staticmethod
     def unit(X64):
-        """Rows of X64 (n, D) float64 scaled to unit length, and their norms (n,)."""
-        norm = np.sqrt(np.einsum("ij,ij->i", X64, X64))
+        """Rows of X64 (n, D) float64 scaled to unit length, and their norms after
+        ``scaled`` (n,); zero rows stay zero (norm 0)."""
+        Xs = scaled(X64)
+        norm = np.sqrt(np.einsum("ij,ij->i", Xs, Xs))
         safe = np.where(norm > 0, norm, 1.0)
-        return X64 / safe[:, None], norm
+        return Xs / safe[:, None], norm
 
     def prepare_train(self, X) -> Prepared:
         n, d = X.shape
@@ -302,10 +315,27 @@ class Cosine(Metric):
         return 2 * (self.gamma + 4 * self.u) + 4 * (self.n_features + 2) * self.tiny
 
     def _exact_rows(self, q, x, qrow, cols, train, query):
-        dots = np.einsum("ijk,ik->ij", x, q)
+        # The raw products could overflow (1e160 * 1e160); raw_norm are norms of the
+        # scaled rows.
+        dots = np.einsum("ijk,ik->ij", scaled(x), scaled(q))
         denom = train.raw_norm[cols] * query.raw_norm[qrow][:, None]
         cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
         return np.clip(1.0 - cos, 0.0, 2.0)
+
+
+def scaled(A: np.ndarray) -> np.ndarray:
+    """``A`` (..., D) float64 with each row multiplied by the power of two that brings its
+    largest absolute entry into [0.5, 1).
+
+    Normalising before squaring: sums of squares of the scaled rows neither overflow
+    (rows of 1e160) nor lose digits to underflow (rows of 1e-160). Scaling by a power of
+    two is exact, so ratios such as ``q.x / (|q| |x|)`` come out bit for bit as they would
+    from the raw rows whenever those do not overflow or underflow.
+    """
+    if A.shape[-1] == 0:
+        return A
+    _, exponent = np.frexp(np.max(np.abs(A), axis=-1, keepdims=True))  # 0 -> exponent 0
+    return np.ldexp(A, -exponent)
 
 
 _METRIC_CLASSES = {"l2": L2, "l1": L1, "cosine": Cosine}
