@@ -20,6 +20,8 @@ search machinery):
   shard): approximate pass, certificate, exact pass;
 - ``_projection``: the l2 projection filter (a lower bound of every distance from a few
   hundred numbers per row);
+- ``_groupsums``: the l1 group-sum filter (lower bounds from sums over groups of
+  features that move together, coarse to fine);
 - ``_metrics``: the distances with their error bounds (``Prepared`` rows);
 - ``_select``: candidate lists, the smallest values of each row, ``merge_neighbors``;
 - ``_parallel``: threads for the loops outside matrix products.

@@ -72,8 +72,8 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
     computation (see ``chainrule.models.knn``), so float32 costs no accuracy.
 
     ``fit`` keeps a reference to ``X`` (as scikit-learn does) plus a centred copy in the
-    compute dtype (and, for ``l2`` on large data, rows reduced to ~D/12 numbers); do not
-    modify ``X`` in place after fitting.
+    compute dtype (and, on large data, the filter's reduced rows: ~D/12 numbers per row
+    for ``l2``, ~D/3 group sums for ``l1``); do not modify ``X`` in place after fitting.
     """
 
     def __init__(self, k=1, metric="l2", chunk_size=None, n_jobs=None):

@@ -1,5 +1,7 @@
 """The l2 projection filter: every row reduced to ``p + 1`` numbers whose distances bound
-the true ones from below.
+the true ones from below, so that one small matrix product and a full measurement of
+``2k + 32`` candidates settle nearly every query (about 98% of CIFAR-10 queries at
+``k = 1``).
 
 ``P`` (D, p) is an orthonormal basis of the training data's main directions, from a
 randomized range finder (two power iterations, fixed seed) on evenly spaced training rows.
@@ -17,14 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from chainrule.models.knn._metrics import L2, Prepared, gamma, row_steps
+from chainrule.models.knn._parallel import in_threads
+from chainrule.models.knn._select import sort_rows
 
-__all__ = ["Projection", "fit_projection", "orthonormal"]
+__all__ = ["Projection", "candidate_values", "fit_projection", "orthonormal"]
 
 # Least share of the (centred) variance the projection must hold (CIFAR-10: 0.97 with 256
 # of 3,072 directions; isotropic noise: about 0.1).
 MIN_CAPTURED = 0.8
 # The basis is estimated from at most this many evenly spaced training rows.
 SAMPLE = 2048
+# Prepared (by ``fit``) for k up to this: with more neighbours the filter needs too many
+# candidates to pay off.
+MAX_K = 16
+# Budget of the gathered rows of one step of candidate evaluation (see candidate_values).
+GATHER_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -55,6 +64,75 @@ class Projection:
         zsq = np.einsum("ij,ij->i", z, z, dtype=np.float64)
         z *= dtype.type(-2)
         return Prepared(data=z, norm=np.sqrt(zsq), base=zsq)
+
+    def usable(self, k: int, n_train: int) -> bool:
+        """Whether the filter can help for k neighbours among n_train rows."""
+        return k <= MAX_K and 8 * (2 * k + 32) <= n_train
+
+    def search_chunk(self, search, Qo, query: Prepared, k: int, ordered, values, ws):
+        """Exact neighbours for most queries of a chunk at a fraction of the cost.
+
+        The reduced rows give a cheap lower bound of every distance (less the rounding of
+        the reduction and of the product). The ``2k + 32`` points with the smallest bounds
+        are measured in full (float32, with the usual error bound); a query is settled
+        when, by the usual certificate (or the exact pass), its k nearest among those are
+        nearer than the lower bound of every point left out. On image data that holds for
+        nearly every query; the rest go to brute force.
+
+        ``search`` is the ``NeighborSearch`` of the full rows, ``query`` the chunk ``Qo``
+        (r, D) prepared by its l2 metric. Returns ``(done (r,) bool, exact or None,
+        idx)``; rows not done are undefined.
+        """
+        metric, train, X = search.metric, search.train, search.X
+        c = 2 * k + 32
+        pquery = self.project(query)
+        pvals, pcols = search.block_pass(self.metric, pquery, self.train, c + 1, ws)
+        # Lower bound of the true squared distance of every point outside the candidates:
+        # ||z_q - z_x|| less the rounding of the filter's product and of the z's, less the
+        # rounding of the centring.
+        low = pvals[:, c].astype(np.float64) + pquery.base
+        low -= self.metric.error(pquery.norm, self.train.norm_max)
+        low = np.sqrt(np.maximum(low, 0.0))
+        low -= (self.eps + 2.0 * metric.u) * (query.norm + train.norm_max)
+        floor = np.maximum(low, 0.0) ** 2
+        cand = pcols[:, :c]
+        approx = candidate_values(train, query, cand, ws.n_jobs)
+        vals, cols = sort_rows(approx, cand, c)
+        ok = search.certified(vals, cols, query, k, ordered, floor - query.base)
+        idx = cols[:, :k].copy()
+        exact = np.empty((len(idx), k)) if values else None
+        rows = np.flatnonzero(ok)
+        if values and rows.size:
+            exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, ws.n_jobs)
+        rows = np.flatnonzero(~ok)
+        if rows.size:
+            ex = metric.exact(Qo, X, rows, cols[rows], train, query, ws.n_jobs)
+            ex, ix = sort_rows(ex, cols[rows], k)
+            settled = ex[:, k - 1] < floor[rows]
+            ok[rows[settled]] = True
+            idx[rows] = ix
+            if values:
+                exact[rows] = ex
+        return ok, exact, idx
+
+
+def candidate_values(train: Prepared, query: Prepared, cand, n_jobs: int):
+    """Approximate l2 values (compute dtype), as the block pass would give them, of the
+    training rows ``cand`` (r, c) for each query of a chunk."""
+    Xc, sq, m2q = train.data, train.extra, query.data
+    r, c = cand.shape
+    out = np.empty((r, c), dtype=Xc.dtype)
+    step = max(1, GATHER_BYTES // (Xc.itemsize * c * Xc.shape[1]))
+
+    def work(start: int, stop: int) -> None:
+        for a in range(start, stop, step):
+            b = min(stop, a + step)
+            # (einsum: NumPy's stacked matmul can miss BLAS for these shapes.)
+            out[a:b] = np.einsum("rcd,rd->rc", Xc[cand[a:b]], m2q[a:b])
+            out[a:b] += sq[cand[a:b]]
+
+    in_threads(work, r, step, r * c * Xc.shape[1], n_jobs)
+    return out
 
 
 def orthonormal(Y: np.ndarray) -> np.ndarray:

@@ -8,10 +8,10 @@ exact top k of the whole.
 
 How a chunk of queries is answered (every metric):
 
-1. *Approximate pass* (``_block_pass``), in the compute dtype, block by block of training
+1. *Approximate pass* (``block_pass``), in the compute dtype, block by block of training
    rows; each block keeps only its ``m + 1`` smallest values per query
    (``m = k + max(8, k // 4)``), found by a threshold filter (``smallest``).
-2. *Certificate* (``_certified``): the metric's error bound ``e`` puts every exact value
+2. *Certificate* (``certified``): the metric's error bound ``e`` puts every exact value
    within ``e`` of its approximate value. Where the intervals show that the approximate
    top k is the exact top k (a clear gap after the k-th; for sorted output, also between
    them), that is the answer: the usual case, and all ``predict`` needs.
@@ -21,10 +21,12 @@ How a chunk of queries is answered (every metric):
    near ties, duplicates) every point whose lower bound does not exceed the k-th exact
    value is measured exactly (``_redo``).
 
-For ``l2`` the projection filter (``_filter_chunk``, see ``_projection``) comes first when
-it was prepared: one small matrix product and a full measurement of ``2k + 32`` candidates
-settle nearly every query; the others go through the steps above. On data without a
-dominant subspace the filter switches itself off after one chunk.
+A *filter* comes first when ``NeighborSearch`` prepared one (large data with many
+features): for ``l2`` the projection filter (``_projection``), for ``l1`` the group-sum
+filter (``_groupsums``). Each bounds every distance from below at a fraction of the cost
+and settles nearly every query of image-like data with a few exact measurements; the
+queries it does not settle go through the steps above. On data where a filter does not
+help (noise) it switches itself off after one chunk.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chainrule.models.knn import _projection
+from chainrule.models.knn import _groupsums, _projection
 from chainrule.models.knn._metrics import Metric, Prepared, compute_dtype, make_metric
-from chainrule.models.knn._parallel import default_jobs, in_threads, map_row_ranges
+from chainrule.models.knn._parallel import default_jobs, map_row_ranges
 from chainrule.models.knn._select import merge_neighbors, smallest, sort_rows, top_k_of_pairs
 
 __all__ = ["NeighborSearch", "check_chunk_size"]
@@ -50,14 +52,11 @@ BLOCK_BYTES = 64 * 2**20
 MIN_QUERY_ROWS = 2048
 # Least block size (elements) whose candidate selection is shared among threads.
 THREADED_BLOCK = 1 << 20
-# Budget of the gathered rows of one step of candidate evaluation (see _candidate_values).
-GATHER_BYTES = 4 * 2**20
-# The l2 projection filter: prepared from this many training rows and features on, for k
-# up to FILTER_MAX_K (with more neighbours it needs too many candidates to pay off).
+# The filters (l2: projection, l1: group sums) are prepared from this many training rows
+# and features on.
 FILTER_MIN_TRAIN = 8192
 FILTER_MIN_FEATURES = 256
-FILTER_MAX_K = 16
-# A chunk where the filter settles fewer than this share of the queries switches it off.
+# A chunk where a filter settles fewer than this share of the queries switches it off.
 FILTER_MIN_RESOLVED = 0.5
 
 
@@ -107,10 +106,11 @@ class NeighborSearch:
     X : (N, D) training rows, any real dtype (kept by reference: do not modify it).
     metric : "l2", "l1" or "cosine".
     filter_k : the largest k the l2 projection filter is prepared for (it is prepared
-        only when ``filter_k <= FILTER_MAX_K`` and the data are large enough).
+        only when ``filter_k <= _projection.MAX_K`` and the data are large enough).
 
     Attributes: ``X``, ``metric`` (the ``Metric``, with its compute ``dtype``), ``train``
-    (the prepared training rows), ``projection`` (the filter, or None).
+    (the prepared training rows), ``filter`` (None, the l2 ``Projection`` or the l1
+    ``GroupSumFilter``).
     """
 
     def __init__(self, X: np.ndarray, metric: str = "l2", filter_k: int = 1):
@@ -124,14 +124,12 @@ class NeighborSearch:
         self.X = X
         self.metric: Metric = m
         self.train = m.prepare_train(X)
-        self.projection = None
-        if (
-            metric == "l2"
-            and filter_k <= FILTER_MAX_K
-            and n >= FILTER_MIN_TRAIN
-            and d >= FILTER_MIN_FEATURES
-        ):
-            self.projection = _projection.fit_projection(m, self.train)
+        self.filter = None
+        if n >= FILTER_MIN_TRAIN and d >= FILTER_MIN_FEATURES:
+            if metric == "l2" and filter_k <= _projection.MAX_K:
+                self.filter = _projection.fit_projection(m, self.train)
+            elif metric == "l1":
+                self.filter = _groupsums.fit_group_sums(X, self.train.center)
 
     @property
     def n_train(self) -> int:
@@ -186,9 +184,7 @@ class NeighborSearch:
         )
         out_v = np.empty((n_query, k)) if values else None
         out_i = np.empty((n_query, k), dtype=np.int64)
-        use_filter = (
-            self.projection is not None and k <= FILTER_MAX_K and 8 * (2 * k + 32) <= n_train
-        )
+        use_filter = self.filter is not None and self.filter.usable(k, n_train)
         try:
             left = []  # queries the filter did not settle, for brute force at the end
             for i0 in range(0, n_query, qc):
@@ -198,7 +194,7 @@ class NeighborSearch:
                     continue
                 query = self.metric.prepare_query(Qo, self.train)
                 self.check_magnitude(query)
-                done, ex, ix = self._filter_chunk(Qo, query, k, ordered, values, ws)
+                done, ex, ix = self.filter.search_chunk(self, Qo, query, k, ordered, values, ws)
                 rows = np.flatnonzero(done)
                 out_i[i0 + rows] = ix[rows]
                 if values:
@@ -227,7 +223,7 @@ class NeighborSearch:
             if values:
                 out_v[rows] = ex
 
-    def _block_pass(self, metric, query, train, keep: int, ws: Workspace):
+    def block_pass(self, metric, query, train, keep: int, ws: Workspace):
         """Approximate values of a chunk against every training block; the ``keep``
         smallest per query, ``(vals, cols)`` (r, keep), ascending by (value, index)."""
         n_train = len(train)
@@ -259,12 +255,12 @@ class NeighborSearch:
         n_train = X.shape[0]
         m = pool_size(k, n_train)
         keep = min(n_train, m + 1)
-        vals, cols = self._block_pass(metric, query, train, keep, ws)
+        vals, cols = self.block_pass(metric, query, train, keep, ws)
         beyond = None
         if keep < n_train:
             # Every point outside the kept ones has an approximate value >= the last kept.
             beyond = vals[:, -1].astype(np.float64) - metric.error(query.norm, train.norm_max)
-        ok = self._certified(vals, cols, query, k, ordered, beyond)
+        ok = self.certified(vals, cols, query, k, ordered, beyond)
         rows = np.flatnonzero(ok)
         idx = cols[:, :k].copy()
         exact = np.empty((len(idx), k)) if values else None
@@ -278,71 +274,7 @@ class NeighborSearch:
                 exact[rows] = ex
         return exact, idx
 
-    def _filter_chunk(self, Qo, query, k: int, ordered: bool, values: bool, ws: Workspace):
-        """Exact neighbours for most queries of a chunk at a fraction of the cost (l2).
-
-        The training rows reduced to ``p + 1`` numbers (see ``_projection``) give a cheap
-        lower bound of every distance (less the rounding of the reduction and of the
-        product). The ``2k + 32`` points with the smallest bounds are measured in full
-        (float32, with the usual error bound); a query is settled when, by the usual
-        certificate (or the exact pass), its k nearest among those are nearer than the
-        lower bound of every point left out. On image data that holds for nearly every
-        query; the rest go to brute force.
-
-        Returns ``(done (r,) bool, exact or None, idx)``; rows not done are undefined.
-        """
-        metric, train, X, proj = self.metric, self.train, self.X, self.projection
-        pmetric, ptrain = proj.metric, proj.train
-        c = 2 * k + 32
-        pquery = proj.project(query)
-        pvals, pcols = self._block_pass(pmetric, pquery, ptrain, c + 1, ws)
-        # Lower bound of the true squared distance of every point outside the candidates:
-        # ||z_q - z_x|| less the rounding of the filter's product and of the z's, less the
-        # rounding of the centring.
-        low = pvals[:, c].astype(np.float64) + pquery.base
-        low -= pmetric.error(pquery.norm, ptrain.norm_max)
-        low = np.sqrt(np.maximum(low, 0.0))
-        low -= (proj.eps + 2.0 * metric.u) * (query.norm + train.norm_max)
-        floor = np.maximum(low, 0.0) ** 2
-        cand = pcols[:, :c]
-        approx = self._candidate_values(query, cand, ws.n_jobs)
-        vals, cols = sort_rows(approx, cand, c)
-        ok = self._certified(vals, cols, query, k, ordered, floor - query.base)
-        idx = cols[:, :k].copy()
-        exact = np.empty((len(idx), k)) if values else None
-        rows = np.flatnonzero(ok)
-        if values and rows.size:
-            exact[rows] = metric.exact(Qo, X, rows, idx[rows], train, query, ws.n_jobs)
-        rows = np.flatnonzero(~ok)
-        if rows.size:
-            ex = metric.exact(Qo, X, rows, cols[rows], train, query, ws.n_jobs)
-            ex, ix = sort_rows(ex, cols[rows], k)
-            settled = ex[:, k - 1] < floor[rows]
-            ok[rows[settled]] = True
-            idx[rows] = ix
-            if values:
-                exact[rows] = ex
-        return ok, exact, idx
-
-    def _candidate_values(self, query: Prepared, cand, n_jobs: int):
-        """Approximate values (compute dtype), as the block pass would give them, of the
-        training rows ``cand`` (r, c) for each query of a chunk (l2)."""
-        Xc, sq, m2q = self.train.data, self.train.extra, query.data
-        r, c = cand.shape
-        out = np.empty((r, c), dtype=Xc.dtype)
-        step = max(1, GATHER_BYTES // (Xc.itemsize * c * Xc.shape[1]))
-
-        def work(start: int, stop: int) -> None:
-            for a in range(start, stop, step):
-                b = min(stop, a + step)
-                # (einsum: NumPy's stacked matmul can miss BLAS for these shapes.)
-                out[a:b] = np.einsum("rcd,rd->rc", Xc[cand[a:b]], m2q[a:b])
-                out[a:b] += sq[cand[a:b]]
-
-        in_threads(work, r, step, r * c * Xc.shape[1], n_jobs)
-        return out
-
-    def _certified(self, vals, cols, query, k: int, ordered: bool, beyond) -> np.ndarray:
+    def certified(self, vals, cols, query, k: int, ordered: bool, beyond) -> np.ndarray:
         """Queries (r,) bool whose approximate top k is the exact top k without re-measuring.
 
         ``vals``/``cols`` (r, c): each query's candidates with their approximate values,
