@@ -243,14 +243,14 @@ def small_filter(monkeypatch):
     monkeypatch.setattr(_search, "FILTER_MIN_TRAIN", 500)
     monkeypatch.setattr(_search, "FILTER_MIN_FEATURES", 32)
     settled = []
-    original = NeighborSearch._filter_chunk
+    original = _projection.Projection.search_chunk
 
     def wrapped(self, *args):
         done, ex, ix = original(self, *args)
         settled.append((len(done), int(done.sum())))
         return done, ex, ix
 
-    monkeypatch.setattr(NeighborSearch, "_filter_chunk", wrapped)
+    monkeypatch.setattr(_projection.Projection, "search_chunk", wrapped)
     return settled
 
 
@@ -260,7 +260,15 @@ def image_like(rng, n, d=96, rank=6):
     return np.clip(np.round(Z + 128 + rng.normal(scale=4, size=(n, d))), 0, 255).astype(np.float32)
 
 
-def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
+def test_projection_filter_is_exact_and_settles_most_queries(small_filter, monkeypatch):
+    widened = []
+    original = _projection.Projection._widen
+
+    def wrapped(self, search, Qo, query, full, pquery, rows, *args):
+        widened.append(len(rows))
+        return original(self, search, Qo, query, full, pquery, rows, *args)
+
+    monkeypatch.setattr(_projection.Projection, "_widen", wrapped)
     rng = np.random.default_rng(14)
     X = image_like(rng, 1500)
     X[700:720] = X[100:120]  # duplicates: equal distances the filter cannot separate
@@ -268,7 +276,7 @@ def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
     y = rng.integers(0, 4, 1500)
     ref_d, ref_i = brute_force(X, Q, "l2")
     model = KNearestNeighbors(k=1, chunk_size=50).fit(X, y)
-    assert model._search.projection.train.data.shape == (1500, 33)
+    assert model._search.filter.train.data.shape == (1500, 33)
     for k in (1, 4):
         d, i = model.kneighbors(Q, k)
         np.testing.assert_array_equal(i, ref_i[:, :k])
@@ -276,10 +284,39 @@ def test_projection_filter_is_exact_and_settles_most_queries(small_filter):
         model.set_params(k=k)
         np.testing.assert_array_equal(model.predict(Q), brute_predict(X, y, Q, k, "l2")[0])
     total, settled = np.sum(small_filter, axis=0)
-    assert settled > 0.8 * total  # and the duplicates went to brute force
-    assert settled < total
+    assert settled == total
+    # The duplicates (equal distances) needed the widened search, the others not.
+    assert 0 < sum(widened) <= 0.2 * total
     # With many neighbours the filter does not pay off: fit does not prepare it.
-    assert KNearestNeighbors(k=20).fit(X, y)._search.projection is None
+    assert KNearestNeighbors(k=_projection.MAX_K).fit(X, y)._search.filter is not None
+    assert KNearestNeighbors(k=_projection.MAX_K + 1).fit(X, y)._search.filter is None
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_cosine_projection_filter_is_exact(small_filter, centred):
+    # Unit rows: ||u - v||^2 = 2 (1 - cos), so the l2 filter of the unit rows bounds
+    # cosine distances. Rows that are multiples of each other (2x, 0.5x: equal cosine
+    # distances) and zero rows (distance 1 from everything) make ties.
+    rng = np.random.default_rng(17)
+    X = image_like(rng, 1500)
+    X[600:640] = X[0:40] * 2.0
+    X[640:650] = 0.0
+    Q = np.concatenate([image_like(rng, 100), X[:10] * 0.5, np.zeros((2, 96), np.float32)])
+    if centred:
+        mean = X.mean(axis=0)
+        X, Q = X - mean, Q - mean
+    y = rng.integers(0, 4, 1500)
+    ref_d, ref_i = brute_force(X, Q, "cosine")
+    model = KNearestNeighbors(k=1, metric="cosine", chunk_size=40).fit(X, y)
+    assert isinstance(model._search.filter, _projection.Projection)
+    for k in (1, 5, 20):
+        d, i = model.kneighbors(Q, k)
+        np.testing.assert_array_equal(i, ref_i[:, :k])
+        np.testing.assert_allclose(d, ref_d[:, :k], rtol=0, atol=1e-12)
+        model.set_params(k=k)
+        np.testing.assert_array_equal(model.predict(Q), brute_predict(X, y, Q, k, "cosine")[0])
+    total, settled = np.sum(small_filter, axis=0)
+    assert settled > 0.8 * total
 
 
 def test_projection_filter_gives_up_on_noise(small_filter, monkeypatch):

@@ -50,7 +50,7 @@ import numpy as np
 
 from chainrule.models.knn._metrics import L1, Prepared, gamma, row_steps, sum_of_minima
 from chainrule.models.knn._parallel import in_threads
-from chainrule.models.knn._select import smallest, top_k_of_pairs
+from chainrule.models.knn._select import pair_groups, smallest, top_k_of_pairs
 
 __all__ = ["GroupSumFilter", "fit_group_sums", "pair_by_correlation"]
 
@@ -339,15 +339,10 @@ class GroupSumFilter:
         keep = low <= (limit + slack)[:, None]
         counts = keep.sum(axis=1)
         done = counts <= MAX_SURVIVORS * n_train
-        counts[~done] = 0
+        keep[~done] = False
         pieces = [(np.repeat(np.arange(r), c), cand.ravel(), cand_vals.ravel())]
-        cum = np.cumsum(counts)
-        a = 0
-        while a < r:  # queries in groups of about PAIR_BUDGET surviving pairs
-            b = max(a + 1, int(np.searchsorted(cum, cum[a] - counts[a] + PAIR_BUDGET, "right")))
-            rows, cols = np.nonzero(keep[a:b] & done[a:b, None])
-            pieces.append(self._measure_survivors(search, Qo, query, zq, a + rows, cols, limit, ws))
-            a = b
+        for rows, cols in pair_groups(keep, PAIR_BUDGET):
+            pieces.append(self._measure_survivors(search, Qo, query, zq, rows, cols, limit, ws))
         rows, cols, vals = (np.concatenate(p) for p in zip(*pieces, strict=True))
         exact, idx = top_k_of_pairs(rows, cols, vals, r, k)
         return done, exact, idx

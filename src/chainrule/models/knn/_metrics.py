@@ -230,6 +230,27 @@ class L2(Metric):
     def to_distance(v):
         return np.sqrt(np.maximum(v, 0.0))
 
+    # -- the projection filter's view (see _projection): rows already in l2 form ------
+
+    def as_l2_rows(self, train: Prepared) -> Prepared:
+        return train
+
+    def as_l2_query(self, query: Prepared) -> Prepared:
+        return query
+
+    @staticmethod
+    def from_squared_l2(v):
+        return v
+
+    @staticmethod
+    def to_squared_l2(v):
+        return v
+
+    def candidate_values(self, train: Prepared, query: Prepared, cand, n_jobs: int):
+        """Approximate values (compute dtype), as the block pass would give them, of the
+        training rows ``cand`` (r, c) for each query of a chunk."""
+        return gathered_products(train.data, query.data, cand, train.extra, n_jobs)
+
 
 class L1(Metric):
     name = "l1"
@@ -314,6 +335,38 @@ class Cosine(Metric):
     def error(self, q_size, x_size):
         return 2 * (self.gamma + 4 * self.u) + 4 * (self.n_features + 2) * self.tiny
 
+    # -- the projection filter's view (see _projection) -------------------------------
+    # Unit rows u, v: ||u - v||^2 = 2 (1 - cos), so the l2 projection filter of the unit
+    # rows bounds cosine distances (half its squared bound). A zero row is at cosine
+    # distance 1 and at half squared distance 1/2 or 0: still a lower bound.
+
+    def as_l2_rows(self, train: Prepared) -> Prepared:
+        """The unit rows (not centred) as l2 rows, with their norms as rounded."""
+        norm = np.empty(len(train))
+        for s, e in row_steps(*train.data.shape):
+            norm[s:e] = np.sqrt(
+                np.einsum("ij,ij->i", train.data[s:e], train.data[s:e], dtype=np.float64)
+            )
+        return Prepared(data=train.data, norm=norm)
+
+    def as_l2_query(self, query: Prepared) -> Prepared:
+        """Queries in the l2 form ``-2 u`` (exact: data is ``-u``)."""
+        sq = np.einsum("ij,ij->i", query.data, query.data, dtype=np.float64)
+        return Prepared(data=query.data * self.dtype.type(2), norm=np.sqrt(sq), base=sq)
+
+    @staticmethod
+    def from_squared_l2(v):
+        return v / 2
+
+    @staticmethod
+    def to_squared_l2(v):
+        return v * 2
+
+    def candidate_values(self, train: Prepared, query: Prepared, cand, n_jobs: int):
+        """Approximate values (``-cos``, compute dtype), as the block pass gives them, of
+        the training rows ``cand`` (r, c) for each query of a chunk."""
+        return gathered_products(train.data, query.data, cand, None, n_jobs)
+
     def _exact_rows(self, q, x, qrow, cols, train, query):
         # The raw products could overflow (1e160 * 1e160); raw_norm are norms of the
         # scaled rows.
@@ -339,6 +392,28 @@ def scaled(A: np.ndarray) -> np.ndarray:
 
 
 _METRIC_CLASSES = {"l2": L2, "l1": L1, "cosine": Cosine}
+
+
+def gathered_products(data, qdata, cand, extra, n_jobs: int) -> np.ndarray:
+    """``out[i, j] = data[cand[i, j]] . qdata[i] (+ extra[cand[i, j]])`` in data's dtype.
+
+    data (n, D), qdata (r, D), cand (r, c) int, extra (n,) or None -> (r, c). Rows are
+    gathered a few at a time (they stay in cache) and shared among ``n_jobs`` threads.
+    """
+    r, c = cand.shape
+    out = np.empty((r, c), dtype=data.dtype)
+    step = max(1, GATHER_BYTES // (data.itemsize * c * data.shape[1]))
+
+    def work(start: int, stop: int) -> None:
+        for a in range(start, stop, step):
+            b = min(stop, a + step)
+            # (einsum: NumPy's stacked matmul can miss BLAS for these shapes.)
+            out[a:b] = np.einsum("rcd,rd->rc", data[cand[a:b]], qdata[a:b])
+            if extra is not None:
+                out[a:b] += extra[cand[a:b]]
+
+    in_threads(work, r, step, r * c * data.shape[1], n_jobs)
+    return out
 
 
 def make_metric(name: str, dtype: np.dtype, n_features: int) -> Metric:

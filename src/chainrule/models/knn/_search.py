@@ -126,7 +126,7 @@ class NeighborSearch:
         self.train = m.prepare_train(X)
         self.filter = None
         if n >= FILTER_MIN_TRAIN and d >= FILTER_MIN_FEATURES:
-            if metric == "l2" and filter_k <= _projection.MAX_K:
+            if metric in ("l2", "cosine") and filter_k <= _projection.MAX_K:
                 self.filter = _projection.fit_projection(m, self.train)
             elif metric == "l1":
                 self.filter = _groupsums.fit_group_sums(X, self.train.center)

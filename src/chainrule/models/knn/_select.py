@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["merge_neighbors", "smallest", "sort_rows", "top_k_of_pairs"]
+__all__ = ["merge_neighbors", "pair_groups", "smallest", "sort_rows", "top_k_of_pairs"]
 
 
 def sort_rows(vals: np.ndarray, idx: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +48,19 @@ def top_k_of_pairs(rows, cols, vals, n_rows: int, k: int) -> tuple[np.ndarray, n
     starts = np.cumsum(counts) - counts
     pick = order[starts[:, None] + np.arange(k)]
     return vals[pick], cols[pick]
+
+
+def pair_groups(keep: np.ndarray, budget: int):
+    """The True entries of ``keep`` (r, n) as ``(rows, cols)`` pairs, a few rows at a time
+    (about ``budget`` pairs per group, at least one row), so that pair lists stay small."""
+    counts = keep.sum(axis=1)
+    cum = np.cumsum(counts)
+    a, r = 0, keep.shape[0]
+    while a < r:
+        b = max(a + 1, int(np.searchsorted(cum, cum[a] - counts[a] + budget, "right")))
+        rows, cols = np.nonzero(keep[a:b])
+        yield a + rows, cols
+        a = b
 
 
 def smallest(A: np.ndarray, m: int, mask_buf: np.ndarray | None = None):
