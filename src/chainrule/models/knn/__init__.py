@@ -14,8 +14,8 @@ Modules, from the estimator down (as scikit-learn's neighbours: a thin estimator
 search machinery):
 
 - ``_estimator``: ``KNearestNeighbors`` (fit, kneighbors, predict, model-file state);
-- ``_cv``: ``knn_cross_validate`` and ``knn_best_k``;
-- ``spec``: the model's policy (default k, the cross-validation grid);
+- ``_cv``: ``knn_cross_validate`` and ``knn_best_k`` (the model's command-line policy,
+  its defaults and the ks cross-validation tries there, is ``chainrule.models.knn_spec``);
 - ``_search``: ``NeighborSearch``, the exact k nearest rows of one training array (one
   shard): approximate pass, certificate, exact pass;
 - ``_projection``: the l2 projection filter (a lower bound of every distance from a few
