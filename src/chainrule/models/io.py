@@ -8,7 +8,7 @@ Layout of the archive (every member a plain array; nothing is pickled):
 ``params_json``     JSON string of the model's hyperparameters (``get_params()``)
 ``classes_json``    JSON list of class names (``classes[label]`` names a label)
 ``extra_json``      JSON object of anything else worth keeping (metrics, data source)
-``model/<key>``     arrays from ``model._state_dict()``
+``model/<key>``     arrays from ``model._state_dict()`` (see ``_model_state``)
 ``prep/<key>``      arrays from ``preprocessor.state_dict()`` (absent without one)
 ==================  ===========================================================
 
@@ -197,7 +197,7 @@ def save_model(path, model, preprocessor=None, classes=None, extra=None) -> Path
     name = model_name(model)
     if not hasattr(model, "_state_dict"):
         raise TypeError(f"{type(model).__name__} has no _state_dict(); it cannot be saved")
-    state = _check_arrays(model._state_dict(), "model state")
+    state = _check_arrays(_model_state(model, preprocessor), "model state")
     _check_state(name, get_model_spec(name), model, state)
     labels = np.asarray(getattr(model, "classes_", state.get("classes_", [])))
     if classes is None:
@@ -267,6 +267,16 @@ def find_model_file(run: str | os.PathLike, name: str | None = None) -> Path:
         f"run folder {run} holds several models ({names}); pick one with --model NAME "
         "(model=NAME in Python)"
     )
+
+
+def _model_state(model, preprocessor) -> dict:
+    """The arrays stored for ``model``: its ``_state_dict()``, or, for a model that
+    defines ``_state_dict_with(preprocessor)`` (and ``_load_state_dict_with(state,
+    preprocessor)`` to read them back), what it stores knowing the preprocessing (k-NN:
+    the training images in their own dtype instead of the preprocessed rows)."""
+    if hasattr(model, "_state_dict_with"):
+        return model._state_dict_with(preprocessor)
+    return model._state_dict()
 
 
 def _check_state(name: str, spec, model, state: dict[str, np.ndarray]) -> None:
@@ -477,11 +487,6 @@ def _read_model(archive: NpzArchive, path: Path, where: str, limit: int) -> Load
     if declared["model/"] is None:
         declared["model/"] = any_members(headers["model/"])
     states = _read_states(archive, where, headers, declared, limit)
-    try:
-        model._load_state_dict(states["model/"])
-    except (KeyError, ValueError, TypeError, IndexError) as e:
-        raise ValueError(f"{where} is damaged: the {name} model state is invalid ({e})") from None
-    _check_class_names(model, classes, where)
     preprocessor = None
     if states["prep/"]:
         from chainrule.data import Preprocessor
@@ -490,6 +495,14 @@ def _read_model(archive: NpzArchive, path: Path, where: str, limit: int) -> Load
             preprocessor = Preprocessor.from_state_dict(states["prep/"])
         except (KeyError, ValueError, TypeError) as e:
             raise ValueError(f"{where} is damaged: bad preprocessing state ({e})") from None
+    try:
+        if hasattr(model, "_load_state_dict_with"):
+            model._load_state_dict_with(states["model/"], preprocessor)
+        else:
+            model._load_state_dict(states["model/"])
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"{where} is damaged: the {name} model state is invalid ({e})") from None
+    _check_class_names(model, classes, where)
     return LoadedModel(
         model=model,
         preprocessor=preprocessor,

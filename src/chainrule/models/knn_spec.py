@@ -70,10 +70,13 @@ class KNNSpec(ModelSpec):
         return {**params, "k": int(best)}, {"knn_cv": record}
 
     def stored(self, model):
-        """The training rows (N, D), each row's class index (N,) and the labels (C,)."""
+        """The training rows (N, D), or the uint8 images (N, H, W, C) that the file's
+        preprocessing turns into them (see ``chainrule.models.knn._modelfile``); each
+        row's class index (N,) and the labels (C,)."""
         return {
             "classes_": Member(("C",), "iu"),
-            "fit_X": Member(("N", "D"), "fiu"),
+            "fit_X": Member(("N", "D"), "fiu", required=False),
+            "fit_images": Member(("N", None, None, None), "u", required=False),
             "y_index": Member(("N",), "iu"),
         }
 

@@ -15,6 +15,7 @@ from chainrule.models._base import (
     check_X_y,
 )
 from chainrule.models.knn._metrics import METRICS
+from chainrule.models.knn._modelfile import images_of_rows, rows_of_images
 from chainrule.models.knn._search import NeighborSearch, check_chunk_size
 
 __all__ = ["KNearestNeighbors", "check_k", "count_votes"]
@@ -132,6 +133,25 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
     def _state_dict(self) -> dict[str, np.ndarray]:
         check_is_fitted(self, "fit_X_")
         return {"classes_": self.classes_, "fit_X": self.fit_X_, "y_index": self.fit_y_}
+
+    def _state_dict_with(self, preprocessor) -> dict[str, np.ndarray]:
+        """What a model file stores, given the preprocessing stored beside it: the
+        training images (uint8, ``fit_images``) when ``preprocessor`` turns them into
+        exactly ``fit_X_``, else ``_state_dict()`` (see ``_modelfile``)."""
+        state = self._state_dict()
+        images = None if preprocessor is None else images_of_rows(self.fit_X_, preprocessor)
+        if images is not None:
+            state = {"classes_": self.classes_, "fit_images": images, "y_index": self.fit_y_}
+        return state
+
+    def _load_state_dict_with(self, state: dict[str, np.ndarray], preprocessor) -> None:
+        """Restore from a model file's arrays (either form of ``_state_dict_with``)."""
+        if "fit_images" in state:
+            if "fit_X" in state:
+                raise ValueError("the state has both fit_X and fit_images")
+            rows = rows_of_images(state["fit_images"], preprocessor)
+            state = {**{k: v for k, v in state.items() if k != "fit_images"}, "fit_X": rows}
+        self._load_state_dict(state)
 
     def _load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self._check_params()
