@@ -59,13 +59,13 @@ def load_data(args):
         tr = load(args.cifar, split="train", **common)
         va = load(args.cifar, split="val", **common)
         n_train = min(args.n_train or len(tr.labels), len(tr.labels))
-        n_query = min(args.n_query or len(va.labels), len(va.labels))
+        a = min(args.query_start, len(va.labels))
+        b = min(a + (args.n_query or len(va.labels)), len(va.labels))
         X = tr.images[:n_train].reshape(n_train, -1).astype(np.float32)
-        Q = va.images[:n_query].reshape(n_query, -1).astype(np.float32)
+        Q = va.images[a:b].reshape(b - a, -1).astype(np.float32)
         desc = (
             f"CIFAR-10 from {args.cifar}: {n_train} training rows of the stratified "
-            f"40,000 / 10,000 split (seed 0), the first {n_query} of its 10,000 held-out "
-            "rows as queries"
+            f"40,000 / 10,000 split (seed 0), its held-out rows {a}..{b - 1} as queries"
         )
         return X, tr.labels[:n_train].copy(), Q, desc
     rng = np.random.default_rng(0)
@@ -269,6 +269,7 @@ def parse_args(argv=None):
     p.add_argument("--cifar", default=None, help="CIFAR-10 image folder (DIR/train/<class>)")
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-query", type=int, default=None)
+    p.add_argument("--query-start", type=int, default=0, help="first held-out row (--cifar)")
     p.add_argument("--dim", type=int, default=3072, help="features of the random data")
     p.add_argument("--metric", default="l2", help="comma-separated: l2, l1, cosine")
     p.add_argument("--k", default="1", help="comma-separated neighbour counts")
