@@ -1,7 +1,11 @@
-"""The l2 projection filter: every row reduced to ``p + 1`` numbers whose distances bound
-the true ones from below, so that one small matrix product and a full measurement of
-``2k + 32`` candidates settle nearly every query (about 98% of CIFAR-10 queries at
-``k = 1``).
+"""The l2 (and cosine) projection filter: every row reduced to ``p + 1`` numbers whose
+distances bound the true ones from below, so that one small matrix product and a full
+measurement of ``2k + 32`` candidates settle nearly every query (about 98% of CIFAR-10
+queries at ``k = 1``); the others are finished by measuring every row whose bound does
+not exclude it (``Projection._widen``).
+
+Cosine: unit rows ``u``, ``v`` have ``||u - v||^2 = 2 (1 - cos)``, so the filter of the
+(uncentred) unit rows bounds cosine distances, at half its squared bound.
 
 ``P`` (D, p) is an orthonormal basis of the training data's main directions, from a
 randomized range finder (two power iterations, fixed seed) on evenly spaced training rows.
@@ -85,7 +89,8 @@ class Projection:
         are measured in full (float32, with the usual error bound); a query is settled
         when, by the usual certificate (or the exact pass), its k nearest among those are
         nearer than the lower bound of every point left out. On image data that holds for
-        nearly every query; the rest go to brute force.
+        nearly every query; for the rest, ``_widen`` measures every row that the bound does
+        not exclude, and a query that would leave too many goes to brute force.
 
         ``search`` is the ``NeighborSearch`` of the full rows, ``query`` the chunk ``Qo``
         (r, D) prepared by its metric (l2 or cosine). Returns ``(done (r,) bool, exact or None,
