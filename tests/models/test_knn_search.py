@@ -212,6 +212,28 @@ def test_cosine_projection_filter_is_exact(small_filter, centred):
     assert settled > 0.8 * total
 
 
+@pytest.mark.parametrize("scale", [1e-150, 1.0, 1e150])
+def test_cosine_filter_with_constant_images_and_extreme_scales(small_filter, scale):
+    # 200 copies of one constant image: a query pointing the same way (any constant image)
+    # has 200 neighbours tied, to be taken by index (copies: the ties are exact in any
+    # float64 computation); float64 rows at 1e-150 and 1e150 square to 1e-300 and 1e300.
+    rng = np.random.default_rng(18)
+    X = image_like(rng, 1500).astype(np.float64)
+    X[rng.choice(1500, 200, replace=False)] = 50.0
+    Q = np.concatenate([image_like(rng, 40), np.full((3, 96), 7.0), X[:5] * 3.0])
+    X, Q = X * scale, Q * scale
+    y = rng.integers(0, 3, 1500)
+    ref_d, ref_i = brute_force(X / scale, Q / scale, "cosine")
+    model = KNearestNeighbors(k=1, metric="cosine", chunk_size=48).fit(X, y)
+    assert isinstance(model._search.filter, _projection.Projection)
+    for k in (1, 7, 30):
+        d, i = model.kneighbors(Q, k)
+        np.testing.assert_array_equal(i, ref_i[:, :k])
+        np.testing.assert_allclose(d, ref_d[:, :k], rtol=0, atol=1e-12)
+    total, settled = np.sum(small_filter, axis=0)
+    assert settled > 0.8 * total
+
+
 def test_projection_filter_gives_up_on_noise(small_filter, monkeypatch):
     rng = np.random.default_rng(15)
     X = rng.normal(size=(1500, 64)).astype(np.float32)
