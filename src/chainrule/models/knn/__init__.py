@@ -18,8 +18,10 @@ search machinery):
   its defaults and the ks cross-validation tries there, is ``chainrule.models.knn_spec``);
 - ``_search``: ``NeighborSearch``, the exact k nearest rows of one training array (one
   shard): approximate pass, certificate, exact pass;
-- ``_projection``: the l2 projection filter (a lower bound of every distance from a few
-  hundred numbers per row);
+- ``_projection``: the l2 and cosine projection filter (a lower bound of every distance
+  from a few hundred numbers per row);
+- ``_modelfile``: model files that keep the training images (uint8) and their
+  preprocessing instead of the float32 rows;
 - ``_groupsums``: the l1 group-sum filter (lower bounds from sums over groups of
   features that move together, coarse to fine);
 - ``_metrics``: the distances with their error bounds (``Prepared`` rows);

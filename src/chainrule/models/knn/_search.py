@@ -22,11 +22,11 @@ How a chunk of queries is answered (every metric):
    value is measured exactly (``_redo``).
 
 A *filter* comes first when ``NeighborSearch`` prepared one (large data with many
-features): for ``l2`` the projection filter (``_projection``), for ``l1`` the group-sum
-filter (``_groupsums``). Each bounds every distance from below at a fraction of the cost
-and settles nearly every query of image-like data with a few exact measurements; the
-queries it does not settle go through the steps above. On data where a filter does not
-help (noise) it switches itself off after one chunk.
+features): for ``l2`` and ``cosine`` the projection filter (``_projection``, k up to 32),
+for ``l1`` the group-sum filter (``_groupsums``, any k). Each bounds every distance from
+below at a fraction of the cost and settles nearly every query of image-like data with a
+few exact measurements; the queries it does not settle go through the steps above. On
+data where a filter does not help (noise) it switches itself off after one chunk.
 """
 
 from __future__ import annotations
