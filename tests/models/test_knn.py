@@ -205,7 +205,7 @@ def test_errors_name_the_problem():
     with pytest.raises(NotFittedError, match="not fitted yet"):
         KNearestNeighbors().predict(X)
     model = KNearestNeighbors(k=2).fit(X, y)
-    with pytest.raises(ValueError, match="X has 2 features, but KNearestNeighbors was fitted"):
+    with pytest.raises(ValueError, match="X has 2 features, but KNearestNeighbors is expecting 3"):
         model.predict(np.zeros((1, 2)))
     with pytest.raises(ValueError, match="NaN"):
         model.predict(np.array([[0.0, np.nan, 0.0]]))
@@ -217,8 +217,8 @@ def test_errors_name_the_problem():
         model.kneighbors(X, k=9)
     with pytest.raises(ValueError, match="2-D"):
         model.predict(np.zeros(3))
-    with pytest.raises(TypeError, match="integer class labels"):
-        KNearestNeighbors().fit(X, ["a", "b", "a", "b"])
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        KNearestNeighbors().fit(X, [0.5, 1, 0, 1])
     with pytest.raises(ValueError, match="4 rows in X, 3 labels"):
         KNearestNeighbors().fit(X, [0, 1, 0])
     with pytest.raises(ValueError, match="empty"):

@@ -324,7 +324,7 @@ def test_bad_data(cls):
         m.fit(X, y[:-1])
     with pytest.raises(ValueError, match="2-D"):
         m.fit(X[:, 0], y)
-    with pytest.raises(TypeError, match="integer class labels"):
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
         m.fit(X, y + 0.5)
     with pytest.raises(ValueError, match="at least 2 classes"):
         m.fit(X, np.zeros(len(X), dtype=int))
