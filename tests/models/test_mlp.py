@@ -353,7 +353,7 @@ def test_bad_data_is_refused():
     model = FullyConnectedNet(epochs=1, verbose=False)
     with pytest.raises(NotFittedError):
         model.predict(X)
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="at least 2 classes in y, got 1 class"):
         model.fit(X, np.zeros(len(X), int))
     with pytest.raises(ValueError, match="not seen"):
         model.fit(X, y, X[:10], np.full(10, 7))

@@ -67,6 +67,7 @@ __all__ = [
     "check_X_y",
     "check_is_fitted",
     "check_labels",
+    "decision_from_scores",
     "label_indices",
     "unique_labels",
 ]
@@ -375,11 +376,11 @@ def check_X(
         raise ValueError(f"{name} must be an array, got the scalar {X!r}")
     if X.shape[0] == 0 and not allow_empty:
         raise ValueError(
-            f"{name} is empty: 0 sample(s) (shape={X.shape}) while a minimum of 1 is required"
+            f"{name} is empty: 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
         )
     if X.ndim == 2 and X.shape[1] == 0:
         raise ValueError(
-            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required"
+            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
         )
     if n_features is not None and X.ndim == 2 and X.shape[1] != n_features:
         raise ValueError(
@@ -497,6 +498,17 @@ def label_indices(classes: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return np.full(labels.shape, -1, dtype=np.int64)
     pos = np.searchsorted(classes, labels).clip(0, len(classes) - 1)
     return np.where(classes[pos] == labels, pos, -1).astype(np.int64, copy=False)
+
+
+def decision_from_scores(scores: np.ndarray) -> np.ndarray:
+    """``decision_function`` from class scores (N, C): the scores themselves, or for two
+    classes (N,) ``scores[:, 1] - scores[:, 0]``, scikit-learn's convention (> 0 predicts
+    ``classes_[1]``).
+
+    ``s1 - s0 > 0`` exactly when ``s1 > s0`` (the difference of two finite floats is zero
+    only when they are equal), so its sign agrees with ``argmax`` (a tie: ``classes_[0]``).
+    """
+    return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
 
 def check_is_fitted(estimator, attributes: str | list[str] | tuple[str, ...]) -> None:

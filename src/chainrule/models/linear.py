@@ -42,6 +42,9 @@ from chainrule.models._base import (
     check_labels,
     check_X,
     check_X_y,
+    decision_from_scores,
+    label_indices,
+    unique_labels,
 )
 from chainrule.nn.functional.losses import cross_entropy, l2_penalty, svm_loss
 
@@ -76,13 +79,6 @@ def _scores(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
         np.matmul(X[start : start + _SCORE_CHUNK], W, out=out[start : start + _SCORE_CHUNK])
     out += b
     return out
-
-
-def _class_indices(classes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Labels as indices into `classes`; a label not in `classes` gets -1, which matches
-    no prediction (a class unseen in training can never be predicted)."""
-    pos = np.searchsorted(classes, labels).clip(0, len(classes) - 1)
-    return np.where(classes[pos] == labels, pos, -1)
 
 
 class _LinearClassifier(ClassifierMixin, BaseEstimator):
@@ -133,12 +129,13 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : (N, D) float array (converted to float32)
-        y : (N,) int labels (any integer values; at least two distinct classes)
+        y : (N,) class labels, integers (any values) or strings; at least two classes
         X_val, y_val : optional validation split, (M, D) and (M,); its accuracy is
             recorded after every epoch in ``history_["val_acc"]`` (the model of the last
             epoch is kept; a label not seen in `y` counts as a wrong prediction).
 
-        Sets ``W_`` (D, C) float32, ``b_`` (C,) float32, ``classes_`` (C,) int64 sorted,
+        Sets ``W_`` (D, C) float32, ``b_`` (C,) float32, ``classes_`` (C,) the sorted
+        distinct labels (int64 or strings),
         ``n_features_in_``, ``loss_history_`` (the objective at every iteration, float32
         array) and ``history_`` (dict of lists: ``loss`` per iteration; ``epoch_loss``,
         ``train_acc`` and ``val_acc`` per epoch; train accuracy is measured on a fixed
@@ -149,14 +146,11 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
         from chainrule.train.solver import Solver
 
         self._check_params()
-        X, y = check_X_y(X, y, dtype=np.float32)
-        classes, y_index = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y, got only {classes.tolist()}"
-            )
+        X, y = check_X_y(X, y, dtype=np.float32, estimator=self)
+        classes, y_index = unique_labels(y, min_classes=2, estimator=self)
         if y_val is not None:
-            y_val = _class_indices(classes, check_labels(y_val, name="y_val"))
+            # A label unseen in y gets -1, which matches no prediction.
+            y_val = label_indices(classes, check_labels(y_val, name="y_val"))
         rng = as_generator(self.random_state)
         layer = self._build_layer(X.shape[1], len(classes), rng)
         solver = Solver(
@@ -188,7 +182,7 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ inference
-    def decision_function(self, X) -> np.ndarray:
+    def _class_scores(self, X) -> np.ndarray:
         """Class scores ``X @ W_ + b_``: (N, C) float32 for X (N, D)."""
         check_is_fitted(self, "W_")
         X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
@@ -196,14 +190,21 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
             X, self.W_.astype(np.float32, copy=False), self.b_.astype(np.float32, copy=False)
         )
 
+    def decision_function(self, X) -> np.ndarray:
+        """Class scores ``X @ W_ + b_`` for X (N, D): (N, C) float32, columns in
+        ``classes_``; with two classes, as scikit-learn's classifiers, (N,) float32: the
+        score of ``classes_[1]`` minus that of ``classes_[0]`` (> 0 predicts
+        ``classes_[1]``)."""
+        return decision_from_scores(self._class_scores(X))
+
     def predict(self, X) -> np.ndarray:
-        """Labels (N,) int64 from ``classes_`` with the highest score, for X (N, D)."""
-        scores = self.decision_function(X)  # checks first that the model is fitted
+        """Labels (N,) from ``classes_`` with the highest score, for X (N, D)."""
+        scores = self._class_scores(X)  # checks first that the model is fitted
         return self.classes_[scores.argmax(axis=1)]
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax of the class scores: (N, C) float32, rows sum to 1, columns in ``classes_``."""
-        return softmax(self.decision_function(X))
+        return softmax(self._class_scores(X))
 
     # ------------------------------------------------------------------ model files
     def _state_dict(self) -> dict[str, np.ndarray]:
@@ -212,7 +213,7 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
         return {
             "W_": np.asarray(self.W_, dtype=np.float32),
             "b_": np.asarray(self.b_, dtype=np.float32),
-            "classes_": np.asarray(self.classes_, dtype=np.int64),
+            "classes_": np.asarray(self.classes_),
             "loss_history_": np.asarray(getattr(self, "loss_history_", []), dtype=np.float32),
             "epoch_loss": np.asarray(h.get("epoch_loss", []), dtype=np.float64),
             "train_acc": np.asarray(h.get("train_acc", []), dtype=np.float64),
@@ -226,7 +227,7 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{name} state is missing {', '.join(missing)}")
         W = np.asarray(state["W_"], dtype=np.float32)
         b = np.asarray(state["b_"], dtype=np.float32)
-        classes = np.asarray(state["classes_"], dtype=np.int64)
+        classes = check_labels(state["classes_"], name="classes_")
         if W.ndim != 2 or b.shape != (W.shape[1],) or classes.shape != (W.shape[1],):
             raise ValueError(
                 f"{name} state has inconsistent shapes: W_ {W.shape}, b_ {b.shape}, "
@@ -263,13 +264,13 @@ class LinearSVM(_LinearClassifier):
         Factor applied to the learning rate after every epoch (1.0: constant).
     random_state : None, int or numpy.random.Generator
         Seeds the initial weights and the shuffling: the same seed gives the same model.
-    verbose : bool
-        Show a progress bar (tqdm) with the loss and accuracies when writing to a
-        terminal; False never shows it.
+    verbose : int or bool, default 0
+        Nonzero: show a progress bar (tqdm) with the loss and accuracies when writing to
+        a terminal (the command line does); 0 never shows it.
 
     Attributes (after ``fit``)
     --------------------------
-    W_ : (D, C) float32; b_ : (C,) float32; classes_ : (C,) int64
+    W_ : (D, C) float32; b_ : (C,) float32; classes_ : (C,) labels, int64 or strings
     loss_history_ : (iterations,) float32, the objective at every minibatch
     history_ : dict with ``loss``, ``epoch_loss``, ``train_acc``, ``val_acc``
 
@@ -286,7 +287,7 @@ class LinearSVM(_LinearClassifier):
         batch_size: int = 200,
         lr_decay: float = 0.9,
         random_state=None,
-        verbose: bool = True,
+        verbose: int = 0,
     ):
         self.learning_rate = learning_rate
         self.reg = reg
@@ -315,7 +316,7 @@ class SoftmaxClassifier(_LinearClassifier):
         batch_size: int = 200,
         lr_decay: float = 0.9,
         random_state=None,
-        verbose: bool = True,
+        verbose: int = 0,
     ):
         self.learning_rate = learning_rate
         self.reg = reg

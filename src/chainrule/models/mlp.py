@@ -29,6 +29,9 @@ from chainrule.models._base import (
     check_labels,
     check_X,
     check_X_y,
+    decision_from_scores,
+    label_indices,
+    unique_labels,
 )
 from chainrule.nn.functional.losses import l2_penalty
 
@@ -91,14 +94,15 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         Stop after this many epochs without a better validation accuracy.
     random_state : int, Generator or None
         Initialisation, shuffling, dropout masks and augmentation.
-    verbose : bool
-        Progress bar and one line per epoch.
+    verbose : int or bool, default 0
+        Nonzero: a progress bar and one line per epoch (the command line turns it on).
 
     Attributes (after fit)
     ----------------------
-    classes_ : (C,) labels; n_features_in_ : int; net_ : the `chainrule.nn.Sequential`;
-    history_ : dict of lists (``loss`` per iteration; ``epoch_loss``, ``train_acc``,
-    ``val_acc``, ``lr``, ``epoch_time`` per epoch; ``best_epoch``, ``best_val_acc``).
+    classes_ : (C,) the sorted distinct labels (int64 or strings); n_features_in_ : int;
+    net_ : the `chainrule.nn.Sequential`; history_ : dict of lists (``loss`` per iteration;
+    ``epoch_loss``, ``train_acc``, ``val_acc``, ``lr``, ``epoch_time`` per epoch;
+    ``best_epoch``, ``best_val_acc``).
     """
 
     def __init__(
@@ -123,7 +127,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         weight_scale=None,
         early_stopping_patience=None,
         random_state=None,
-        verbose=True,
+        verbose=0,
     ):
         self.hidden_dims = hidden_dims
         self.dropout = dropout
@@ -325,7 +329,8 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         resume=False,
         checkpoint_settings=None,
     ):
-        """Train on rows X (N, D) with labels y (N,); validate on (X_val, y_val) if given.
+        """Train on rows X (N, D) with labels y (N,) (integers or strings, at least two
+        classes); validate on (X_val, y_val) if given.
 
         With validation data the model of the best validation epoch is kept. With
         `checkpoint_dir` a checkpoint is written after every epoch; ``resume=True``
@@ -338,10 +343,8 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         from chainrule.train.solver import Solver
 
         self._check_hyperparameters()
-        X, y = check_X_y(X, y, dtype=np.float32)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]}); need at least 2")
+        X, y = check_X_y(X, y, dtype=np.float32, estimator=self)
+        self.classes_, y_idx = unique_labels(y, min_classes=2, estimator=self)
         self.n_features_in_ = X.shape[1]
         if y_val is not None:
             y_val = self._encode(check_labels(y_val, name="y_val"), "y_val")
@@ -398,9 +401,8 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         }
 
     def _encode(self, y, name: str) -> np.ndarray:
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        bad = self.classes_[idx] != y
+        idx = label_indices(self.classes_, y)
+        bad = idx < 0
         if bad.any():
             raise ValueError(f"{name} has labels not seen in y: {np.unique(y[bad])[:10].tolist()}")
         return idx
@@ -414,23 +416,19 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
                 out.append(self.net_(Tensor(X[i : i + batch_size])).data)
         return np.concatenate(out, axis=0)
 
+    def _check_rows(self, X) -> np.ndarray:
+        check_is_fitted(self, "net_")
+        return check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+
     def decision_function(self, X) -> np.ndarray:
-        """Class scores (N, C), float32, of rows X (N, D): the network in eval mode
-        (one view of each row, without test-time flips)."""
-        check_is_fitted(self, "net_")
-        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
-        return self._forward(X)
+        """Class scores of rows X (N, D): the network in eval mode (one view of each row,
+        without test-time flips). (N, C) float32, columns in ``classes_``; with two
+        classes, as scikit-learn's classifiers, (N,) float32: the score of
+        ``classes_[1]`` minus that of ``classes_[0]``."""
+        return decision_from_scores(self._forward(self._check_rows(X)))
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (N, C), float32; column j is class ``classes_[j]``.
-
-        The softmax of the scores, averaged with that of the mirror images when
-        test-time flips are on.
-        """
-        check_is_fitted(self, "net_")
-        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+    def _proba(self, X: np.ndarray, views) -> np.ndarray:
         p = softmax(self._forward(X))
-        views = self._make_eval_views(self.n_features_in_)
         if views is not None:
             others = views(X)
             for V in others:
@@ -438,10 +436,24 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             p /= 1 + len(others)
         return p
 
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (N, C), float32; column j is class ``classes_[j]``.
+
+        The softmax of the scores, averaged with that of the mirror images when
+        test-time flips are on.
+        """
+        X = self._check_rows(X)
+        return self._proba(X, self._make_eval_views(self.n_features_in_))
+
     def predict(self, X) -> np.ndarray:
-        """Predicted labels (N,) of rows X (N, D)."""
-        labels = self.predict_proba(X).argmax(axis=1)
-        return self.classes_[labels]
+        """Predicted labels (N,) of rows X (N, D): the class with the highest score (the
+        highest averaged probability with test-time flips)."""
+        X = self._check_rows(X)
+        views = self._make_eval_views(self.n_features_in_)
+        # Without flips, the argmax of the scores: the sign of the two-class
+        # decision_function agrees with it exactly, which a softmax could blur.
+        best = (self._forward(X) if views is None else self._proba(X, views)).argmax(axis=1)
+        return self.classes_[best]
 
     # ------------------------------------------------------------ model files
     def _state_dict(self) -> dict[str, np.ndarray]:
@@ -455,7 +467,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         for k in ("classes_", "n_features_in_"):
             if k not in state:
                 raise ValueError(f"{type(self).__name__} state has no {k!r}")
-        classes = np.asarray(state["classes_"])
+        classes = check_labels(state["classes_"], name="classes_")
         n_features = int(np.asarray(state["n_features_in_"]))
         net = self._build_network(n_features, len(classes), np.random.default_rng(0))
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
@@ -493,7 +505,7 @@ class TwoLayerNet(FullyConnectedNet):
         weight_scale=None,
         early_stopping_patience=None,
         random_state=None,
-        verbose=True,
+        verbose=0,
     ):
         self.hidden_size = hidden_size
         self.dropout = dropout
