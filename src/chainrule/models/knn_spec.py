@@ -74,7 +74,7 @@ class KNNSpec(ModelSpec):
         preprocessing turns into them (see ``chainrule.models.knn._modelfile``); each
         row's class index (N,) and the labels (C,)."""
         return {
-            "classes_": Member(("C",), "iu"),
+            "classes_": Member(("C",), "iuU"),
             "fit_X": Member(("N", "D"), "fiu", required=False),
             "fit_images": Member(("N", None, None, None), "u", required=False),
             "y_index": Member(("N",), "iu"),

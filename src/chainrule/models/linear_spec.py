@@ -64,7 +64,7 @@ class LinearSpec(ModelSpec):
         return {
             "W_": Member(("D", "C")),
             "b_": Member(("C",)),
-            "classes_": Member(("C",), "iu"),
+            "classes_": Member(("C",), "iuU"),
             "loss_history_": Member((None,), finite=False),
             "epoch_loss": Member((None,), finite=False),
             "train_acc": Member((None,), finite=False),

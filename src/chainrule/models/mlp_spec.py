@@ -104,7 +104,7 @@ class TwoLayerSpec(ModelSpec):
         ``Sequential`` (Linear, [BatchNorm1d], ReLU, [Dropout] per hidden layer, then the
         output Linear), the labels and the feature count."""
         dims, p, bn = model._architecture()
-        members = {"classes_": Member(("C",), "iu"), "n_features_in_": Member((), "iu", value="D")}
+        members = {"classes_": Member(("C",), "iuU"), "n_features_in_": Member((), "iu", value="D")}
         index, d_in = 0, "D"
         for d in dims:
             members[f"net.{index}.weight"] = Member((d_in, d))
