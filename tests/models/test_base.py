@@ -6,6 +6,7 @@ import json
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,8 @@ class NearestMean(ClassifierMixin, BaseEstimator):
         self.inner = inner
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
+        X, y = check_X_y(X, y, estimator=self)
+        self.classes_, y_index = unique_labels(y, estimator=self)
         self.n_features_in_ = X.shape[1]
         self.means_ = np.stack([X[y_index == i].mean(0) for i in range(len(self.classes_))])
         return self
@@ -295,3 +296,22 @@ def test_works_with_sklearn_clone_and_cross_validation():
     scores = cross_val_score(est, X, y, cv=4)
     assert scores.shape == (4,) and scores.min() == 1.0
     assert sklearn.__version__
+
+
+def test_the_documented_example_passes_scikit_learns_checks():
+    # The rules of the module docstring are enough for scikit-learn's whole contract.
+    pytest.importorskip("sklearn")
+    try:
+        from sklearn.utils import Tags  # noqa: F401 - the tags API (>= 1.6)
+    except ImportError:
+        pytest.skip("scikit-learn >= 1.6 is not installed")
+    from sklearn.exceptions import SkipTestWarning
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Estimator .* does not inherit from `sklearn.base")
+        warnings.simplefilter("ignore", SkipTestWarning)  # pandas absent, array API off
+        results = check_estimator(NearestMean(), on_fail=None)
+    failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
+    assert not failed
+    assert sum(r["status"] == "passed" for r in results) >= 50

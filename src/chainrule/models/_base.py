@@ -9,7 +9,8 @@ follows three rules, the same as scikit-learn's:
 2. ``fit(X, y)`` validates the hyperparameters and the data, learns, sets attributes whose
    names end in ``_`` (``classes_``, ``n_features_in_``, ...) and returns ``self``.
 3. Everything after ``fit`` checks that the model was fitted (``check_is_fitted``) and
-   validates its input with ``check_X``.
+   validates its input with ``check_X``. A ``decision_function`` returns (N,) for two
+   classes (``decision_from_scores``), as scikit-learn's classifiers do.
 
 Example::
 
@@ -18,8 +19,8 @@ Example::
             self.shrink = shrink
 
         def fit(self, X, y):
-            X, y = check_X_y(X, y)
-            self.classes_, y_index = np.unique(y, return_inverse=True)
+            X, y = check_X_y(X, y, estimator=self)
+            self.classes_, y_index = unique_labels(y, estimator=self)
             self.n_features_in_ = X.shape[1]
             self.means_ = np.stack([X[y_index == i].mean(0) for i in range(len(self.classes_))])
             return self
@@ -114,7 +115,7 @@ def _sklearn_twin(name: str) -> type:
 
                 theirs = getattr(exceptions, name)
                 bases = (theirs, *(b for b in bases if not issubclass(theirs, b)))
-            except Exception:  # noqa: BLE001 - not installed, or broken: ours alone
+            except Exception:  # not installed, or broken: ours alone
                 pass
             cls = type(name, bases, {"__doc__": doc, "__module__": __name__})
             _twins[name] = cls
