@@ -53,6 +53,16 @@ def blobs(n_classes: int, n_per_class: int = 15, n_features: int = 3, seed: int 
     return X[order], y[order]
 
 
+def test_the_exception_classes_are_public():
+    import chainrule.models
+    from chainrule.models import _base
+
+    assert chainrule.models.NotFittedError is _base.NotFittedError is NotFittedError
+    assert chainrule.models.DataConversionWarning is DataConversionWarning
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        chainrule.models.Nope  # noqa: B018
+
+
 def test_every_registered_model_is_checked():
     missing = sorted(set(MODEL_REGISTRY) - set(CHECKED))
     assert not missing, f"add {missing} to CHECKED in {__file__}"

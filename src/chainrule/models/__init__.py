@@ -19,3 +19,13 @@ from chainrule.models.registry import (  # noqa: F401
     register_model,
 )
 from chainrule.models.spec import ModelSpec  # noqa: F401
+
+
+def __getattr__(name: str):
+    # Made on first use, deriving from scikit-learn's classes where it is installed
+    # (models/_base.py): importing them above would import scikit-learn with chainrule.
+    if name in ("NotFittedError", "DataConversionWarning"):
+        from chainrule.models import _base
+
+        return getattr(_base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
