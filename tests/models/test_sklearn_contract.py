@@ -163,7 +163,7 @@ def test_errors_name_the_problem(name):
     model = make(name)
     with pytest.raises(NotFittedError, match=f"this {cls} is not fitted yet"):
         model.predict(X)
-    with pytest.raises(ValueError, match="requires y to be passed, but the target y is None"):
+    with pytest.raises(ValueError, match=f"{cls} requires y to be passed, but the target y"):
         model.fit(X, None)
     with pytest.raises(ValueError, match="Unknown label type: continuous"):
         model.fit(X, y + 0.5)

@@ -13,6 +13,7 @@ from chainrule.models._base import (
     check_labels,
     check_X,
     check_X_y,
+    unique_labels,
 )
 from chainrule.models.knn._metrics import METRICS
 from chainrule.models.knn._modelfile import images_of_rows, rows_of_images
@@ -55,7 +56,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
 
     Attributes (after ``fit``)
     --------------------------
-    classes_ : (C,) int64, the sorted distinct training labels.
+    classes_ : (C,) the sorted distinct training labels (int64 or strings).
     n_features_in_ : int, number of features D.
     fit_X_ : (N, D) the training rows, as given to ``fit`` (not copied).
     fit_y_ : (N,) int64, the training labels as indices into ``classes_``.
@@ -100,17 +101,17 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Remember the training data.
 
-        X : (N, D) array of numbers, no NaN or infinity. y : (N,) integer labels (any
-        values; float labels must be whole numbers). Returns ``self``.
+        X : (N, D) array of numbers, no NaN or infinity. y : (N,) class labels, integers
+        (any values; float labels must be whole numbers) or strings. Returns ``self``.
         """
         self._check_params()
-        X, y = check_X_y(X, y)
+        X, y = check_X_y(X, y, estimator=self)
         if self.k > X.shape[0]:
             raise ValueError(
                 f"k={self.k} is larger than the number of training samples ({X.shape[0]})"
             )
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        self._set_training_data(X, y_index.astype(np.int64))
+        self.classes_, y_index = unique_labels(y, estimator=self)
+        self._set_training_data(X, y_index)
         return self
 
     def _set_training_data(self, X: np.ndarray, y_index: np.ndarray) -> None:
@@ -210,7 +211,7 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
         return count_votes(self.fit_y_[idx], len(self.classes_))
 
     def predict(self, X) -> np.ndarray:
-        """Predicted labels (N,) int64, values from ``classes_``."""
+        """Predicted labels (N,), values from ``classes_``."""
         votes = self._votes(X)
         # argmax takes the first maximum: ties go to the smallest label.
         return self.classes_[votes.argmax(axis=1)]
