@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# scikit-learn's estimator checks include array-API inputs only when SciPy is told to
+# accept them, which must happen before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 NOBODY = 65534
 
 
