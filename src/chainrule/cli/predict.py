@@ -115,15 +115,23 @@ def run(args) -> int:
     if args.top < 1:
         raise CommandError(f"--top must be at least 1, got {args.top}")
     labels, proba, model_labels, classes = _predictions(args, args.images)
-    column = {int(c): j for j, c in enumerate(model_labels)}
+    model_labels = np.asarray(model_labels).tolist()  # Python ints or strings
+    column = {c: j for j, c in enumerate(model_labels)}
+    # Class names are indexed by label for integer labels, by column for text labels.
+    by_label = all(isinstance(c, int) for c in model_labels)
+
+    def name_of(j: int) -> str:
+        return classes[model_labels[j]] if by_label else classes[j]
+
     top = min(args.top, proba.shape[1])
     width = max(len(p) for p in args.images)
     for path, label, p in zip(args.images, labels, proba):
-        label = int(label)
-        name = classes[label]
-        prob = float(p[column[label]])
+        label = np.asarray(label).tolist()
+        j = column[label]
+        name = name_of(j)
+        prob = float(p[j])
         order = np.argsort(-p, kind="stable")[:top]
-        ranked = [(classes[int(model_labels[j])], float(p[j])) for j in order]
+        ranked = [(name_of(int(k)), float(p[k])) for k in order]
         if args.json:
             record = {"image": path, "class": name, "label": label, "probability": prob}
             if args.top > 1:

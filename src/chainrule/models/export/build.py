@@ -178,6 +178,12 @@ def build_model(ex: Exportable):
     """The ``onnx.ModelProto`` of ``ex`` (see the module doc); `write` checks it."""
     from chainrule import __version__
 
+    kind = np.asarray(ex.model.classes_).dtype.kind
+    if kind not in "iub":
+        raise TypeError(
+            "this model's class labels are text; an exported graph's `label` output is an "
+            "int64 label, so only models fitted on integer labels can be exported"
+        )
     head_of = family(ex.model)
     flips = head_of is _network_head and uses_flips(ex.params)
     if flips:
