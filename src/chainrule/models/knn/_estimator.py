@@ -15,6 +15,7 @@ from chainrule.models._base import (
     check_X_y,
     unique_labels,
 )
+from chainrule.models.knn import _distributed
 from chainrule.models.knn._metrics import METRICS
 from chainrule.models.knn._modelfile import images_of_rows, rows_of_images
 from chainrule.models.knn._search import NeighborSearch, check_chunk_size
@@ -52,13 +53,15 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
     n_jobs : None or int. Threads for the work outside matrix products: the ``l1``
         distance loops, candidate selection, re-measuring (``None``: every CPU this process
         may use). Matrix products use the BLAS threads (set them with threadpoolctl or
-        ``OPENBLAS_NUM_THREADS``).
+        ``OPENBLAS_NUM_THREADS``). For training rows on Dask workers: threads per worker,
+        for both (``None``: the worker's own thread count).
 
     Attributes (after ``fit``)
     --------------------------
     classes_ : (C,) the sorted distinct training labels (int64 or strings).
     n_features_in_ : int, number of features D.
-    fit_X_ : (N, D) the training rows, as given to ``fit`` (not copied).
+    fit_X_ : (N, D) the training rows, as given to ``fit`` (not copied); for Dask data a
+        ``ShardedRows`` (their shape and shards; the rows stay on the workers).
     fit_y_ : (N,) int64, the training labels as indices into ``classes_``.
 
     With ``k`` and ``metric`` these are the whole model: the neighbours of a query are the
@@ -103,19 +106,28 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
 
         X : (N, D) array of numbers, no NaN or infinity. y : (N,) class labels, integers
         (any values; float labels must be whole numbers) or strings. Returns ``self``.
+
+        X may also be a training set on the workers of a Dask cluster: a Dask array, or
+        a list of shards (futures of arrays, Dask arrays); each shard is searched where it
+        lives, with the same neighbours as one array (see ``chainrule.models.knn._distributed``).
         """
         self._check_params()
-        X, y = check_X_y(X, y, estimator=self)
+        search = None
+        if _distributed.is_dask_input(X):
+            search, y = _distributed.fit_shards(X, y, self.metric, self.k, self.n_jobs, self)
+            X = search.rows
+        else:
+            X, y = check_X_y(X, y, estimator=self)
         if self.k > X.shape[0]:
             raise ValueError(
                 f"k={self.k} is larger than the number of training samples ({X.shape[0]})"
             )
         self.classes_, y_index = unique_labels(y, estimator=self)
-        self._set_training_data(X, y_index)
+        self._set_training_data(X, y_index, search)
         return self
 
-    def _set_training_data(self, X: np.ndarray, y_index: np.ndarray) -> None:
-        self._search = NeighborSearch(X, self.metric, filter_k=self.k)
+    def _set_training_data(self, X, y_index: np.ndarray, search=None) -> None:
+        self._search = NeighborSearch(X, self.metric, filter_k=self.k) if search is None else search
         self.fit_X_ = X
         self.fit_y_ = y_index
         self.n_features_in_ = X.shape[1]
@@ -129,11 +141,25 @@ class KNearestNeighbors(ClassifierMixin, BaseEstimator):
     def _y_index(self) -> np.ndarray:
         return self.fit_y_
 
+    def gather(self) -> KNearestNeighbors:
+        """This model with its training rows in this process: ``self``, or for a model
+        fitted on Dask shards a copy fitted on the rows gathered into one array (they must
+        fit in memory here). A model file needs them: ``save_model(path, model.gather())``."""
+        check_is_fitted(self, "fit_X_")
+        if not isinstance(self.fit_X_, _distributed.ShardedRows):
+            return self
+        model = type(self)(**self.get_params())
+        model.classes_ = self.classes_
+        model._set_training_data(self._search.gather_rows(), self.fit_y_.copy())
+        return model
+
     # -- model files (chainrule.models.io) -------------------------------------------
 
     def _state_dict(self) -> dict[str, np.ndarray]:
         check_is_fitted(self, "fit_X_")
-        return {"classes_": self.classes_, "fit_X": self.fit_X_, "y_index": self.fit_y_}
+        # np.asarray: rows on Dask workers refuse here, naming gather() (ShardedRows).
+        X = np.asarray(self.fit_X_)
+        return {"classes_": self.classes_, "fit_X": X, "y_index": self.fit_y_}
 
     def _state_dict_with(self, preprocessor) -> dict[str, np.ndarray]:
         """What a model file stores, given the preprocessing stored beside it: the
