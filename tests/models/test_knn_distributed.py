@@ -36,7 +36,7 @@ def client():
 @pytest.fixture
 def workers(client):
     """The two workers' addresses (a killed worker comes back at another address)."""
-    return sorted(client.scheduler_info()["workers"])
+    return sorted(client.nthreads())
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,8 @@ def test_a_sharded_model_is_saved_by_gathering_it(client, workers, data, tmp_pat
     with pytest.raises(ValueError) as e:
         save_model(path, model)
     message = str(e.value)
-    assert "\n" not in message and "model.gather()" in message and "1,400 training rows" in message
+    assert "\n" not in message and "1,400 training rows" in message
+    assert "model.gather() brings them here (1.0 MiB)" in message
     assert not path.exists()
     local = model.gather()
     assert isinstance(local.fit_X_, np.ndarray)
@@ -219,6 +220,13 @@ def test_a_sharded_model_is_saved_by_gathering_it(client, workers, data, tmp_pat
     np.testing.assert_array_equal(loaded.model.kneighbors(Q)[1], model.kneighbors(Q)[1])
     # a model fitted on one array gathers to itself
     assert local.gather() is local
+    # the ONNX export needs the rows too
+    pytest.importorskip("onnx")
+    from chainrule.models import export_onnx
+
+    with pytest.raises(ValueError, match=r"live in 3 shards on Dask workers; model.gather\(\) "):
+        export_onnx(model, tmp_path / "knn.onnx")
+    assert not (tmp_path / "knn.onnx").exists()
 
 
 # ------------------------------------------------------------------ bad input
@@ -300,13 +308,13 @@ def kill(client, address):
     """Kill the worker process at ``address``; return once the scheduler knows."""
     os.kill(client.run(os.getpid)[address], signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while address in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+    while address in client.nthreads() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
 def wait_for_two_workers(client):
     deadline = time.monotonic() + 60
-    while len(client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
+    while len(client.nthreads()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
 
 

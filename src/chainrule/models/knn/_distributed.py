@@ -199,8 +199,18 @@ class ShardedRows:
         raise ValueError(
             f"the {self.shape[0]:,} training rows of this k-NN live in {self.n_shards} "
             f"shards on Dask workers; model.gather() brings them here "
-            f"({self.nbytes / 2**20:,.0f} MiB) as a model with one array (e.g. to save it)"
+            f"({_size(self.nbytes)}) as a model with one array (e.g. to save it)"
         )
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for a person: 512 bytes, 3.1 KiB, 117.2 MiB, 11.4 GiB."""
+    if nbytes < 1024:
+        return f"{nbytes} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        nbytes /= 1024
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:,.1f} {unit}"
 
 
 class ShardedSearch:
@@ -323,7 +333,8 @@ def _wait(client, futures: list, where: list[str] | None = None) -> None:
             wait(futures, timeout=None if where is None else POLL_SECONDS)
             break
         except TimeoutError:
-            alive = client.scheduler_info()["workers"]
+            # (Not scheduler_info()["workers"]: the client's periodic refresh can empty it.)
+            alive = client.nthreads()
             for f, w in zip(futures, where, strict=True):
                 if w not in alive and not f.done():
                     raise RuntimeError(
