@@ -144,16 +144,21 @@ def test_queries_in_several_chunks_and_an_empty_shard(client, workers, data, mon
     assert there.kneighbors(Q[:0])[1].shape == (0, 3)
 
 
-def test_k_larger_than_a_shard(client, workers):
-    # k = 4 over shards of 2, 1 and 3 rows: each gives what it has, the merge the rest.
+def test_k_larger_than_a_shard_and_text_labels(client, workers):
+    # k = 4 over shards of 2, 1 and 3 rows: each gives what it has, the merge the rest;
+    # labels per shard, as futures, and text labels.
     rng = np.random.default_rng(1)
     X = image_like(rng, 6, d=8)
-    y = np.array([0, 1, 1, 0, 2, 2])
+    y = np.array(["cup", "mug", "mug", "cup", "bowl", "bowl"])
     shards = scattered_shards(client, X, workers, bounds=[0, 2, 3, 6])
-    there = KNearestNeighbors(k=4).fit(shards, y)
+    labels = [client.scatter(y[:2]), client.scatter(y[2:3]), client.scatter(y[3:])]
+    there = KNearestNeighbors(k=4).fit(shards, labels)
     here = KNearestNeighbors(k=4).fit(X, y)
+    np.testing.assert_array_equal(there.classes_, ["bowl", "cup", "mug"])
     np.testing.assert_array_equal(there.kneighbors(X)[1], here.kneighbors(X)[1])
     np.testing.assert_array_equal(there.predict(X), here.predict(X))
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        KNearestNeighbors().fit(shards, None)
 
 
 # ------------------------------------------------------------------ the rows stay put
