@@ -26,7 +26,9 @@ search machinery):
   features that move together, coarse to fine);
 - ``_metrics``: the distances with their error bounds (``Prepared`` rows);
 - ``_select``: candidate lists, the smallest values of each row, ``merge_neighbors``;
-- ``_parallel``: threads for the loops outside matrix products.
+- ``_parallel``: threads for the loops outside matrix products;
+- ``_distributed``: training rows sharded across the workers of a Dask cluster (``fit``
+  on a Dask array or shard futures), each shard's search kept on its worker.
 
 Sharded training sets: ``NeighborSearch(shard, metric).kneighbors(Q, k)`` gives each
 shard's exact top k (float64 values, local indices); ``merge_neighbors`` of those lists,
