@@ -238,3 +238,22 @@ def test_a_cluster_without_a_search_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "--workers runs the search's trials on a cluster; add --search" in err
+
+
+def test_a_local_cluster_leaves_the_callers_environment_alone():
+    import os
+
+    from chainrule.train.distributed import WORKER_MALLOC, local_cluster
+
+    before = dict(os.environ)
+
+    def worker_env():
+        import os
+
+        return {k: os.environ.get(k) for k in WORKER_MALLOC}
+
+    with local_cluster(1) as client:
+        assert dict(os.environ) == before
+        (seen,) = client.run(worker_env).values()
+    assert seen == {k: str(v) for k, v in WORKER_MALLOC.items()}
+    assert dict(os.environ) == before

@@ -48,7 +48,7 @@ def cluster_client(args):
             client = stack.enter_context(cluster)
         except (ImportError, OSError, ValueError) as e:
             raise CommandError(str(e)) from None
-        n = len(client.scheduler_info().get("workers", {}))
+        n = len(client.nthreads())  # (scheduler_info()'s list can be empty between refreshes)
         where = "a local Dask cluster" if address is None else f"the Dask cluster at {address}"
         info(args, f"search trials run on {where} ({n} workers)")
         yield client
