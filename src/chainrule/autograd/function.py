@@ -28,11 +28,18 @@ __all__ = [
 
 
 class _Mode:
-    """Global switches read on every operation (plain attributes: cheap to read)."""
+    """The global switches read on every operation. There is one, `_mode`: reading a slot
+    of an instance costs less than reading an attribute of a class."""
 
-    grad_enabled = True
-    # Depth of nested forward-mode evaluations; > 0 while `jvp` runs a function.
-    forward_ad = 0
+    __slots__ = ("grad_enabled", "forward_ad")
+
+    def __init__(self):
+        self.grad_enabled = True
+        # Depth of nested forward-mode evaluations; > 0 while `jvp` runs a function.
+        self.forward_ad = 0
+
+
+_mode = _Mode()
 
 
 class no_grad:
@@ -43,12 +50,12 @@ class no_grad:
     """
 
     def __enter__(self):
-        self._prev = _Mode.grad_enabled
-        _Mode.grad_enabled = False
+        self._prev = _mode.grad_enabled
+        _mode.grad_enabled = False
         return self
 
     def __exit__(self, *exc):
-        _Mode.grad_enabled = self._prev
+        _mode.grad_enabled = self._prev
         return False
 
     def __call__(self, fn):
@@ -64,13 +71,13 @@ class enable_grad(no_grad):
     """Context manager that turns recording back on inside a `no_grad` block."""
 
     def __enter__(self):
-        self._prev = _Mode.grad_enabled
-        _Mode.grad_enabled = True
+        self._prev = _mode.grad_enabled
+        _mode.grad_enabled = True
         return self
 
 
 def is_grad_enabled() -> bool:
-    return _Mode.grad_enabled
+    return _mode.grad_enabled
 
 
 class Context:
@@ -134,6 +141,7 @@ _ndarray = np.ndarray
 # fraction of the same arithmetic on 0-d arrays, which is what makes graphs of scalars
 # fast. `Tensor.data` still always hands out an ndarray.
 _SCALARS = (np.float64, np.float32, np.float16, np.longdouble)
+_float64 = np.float64
 
 
 class Function:
@@ -210,9 +218,9 @@ class Function:
                 rb, nb = b._data, b.requires_grad
             else:
                 rb, nb = b, False
-            ctx.needs_input_grad = [na, nb]
+            ctx.needs_input_grad = (na, nb)
             result = cls.forward(ctx, ra, rb)
-            record = (na or nb) and _Mode.grad_enabled
+            record = (na or nb) and _mode.grad_enabled
             if record:
                 # One more consumer waits for each input's gradient (the backward pass
                 # runs an operation once all consumers of its output have sent theirs).
@@ -224,14 +232,14 @@ class Function:
             raw, needs = _unwrap(args, cls.scalar_inputs)
             ctx.needs_input_grad = needs
             result = cls.forward(ctx, *raw)
-            record = True in needs and _Mode.grad_enabled
+            record = True in needs and _mode.grad_enabled
             if record:
                 for a, need in zip(args, needs):
                     if need and a._ctx is not None:
                         a._ctx._consumers += 1
         rc = result.__class__
-        if (rc is _ndarray and result.dtype.kind != "f") or (
-            rc is not _ndarray and rc not in _SCALARS
+        if rc is not _float64 and (
+            result.dtype.kind != "f" if rc is _ndarray else rc not in _SCALARS
         ):
             result = _float_result(cls, result)
         out = _new(Tensor)
@@ -249,7 +257,7 @@ class Function:
         else:
             out.requires_grad = False
             out._ctx = None
-        if _Mode.forward_ad:
+        if _mode.forward_ad:
             _forward_mode_step(cls, ctx, args, out)
         return out
 
@@ -275,7 +283,7 @@ def _unwrap(args, scalars_ok: bool):
         else:
             raw.append(a)
             needs.append(False)
-    return raw, needs
+    return raw, tuple(needs)
 
 
 def _float_result(cls, result):
