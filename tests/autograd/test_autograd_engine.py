@@ -262,8 +262,8 @@ def test_numpy_arrays_and_numbers_on_either_side():
 
 
 class _Mul3(Function):
-    """a * b with a third, constant argument: its gradients take the backward pass's
-    general loop over inputs, where the binary operators take the unrolled one."""
+    """a * b with a third, constant argument: `Function.apply` unwraps its arguments in
+    the general loop, where the binary operators take its unrolled two-argument path."""
 
     scalar_inputs = True
 
@@ -291,7 +291,7 @@ class _Add3(Function):
         return g, g, None
 
 
-def test_the_unrolled_binary_delivery_gives_exactly_what_the_general_loop_gives():
+def test_the_unrolled_binary_apply_gives_exactly_what_the_general_loop_gives():
     rng = np.random.default_rng(0)
     values = rng.standard_normal(12)
 
