@@ -90,10 +90,9 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
                 prev = c.grad_output
                 c.grad_output = g if prev is None else prev + g
             fn = c.fn
-            if g.__class__ is _ndarray or fn.scalar_inputs:
-                in_grads = fn.backward(c, g)
-            else:
-                in_grads = fn.backward(c, np.asarray(g))
+            if c._arrays_only and g.__class__ is not _ndarray:
+                g = np.asarray(g)
+            in_grads = fn.backward(c, g)
             if in_grads.__class__ is not tuple:
                 in_grads = (in_grads,)
             if len(in_grads) != len(inputs):

@@ -112,6 +112,10 @@ class Context:
         "_visit",
         "_left",
         "_gsum",
+        # Whether backward must receive its gradient as an ndarray (the Function takes
+        # no NumPy scalars): `apply` copies it from the Function, so that the backward
+        # pass reads a field rather than a class attribute.
+        "_arrays_only",
         "__dict__",
     )
 
@@ -125,6 +129,7 @@ class Context:
         self.grad_inputs = None
         self._consumers = 0
         self._visit = None
+        self._arrays_only = False
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -204,39 +209,30 @@ class Function:
     def apply(cls, *args) -> Tensor:
         """Run `forward` on the arrays of `args` and return the result as a Tensor, which
         records this operation when an argument requires grad (and grad mode is on)."""
+        scalars_ok = cls.scalar_inputs
         ctx = _new(Context)
         ctx.saved_tensors = ()
-        if len(args) == 2 and cls.scalar_inputs:
-            # `_unwrap` unrolled for the binary operators: they run once per operation of
-            # a graph of scalars, where this bookkeeping is a good part of the time.
-            a, b = args
+        raw = []
+        needs = []
+        for a in args:
             if isinstance(a, Tensor):
-                ra, na = a._data, a.requires_grad
+                d = a._data
+                if not scalars_ok and d.__class__ is not _ndarray:
+                    d = a.data
+                raw.append(d)
+                needs.append(a.requires_grad)
             else:
-                ra, na = a, False
-            if isinstance(b, Tensor):
-                rb, nb = b._data, b.requires_grad
-            else:
-                rb, nb = b, False
-            ctx.needs_input_grad = (na, nb)
-            result = cls.forward(ctx, ra, rb)
-            record = (na or nb) and _mode.grad_enabled
-            if record:
-                # One more consumer waits for each input's gradient (the backward pass
-                # runs an operation once all consumers of its output have sent theirs).
-                if na and a._ctx is not None:
+                raw.append(a)
+                needs.append(False)
+        needs = ctx.needs_input_grad = tuple(needs)
+        result = cls.forward(ctx, *raw)
+        record = True in needs and _mode.grad_enabled
+        if record:
+            # One more consumer waits for each input's gradient (the backward pass runs an
+            # operation once all consumers of its output have sent theirs).
+            for a, need in zip(args, needs):
+                if need and a._ctx is not None:
                     a._ctx._consumers += 1
-                if nb and b._ctx is not None:
-                    b._ctx._consumers += 1
-        else:
-            raw, needs = _unwrap(args, cls.scalar_inputs)
-            ctx.needs_input_grad = needs
-            result = cls.forward(ctx, *raw)
-            record = True in needs and _mode.grad_enabled
-            if record:
-                for a, need in zip(args, needs):
-                    if need and a._ctx is not None:
-                        a._ctx._consumers += 1
         rc = result.__class__
         if rc is not _float64 and (
             result.dtype.kind != "f" if rc is _ndarray else rc not in _SCALARS
@@ -253,6 +249,7 @@ class Function:
             ctx.grad_output = ctx.grad_inputs = None
             ctx._consumers = 0
             ctx._visit = None
+            ctx._arrays_only = not scalars_ok
             out._ctx = ctx
         else:
             out.requires_grad = False
@@ -269,21 +266,66 @@ class Primitive(Function):
     scalar_inputs = True
 
 
-def _unwrap(args, scalars_ok: bool):
-    """The arrays `forward` receives, and which arguments want a gradient."""
-    raw = []
-    needs = []
-    for a in args:
+def _binary_apply(cls):
+    """``cls.apply`` for exactly two arguments, as a plain function ``apply(a, b)``: the
+    Tensor's binary operators (``a + b`` is ``_binary_apply(Add)(a, b)``).
+
+    The same steps as `Function.apply`, unrolled for two arguments, with ``cls.forward``
+    read once, here: an operator runs once per operation of a graph, and in a graph of
+    scalars that bookkeeping (a loop over the arguments, a class attribute read on each
+    call, one more call between the operator and `apply`) is a good part of the time.
+    It gives exactly what ``cls.apply(a, b)`` gives (tested operator by operator).
+    `cls` must take NumPy scalars (`Function.scalar_inputs`).
+    """
+    if not cls.scalar_inputs:
+        raise TypeError(f"_binary_apply: {cls.__name__} does not take NumPy scalars")
+    forward = cls.forward
+
+    def apply(a, b):
+        ctx = _new(Context)
+        ctx.saved_tensors = ()
         if isinstance(a, Tensor):
-            d = a._data
-            if not scalars_ok and d.__class__ is not _ndarray:
-                d = a.data
-            raw.append(d)
-            needs.append(a.requires_grad)
+            ra, na = a._data, a.requires_grad
         else:
-            raw.append(a)
-            needs.append(False)
-    return raw, tuple(needs)
+            ra, na = a, False
+        if isinstance(b, Tensor):
+            rb, nb = b._data, b.requires_grad
+        else:
+            rb, nb = b, False
+        ctx.needs_input_grad = (na, nb)
+        result = forward(ctx, ra, rb)
+        record = (na or nb) and _mode.grad_enabled
+        if record:
+            if na and a._ctx is not None:
+                a._ctx._consumers += 1
+            if nb and b._ctx is not None:
+                b._ctx._consumers += 1
+        rc = result.__class__
+        if rc is not _float64 and (
+            result.dtype.kind != "f" if rc is _ndarray else rc not in _SCALARS
+        ):
+            result = _float_result(cls, result)
+        out = _new(Tensor)
+        out._data = result
+        out._grad = None
+        if record:
+            out.requires_grad = True
+            ctx.fn = cls
+            ctx.inputs = (a, b)
+            ctx.retain_grad = False
+            ctx.grad_output = ctx.grad_inputs = None
+            ctx._consumers = 0
+            ctx._visit = None
+            ctx._arrays_only = False
+            out._ctx = ctx
+        else:
+            out.requires_grad = False
+            out._ctx = None
+        if _mode.forward_ad:
+            _forward_mode_step(cls, ctx, (a, b), out)
+        return out
+
+    return apply
 
 
 def _float_result(cls, result):

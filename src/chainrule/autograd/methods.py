@@ -12,64 +12,41 @@ import numpy as np
 
 from chainrule.autograd import array_ops as _a
 from chainrule.autograd import ops as _o
+from chainrule.autograd.function import _binary_apply
 from chainrule.autograd.tensor import Tensor
 
-# The operators call the bound `apply` of their Function directly (one lookup less per
-# operation: they run once per operation of a graph of scalars).
-_add = _o.Add.apply
-_sub = _o.Sub.apply
-_mul = _o.Mul.apply
-_div = _o.Div.apply
-_pow = _o.Pow.apply
-_matmul = _o.MatMul.apply
-
-
-def __add__(self, other):
-    return _add(self, other)
+# ``a + b`` is ``Add.apply(a, b)``, run by `_binary_apply`'s two-argument `apply`: these
+# operators run once per operation of a graph of scalars.
+__add__ = _binary_apply(_o.Add)
+__sub__ = _binary_apply(_o.Sub)
+__mul__ = _binary_apply(_o.Mul)
+__truediv__ = _binary_apply(_o.Div)
+__pow__ = _binary_apply(_o.Pow)
+__matmul__ = _binary_apply(_o.MatMul)
 
 
 def __radd__(self, other):
-    return _add(other, self)
-
-
-def __sub__(self, other):
-    return _sub(self, other)
+    return __add__(other, self)
 
 
 def __rsub__(self, other):
-    return _sub(other, self)
-
-
-def __mul__(self, other):
-    return _mul(self, other)
+    return __sub__(other, self)
 
 
 def __rmul__(self, other):
-    return _mul(other, self)
-
-
-def __truediv__(self, other):
-    return _div(self, other)
+    return __mul__(other, self)
 
 
 def __rtruediv__(self, other):
-    return _div(other, self)
-
-
-def __pow__(self, other):
-    return _pow(self, other)
+    return __truediv__(other, self)
 
 
 def __rpow__(self, other):
-    return _pow(other, self)
-
-
-def __matmul__(self, other):
-    return _matmul(self, other)
+    return __pow__(other, self)
 
 
 def __rmatmul__(self, other):
-    return _matmul(other, self)
+    return __matmul__(other, self)
 
 
 def __neg__(self):
@@ -168,6 +145,11 @@ def flatten(self, start_dim: int = 0, end_dim: int = -1):
 
 
 def _attach() -> None:
+    for name, fn in (
+        ("__add__", __add__), ("__sub__", __sub__), ("__mul__", __mul__),
+        ("__truediv__", __truediv__), ("__pow__", __pow__), ("__matmul__", __matmul__),
+    ):  # fmt: skip
+        fn.__name__ = name
     for fn in (
         __add__, __radd__, __sub__, __rsub__, __mul__, __rmul__, __truediv__,
         __rtruediv__, __pow__, __rpow__, __matmul__, __rmatmul__, __neg__, __pos__,
