@@ -51,6 +51,18 @@ def test_retain_graph_allows_a_second_backward_and_release_forbids_it():
     assert y.grad_fn is not None and not y.is_leaf
 
 
+def test_backward_releases_what_forward_saved_and_set_on_the_context():
+    x = leaf(np.array([1.0, -2.0, 3.0]))
+    s = x.sum(axis=0)  # Sum keeps its axis and shape as attributes of its context
+    y = s * s  # a binary operator keeps its operands in saved_tensors only
+    assert vars(s._ctx) and not vars(y._ctx) and y._ctx.saved_tensors
+    y.backward()
+    for ctx in (s._ctx, y._ctx):
+        assert ctx.released and not vars(ctx)
+        assert ctx.fn is not None and ctx.inputs  # the graph can still be drawn
+    np.testing.assert_array_equal(x.grad, [4.0, 4.0, 4.0])
+
+
 def test_intermediate_gradients_only_when_kept():
     x = leaf(3.0)
     q = x * 2
@@ -306,7 +318,8 @@ def _state(out):
             ctx.grad_inputs,
             ctx._consumers,
             ctx._visit,
-            ctx._arrays_only,
+            # A binary operator's Function keeps nothing else (see `_binary_apply`).
+            vars(ctx),
             [(type(v), np.asarray(v).tobytes()) for v in ctx.saved_tensors],
             [type(t) for t in ctx.inputs],
             [t._ctx._consumers for t in ctx.inputs if isinstance(t, Tensor) and t._ctx],

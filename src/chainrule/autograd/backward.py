@@ -90,7 +90,7 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
                 prev = c.grad_output
                 c.grad_output = g if prev is None else prev + g
             fn = c.fn
-            if c._arrays_only and g.__class__ is not _ndarray:
+            if not (c._by_operator or g.__class__ is _ndarray or fn.scalar_inputs):
                 g = np.asarray(g)
             in_grads = fn.backward(c, g)
             if in_grads.__class__ is not tuple:
@@ -105,7 +105,8 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
         else:
             # Free what forward saved as soon as it has been used.
             c.saved_tensors = None
-            c.__dict__.clear()
+            if not c._by_operator:
+                c.__dict__.clear()
         # Downstream: each input that wants a gradient gets its own (None: this consumer
         # sends none), with the input's shape and dtype.
         needs = c.needs_input_grad

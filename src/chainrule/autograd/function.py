@@ -112,10 +112,11 @@ class Context:
         "_visit",
         "_left",
         "_gsum",
-        # Whether backward must receive its gradient as an ndarray (the Function takes
-        # no NumPy scalars): `apply` copies it from the Function, so that the backward
-        # pass reads a field rather than a class attribute.
-        "_arrays_only",
+        # Made by a binary operator (`_binary_apply`): its Function takes NumPy scalars
+        # and keeps nothing but `saved_tensors`, so the backward pass needs neither to
+        # convert the gradient nor to clear the instance dict (both cost more than the
+        # rest of its step for a scalar operation).
+        "_by_operator",
         "__dict__",
     )
 
@@ -129,7 +130,7 @@ class Context:
         self.grad_inputs = None
         self._consumers = 0
         self._visit = None
-        self._arrays_only = False
+        self._by_operator = False
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -249,7 +250,7 @@ class Function:
             ctx.grad_output = ctx.grad_inputs = None
             ctx._consumers = 0
             ctx._visit = None
-            ctx._arrays_only = not scalars_ok
+            ctx._by_operator = False
             out._ctx = ctx
         else:
             out.requires_grad = False
@@ -275,7 +276,9 @@ def _binary_apply(cls):
     scalars that bookkeeping (a loop over the arguments, a class attribute read on each
     call, one more call between the operator and `apply`) is a good part of the time.
     It gives exactly what ``cls.apply(a, b)`` gives (tested operator by operator).
-    `cls` must take NumPy scalars (`Function.scalar_inputs`).
+    `cls` must take NumPy scalars (`Function.scalar_inputs`) and keep what its backward
+    needs in ``saved_tensors`` only: the backward pass releases nothing else of these
+    contexts (marked ``_by_operator``).
     """
     if not cls.scalar_inputs:
         raise TypeError(f"_binary_apply: {cls.__name__} does not take NumPy scalars")
@@ -316,7 +319,7 @@ def _binary_apply(cls):
             ctx.grad_output = ctx.grad_inputs = None
             ctx._consumers = 0
             ctx._visit = None
-            ctx._arrays_only = False
+            ctx._by_operator = True
             out._ctx = ctx
         else:
             out.requires_grad = False
