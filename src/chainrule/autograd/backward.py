@@ -89,15 +89,19 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
             if retain_graph or c.retain_grad:
                 prev = c.grad_output
                 c.grad_output = g if prev is None else prev + g
-            fn = c.fn
-            if not (c._by_operator or g.__class__ is _ndarray or fn.scalar_inputs):
-                g = np.asarray(g)
-            in_grads = fn.backward(c, g)
+            backward = c._operator_backward
+            if backward is None:
+                fn = c.fn
+                if not (g.__class__ is _ndarray or fn.scalar_inputs):
+                    g = np.asarray(g)
+                in_grads = fn.backward(c, g)
+            else:  # a binary operator's (see Context._operator_backward)
+                in_grads = backward(c, g)
             if in_grads.__class__ is not tuple:
                 in_grads = (in_grads,)
             if len(in_grads) != len(inputs):
                 raise RuntimeError(
-                    f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
+                    f"{c.fn.__name__}.backward returned {len(in_grads)} gradients for "
                     f"{len(inputs)} inputs"
                 )
         if retain_graph:
@@ -105,7 +109,7 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
         else:
             # Free what forward saved as soon as it has been used.
             c.saved_tensors = None
-            if not c._by_operator:
+            if c._operator_backward is None:
                 c.__dict__.clear()
         # Downstream: each input that wants a gradient gets its own (None: this consumer
         # sends none), with the input's shape and dtype.

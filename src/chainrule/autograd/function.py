@@ -112,11 +112,13 @@ class Context:
         "_visit",
         "_left",
         "_gsum",
-        # Made by a binary operator (`_binary_apply`): its Function takes NumPy scalars
-        # and keeps nothing but `saved_tensors`, so the backward pass needs neither to
-        # convert the gradient nor to clear the instance dict (both cost more than the
-        # rest of its step for a scalar operation).
-        "_by_operator",
+        # For a context made by a binary operator (`_binary_apply`), its Function's
+        # backward, read once when the operator was made; None for one made by
+        # `Function.apply`. Such a Function takes NumPy scalars and keeps nothing but
+        # `saved_tensors`, so the backward pass calls this without converting the
+        # gradient or clearing the instance dict (each costs more than the rest of its
+        # step for a scalar operation).
+        "_operator_backward",
         "__dict__",
     )
 
@@ -130,7 +132,7 @@ class Context:
         self.grad_inputs = None
         self._consumers = 0
         self._visit = None
-        self._by_operator = False
+        self._operator_backward = None
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -250,7 +252,7 @@ class Function:
             ctx.grad_output = ctx.grad_inputs = None
             ctx._consumers = 0
             ctx._visit = None
-            ctx._by_operator = False
+            ctx._operator_backward = None
             out._ctx = ctx
         else:
             out.requires_grad = False
@@ -272,17 +274,18 @@ def _binary_apply(cls):
     Tensor's binary operators (``a + b`` is ``_binary_apply(Add)(a, b)``).
 
     The same steps as `Function.apply`, unrolled for two arguments, with ``cls.forward``
-    read once, here: an operator runs once per operation of a graph, and in a graph of
-    scalars that bookkeeping (a loop over the arguments, a class attribute read on each
-    call, one more call between the operator and `apply`) is a good part of the time.
-    It gives exactly what ``cls.apply(a, b)`` gives (tested operator by operator).
-    `cls` must take NumPy scalars (`Function.scalar_inputs`) and keep what its backward
-    needs in ``saved_tensors`` only: the backward pass releases nothing else of these
-    contexts (marked ``_by_operator``).
+    and ``cls.backward`` read once, here: an operator runs once per operation of a
+    graph, and in a graph of scalars that bookkeeping (a loop over the arguments, class
+    attributes read on each call, one more call between the operator and `apply`) is a
+    good part of the time. It gives exactly what ``cls.apply(a, b)`` gives (tested
+    operator by operator). `cls` must take NumPy scalars (`Function.scalar_inputs`) and
+    keep what its backward needs in ``saved_tensors`` only: the backward pass releases
+    nothing else of these contexts (see ``Context._operator_backward``).
     """
     if not cls.scalar_inputs:
         raise TypeError(f"_binary_apply: {cls.__name__} does not take NumPy scalars")
     forward = cls.forward
+    backward = cls.backward
 
     def apply(a, b):
         ctx = _new(Context)
@@ -319,7 +322,7 @@ def _binary_apply(cls):
             ctx.grad_output = ctx.grad_inputs = None
             ctx._consumers = 0
             ctx._visit = None
-            ctx._by_operator = True
+            ctx._operator_backward = backward
             out._ctx = ctx
         else:
             out.requires_grad = False
