@@ -319,7 +319,7 @@ def _state(out):
             ctx._consumers,
             ctx._visit,
             # A binary operator's Function keeps nothing else (see `_binary_apply`).
-            vars(ctx),
+            dict(vars(ctx)),
             [(type(v), np.asarray(v).tobytes()) for v in ctx.saved_tensors],
             [type(t) for t in ctx.inputs],
             [t._ctx._consumers for t in ctx.inputs if isinstance(t, Tensor) and t._ctx],
@@ -397,6 +397,68 @@ def test_the_binary_operators_give_a_scalar_network_the_gradients_apply_gives():
     plain = scalar_net(ops.Mul.apply, ops.Add.apply)
     assert [g.tobytes() for g in fast] == [g.tobytes() for g in plain]
     assert all(np.isfinite(g) for g in fast) and len({float(g) for g in fast}) > 4
+
+
+def _with_a_constant(cls):
+    """`cls` taking one more, constant argument: `Function.apply` runs its general loop
+    over the arguments, where ``cls.apply(x)`` takes its one-argument path."""
+    return type(
+        f"{cls.__name__}WithConstant",
+        (Function,),
+        {
+            "scalar_inputs": cls.scalar_inputs,
+            "forward": staticmethod(lambda ctx, x, _c: cls.forward(ctx, x)),
+            "backward": staticmethod(lambda ctx, g: (cls.backward(ctx, g), None)),
+        },
+    )
+
+
+class _ArraysOnlyDouble(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.kind = type(x)
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        ops.Neg,
+        ops.Exp,
+        ops.Log,
+        ops.Sqrt,
+        ops.Sigmoid,
+        ops.Tanh,
+        ops.ReLU,
+        ops.Abs,
+        _ArraysOnlyDouble,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_apply_of_one_argument_gives_exactly_what_its_general_loop_gives(cls):
+    general = _with_a_constant(cls)
+    for kind in ("leaf", "leaf32", "constant", "result", "vector leaf", "0-d array leaf"):
+        outs = []
+        for f in (cls.apply, lambda x: general.apply(x, None)):
+            x = _OPERANDS[kind]()
+            with np.errstate(all="ignore"):
+                out = f(x)
+                state = _state(out)[:5]
+                ctx = out._ctx
+                if ctx is not None:
+                    state += [ctx.needs_input_grad[:1], dict(vars(ctx)), ctx.inputs[0] is x]
+                    state += [type(v) for v in ctx.saved_tensors]
+                    out.backward(np.ones(out.shape, dtype=out.dtype))
+                    if x.is_leaf:
+                        state += [type(x.grad), x.grad.dtype, x.grad.tobytes()]
+                    else:
+                        state.append(x._ctx._consumers)
+            outs.append(state)
+        assert outs[0] == outs[1], kind
 
 
 def test_the_binary_fast_path_takes_only_functions_that_take_numpy_scalars():

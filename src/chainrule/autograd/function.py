@@ -215,27 +215,44 @@ class Function:
         scalars_ok = cls.scalar_inputs
         ctx = _new(Context)
         ctx.saved_tensors = ()
-        raw = []
-        needs = []
-        for a in args:
+        if len(args) == 1:
+            # The loop below for one argument (``x.relu()``, ``x.exp()``, ...), which in
+            # a graph of scalars runs once per operation.
+            (a,) = args
             if isinstance(a, Tensor):
                 d = a._data
                 if not scalars_ok and d.__class__ is not _ndarray:
                     d = a.data
-                raw.append(d)
-                needs.append(a.requires_grad)
+                need = a.requires_grad
             else:
-                raw.append(a)
-                needs.append(False)
-        needs = ctx.needs_input_grad = tuple(needs)
-        result = cls.forward(ctx, *raw)
-        record = True in needs and _mode.grad_enabled
-        if record:
-            # One more consumer waits for each input's gradient (the backward pass runs an
-            # operation once all consumers of its output have sent theirs).
-            for a, need in zip(args, needs):
-                if need and a._ctx is not None:
-                    a._ctx._consumers += 1
+                d, need = a, False
+            ctx.needs_input_grad = (need,)
+            result = cls.forward(ctx, d)
+            record = need and _mode.grad_enabled
+            if record and a._ctx is not None:
+                a._ctx._consumers += 1
+        else:
+            raw = []
+            needs = []
+            for a in args:
+                if isinstance(a, Tensor):
+                    d = a._data
+                    if not scalars_ok and d.__class__ is not _ndarray:
+                        d = a.data
+                    raw.append(d)
+                    needs.append(a.requires_grad)
+                else:
+                    raw.append(a)
+                    needs.append(False)
+            needs = ctx.needs_input_grad = tuple(needs)
+            result = cls.forward(ctx, *raw)
+            record = True in needs and _mode.grad_enabled
+            if record:
+                # One more consumer waits for each input's gradient (the backward pass
+                # runs an operation once all consumers of its output have sent theirs).
+                for a, need in zip(args, needs):
+                    if need and a._ctx is not None:
+                        a._ctx._consumers += 1
         rc = result.__class__
         if rc is not _float64 and (
             result.dtype.kind != "f" if rc is _ndarray else rc not in _SCALARS
