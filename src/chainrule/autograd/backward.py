@@ -90,20 +90,22 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
                 prev = c.grad_output
                 c.grad_output = g if prev is None else prev + g
             backward = c._operator_backward
-            if backward is None:
+            if backward is not None:
+                # A binary operator's Function (see Context._operator_backward): it
+                # takes NumPy scalars and returns two gradients.
+                in_grads = backward(c, g)
+            else:
                 fn = c.fn
                 if not (g.__class__ is _ndarray or fn.scalar_inputs):
                     g = np.asarray(g)
                 in_grads = fn.backward(c, g)
-            else:  # a binary operator's (see Context._operator_backward)
-                in_grads = backward(c, g)
-            if in_grads.__class__ is not tuple:
-                in_grads = (in_grads,)
-            if len(in_grads) != len(inputs):
-                raise RuntimeError(
-                    f"{c.fn.__name__}.backward returned {len(in_grads)} gradients for "
-                    f"{len(inputs)} inputs"
-                )
+                if in_grads.__class__ is not tuple:
+                    in_grads = (in_grads,)
+                if len(in_grads) != len(inputs):
+                    raise RuntimeError(
+                        f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
+                        f"{len(inputs)} inputs"
+                    )
         if retain_graph:
             in_grads = _keep_edge_gradients(c, in_grads)
         else:

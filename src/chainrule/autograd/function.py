@@ -295,9 +295,10 @@ def _binary_apply(cls):
     graph, and in a graph of scalars that bookkeeping (a loop over the arguments, class
     attributes read on each call, one more call between the operator and `apply`) is a
     good part of the time. It gives exactly what ``cls.apply(a, b)`` gives (tested
-    operator by operator). `cls` must take NumPy scalars (`Function.scalar_inputs`) and
-    keep what its backward needs in ``saved_tensors`` only: the backward pass releases
-    nothing else of these contexts (see ``Context._operator_backward``).
+    operator by operator). `cls` must take NumPy scalars (`Function.scalar_inputs`), keep
+    what its backward needs in ``saved_tensors`` only and return a tuple of two
+    gradients from backward: the backward pass releases nothing else of these contexts
+    and checks no other return (see ``Context._operator_backward``).
     """
     if not cls.scalar_inputs:
         raise TypeError(f"_binary_apply: {cls.__name__} does not take NumPy scalars")
