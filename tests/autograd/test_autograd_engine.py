@@ -8,7 +8,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import Function, Tensor
-from chainrule.autograd import ops
+from chainrule.autograd import Context, ops
 from chainrule.autograd.function import _binary_apply
 
 
@@ -58,6 +58,7 @@ def test_backward_releases_what_forward_saved_and_set_on_the_context():
     assert vars(s._ctx) and not vars(y._ctx) and y._ctx.saved_tensors
     y.backward()
     for ctx in (s._ctx, y._ctx):
+        assert isinstance(ctx, Context)
         assert ctx.released and not vars(ctx)
         assert ctx.fn is not None and ctx.inputs  # the graph can still be drawn
     np.testing.assert_array_equal(x.grad, [4.0, 4.0, 4.0])

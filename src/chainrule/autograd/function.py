@@ -143,6 +143,15 @@ class Context:
         return self.saved_tensors is None
 
 
+class _OpContext(Context):
+    """The Context that `Function.apply` makes for one operation. apply sets every
+    field itself, so making one runs no Python code: calling a class without an
+    ``__init__`` costs less than ``object.__new__(Context)``, once per operation."""
+
+    __slots__ = ()
+    __init__ = object.__init__
+
+
 _new = object.__new__
 _ndarray = np.ndarray
 # 0-d results are kept as NumPy scalars inside the engine: arithmetic on them costs a
@@ -213,7 +222,7 @@ class Function:
         """Run `forward` on the arrays of `args` and return the result as a Tensor, which
         records this operation when an argument requires grad (and grad mode is on)."""
         scalars_ok = cls.scalar_inputs
-        ctx = _new(Context)
+        ctx = _OpContext()
         ctx.saved_tensors = ()
         if len(args) == 1:
             # The loop below for one argument (``x.relu()``, ``x.exp()``, ...), which in
@@ -306,7 +315,7 @@ def _binary_apply(cls):
     backward = cls.backward
 
     def apply(a, b):
-        ctx = _new(Context)
+        ctx = _OpContext()
         ctx.saved_tensors = ()
         if isinstance(a, Tensor):
             ra, na = a._data, a.requires_grad
