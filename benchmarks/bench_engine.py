@@ -376,7 +376,7 @@ def report(title: str, times: dict, ours: str, refs: list, goal: float, rounds: 
     print(title)
     for name, (walls, cpus) in times.items():
         print(
-            f"    {name:16s}: {statistics.median(walls) * 1e3:9.3f} ms wall, "
+            f"    {name:18s}: {statistics.median(walls) * 1e3:9.3f} ms wall, "
             f"{statistics.median(cpus) * 1e3:9.3f} ms CPU  (medians of {rounds} rounds)"
         )
     first = None
@@ -464,7 +464,7 @@ def bench_tensor(args) -> float:
     for name in names:
         if name != "np.matmul":
             rate = FLOPS / statistics.median(times[name][0]) / 1e9
-            print(f"    {name:16s}: {rate:6.1f} GFLOP/s = {rate / limit:.2f} of that limit")
+            print(f"    {name:18s}: {rate:6.1f} GFLOP/s = {rate / limit:.2f} of that limit")
     return ratio
 
 

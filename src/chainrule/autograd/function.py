@@ -4,7 +4,9 @@ A `Function` computes on raw NumPy arrays. `Function.apply` unwraps the Tensor a
 runs `forward`, wraps the result in a new Tensor and, when a gradient will be needed,
 records the Function and its context on that Tensor. Those records form the
 computational graph: each Tensor knows the context of the operation that made it, each
-context knows its inputs. The same module holds the switches read on every operation
+context knows its inputs. The Tensor's binary operators (``a + b``, ``a * b``, ...) take
+the same steps through `_binary_apply`: `apply` unrolled for two arguments, tested to give
+exactly what `apply` gives. The same module holds the switches read on every operation
 (`no_grad`, forward mode) and the forward-mode step, which runs a Function's `jvp` next
 to its `forward`.
 """
