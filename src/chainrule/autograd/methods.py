@@ -15,14 +15,21 @@ from chainrule.autograd import ops as _o
 from chainrule.autograd.function import _binary_apply
 from chainrule.autograd.tensor import Tensor
 
-# ``a + b`` is ``Add.apply(a, b)``, run by `_binary_apply`'s two-argument `apply`: these
-# operators run once per operation of a graph of scalars.
-__add__ = _binary_apply(_o.Add)
-__sub__ = _binary_apply(_o.Sub)
-__mul__ = _binary_apply(_o.Mul)
-__truediv__ = _binary_apply(_o.Div)
-__pow__ = _binary_apply(_o.Pow)
-__matmul__ = _binary_apply(_o.MatMul)
+
+def _operator(cls, name: str):
+    """The operator `name` of the binary Function `cls`: ``cls.apply`` unrolled for two
+    arguments by `_binary_apply` (operators run once per operation of a graph)."""
+    op = _binary_apply(cls)
+    op.__name__ = name
+    return op
+
+
+__add__ = _operator(_o.Add, "__add__")
+__sub__ = _operator(_o.Sub, "__sub__")
+__mul__ = _operator(_o.Mul, "__mul__")
+__truediv__ = _operator(_o.Div, "__truediv__")
+__pow__ = _operator(_o.Pow, "__pow__")
+__matmul__ = _operator(_o.MatMul, "__matmul__")
 
 
 def __radd__(self, other):
@@ -145,11 +152,6 @@ def flatten(self, start_dim: int = 0, end_dim: int = -1):
 
 
 def _attach() -> None:
-    for name, fn in (
-        ("__add__", __add__), ("__sub__", __sub__), ("__mul__", __mul__),
-        ("__truediv__", __truediv__), ("__pow__", __pow__), ("__matmul__", __matmul__),
-    ):  # fmt: skip
-        fn.__name__ = name
     for fn in (
         __add__, __radd__, __sub__, __rsub__, __mul__, __rmul__, __truediv__,
         __rtruediv__, __pow__, __rpow__, __matmul__, __rmatmul__, __neg__, __pos__,
