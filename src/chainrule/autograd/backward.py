@@ -102,10 +102,7 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
                 if in_grads.__class__ is not tuple:
                     in_grads = (in_grads,)
                 if len(in_grads) != len(inputs):
-                    raise RuntimeError(
-                        f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
-                        f"{len(inputs)} inputs"
-                    )
+                    raise _count_error(fn, in_grads, inputs)
         if retain_graph:
             in_grads = _keep_edge_gradients(c, in_grads)
         else:
@@ -153,6 +150,12 @@ def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
             i += 1
         c._gsum = None
     return waiting
+
+
+def _count_error(fn, in_grads, inputs) -> RuntimeError:
+    return RuntimeError(
+        f"{fn.__name__}.backward returned {len(in_grads)} gradients for {len(inputs)} inputs"
+    )
 
 
 def _keep_edge_gradients(c, in_grads) -> tuple:
