@@ -2,9 +2,10 @@
 
 `run_backward` walks the graph of recorded operations from the output to the leaves in
 reverse topological order, without recursion. Each operation runs its Function's
-`backward` once, after every operation that consumed its output has sent its gradient;
-`_deliver` hands the resulting gradients to the inputs, where gradients reaching the
-same value add up (the lecture's "copy gate").
+`backward` once, after every operation that consumed its output has sent its gradient,
+and hands the resulting gradients to its inputs (`_run_ready`, the one place where
+gradients are delivered), where gradients reaching the same value add up (the lecture's
+"copy gate").
 
 How the order is found without a separate pass over the graph: `Function.apply` counts,
 on each operation's context, how many recorded operations consume its output
@@ -50,68 +51,111 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
     ctx._left = 0
     ctx._gsum = grad
     ready = [ctx]
+    leaf_grads = {}
+    waiting = _run_ready(ready, visit, retain_graph, leaf_grads)
+    while waiting:
+        # Stalled on consumers outside this pass: count exactly which are still to come.
+        waiting = _recount(ctx, visit, ready.append)
+        if not ready:
+            raise RuntimeError("backward: the graph has a cycle")
+        waiting += _run_ready(ready, visit, retain_graph, leaf_grads)
+    _store_leaf_gradients(leaf_grads)
+
+
+def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
+    """Run the backward of every operation in `ready`, and of every operation that
+    becomes ready meanwhile, until none is left.
+
+    An operation takes the gradient of its output (``_gsum``, summed over its consumers),
+    runs its Function's backward (upstream x local) and hands each input that wants a
+    gradient its own: a leaf's add up in `leaf_grads`, an operation's in its ``_gsum``;
+    once an operation's last consumer has sent its part, it joins `ready`. Returns the
+    change in the number of reached operations that still wait for consumers.
+    """
     push = ready.append
     pop = ready.pop
-    waiting = 0  # operations reached by this pass that still wait for a consumer
-    leaf_grads = {}
-    while True:
-        while ready:
-            c = pop()
-            inputs = c.inputs
-            # Upstream x local: the operation's backward on the gradient of its output,
-            # summed over its consumers.
-            g = c._gsum
-            if g is None:
-                # Every consumer sent None: nothing to pass on, but the inputs must still
-                # hear from this consumer.
-                in_grads = (None,) * len(inputs)
+    waiting = 0
+    while ready:
+        c = pop()
+        inputs = c.inputs
+        g = c._gsum
+        if g is None:
+            # Every consumer sent None: nothing to pass on, but the inputs must still hear
+            # from this consumer.
+            in_grads = (None,) * len(inputs)
+        else:
+            if c.saved_tensors is None:
+                raise RuntimeError(_RELEASED_MESSAGE)
+            if retain_graph or c.retain_grad:
+                prev = c.grad_output
+                c.grad_output = g if prev is None else prev + g
+            backward = c._operator_backward
+            if backward is not None:
+                # A binary operator's Function (see Context._operator_backward): it
+                # takes NumPy scalars and returns two gradients.
+                in_grads = backward(c, g)
             else:
-                if c.saved_tensors is None:
-                    raise RuntimeError(_RELEASED_MESSAGE)
-                if retain_graph or c.retain_grad:
-                    prev = c.grad_output
-                    c.grad_output = g if prev is None else prev + g
                 fn = c.fn
-                if fn.scalar_inputs or g.__class__ is _ndarray:
-                    in_grads = fn.backward(c, g)
-                else:
-                    in_grads = fn.backward(c, np.asarray(g))
+                if not (g.__class__ is _ndarray or fn.scalar_inputs):
+                    g = np.asarray(g)
+                in_grads = fn.backward(c, g)
                 if in_grads.__class__ is not tuple:
                     in_grads = (in_grads,)
                 if len(in_grads) != len(inputs):
-                    raise RuntimeError(
-                        f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
-                        f"{len(inputs)} inputs"
-                    )
-            if retain_graph:
-                in_grads = _keep_edge_gradients(c, in_grads)
-            else:
-                # Free what forward saved as soon as it has been used.
-                c.saved_tensors = None
+                    raise _count_error(fn, in_grads, inputs)
+        if retain_graph:
+            in_grads = _keep_edge_gradients(c, in_grads)
+        else:
+            # Free what forward saved as soon as it has been used.
+            c.saved_tensors = None
+            if c._operator_backward is None:
                 c.__dict__.clear()
-            # Downstream: each input that wants a gradient gets its own.
-            if len(inputs) == 2:
-                # The loop below, unrolled for the binary operators: the same `_deliver`
-                # calls in the same order, and a backward pass over a graph of scalars
-                # takes about a fifth less time (an iteration costs what a delivery does).
-                a, b = inputs
-                ga, gb = in_grads
-                na, nb = c.needs_input_grad
-                if na:
-                    waiting += _deliver(a, ga, c, visit, push, leaf_grads)
-                if nb:
-                    waiting += _deliver(b, gb, c, visit, push, leaf_grads)
-            else:
-                for t, ig, need in zip(inputs, in_grads, c.needs_input_grad):
-                    if need:
-                        waiting += _deliver(t, ig, c, visit, push, leaf_grads)
-            c._gsum = None
-        if not waiting:
-            break
-        waiting = _recount(ctx, visit, push)
-        if not ready:
-            raise RuntimeError("backward: the graph has a cycle")
-    _store_leaf_gradients(leaf_grads)
+        # Downstream: each input that wants a gradient gets its own (None: this consumer
+        # sends none), with the input's shape and dtype.
+        needs = c.needs_input_grad
+        i = 0
+        for t in inputs:
+            if needs[i]:
+                ig = in_grads[i]
+                if ig is not None:
+                    d = t._data
+                    cls = ig.__class__
+                    if cls is not d.__class__ or (
+                        cls is _ndarray and (ig.shape != d.shape or ig.dtype != d.dtype)
+                    ):
+                        ig = _conform(ig, d, c)
+                pc = t._ctx
+                if pc is None:  # a leaf
+                    if ig is not None:
+                        prev = leaf_grads.get(t)
+                        leaf_grads[t] = ig if prev is None else prev + ig
+                elif pc._visit is visit:
+                    if ig is not None:
+                        prev = pc._gsum
+                        pc._gsum = ig if prev is None else prev + ig
+                    left = pc._left - 1
+                    pc._left = left
+                    if left == 0:
+                        push(pc)
+                        waiting -= 1
+                else:  # the first consumer to reach this operation in this pass
+                    pc._visit = visit
+                    pc._gsum = ig
+                    left = pc._consumers - 1
+                    pc._left = left
+                    if left == 0:
+                        push(pc)
+                    else:
+                        waiting += 1
+            i += 1
+        c._gsum = None
+    return waiting
+
+
+def _count_error(fn, in_grads, inputs) -> RuntimeError:
+    return RuntimeError(
+        f"{fn.__name__}.backward returned {len(in_grads)} gradients for {len(inputs)} inputs"
+    )
 
 
 def _keep_edge_gradients(c, in_grads) -> tuple:
@@ -125,48 +169,6 @@ def _keep_edge_gradients(c, in_grads) -> tuple:
     prev = c.grad_inputs
     c.grad_inputs = in_grads if prev is None else tuple(map(_add_or_none, prev, in_grads))
     return in_grads
-
-
-def _deliver(t, ig, c, visit, push, leaf_grads) -> int:
-    """Hand input `t` of operation `c` its gradient `ig` (None: this consumer sends none).
-
-    The gradient is first given `t`'s shape and dtype (`_conform`). A leaf's gradients
-    add up in `leaf_grads`; an operation's add up in its ``_gsum``, and once its last
-    consumer has sent its part the operation is queued with `push`. Returns the change
-    in the number of reached operations still waiting for consumers (-1, 0 or +1).
-    """
-    if ig is not None:
-        d = t._data
-        cls = ig.__class__
-        if cls is not d.__class__ or (
-            cls is _ndarray and (ig.shape != d.shape or ig.dtype != d.dtype)
-        ):
-            ig = _conform(ig, d, c)
-    pc = t._ctx
-    if pc is None:
-        if ig is not None:
-            prev = leaf_grads.get(t)
-            leaf_grads[t] = ig if prev is None else prev + ig
-        return 0
-    if pc._visit is visit:
-        if ig is not None:
-            prev = pc._gsum
-            pc._gsum = ig if prev is None else prev + ig
-        left = pc._left - 1
-        pc._left = left
-        if left == 0:
-            push(pc)
-            return -1
-        return 0
-    # The first consumer to reach this operation in this pass.
-    pc._visit = visit
-    pc._gsum = ig
-    left = pc._consumers - 1
-    pc._left = left
-    if left == 0:
-        push(pc)
-        return 0
-    return 1
 
 
 def _add_or_none(a, b):

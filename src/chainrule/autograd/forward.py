@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.autograd.backward import run_backward
-from chainrule.autograd.function import _Mode, _tangent_of
+from chainrule.autograd.function import _mode, _tangent_of
 from chainrule.autograd.tensor import Tensor, _as_float_array
 
 
@@ -39,11 +39,11 @@ def jvp(fn, primals, tangents):
             )
         x._tangent = tx
         inputs.append(x)
-    _Mode.forward_ad += 1
+    _mode.forward_ad += 1
     try:
         out = fn(*inputs)
     finally:
-        _Mode.forward_ad -= 1
+        _mode.forward_ad -= 1
     outs = _as_tuple(out)
     values = []
     out_tangents = []

@@ -4,7 +4,9 @@ A `Function` computes on raw NumPy arrays. `Function.apply` unwraps the Tensor a
 runs `forward`, wraps the result in a new Tensor and, when a gradient will be needed,
 records the Function and its context on that Tensor. Those records form the
 computational graph: each Tensor knows the context of the operation that made it, each
-context knows its inputs. The same module holds the switches read on every operation
+context knows its inputs. The Tensor's binary operators (``a + b``, ``a * b``, ...) take
+the same steps through `_binary_apply`: `apply` unrolled for two arguments, tested to give
+exactly what `apply` gives. The same module holds the switches read on every operation
 (`no_grad`, forward mode) and the forward-mode step, which runs a Function's `jvp` next
 to its `forward`.
 """
@@ -28,11 +30,18 @@ __all__ = [
 
 
 class _Mode:
-    """Global switches read on every operation (plain attributes: cheap to read)."""
+    """The global switches read on every operation. There is one, `_mode`: reading a slot
+    of an instance costs less than reading an attribute of a class."""
 
-    grad_enabled = True
-    # Depth of nested forward-mode evaluations; > 0 while `jvp` runs a function.
-    forward_ad = 0
+    __slots__ = ("grad_enabled", "forward_ad")
+
+    def __init__(self):
+        self.grad_enabled = True
+        # Depth of nested forward-mode evaluations; > 0 while `jvp` runs a function.
+        self.forward_ad = 0
+
+
+_mode = _Mode()
 
 
 class no_grad:
@@ -43,12 +52,12 @@ class no_grad:
     """
 
     def __enter__(self):
-        self._prev = _Mode.grad_enabled
-        _Mode.grad_enabled = False
+        self._prev = _mode.grad_enabled
+        _mode.grad_enabled = False
         return self
 
     def __exit__(self, *exc):
-        _Mode.grad_enabled = self._prev
+        _mode.grad_enabled = self._prev
         return False
 
     def __call__(self, fn):
@@ -64,13 +73,13 @@ class enable_grad(no_grad):
     """Context manager that turns recording back on inside a `no_grad` block."""
 
     def __enter__(self):
-        self._prev = _Mode.grad_enabled
-        _Mode.grad_enabled = True
+        self._prev = _mode.grad_enabled
+        _mode.grad_enabled = True
         return self
 
 
 def is_grad_enabled() -> bool:
-    return _Mode.grad_enabled
+    return _mode.grad_enabled
 
 
 class Context:
@@ -105,6 +114,13 @@ class Context:
         "_visit",
         "_left",
         "_gsum",
+        # For a context made by a binary operator (`_binary_apply`), its Function's
+        # backward, read once when the operator was made; None for one made by
+        # `Function.apply`. Such a Function takes NumPy scalars and keeps nothing but
+        # `saved_tensors`, so the backward pass calls this without converting the
+        # gradient or clearing the instance dict (each costs more than the rest of its
+        # step for a scalar operation).
+        "_operator_backward",
         "__dict__",
     )
 
@@ -118,6 +134,7 @@ class Context:
         self.grad_inputs = None
         self._consumers = 0
         self._visit = None
+        self._operator_backward = None
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -128,12 +145,22 @@ class Context:
         return self.saved_tensors is None
 
 
+class _OpContext(Context):
+    """The Context that `Function.apply` makes for one operation. apply sets every
+    field itself, so making one runs no Python code: calling a class without an
+    ``__init__`` costs less than ``object.__new__(Context)``, once per operation."""
+
+    __slots__ = ()
+    __init__ = object.__init__
+
+
 _new = object.__new__
 _ndarray = np.ndarray
 # 0-d results are kept as NumPy scalars inside the engine: arithmetic on them costs a
 # fraction of the same arithmetic on 0-d arrays, which is what makes graphs of scalars
 # fast. `Tensor.data` still always hands out an ndarray.
 _SCALARS = (np.float64, np.float32, np.float16, np.longdouble)
+_float64 = np.float64
 
 
 class Function:
@@ -196,42 +223,50 @@ class Function:
     def apply(cls, *args) -> Tensor:
         """Run `forward` on the arrays of `args` and return the result as a Tensor, which
         records this operation when an argument requires grad (and grad mode is on)."""
-        ctx = _new(Context)
+        scalars_ok = cls.scalar_inputs
+        ctx = _OpContext()
         ctx.saved_tensors = ()
-        if len(args) == 2 and cls.scalar_inputs:
-            # `_unwrap` unrolled for the binary operators: they run once per operation of
-            # a graph of scalars, where this bookkeeping is a good part of the time.
-            a, b = args
+        if len(args) == 1:
+            # The loop below for one argument (``x.relu()``, ``x.exp()``, ...), which in
+            # a graph of scalars runs once per operation.
+            (a,) = args
             if isinstance(a, Tensor):
-                ra, na = a._data, a.requires_grad
+                d = a._data
+                if not scalars_ok and d.__class__ is not _ndarray:
+                    d = a.data
+                need = a.requires_grad
             else:
-                ra, na = a, False
-            if isinstance(b, Tensor):
-                rb, nb = b._data, b.requires_grad
-            else:
-                rb, nb = b, False
-            ctx.needs_input_grad = [na, nb]
-            result = cls.forward(ctx, ra, rb)
-            record = (na or nb) and _Mode.grad_enabled
+                d, need = a, False
+            ctx.needs_input_grad = (need,)
+            result = cls.forward(ctx, d)
+            record = need and _mode.grad_enabled
+            if record and a._ctx is not None:
+                a._ctx._consumers += 1
+        else:
+            raw = []
+            needs = []
+            for a in args:
+                if isinstance(a, Tensor):
+                    d = a._data
+                    if not scalars_ok and d.__class__ is not _ndarray:
+                        d = a.data
+                    raw.append(d)
+                    needs.append(a.requires_grad)
+                else:
+                    raw.append(a)
+                    needs.append(False)
+            needs = ctx.needs_input_grad = tuple(needs)
+            result = cls.forward(ctx, *raw)
+            record = True in needs and _mode.grad_enabled
             if record:
                 # One more consumer waits for each input's gradient (the backward pass
                 # runs an operation once all consumers of its output have sent theirs).
-                if na and a._ctx is not None:
-                    a._ctx._consumers += 1
-                if nb and b._ctx is not None:
-                    b._ctx._consumers += 1
-        else:
-            raw, needs = _unwrap(args, cls.scalar_inputs)
-            ctx.needs_input_grad = needs
-            result = cls.forward(ctx, *raw)
-            record = True in needs and _Mode.grad_enabled
-            if record:
                 for a, need in zip(args, needs):
                     if need and a._ctx is not None:
                         a._ctx._consumers += 1
         rc = result.__class__
-        if (rc is _ndarray and result.dtype.kind != "f") or (
-            rc is not _ndarray and rc not in _SCALARS
+        if rc is not _float64 and (
+            result.dtype.kind != "f" if rc is _ndarray else rc not in _SCALARS
         ):
             result = _float_result(cls, result)
         out = _new(Tensor)
@@ -245,11 +280,12 @@ class Function:
             ctx.grad_output = ctx.grad_inputs = None
             ctx._consumers = 0
             ctx._visit = None
+            ctx._operator_backward = None
             out._ctx = ctx
         else:
             out.requires_grad = False
             out._ctx = None
-        if _Mode.forward_ad:
+        if _mode.forward_ad:
             _forward_mode_step(cls, ctx, args, out)
         return out
 
@@ -261,21 +297,70 @@ class Primitive(Function):
     scalar_inputs = True
 
 
-def _unwrap(args, scalars_ok: bool):
-    """The arrays `forward` receives, and which arguments want a gradient."""
-    raw = []
-    needs = []
-    for a in args:
+def _binary_apply(cls):
+    """``cls.apply`` for exactly two arguments, as a plain function ``apply(a, b)``: the
+    Tensor's binary operators (``a + b`` is ``_binary_apply(Add)(a, b)``).
+
+    The same steps as `Function.apply`, unrolled for two arguments, with ``cls.forward``
+    and ``cls.backward`` read once, here: an operator runs once per operation of a
+    graph, and in a graph of scalars that bookkeeping (a loop over the arguments, class
+    attributes read on each call, one more call between the operator and `apply`) is a
+    good part of the time. It gives exactly what ``cls.apply(a, b)`` gives (tested
+    operator by operator). `cls` must take NumPy scalars (`Function.scalar_inputs`), keep
+    what its backward needs in ``saved_tensors`` only and return a tuple of two
+    gradients from backward: the backward pass releases nothing else of these contexts
+    and checks no other return (see ``Context._operator_backward``).
+    """
+    if not cls.scalar_inputs:
+        raise TypeError(f"_binary_apply: {cls.__name__} does not take NumPy scalars")
+    forward = cls.forward
+    backward = cls.backward
+
+    def apply(a, b):
+        ctx = _OpContext()
+        ctx.saved_tensors = ()
         if isinstance(a, Tensor):
-            d = a._data
-            if not scalars_ok and d.__class__ is not _ndarray:
-                d = a.data
-            raw.append(d)
-            needs.append(a.requires_grad)
+            ra, na = a._data, a.requires_grad
         else:
-            raw.append(a)
-            needs.append(False)
-    return raw, needs
+            ra, na = a, False
+        if isinstance(b, Tensor):
+            rb, nb = b._data, b.requires_grad
+        else:
+            rb, nb = b, False
+        ctx.needs_input_grad = (na, nb)
+        result = forward(ctx, ra, rb)
+        record = (na or nb) and _mode.grad_enabled
+        if record:
+            if na and a._ctx is not None:
+                a._ctx._consumers += 1
+            if nb and b._ctx is not None:
+                b._ctx._consumers += 1
+        rc = result.__class__
+        if rc is not _float64 and (
+            result.dtype.kind != "f" if rc is _ndarray else rc not in _SCALARS
+        ):
+            result = _float_result(cls, result)
+        out = _new(Tensor)
+        out._data = result
+        out._grad = None
+        if record:
+            out.requires_grad = True
+            ctx.fn = cls
+            ctx.inputs = (a, b)
+            ctx.retain_grad = False
+            ctx.grad_output = ctx.grad_inputs = None
+            ctx._consumers = 0
+            ctx._visit = None
+            ctx._operator_backward = backward
+            out._ctx = ctx
+        else:
+            out.requires_grad = False
+            out._ctx = None
+        if _mode.forward_ad:
+            _forward_mode_step(cls, ctx, (a, b), out)
+        return out
+
+    return apply
 
 
 def _float_result(cls, result):

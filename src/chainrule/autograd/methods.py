@@ -12,64 +12,48 @@ import numpy as np
 
 from chainrule.autograd import array_ops as _a
 from chainrule.autograd import ops as _o
+from chainrule.autograd.function import _binary_apply
 from chainrule.autograd.tensor import Tensor
 
-# The operators call the bound `apply` of their Function directly (one lookup less per
-# operation: they run once per operation of a graph of scalars).
-_add = _o.Add.apply
-_sub = _o.Sub.apply
-_mul = _o.Mul.apply
-_div = _o.Div.apply
-_pow = _o.Pow.apply
-_matmul = _o.MatMul.apply
+
+def _operator(cls, name: str):
+    """The operator `name` of the binary Function `cls`: ``cls.apply`` unrolled for two
+    arguments by `_binary_apply` (operators run once per operation of a graph)."""
+    op = _binary_apply(cls)
+    op.__name__ = name
+    return op
 
 
-def __add__(self, other):
-    return _add(self, other)
+__add__ = _operator(_o.Add, "__add__")
+__sub__ = _operator(_o.Sub, "__sub__")
+__mul__ = _operator(_o.Mul, "__mul__")
+__truediv__ = _operator(_o.Div, "__truediv__")
+__pow__ = _operator(_o.Pow, "__pow__")
+__matmul__ = _operator(_o.MatMul, "__matmul__")
 
 
 def __radd__(self, other):
-    return _add(other, self)
-
-
-def __sub__(self, other):
-    return _sub(self, other)
+    return __add__(other, self)
 
 
 def __rsub__(self, other):
-    return _sub(other, self)
-
-
-def __mul__(self, other):
-    return _mul(self, other)
+    return __sub__(other, self)
 
 
 def __rmul__(self, other):
-    return _mul(other, self)
-
-
-def __truediv__(self, other):
-    return _div(self, other)
+    return __mul__(other, self)
 
 
 def __rtruediv__(self, other):
-    return _div(other, self)
-
-
-def __pow__(self, other):
-    return _pow(self, other)
+    return __truediv__(other, self)
 
 
 def __rpow__(self, other):
-    return _pow(other, self)
-
-
-def __matmul__(self, other):
-    return _matmul(self, other)
+    return __pow__(other, self)
 
 
 def __rmatmul__(self, other):
-    return _matmul(other, self)
+    return __matmul__(other, self)
 
 
 def __neg__(self):
