@@ -12,6 +12,12 @@ neighbours, and adds cosine distance, for which centring does matter.
 For each metric the k nearest neighbours (k = the largest of the grid) are computed once,
 sorted, and every k votes from their first k, so the whole grid costs one search.
 
+Side by side (``--reference faiss``, the default): FAISS's exact ``IndexFlat`` for the
+same metric searches the first ``--reference-rows`` of each 500-query chunk, the two
+libraries alternating first from chunk to chunk, with the same number of threads
+(threadpoolctl limits every BLAS and OpenMP pool). Printed: the median over chunks of
+FAISS's time per query over chainrule's, and how often the predictions of every k agree.
+
 Run (from the repository root; the images unpacked as in the notes):
 
     .venv/bin/python benchmarks/knn_cifar10.py --data /work/data/cifar10
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -57,20 +64,88 @@ def vote(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return counts.argmax(axis=1)
 
 
-def accuracy_by_k(model, y_train, X_val, y_val, ks, step: int = 500):
-    """Validation accuracy for every k from one sorted neighbour list; (dict, seconds, idx)."""
+def faiss_neighbours(X_train, metric: str, threads: int):
+    """``search(Q, k) -> indices (nq, k)`` of FAISS's exact IndexFlat for ``metric``."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    if metric == "cosine":
+        index = faiss.IndexFlatIP(X_train.shape[1])
+        Xn = X_train.copy()
+        faiss.normalize_L2(Xn)
+        index.add(Xn)
+    else:
+        kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_L1
+        index = faiss.IndexFlat(X_train.shape[1], kind)
+        index.add(X_train)
+
+    def search(Q, k):
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        if metric == "cosine":
+            faiss.normalize_L2(Q)
+        return index.search(Q, k)[1]
+
+    return search
+
+
+def accuracy_by_k(model, y_train, X_val, y_val, ks, step=500, reference=None, ref_rows=100):
+    """Validation accuracy for every k from one sorted neighbour list.
+
+    With ``reference`` (``search(Q, k) -> indices``), each chunk of ``step`` queries is
+    also searched by the reference on its first ``ref_rows`` queries, the two sides
+    alternating first. Returns ``(accuracies, seconds, idx, comparison)``: ``comparison``
+    is None without a reference, else the median per-chunk ratio of the reference's time
+    per query to chainrule's, with its range, and the share of compared queries whose
+    predictions agree for every k.
+    """
     from tqdm.auto import tqdm
 
     k_max = max(ks)
-    t0 = time.perf_counter()
-    idx = np.empty((len(X_val), k_max), dtype=np.int64)
-    for s in tqdm(range(0, len(X_val), step), desc=f"{model.metric} neighbours", unit="chunk"):
-        idx[s : s + step] = model.kneighbors(X_val[s : s + step], k_max, return_distance=False)
-    seconds = time.perf_counter() - t0
     n_classes = int(max(y_train.max(), y_val.max())) + 1
+    idx = np.empty((len(X_val), k_max), dtype=np.int64)
+    mine, theirs, agree, compared = [], [], 0, 0
+    chunks = range(0, len(X_val), step)
+    for i, s in enumerate(tqdm(chunks, desc=f"{model.metric} neighbours", unit="chunk")):
+        Qs = X_val[s : s + step]
+        sides = ["chainrule", "reference"] if i % 2 == 0 else ["reference", "chainrule"]
+        for side in sides if reference is not None else ["chainrule"]:
+            t0 = time.perf_counter()
+            if side == "chainrule":
+                idx[s : s + step] = model.kneighbors(Qs, k_max, return_distance=False)
+                mine.append((time.perf_counter() - t0) / len(Qs))
+            else:
+                ref = reference(Qs[:ref_rows], k_max)
+                theirs.append((time.perf_counter() - t0) / len(ref))
+        if reference is not None:
+            same = np.ones(len(ref), dtype=bool)
+            for k in ks:
+                ours = vote(y_train[idx[s : s + len(ref), :k]], n_classes)
+                same &= ours == vote(y_train[ref[:, :k]], n_classes)
+            agree, compared = agree + int(same.sum()), compared + len(ref)
+    seconds = sum(mine[j] * len(X_val[s : s + step]) for j, s in enumerate(chunks))
     labels = y_train[idx]
     acc = {k: float(np.mean(vote(labels[:, :k], n_classes) == y_val)) for k in ks}
-    return acc, seconds, idx
+    comparison = None
+    if reference is not None:
+        ratios = [b / a for a, b in zip(mine, theirs, strict=True)]
+        comparison = {
+            "ratio_median": statistics.median(ratios),
+            "ratio_range": [min(ratios), max(ratios)],
+            "agree": agree / compared,
+            "compared": compared,
+        }
+    return acc, seconds, idx, comparison
+
+
+def describe_threads(threads: int) -> str:
+    from threadpoolctl import threadpool_info
+
+    pools = [
+        f"{p['internal_api']} {p['filepath'].rsplit('/', 1)[-1].split('.so')[0]} "
+        f"x{p['num_threads']}"
+        for p in threadpool_info()
+    ]
+    return f"{threads} threads on every side ({'; '.join(pools)})"
 
 
 def main(argv=None) -> int:
@@ -86,9 +161,18 @@ def main(argv=None) -> int:
     p.add_argument("--cv", type=int, default=0, help="5-fold cross-validation on N training rows")
     p.add_argument("--plot", default=None, help="write the cross-validation plot here")
     p.add_argument("--json", default=None, help="write all numbers here")
+    p.add_argument(
+        "--reference", choices=("faiss", "none"), default="faiss", help="side-by-side library"
+    )
+    p.add_argument("--reference-rows", type=int, default=100, help="of each 500-query chunk")
+    p.add_argument("--threads", type=int, default=2, help="for every library")
     args = p.parse_args(argv)
 
+    from threadpoolctl import threadpool_limits
+
     from chainrule.models import KNearestNeighbors, knn_best_k, knn_cross_validate
+
+    threadpool_limits(limits=args.threads)
 
     ks = tuple(int(k) for k in args.ks.split(","))
     t0 = time.perf_counter()
@@ -124,8 +208,13 @@ def main(argv=None) -> int:
         for metric in metrics:
             if metric == "cosine" and name == "raw" and args.mean_subtracted:
                 continue
-            model = KNearestNeighbors(k=1, metric=metric).fit(Xt, y_train)
-            acc, seconds, idx = accuracy_by_k(model, y_train, Xv, y_val, ks)
+            model = KNearestNeighbors(k=1, metric=metric, n_jobs=args.threads).fit(Xt, y_train)
+            reference = None
+            if args.reference == "faiss":
+                reference = faiss_neighbours(Xt, metric, args.threads)
+            acc, seconds, idx, comparison = accuracy_by_k(
+                model, y_train, Xv, y_val, ks, reference=reference, ref_rows=args.reference_rows
+            )
             neighbours[(name, metric)] = idx
             best = max(acc.values())
             best_k = min(k for k, a in acc.items() if a == best)
@@ -134,6 +223,7 @@ def main(argv=None) -> int:
                 "best_k": best_k,
                 "best": best,
                 "seconds": seconds,
+                "faiss": comparison,
             }
             line = "  ".join(f"k={k}: {a:.2%}" for k, a in acc.items())
             target = PUBLISHED.get(metric)
@@ -143,6 +233,15 @@ def main(argv=None) -> int:
                 + (f" (published 1-NN: {target:.1%})" if target and name == "raw" else ""),
                 flush=True,
             )
+            if comparison:
+                lo, hi = comparison["ratio_range"]
+                print(
+                    f"  FAISS IndexFlat, side by side on {comparison['compared']} of the queries: "
+                    f"time per query {comparison['ratio_median']:.2f}x chainrule's (median of "
+                    f"chunks, {lo:.2f}x-{hi:.2f}x); predictions for every k agree on "
+                    f"{comparison['agree']:.2%}",
+                    flush=True,
+                )
     for metric in metrics:
         a, b = neighbours.get(("raw", metric)), neighbours.get(("mean-subtracted", metric))
         if a is not None and b is not None:
@@ -181,6 +280,7 @@ def main(argv=None) -> int:
                 from chainrule.report.plots import plot_knn_cv
 
                 print(f"  plot: {plot_knn_cv(results, args.plot)}")
+    print(f"\n{describe_threads(args.threads)}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

@@ -131,3 +131,11 @@ def test_gradcheck_rejects_bad_arguments():
 
 def test_gradcheck_is_exported():
     assert cr.gradcheck is gradcheck and cr.numeric_gradient is numeric_gradient
+
+
+@pytest.mark.parametrize("h", [0.0, -1e-6, float("nan")])
+def test_numeric_gradient_refuses_a_step_that_is_not_positive(h):
+    with pytest.raises(ValueError, match=r"h must be a positive step"):
+        numeric_gradient(lambda a: np.sum(a * a), np.ones(2), h=h)
+    with pytest.raises(ValueError, match=r"eps must be a positive step"):
+        gradcheck(lambda x: x * 2, [np.ones(2)], eps=h)

@@ -3,7 +3,8 @@
 The engine (``Tensor``, ``Function``, reverse and forward mode, gradient checks, graph
 drawings) is importable from the top level; models, layers, optimizers and datasets
 live in ``chainrule.models``, ``chainrule.nn``, ``chainrule.optim`` and
-``chainrule.data``.
+``chainrule.data``, training loops and search in ``chainrule.train``, runs of a model
+(settings, fit, evaluation, files) in ``chainrule.experiment``.
 """
 
 from chainrule.autograd import (

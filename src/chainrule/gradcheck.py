@@ -72,10 +72,11 @@ def numeric_gradient(f, x, upstream=None, h: float = 1e-6) -> np.ndarray:
     upstream : None when f returns a single number; otherwise an array of f's output
         shape, the upstream gradient u: the result is then the gradient of
         ``sum(u * f(x))``, that is ``u^T J`` (the chain rule for a vector output).
-    h : step size.
+    h : step size, a positive number (a step of 0 would divide 0 by 0).
 
     Returns a float64 array of x's shape.
     """
+    _check_step("numeric_gradient", "h", h)
     if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
         x = np.array(x, dtype=np.float64)
     if not x.flags.writeable:
@@ -110,6 +111,11 @@ def numeric_gradient(f, x, upstream=None, h: float = 1e-6) -> np.ndarray:
     return grad
 
 
+def _check_step(where: str, name: str, step) -> None:
+    if not (isinstance(step, (int, float, np.number)) and step > 0 and np.isfinite(step)):
+        raise ValueError(f"{where}: {name} must be a positive step, got {step!r}")
+
+
 def _check_inputs(inputs):
     if isinstance(inputs, np.ndarray) or np.isscalar(inputs):
         inputs = (inputs,)
@@ -127,6 +133,30 @@ def _check_inputs(inputs):
     if not arrays:
         raise ValueError("gradcheck: no inputs to check")
     return arrays
+
+
+def _agree(values: dict, tol: float, noise: float, i: int, shape: tuple) -> None:
+    """Raise `GradcheckError` unless the ways of computing u^T J v in `values` (numeric,
+    and rev and/or fwd) agree within `tol` (or, against finite differences, within the
+    rounding `noise` of the finite difference itself)."""
+    pairs = [(m, "numeric") for m in ("rev", "fwd") if m in values]
+    if "rev" in values and "fwd" in values:
+        pairs.append(("rev", "fwd"))
+    for a, b in pairs:
+        va, vb = values[a], values[b]
+        err = rel_error(va, vb)
+        allowed = noise if b == "numeric" else 0.0
+        if err > tol and abs(va - vb) > allowed:
+            raise GradcheckError(
+                f"gradcheck failed for input {i} (shape {shape}): {a} mode vs "
+                f"{'finite differences' if b == 'numeric' else b + ' mode'}: "
+                f"worst relative error {err:.3e} > tol {tol:.1e} "
+                f"(u^T J v = {va!r} vs {vb!r})",
+                input_index=i,
+                check=f"{a} vs {b}",
+                error=err,
+                values=values,
+            )
 
 
 def gradcheck(
@@ -150,7 +180,7 @@ def gradcheck(
     tol : largest accepted relative error ``|a - b| / (|a| + |b|)`` between two ways of
         computing ``u^T J v``. A difference within the rounding noise of the finite
         difference itself (estimated from the size of ``u * f(x)`` and `eps`) also passes.
-    eps : finite-difference step.
+    eps : finite-difference step, a positive number.
     random_state : int seed or numpy.random.Generator for the directions u and v.
     n_directions : random (u, v) pairs per input.
 
@@ -163,6 +193,7 @@ def gradcheck(
         raise ValueError(
             f"gradcheck: modes must be a non-empty subset of ('rev', 'fwd'), got {modes}"
         )
+    _check_step("gradcheck", "eps", eps)
     arrays = _check_inputs(inputs)
     rng = np.random.default_rng(random_state)
 
@@ -218,22 +249,5 @@ def gradcheck(
                 tangents[i] = v
                 _, jv = jvp(fn, tuple(arrays), tuple(tangents))
                 values["fwd"] = float(np.sum(u * np.asarray(jv, dtype=np.float64)))
-            pairs = [(m, "numeric") for m in ("rev", "fwd") if m in values]
-            if "rev" in values and "fwd" in values:
-                pairs.append(("rev", "fwd"))
-            for a, b in pairs:
-                va, vb = values[a], values[b]
-                err = rel_error(va, vb)
-                allowed = noise if b == "numeric" else 0.0
-                if err > tol and abs(va - vb) > allowed:
-                    raise GradcheckError(
-                        f"gradcheck failed for input {i} (shape {x.shape}): {a} mode vs "
-                        f"{'finite differences' if b == 'numeric' else b + ' mode'}: "
-                        f"worst relative error {err:.3e} > tol {tol:.1e} "
-                        f"(u^T J v = {va!r} vs {vb!r})",
-                        input_index=i,
-                        check=f"{a} vs {b}",
-                        error=err,
-                        values=values,
-                    )
+            _agree(values, tol, noise, i, x.shape)
     return True

@@ -167,3 +167,52 @@ def test_a_failing_dot_program_is_reported(tmp_path, monkeypatch):
     *_, f = lecture_graph()
     with pytest.raises(RuntimeError, match=r"exit status 3\): Error: syntax error"):
         draw_graph(f, tmp_path / "g.png")
+
+
+def _node_labels(dot):
+    """{node id: label} for plain and HTML labels."""
+    labels = dict(re.findall(r'^\s*(\w+) \[label="([^"]*)"', dot, flags=re.M))
+    labels.update(re.findall(r"^\s*(\w+) \[label=<(.*)>, shape", dot, flags=re.M))
+    return labels
+
+
+def _edges_by_target(dot):
+    """{(source label, target label): [edge labels]} (several edges may join two nodes)."""
+    labels = _node_labels(dot)
+    found = {}
+    for src, dst, label in re.findall(r"^\s*(\w+) -> (\w+) (\[.*\];)$", dot, flags=re.M):
+        found.setdefault((labels.get(src, src), labels.get(dst, dst)), []).append(label)
+    return found
+
+
+def test_each_edge_of_a_fork_carries_its_own_branch_gradient():
+    # f = x**2 + exp(x) at x = 1: the branches carry 2x = 2 and e^x = 2.72, which add up
+    # at the fork (the copy gate) to df/dx = 4.72, shown at x.
+    x = Tensor(1.0, requires_grad=True, name="x")
+    f = x**2 + x.exp()
+    f.backward(retain_graph=True)
+    dot = draw_graph(f)
+    x_label = f'x<br/><font color="{RED}">4.72</font>'
+    e = _edges_by_target(dot)
+    assert e[(x_label, "**2")] == [edge("1.00", "2.00")]
+    assert e[(x_label, "exp")] == [edge("1.00", "2.72")]
+    assert e[("**2", "+")] == [edge("1.00", "1.00")] and e[("exp", "+")] == [edge("2.72", "1.00")]
+
+
+def test_a_value_used_twice_by_one_operation_has_two_edges_each_with_its_gradient():
+    x = Tensor(3.0, requires_grad=True, name="x")
+    y = Tensor(2.0, requires_grad=True, name="y")
+    f = x * x * y  # x * x: the mul gate swaps, each edge gets the other factor times y
+    f.backward(retain_graph=True)
+    e = _edges_by_target(draw_graph(f))
+    assert e[(f'x<br/><font color="{RED}">12.00</font>', "*")] == [edge("3.00", "6.00")] * 2
+
+
+def test_without_the_branch_gradients_a_fork_shows_only_the_total_at_its_value():
+    x = Tensor(1.0, requires_grad=True, name="x")
+    f = x**2 + x.exp()
+    f.backward()  # graph released: the gradient of each branch is not known
+    dot = draw_graph(f)
+    e = _edges_by_target(dot)
+    x_label = f'x<br/><font color="{RED}">4.72</font>'
+    assert e[(x_label, "**2")] == [edge("1.00")] and e[(x_label, "exp")] == [edge("1.00")]

@@ -1,10 +1,15 @@
 """The backward pass and the Tensor: order, accumulation, release, modes, dtypes, errors."""
 
+import itertools
+import operator
+
 import numpy as np
 import pytest
 
 import chainrule as cr
 from chainrule import Function, Tensor
+from chainrule.autograd import Context, ops
+from chainrule.autograd.function import _binary_apply
 
 
 def leaf(v, **kw):
@@ -44,6 +49,19 @@ def test_retain_graph_allows_a_second_backward_and_release_forbids_it():
     with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
         y.backward()
     assert y.grad_fn is not None and not y.is_leaf
+
+
+def test_backward_releases_what_forward_saved_and_set_on_the_context():
+    x = leaf(np.array([1.0, -2.0, 3.0]))
+    s = x.sum(axis=0)  # Sum keeps its axis and shape as attributes of its context
+    y = s * s  # a binary operator keeps its operands in saved_tensors only
+    assert vars(s._ctx) and not vars(y._ctx) and y._ctx.saved_tensors
+    y.backward()
+    for ctx in (s._ctx, y._ctx):
+        assert isinstance(ctx, Context)
+        assert ctx.released and not vars(ctx)
+        assert ctx.fn is not None and ctx.inputs  # the graph can still be drawn
+    np.testing.assert_array_equal(x.grad, [4.0, 4.0, 4.0])
 
 
 def test_intermediate_gradients_only_when_kept():
@@ -259,3 +277,261 @@ def test_numpy_arrays_and_numbers_on_either_side():
     expected = np.array([3.0, 4.0]) - 0.5 + 2**x.data * np.log(2) + 2 * x.data - 2
     np.testing.assert_allclose(x.grad, expected)
     assert (np.float64(2.0) * x).grad_fn is not None
+
+
+_BINARY = [
+    (operator.add, ops.Add),
+    (operator.sub, ops.Sub),
+    (operator.mul, ops.Mul),
+    (operator.truediv, ops.Div),
+    (operator.pow, ops.Pow),
+    (operator.matmul, ops.MatMul),
+]
+
+# Operands of every kind an operator meets: leaves, constants, results of operations
+# (0-d values are NumPy scalars inside the engine), numbers, arrays, float32.
+_OPERANDS = {
+    "leaf": lambda: leaf(1.5),
+    "leaf32": lambda: leaf(np.float32(-0.5)),
+    "constant": lambda: Tensor(2.0),
+    "result": lambda: ops.Exp.apply(leaf(0.25)),
+    "int": lambda: 3,
+    "float": lambda: -1.25,
+    "np.float32": lambda: np.float32(0.75),
+    "vector leaf": lambda: leaf(np.array([0.5, 2.0, -1.0])),
+    "matrix leaf32": lambda: leaf(np.arange(6, dtype=np.float32).reshape(2, 3) - 2),
+    "vector array": lambda: np.array([1.0, -3.0, 0.5]),
+    "0-d array leaf": lambda: leaf(np.array(1.25)),
+}
+
+
+def _state(out):
+    """Everything an operation leaves behind: its result and its record."""
+    d = out._data
+    state = [type(d), d.dtype, np.asarray(d).tobytes(), out.requires_grad, out._grad]
+    ctx = out._ctx
+    if ctx is not None:
+        state += [
+            ctx.fn,
+            ctx.needs_input_grad,
+            ctx.retain_grad,
+            ctx.grad_output,
+            ctx.grad_inputs,
+            ctx._consumers,
+            ctx._visit,
+            # A binary operator's Function keeps nothing else (see `_binary_apply`).
+            dict(vars(ctx)),
+            [(type(v), np.asarray(v).tobytes()) for v in ctx.saved_tensors],
+            [type(t) for t in ctx.inputs],
+            [t._ctx._consumers for t in ctx.inputs if isinstance(t, Tensor) and t._ctx],
+        ]
+    return state
+
+
+def _outcome(op, a, b):
+    """The state an operation leaves, its gradients and forward-mode tangent, or its error."""
+    try:
+        out = op(a, b)
+    except Exception as e:  # the same error on both paths
+        return ["error", type(e), str(e)]
+    state = _state(out)
+    if out.requires_grad:
+        out.backward(np.ones(out.shape, dtype=out.dtype))
+        state += [
+            (type(t.grad), t.grad.dtype, t.grad.tobytes())
+            for t in (a, b)
+            if isinstance(t, Tensor) and t.requires_grad and t.is_leaf
+        ]
+    return state
+
+
+@pytest.mark.parametrize("fn, cls", _BINARY, ids=lambda v: getattr(v, "__name__", ""))
+def test_the_binary_operators_give_exactly_what_apply_gives(fn, cls):
+    # The operators are `_binary_apply`'s unrolled `apply`; `cls.apply` is the plain one.
+    checked = 0
+    for ka, kb in itertools.product(_OPERANDS, repeat=2):
+        a, b = _OPERANDS[ka](), _OPERANDS[kb]()
+        if not (isinstance(a, Tensor) or isinstance(b, Tensor)):
+            continue
+        with np.errstate(all="ignore"):
+            fast = _outcome(fn, a, b)
+            plain = _outcome(cls.apply, _OPERANDS[ka](), _OPERANDS[kb]())
+            assert fast == plain, (ka, kb)
+            if fast[0] != "error":
+                checked += 1
+                with cr.no_grad():
+                    assert _state(fn(a, b)) == _state(cls.apply(a, b)), (ka, kb)
+    # Every pair works for the elementwise operators; @ takes the vectors and matrices.
+    assert checked == (5 if cls is ops.MatMul else 105)
+
+
+def test_the_binary_operators_push_the_tangents_apply_pushes():
+    for fn, cls in _BINARY[:-1]:
+        primals, tangents = (1.5, np.array([0.5, 2.0])), (0.25, np.array([1.0, -1.0]))
+        fast = cr.jvp(fn, primals, tangents)
+        plain = cr.jvp(cls.apply, primals, tangents)
+        for x, y in zip(fast, plain):
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), cls.__name__
+
+
+def test_the_binary_operators_give_a_scalar_network_the_gradients_apply_gives():
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(12)
+
+    def scalar_net(mul, add):
+        ws = [leaf(v) for v in values]
+        xs = [Tensor(v) for v in values[::-1]]  # inputs: no gradient wanted
+        hidden = []
+        for k in range(4):
+            act = ws[k]
+            for w, x in zip(ws[k : k + 9], xs):
+                act = add(act, mul(w, x))
+            hidden.append(act.relu())
+        out = hidden[0]
+        for h in hidden[1:]:
+            out = add(out, mul(h, h))  # forks: each hidden value is used twice
+        out = add(out, mul(ws[0], 0.5))
+        out.backward()
+        return [w.grad for w in ws]
+
+    fast = scalar_net(operator.mul, operator.add)
+    plain = scalar_net(ops.Mul.apply, ops.Add.apply)
+    assert [g.tobytes() for g in fast] == [g.tobytes() for g in plain]
+    assert all(np.isfinite(g) for g in fast) and len({float(g) for g in fast}) > 4
+
+
+def _with_a_constant(cls):
+    """`cls` taking one more, constant argument: `Function.apply` runs its general loop
+    over the arguments, where ``cls.apply(x)`` takes its one-argument path."""
+    return type(
+        f"{cls.__name__}WithConstant",
+        (Function,),
+        {
+            "scalar_inputs": cls.scalar_inputs,
+            "forward": staticmethod(lambda ctx, x, _c: cls.forward(ctx, x)),
+            "backward": staticmethod(lambda ctx, g: (cls.backward(ctx, g), None)),
+        },
+    )
+
+
+class _ArraysOnlyDouble(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.kind = type(x)
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        ops.Neg,
+        ops.Exp,
+        ops.Log,
+        ops.Sqrt,
+        ops.Sigmoid,
+        ops.Tanh,
+        ops.ReLU,
+        ops.Abs,
+        _ArraysOnlyDouble,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_apply_of_one_argument_gives_exactly_what_its_general_loop_gives(cls):
+    general = _with_a_constant(cls)
+    for kind in ("leaf", "leaf32", "constant", "result", "vector leaf", "0-d array leaf"):
+        outs = []
+        for f in (cls.apply, lambda x: general.apply(x, None)):
+            x = _OPERANDS[kind]()
+            with np.errstate(all="ignore"):
+                out = f(x)
+                state = _state(out)[:5]
+                ctx = out._ctx
+                if ctx is not None:
+                    state += [ctx.needs_input_grad[:1], dict(vars(ctx)), ctx.inputs[0] is x]
+                    state += [type(v) for v in ctx.saved_tensors]
+                    out.backward(np.ones(out.shape, dtype=out.dtype))
+                    if x.is_leaf:
+                        state += [type(x.grad), x.grad.dtype, x.grad.tobytes()]
+                    else:
+                        state.append(x._ctx._consumers)
+            outs.append(state)
+        assert outs[0] == outs[1], kind
+
+
+def test_the_binary_fast_path_takes_only_functions_that_take_numpy_scalars():
+    class ArraysOnly(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+    with pytest.raises(TypeError, match="ArraysOnly does not take NumPy scalars"):
+        _binary_apply(ArraysOnly)
+
+
+def _custom(forward, backward, name):
+    return type(
+        name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)}
+    )
+
+
+def test_a_gradient_of_the_wrong_shape_is_an_error_naming_the_function_and_both_shapes():
+    # (4, 3) for a (3,) input whose output is (3,): nothing was broadcast, nothing to sum.
+    Double = _custom(lambda ctx, x: 2 * x, lambda ctx, g: np.full((4, 3), 2.0), "Double")
+    x = leaf(np.ones(3))
+    with pytest.raises(RuntimeError, match=r"Double\.backward .* shape \(4, 3\) .* shape \(3,\)"):
+        Double.apply(x).sum().backward()
+    assert x.grad is None
+    # A length-1 axis that forward did not broadcast either (the output is (1, 3)).
+    Same = _custom(lambda ctx, x: x + 0, lambda ctx, g: np.ones((5, 3)), "Same")
+    with pytest.raises(RuntimeError, match=r"Same\.backward .*\(5, 3\).*\(1, 3\)"):
+        Same.apply(leaf(np.ones((1, 3)))).sum().backward()
+
+
+def test_a_gradient_shaped_like_the_broadcast_is_summed_back():
+    # Forward broadcast a (3,) and a (4, 1) input to (4, 3): their gradients may come
+    # back shaped (4, 3) and are summed over the broadcast axes.
+    Plus = _custom(lambda ctx, a, b: a + b, lambda ctx, g: (g, 2 * g), "Plus")
+    a, b = leaf(np.zeros(3)), leaf(np.zeros((4, 1)))
+    Plus.apply(a, b).backward(np.ones((4, 3)))
+    np.testing.assert_array_equal(a.grad, [4.0, 4.0, 4.0])
+    np.testing.assert_array_equal(b.grad, [[6.0], [6.0], [6.0], [6.0]])
+    c = leaf(np.zeros((4, 3)))
+    Plus.apply(a, c).sum().backward()  # (4, 3) for the (4, 3) input: as it is
+    np.testing.assert_array_equal(c.grad, np.full((4, 3), 2.0))
+
+
+def test_a_forward_returning_integers_gives_a_float_tensor_and_other_dtypes_are_refused():
+    Count = _custom(lambda ctx, x: np.arange(3) + (x > 0), lambda ctx, g: g * 0, "Count")
+    y = Count.apply(leaf(np.array([1.0, -1.0, 2.0])))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y.data, [1.0, 1.0, 3.0])
+    assert cr.where(np.array([True, False]), 1, 0).dtype == np.float64  # constants only
+    assert Count.apply(Tensor(np.ones(3))).dtype == np.float64  # not recorded: same rule
+    Complex = _custom(lambda ctx, x: x * 1j, lambda ctx, g: g, "Complex")
+    with pytest.raises(TypeError, match=r"Complex\.forward returned .*complex128.*floating"):
+        Complex.apply(leaf(np.ones(2)))
+
+
+def test_zero_to_a_power_has_the_derivatives_of_its_limits():
+    # 0**b is 0 for b > 0 and 1 at b = 0, so d/db is 0 there (PyTorch gives the same:
+    # [0, 0, -inf] for b = [2, 0, -1]); a**0 is 1 for every a, so d/da is 0 at a = 0.
+    b = leaf(np.array([2.0, 0.0, -1.0]))
+    with np.errstate(divide="ignore"):
+        (Tensor(0.0) ** b).sum().backward()
+    np.testing.assert_array_equal(b.grad, [0.0, 0.0, -np.inf])
+    a = leaf(0.0)
+    (a**0.0).backward()
+    assert a.grad == 0.0
+    a2 = leaf(np.array([0.0, 4.0]))
+    with np.errstate(divide="ignore"):
+        (a2**0.5).sum().backward()
+    np.testing.assert_array_equal(a2.grad, [np.inf, 0.25])
+    x = leaf(2.0)
+    _, tangent = cr.jvp(lambda e: 0.0**e, (2.0,), (1.0,))
+    assert tangent == 0.0
+    (0.0**x).backward()
+    assert x.grad == 0.0

@@ -1,7 +1,10 @@
+import math
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from chainrule.cli import main
@@ -147,3 +150,107 @@ def test_python_dash_m_runs_the_command(tmp_path):
     )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and "malformed expression" in bad.stderr
+
+
+E15 = math.exp(1.5)
+
+
+@pytest.mark.parametrize(
+    "expression, f, dfdx",
+    [
+        ("(" * 200 + "x" + ")" * 200, 1.5, 1.0),
+        (" + ".join(["x"] * 1000), 1500.0, 1000.0),
+        ("- " * 1000 + "x", 1.5, 1.0),
+        ("-" * 1001 + "x", -1.5, -1.0),
+        ("x*x*x" + " + exp(x)" * 2000, 1.5**3 + 2000 * E15, 3 * 1.5**2 + 2000 * E15),
+        ("abs(" * 300 + "x" + ")" * 300, 1.5, 1.0),
+        ("1**" * 300 + "x", 1.0, 0.0),
+    ],
+    ids=[
+        "200 parentheses",
+        "1000-term sum",
+        "1000 unary minuses",
+        "1001 minuses",
+        "2000 calls",
+        "300 nested calls",
+        "300 powers",
+    ],
+)
+def test_deep_and_long_expressions_have_no_recursion_limit(capsys, expression, f, dfdx):
+    code, out, err = run_cli(capsys, " " + expression, "x=1.5")
+    assert code == 0, err
+    assert parse_output(out) == pytest.approx({"f": f, "df/dx": dfdx}, rel=1e-6)  # 6 digits
+
+
+def _random_expression(rng, depth: int = 0) -> str:
+    """A chain of binary operators between signed operands, some parenthesised or inside
+    exp(...): every pairing of precedence, grouping and unary signs."""
+    terms = []
+    for i in range(rng.integers(1, 5)):
+        if i:
+            terms.append(rng.choice(["+", "-", "*", "/", "**"]))
+        kind = rng.integers(0, 5) if depth < 2 else 0
+        if kind == 3:
+            atom = f"({_random_expression(rng, depth + 1)})"
+        elif kind == 4:
+            atom = f"exp({_random_expression(rng, depth + 1)})"
+        else:
+            atom = str(rng.choice(["x", "y", "2", "0.5", "3"]))
+        terms.append(" ".join(rng.choice(["-", "+"], size=rng.integers(0, 3))) + " " + atom)
+    return " ".join(terms)
+
+
+def test_parser_follows_python_precedence_on_random_expressions():
+    from chainrule.cli.graph import evaluate
+
+    rng = np.random.default_rng(0)
+    env = {"x": 0.7, "y": 1.3}
+    checked = 0
+    for _ in range(1500):
+        text = _random_expression(rng)
+        try:
+            expected = eval(text, {"exp": math.exp}, dict(env))  # our own generated text
+        except (ZeroDivisionError, OverflowError, TypeError):  # TypeError: exp of a complex
+            continue
+        if isinstance(expected, complex) or not math.isfinite(expected):
+            continue
+        with np.errstate(all="ignore"):
+            got = evaluate(parse(text), env)
+        assert float(got) == pytest.approx(expected, rel=1e-9, abs=1e-12), text
+        checked += 1
+    assert checked > 1000
+
+
+def test_status_lines_go_to_stderr_and_quiet_turns_them_off(capsys, tmp_path):
+    path = tmp_path / "g.dot"
+    code, out, err = run_cli(capsys, "x * 2", "x=1", "--out", str(path))
+    assert code == 0 and path.exists()
+    assert out == "f = 2\ndf/dx = 2\n"
+    assert err == f"graph written to {path}\n"
+    code, out, err = run_cli(capsys, "x * 2", "x=1", "--out", str(path), "--quiet")
+    assert code == 0 and out == "f = 2\ndf/dx = 2\n" and err == ""
+
+
+def test_derivatives_at_zero_are_the_limits_or_say_why_they_are_not_finite(capsys):
+    code, out, err = run_cli(capsys, "0**x", "x=2")
+    assert code == 0 and parse_output(out) == {"f": 0.0, "df/dx": 0.0} and err == ""
+    code, out, err = run_cli(capsys, "x**0 + y**x", "x=0", "y=0")
+    assert code == 0 and parse_output(out) == {"f": 2.0, "df/dx": 0.0, "df/dy": 0.0}
+    code, out, err = run_cli(capsys, "sqrt(x) + y", "x=0", "y=1")
+    assert code == 0
+    v = parse_output(out)
+    assert v["df/dx"] == float("inf") and v["df/dy"] == 1.0
+    assert err == "chainrule graph: note: df/dx is inf: the derivative of sqrt at 0 is inf\n"
+    code, out, err = run_cli(capsys, "abs(x)**0.5", "x=0", "--quiet")
+    assert code == 0 and np.isnan(parse_output(out)["df/dx"])
+    assert err == "chainrule graph: note: df/dx is nan: the derivative of ** at 0 ** 0.5 is inf\n"
+
+
+def test_the_drawing_puts_each_branch_gradient_on_its_edge(capsys, tmp_path):
+    path = tmp_path / "fork.dot"
+    code, out, _ = run_cli(capsys, "x**2 + exp(x)", "x=1", "--out", str(path))
+    assert code == 0 and parse_output(out)["df/dx"] == pytest.approx(4.71828, rel=1e-5)
+    red = {
+        float(v) for v in re.findall(r'<font color="#c62828">([-\d.]+)</font>', path.read_text())
+    }
+    assert {2.0, 2.72, 4.72} <= red  # x**2's branch, exp's branch, and their sum at x

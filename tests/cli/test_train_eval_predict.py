@@ -339,7 +339,7 @@ def test_resume_an_interrupted_run_gives_the_uninterrupted_model(tmp_path, capsy
     assert code == 130
     assert (tmp_path / "cut" / "checkpoint.npz").exists()
     assert not (tmp_path / "cut" / "model.npz").exists()
-    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "running"
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
 
     code, _, _ = cli(capsys, "train", "--resume", tmp_path / "cut", "--quiet")
@@ -354,3 +354,37 @@ def test_resume_an_interrupted_run_gives_the_uninterrupted_model(tmp_path, capsy
     assert a["history"]["val_acc"] == b["history"]["val_acc"]
     code, _, err = cli(capsys, "train", "--resume", tmp_path / "cut")
     assert_user_error(code, err, "has finished")
+
+
+def test_predict_names_the_classes_of_a_model_fitted_on_text_labels(tmp_path, capsys):
+    from PIL import Image
+
+    from chainrule.data import Preprocessor
+    from chainrule.models import SoftmaxClassifier
+    from chainrule.models.io import save_model
+
+    train, test = load("digits", "train"), load("digits", "test")
+    prep = Preprocessor().fit(train.images)
+    names = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
+    model = SoftmaxClassifier(learning_rate=10.0, epochs=3, random_state=0)
+    model.fit(prep.transform(train.images), names[train.labels])
+    path = save_model(tmp_path / "text.npz", model, prep)
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"d{i}.png")
+        Image.fromarray(test.images[i, :, :, 0]).save(files[-1])
+    expected = model.predict(prep.transform(test.images[:4]))
+    proba = model.predict_proba(prep.transform(test.images[:4]))
+    code, out, err = cli(capsys, "predict", path, *files, "--json", "--top", "2")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.strip().splitlines()]
+    assert [r["class"] for r in records] == expected.tolist()
+    assert [r["label"] for r in records] == expected.tolist()
+    columns = {c: j for j, c in enumerate(model.classes_)}
+    for r, p, label in zip(records, proba, expected):
+        assert r["probability"] == pytest.approx(float(p[columns[label]]), rel=1e-6)
+        assert r["top"][0]["class"] == label
+    code, _, err = cli(capsys, "export", path, "--out", tmp_path / "text.onnx")
+    assert_user_error(code, err, "text", "integer labels")

@@ -1,13 +1,22 @@
-"""A small HTTP server on 127.0.0.1 for download tests, started per test in a thread."""
+"""A small HTTP server on 127.0.0.1 for download tests, started per test in a thread.
+
+Downloads follow only https URLs of the expected hosts; the ``server`` fixture turns on the
+documented testing hook ``download.ALLOW_LOCAL_HTTP`` for the test that uses it, so that
+``http://127.0.0.1`` is accepted there (and only there).
+"""
 
 from __future__ import annotations
 
+import io
+import tarfile
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from chainrule.data import download
 
 
 class Reply:
@@ -85,7 +94,8 @@ class LocalServer:
 
 
 @pytest.fixture
-def server():
+def server(monkeypatch):
+    monkeypatch.setattr(download, "ALLOW_LOCAL_HTTP", True)
     srv = LocalServer()
     try:
         yield srv
@@ -152,3 +162,19 @@ def drive(server):
         return server.url("/uc")
 
     return setup
+
+
+@pytest.fixture
+def tar_gz():
+    """``tar_gz({member name: bytes})`` -> the bytes of a .tar.gz archive holding them."""
+
+    def make(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, payload in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+        return buf.getvalue()
+
+    return make

@@ -10,7 +10,7 @@ import pytest
 
 from chainrule.data import Preprocessor
 from chainrule.models import registry
-from chainrule.models.io import load_model, save_model
+from chainrule.models.io import find_model_file, load_model, save_model
 
 
 class NearestMean:
@@ -95,7 +95,7 @@ def test_file_has_no_pickled_members(tmp_path, fitted):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no run folder or model file"):
         load_model(tmp_path / "nope.npz")
 
 
@@ -217,3 +217,22 @@ def test_real_models_round_trip(tmp_path, name, params):
     assert loaded.preprocessor is None and loaded.classes == ["a", "b", "c"]
     np.testing.assert_array_equal(loaded.model.predict(X), model.predict(X))
     np.testing.assert_allclose(loaded.model.predict_proba(X), model.predict_proba(X), rtol=1e-6)
+
+
+def test_find_model_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run folder or model file"):
+        find_model_file(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="has no model file"):
+        find_model_file(tmp_path)
+    (tmp_path / "knn.npz").write_bytes(b"")
+    (tmp_path / "checkpoint.npz").write_bytes(b"")
+    assert find_model_file(tmp_path) == tmp_path / "knn.npz"
+    (tmp_path / "svm.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"several models \(knn, svm\); pick one with --model"):
+        find_model_file(tmp_path)
+    assert find_model_file(tmp_path, "svm") == tmp_path / "svm.npz"
+    with pytest.raises(FileNotFoundError, match="has no model 'mlp.npz'; it has knn.npz, svm.npz"):
+        find_model_file(tmp_path, "mlp")
+    (tmp_path / "model.npz").write_bytes(b"")
+    assert find_model_file(tmp_path) == tmp_path / "model.npz"
+    assert find_model_file(tmp_path / "svm.npz") == tmp_path / "svm.npz"

@@ -12,7 +12,7 @@ from chainrule import Tensor
 from chainrule.data import load
 from chainrule.gradcheck import numeric_gradient, rel_error
 from chainrule.models._base import NotFittedError
-from chainrule.models.mlp import FullyConnectedNet, L2Penalty, TwoLayerNet, l2_penalty
+from chainrule.models.mlp import FullyConnectedNet, TwoLayerNet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,17 +64,6 @@ def test_full_network_loss_gradient_with_dropout_batchnorm_and_reg_float64():
     for name, p in params.items():
         num = numeric_gradient(lambda _: loss().item(), p.data, h=1e-5)
         assert rel_error(p.grad, num) < 1e-6, name
-
-
-def test_l2_penalty_is_reg_times_sum_of_squares_of_weights():
-    W = np.arange(6.0).reshape(2, 3)
-    t = Tensor(W, requires_grad=True)
-    out = L2Penalty.apply(t, 0.1)
-    assert out.item() == pytest.approx(0.1 * np.sum(W**2))
-    out.backward()
-    np.testing.assert_allclose(t.grad, 0.2 * W)
-    a, b = Tensor(W, requires_grad=True), Tensor(-W.T, requires_grad=True)
-    assert l2_penalty([a, b], 0.5).item() == pytest.approx(np.sum(W**2))
 
 
 def test_reg_penalises_weights_only(digits):
@@ -266,6 +255,37 @@ def test_interrupted_fit_resumes_to_the_same_model(tmp_path, digits, monkeypatch
         np.testing.assert_array_equal(resumed._state_dict()[k], v)
 
 
+def test_resume_refuses_the_checkpoint_of_other_hyperparameters_or_data(tmp_path, digits):
+    X, y = digits
+    kw = dict(hidden_dims=(16,), epochs=2, batch_size=100, random_state=0, verbose=False)
+    FullyConnectedNet(**{**kw, "epochs": 1}).fit(X[:300], y[:300], checkpoint_dir=tmp_path)
+    kw["epochs"] = 1
+    with pytest.raises(
+        ValueError, match=r"params.learning_rate: 0\.001 in the checkpoint, 0\.01 now"
+    ):
+        FullyConnectedNet(**{**kw, "learning_rate": 1e-2}).fit(
+            X[:300], y[:300], checkpoint_dir=tmp_path, resume=True
+        )
+    with pytest.raises(ValueError, match="n_train: 300 in the checkpoint, 400 now"):
+        FullyConnectedNet(**kw).fit(X[:400], y[:400], checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="caller: None in the checkpoint, {'data': 'elsewhere'}"):
+        FullyConnectedNet(**kw).fit(
+            X[:300],
+            y[:300],
+            checkpoint_dir=tmp_path,
+            resume=True,
+            checkpoint_settings={"data": "elsewhere"},
+        )
+    # epochs is a setting of the run (it sizes the schedule); verbose is not.
+    with pytest.raises(ValueError, match="params.epochs: 1 in the checkpoint, 2 now"):
+        FullyConnectedNet(**{**kw, "epochs": 2}).fit(
+            X[:300], y[:300], checkpoint_dir=tmp_path, resume=True
+        )
+    quiet = FullyConnectedNet(**{**kw, "verbose": True})
+    quiet.fit(X[:300], y[:300], checkpoint_dir=tmp_path, resume=True)
+    assert len(quiet.history_["epoch_loss"]) == 1
+
+
 # ---------------------------------------------------------------- conventions and files
 
 
@@ -333,7 +353,7 @@ def test_bad_data_is_refused():
     model = FullyConnectedNet(epochs=1, verbose=False)
     with pytest.raises(NotFittedError):
         model.predict(X)
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="at least 2 classes in y, got 1 class"):
         model.fit(X, np.zeros(len(X), int))
     with pytest.raises(ValueError, match="not seen"):
         model.fit(X, y, X[:10], np.full(10, 7))

@@ -1,5 +1,8 @@
 """Fused layer Functions: gradients against centered differences in float64, forward
-mode, batch norm and dropout semantics, PyTorch agreement, dtypes and errors."""
+mode, batch norm and dropout semantics, PyTorch agreement (live where PyTorch is
+installed, and against its recorded values on every run), dtypes and errors."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule import nn
 from chainrule.autograd.engine import Context
+from chainrule.gradcheck import gradcheck
 from chainrule.nn.functional import layers as L
 
 # ----------------------------------------------------------------- helpers
@@ -68,6 +72,14 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="module")
+def recorded():
+    """Inputs and PyTorch's results stored by tests/fixtures/record_torch_references.py."""
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "torch_layers.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
 # ----------------------------------------------------------------- gradients (float64)
 
 
@@ -111,16 +123,15 @@ def test_batch_norm_eval_gradients(rng):
 
 
 def test_gradcheck_of_the_engine_agrees(rng):
-    gc = pytest.importorskip("chainrule.gradcheck")
     x, W, b = rng.standard_normal((6, 5)), rng.standard_normal((5, 4)), rng.standard_normal(4)
     gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
-    assert gc.gradcheck(F.linear, [x, W, b], tol=1e-7)
-    assert gc.gradcheck(F.linear_relu, [x, W, b], tol=1e-7)
-    assert gc.gradcheck(lambda t: F.leaky_relu(t, 0.1), [x], tol=1e-7)
-    assert gc.gradcheck(
+    assert gradcheck(F.linear, [x, W, b], tol=1e-7)
+    assert gradcheck(F.linear_relu, [x, W, b], tol=1e-7)
+    assert gradcheck(lambda t: F.leaky_relu(t, 0.1), [x], tol=1e-7)
+    assert gradcheck(
         lambda t, g, b: F.batch_norm(t, g, b, training=True), [x @ W, gamma, beta], tol=1e-7
     )
-    assert gc.gradcheck(lambda t: F.dropout(t, 0.5, True, np.random.default_rng(3)), [x], tol=1e-7)
+    assert gradcheck(lambda t: F.dropout(t, 0.5, True, np.random.default_rng(3)), [x], tol=1e-7)
 
 
 # ----------------------------------------------------------------- whole network
@@ -216,6 +227,22 @@ def test_batch_norm_matches_torch_train_and_eval(rng):
         np.testing.assert_allclose(rv, trv.numpy(), rtol=1e-12)
 
 
+def test_batch_norm_matches_recorded_torch_train_and_eval(recorded):
+    x, gamma, beta, g_out = (recorded[f"bn.{k}"] for k in ("x", "gamma", "beta", "upstream"))
+    rm, rv = np.zeros(6), np.ones(6)
+    for i in range(3):
+        training = bool(recorded[f"bn.{i}.training"])
+        xs = [cr.Tensor(a.copy(), requires_grad=True) for a in (x, gamma, beta)]
+        out = F.batch_norm(*xs, rm, rv, training=training, momentum=0.3)
+        out.backward(g_out)
+        np.testing.assert_allclose(out.data, recorded[f"bn.{i}.out"], rtol=1e-10, atol=1e-12)
+        for a, k in zip(xs, ("x", "gamma", "beta")):
+            want = recorded[f"bn.{i}.grad_{k}"]
+            np.testing.assert_allclose(a.grad, want, rtol=1e-9, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(rm, recorded[f"bn.{i}.running_mean"], rtol=1e-12)
+        np.testing.assert_allclose(rv, recorded[f"bn.{i}.running_var"], rtol=1e-12)
+
+
 # ----------------------------------------------------------------- dropout semantics
 
 
@@ -279,6 +306,24 @@ def test_linear_relu_leaky_match_torch(rng):
         np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-12, atol=1e-12)
         for a, t in zip(xs, ts):
             np.testing.assert_allclose(a.grad, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, ours",
+    [
+        ("linear", lambda x, W, b: F.linear(x, W, b)),
+        ("linear_relu", F.linear_relu),
+        ("leaky_relu_0.2", lambda x, W, b: F.leaky_relu(F.linear(x, W, b), 0.2)),
+    ],
+)
+def test_linear_relu_leaky_match_recorded_torch(recorded, name, ours):
+    xs = [cr.Tensor(recorded[f"linear.{k}"].copy(), requires_grad=True) for k in "xWb"]
+    out = ours(*xs)
+    out.backward(recorded["linear.upstream"])
+    np.testing.assert_allclose(out.data, recorded[f"{name}.out"], rtol=1e-12, atol=1e-12)
+    for a, k in zip(xs, "xWb"):
+        want = recorded[f"{name}.grad_{k}"]
+        np.testing.assert_allclose(a.grad, want, rtol=1e-12, atol=1e-12, err_msg=k)
 
 
 # ----------------------------------------------------------------- dtypes and work skipped

@@ -1,6 +1,8 @@
-"""Modules: parameter registration, modes, state dicts, initialisations, errors."""
+"""Modules: parameter registration, modes, state dicts, PyTorch agreement (live where
+it is installed, and its recorded values on every run), initialisations, errors."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,6 +252,50 @@ def test_linear_module_matches_torch_with_transposed_weight():
     np.testing.assert_allclose(
         lin(x).data, tl(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+# tests/fixtures/record_torch_references.py ran PyTorch's BatchNorm1d and Linear once, in
+# float32 as above and in float64 for tight tolerances; these check against that record.
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "torch_modules.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize(
+    "dtype, rtol, atol", [(np.float32, 1e-4, 1e-5), (np.float64, 1e-10, 1e-12)]
+)
+def test_batchnorm_module_matches_recorded_torch(recorded, dtype, rtol, atol):
+    key = f"bn.{np.dtype(dtype).name}"
+    bn = nn.BatchNorm1d(5, momentum=0.2).to(dtype)
+    for i in range(3):
+        out = bn(recorded[f"{key}.x{i}"]).data
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, recorded[f"{key}.out{i}"], rtol=rtol, atol=atol)
+    stats_rtol = max(rtol / 10, 1e-12)
+    np.testing.assert_allclose(bn.running_mean, recorded[f"{key}.running_mean"], rtol=stats_rtol)
+    np.testing.assert_allclose(bn.running_var, recorded[f"{key}.running_var"], rtol=stats_rtol)
+    bn.eval()
+    out = bn(recorded[f"{key}.x_eval"]).data
+    np.testing.assert_allclose(out, recorded[f"{key}.out_eval"], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype, rtol, atol", [(np.float32, 1e-5, 1e-6), (np.float64, 1e-12, 0)])
+def test_linear_module_matches_recorded_torch_with_transposed_weight(recorded, dtype, rtol, atol):
+    key = f"linear.{np.dtype(dtype).name}"
+    lin = nn.Linear(4, 3, random_state=0).to(dtype)
+    lin.weight.data[...] = recorded["linear.W"]
+    lin.bias.data[...] = recorded["linear.b"]
+    out = lin(recorded["linear.x"].astype(dtype))
+    out.backward(recorded["linear.upstream"].astype(dtype))
+    np.testing.assert_allclose(out.data, recorded[f"{key}.out"], rtol=rtol, atol=atol)
+    # PyTorch stores the weight (out, in); ours is (in, out), so its gradient is transposed
+    want = recorded[f"{key}.weight_grad_torch_layout"].T
+    np.testing.assert_allclose(lin.weight.grad, want, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(lin.bias.grad, recorded[f"{key}.bias_grad"], rtol=rtol, atol=atol)
 
 
 # ----------------------------------------------------------------- initialisation

@@ -1,8 +1,11 @@
-"""Optimizers: trajectories against torch.optim, hand-computed first steps, in-place
-float32 updates, state dicts, gradient clipping, errors."""
+"""Optimizers: trajectories against torch.optim (live where PyTorch is installed, and
+against its recorded values on every run), hand-computed first steps, in-place float32
+updates, state dicts, gradient clipping, errors."""
 
 import io
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +125,74 @@ def test_large_parameters_cross_chunk_boundaries_like_torch():
             opt.step()
             topt.step()
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
+
+
+# ----------------------------------------------------------------- recorded PyTorch values
+# tests/fixtures/record_torch_references.py ran the comparisons above in PyTorch once and
+# stored inputs and results; these tests check chainrule against them without PyTorch.
+
+TORCH_OPTIMIZERS = {"SGD": optim.SGD, "RMSprop": optim.RMSProp, "Adam": optim.Adam}
+TORCH_OPTIMIZERS["AdamW"] = optim.AdamW
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "torch_optimizers.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def ours_trajectory(make_opt, W0, b0, X, y, steps, groups):
+    """Parameters after each of `steps` updates: W (steps, d, m), b (steps, m)."""
+    W, b = nn.Parameter(W0.copy()), nn.Parameter(b0.copy())
+    params = [{"params": [W]}, {"params": [b], "weight_decay": 0.0}] if groups else [W, b]
+    opt = make_opt(params)
+    Ws, bs = [], []
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(F.linear(X, W, b), y).backward()
+        opt.step()
+        Ws.append(W.data.copy())
+        bs.append(b.data.copy())
+    return np.stack(Ws), np.stack(bs)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("groups", [False, True])
+def test_trajectory_matches_recorded_torch(recorded, name, groups):
+    settings = json.loads(str(recorded["settings"]))
+    ours, tname, kwargs = CASES[name]
+    # the recording used the same optimizer settings as the live comparison
+    assert settings["trajectory"][name] == json.loads(json.dumps([tname, kwargs]))
+    problem = [recorded[f"problem.{k}"] for k in ("W0", "b0", "X", "y")]
+    W, b = ours_trajectory(ours, *problem, settings["steps"], groups)
+    key = f"trajectory.{name}.groups={groups}"
+    np.testing.assert_allclose(W, recorded[f"{key}.W"], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(b, recorded[f"{key}.b"], rtol=1e-11, atol=1e-13)
+    assert not np.allclose(W[-1], problem[0])  # the parameters did move
+
+
+def test_large_parameters_cross_chunk_boundaries_recorded_torch(recorded):
+    settings = json.loads(str(recorded["settings"]))["chunk"]
+    n = settings["n"]
+    assert n > 2 * CHUNK, "the recorded vector no longer spans three chunks: re-record"
+    rng = np.random.default_rng(0)
+    p0, grads = rng.standard_normal(n), rng.standard_normal((3, n))
+    # the recording stored the inputs' first entries: a changed NumPy stream shows here
+    np.testing.assert_array_equal(p0[:16], recorded["chunk.p0_head"])
+    np.testing.assert_array_equal(grads[:, :16], recorded["chunk.grads_head"])
+    index = recorded["chunk.index"]
+    assert sorted(settings["cases"]) == ["adamw", "rmsprop", "sgd"]
+    for name, (tname, kwargs) in settings["cases"].items():
+        p = nn.Parameter(p0.copy())
+        opt = TORCH_OPTIMIZERS[tname]([p], **kwargs)
+        for g in grads:
+            p.grad = g
+            opt.step()
+        want = recorded[f"chunk.{name}.sample"]
+        np.testing.assert_allclose(p.data[index], want, rtol=1e-11, atol=1e-13, err_msg=name)
+        sum_sq = float(recorded[f"chunk.{name}.sum_of_squares"])
+        assert np.sum(p.data * p.data) == pytest.approx(sum_sq, rel=1e-12), name
 
 
 def test_hand_computed_first_steps():
@@ -294,6 +365,18 @@ def test_clip_grad_norm_matches_torch():
         optim.clip_grad_norm([p], 1.0, error_if_nonfinite=True)
 
 
+def test_clip_grad_norm_matches_recorded_torch(recorded):
+    grads = [recorded[f"clip.grad{k}"] for k in range(3)]
+    for i, (max_norm, norm_type) in enumerate(recorded["clip.cases"]):
+        ps = [nn.Parameter(np.zeros_like(g)) for g in grads]
+        for p, g in zip(ps, grads):
+            p.grad = g.copy()
+        total = optim.clip_grad_norm(ps, max_norm, norm_type)
+        assert total == pytest.approx(float(recorded[f"clip.{i}.total"]), rel=1e-12)
+        for k, p in enumerate(ps):
+            np.testing.assert_allclose(p.grad, recorded[f"clip.{i}.grad{k}"], rtol=1e-12)
+
+
 def test_optimizer_errors():
     p = nn.Parameter(np.zeros(2))
     with pytest.raises(ValueError, match="lr"):
@@ -350,3 +433,108 @@ def test_threaded_update_equals_serial(make):
     assert optim.get_num_threads() == 1
     with pytest.raises(ValueError, match="positive int"):
         optim.set_num_threads(0)
+
+
+# ----------------------------------------------------------------- one weight-decay step
+
+
+def reference_trajectory(name, kw, p0s, wds, grads):
+    """Each update rule with its weight decay written out in float64 NumPy, one formula
+    per line as in torch.optim's documentation: the behaviour every optimizer had before
+    weight decay became one shared step. ``wds``: weight decay of each parameter."""
+    ps = [p.astype(np.float64) for p in p0s]
+    state = [{} for _ in ps]
+    lr = kw["lr"]
+    for t, gs in enumerate(grads, start=1):
+        for i, (p, g) in enumerate(zip(ps, gs)):
+            g, wd, st = g.astype(np.float64), wds[i], state[i]
+            if name == "adamw":
+                p *= 1 - lr * wd
+            else:
+                g = g + wd * p
+            if name in ("sgd", "momentum", "nesterov"):
+                if name != "sgd":
+                    mu = kw["momentum"]
+                    buf = st["buf"] = mu * st["buf"] + g if "buf" in st else g.copy()
+                    g = g + mu * buf if name == "nesterov" else buf
+                p -= lr * g
+            elif name == "rmsprop":
+                a = kw.get("alpha", 0.99)
+                st["sq"] = a * st.get("sq", 0.0) + (1 - a) * g * g
+                p -= lr * g / (np.sqrt(st["sq"]) + 1e-8)
+            else:
+                b1, b2 = kw.get("betas", (0.9, 0.999))
+                st["m"] = b1 * st.get("m", 0.0) + (1 - b1) * g
+                st["v"] = b2 * st.get("v", 0.0) + (1 - b2) * g * g
+                m_hat, v_hat = st["m"] / (1 - b1**t), st["v"] / (1 - b2**t)
+                p -= lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+    return ps
+
+
+WEIGHT_DECAY_CASES = {
+    "sgd": (optim.SGD, dict(lr=0.3, weight_decay=0.1)),
+    "momentum": (optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.05)),
+    "nesterov": (optim.SGD, dict(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.02)),
+    "rmsprop": (optim.RMSProp, dict(lr=0.01, alpha=0.9, weight_decay=0.05)),
+    "adam": (optim.Adam, dict(lr=0.05, betas=(0.8, 0.99), weight_decay=0.1)),
+    "adamw": (optim.AdamW, dict(lr=0.05, weight_decay=0.2)),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", sorted(WEIGHT_DECAY_CASES))
+def test_weight_decay_step_gives_each_rules_own_formula(name, threads):
+    # A matrix over several chunks (decayed), a bias (not decayed), float64 so that the
+    # comparison is to rounding; the decay is coupled (L2) for all but AdamW.
+    cls, kw = WEIGHT_DECAY_CASES[name]
+    rng = np.random.default_rng(1)
+    p0s = [rng.standard_normal((3, CHUNK)), rng.standard_normal(7)]
+    grads = [[rng.standard_normal(p.shape) for p in p0s] for _ in range(4)]
+    ps = [nn.Parameter(p.copy()) for p in p0s]
+    optim.set_num_threads(threads)
+    try:
+        opt = cls([{"params": ps[:1]}, {"params": ps[1:], "weight_decay": 0.0}], **kw)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = g.copy()
+            opt.step()
+    finally:
+        optim.set_num_threads(1)
+    wd = kw["weight_decay"]
+    want = reference_trajectory(name, kw, p0s, [wd, 0.0], grads)
+    for p, w in zip(ps, want):
+        np.testing.assert_allclose(p.data, w, rtol=1e-12, atol=1e-14)
+    undecayed = reference_trajectory(name, kw, p0s, [0.0, 0.0], grads)
+    assert not np.allclose(ps[0].data, undecayed[0], rtol=1e-9, atol=0)  # decay mattered
+
+
+# ----------------------------------------------------------------- optimizer factory
+
+
+def test_make_optimizer_by_name():
+    def params():
+        return [nn.Parameter(np.zeros((2, 2))), nn.Parameter(np.zeros(2))]
+
+    expected = {
+        "sgd": (optim.SGD, {"momentum": 0.0, "nesterov": False}),
+        "momentum": (optim.SGD, {"momentum": 0.7, "nesterov": False}),
+        "nesterov": (optim.SGD, {"momentum": 0.7, "nesterov": True}),
+        "rmsprop": (optim.RMSProp, {"alpha": 0.99}),
+        "adam": (optim.Adam, {"betas": (0.9, 0.999)}),
+        "adamw": (optim.AdamW, {"betas": (0.9, 0.999)}),
+    }
+    assert set(expected) == set(optim.OPTIMIZERS)
+    for name, (cls, attrs) in expected.items():
+        opt = optim.make_optimizer(name, params(), 0.02, momentum=0.7, weight_decay=0.1)
+        assert type(opt) is cls and opt.lr == 0.02, name
+        assert opt.weight_decays == [0.1, 0.1], name
+        for k, v in attrs.items():
+            assert getattr(opt, k) == v, (name, k)
+    # Groups keep their own decay; the factory's applies to the others.
+    net = nn.Sequential(nn.Linear(3, 2, random_state=0))
+    opt = optim.make_optimizer("adamw", optim.weight_decay_groups(net, 0.05), 1e-3)
+    assert opt.weight_decays == [0.05, 0.0]
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, momentum"):
+        optim.make_optimizer("lbfgs", params(), 0.1)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        optim.make_optimizer("nesterov", params(), 0.1, momentum=1.0)

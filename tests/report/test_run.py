@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from chainrule.report.run import RunFolder, default_run_dir, find_model_file, to_jsonable
+from chainrule.report.run import RunFolder, default_run_dir, to_jsonable
 
 
 def test_metrics_are_written_as_json_with_numpy_values(tmp_path):
@@ -71,22 +71,3 @@ def test_default_run_dir_is_unique(tmp_path):
     first.mkdir()
     second = default_run_dir("compare", root=tmp_path)
     assert second != first and not second.exists()
-
-
-def test_find_model_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no run folder or model file"):
-        find_model_file(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="has no model file"):
-        find_model_file(tmp_path)
-    (tmp_path / "knn.npz").write_bytes(b"")
-    (tmp_path / "checkpoint.npz").write_bytes(b"")
-    assert find_model_file(tmp_path) == tmp_path / "knn.npz"
-    (tmp_path / "svm.npz").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"several models \(knn, svm\); pick one with --model"):
-        find_model_file(tmp_path)
-    assert find_model_file(tmp_path, "svm") == tmp_path / "svm.npz"
-    with pytest.raises(FileNotFoundError, match="has no model 'mlp.npz'; it has knn.npz, svm.npz"):
-        find_model_file(tmp_path, "mlp")
-    (tmp_path / "model.npz").write_bytes(b"")
-    assert find_model_file(tmp_path) == tmp_path / "model.npz"
-    assert find_model_file(tmp_path / "svm.npz") == tmp_path / "svm.npz"

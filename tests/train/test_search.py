@@ -11,6 +11,7 @@ from chainrule.models.linear import LinearSVM, SoftmaxClassifier
 from chainrule.train.search import (
     LogUniform,
     SearchResult,
+    fit_candidate,
     format_results,
     grid_search,
     print_results,
@@ -174,6 +175,94 @@ def test_random_search_real_classifier():
         verbose=False,
     )
     assert result.best_val_acc > 0.8
+
+
+# ------------------------------------------------------------------ seeds, order, records
+
+
+class Noisy(ClassifierMixin, BaseEstimator):
+    """Accuracy that depends on its random draws: it predicts the true label on the rows
+    where its ``random_state`` draws u < q, so two candidates that drew different numbers
+    score differently. Counts its fits."""
+
+    fits = 0
+
+    def __init__(self, q=0.5, random_state=None):
+        self.q = q
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        type(self).fits += 1
+        rng = self.random_state
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.u_ = rng.uniform(size=1000)
+        return self
+
+    def predict(self, X):
+        y = X[:, 0].astype(int)
+        return np.where(self.u_[: len(X)] < self.q, y, -1)
+
+
+def rows_without_times(result):
+    return [{k: v for k, v in r.items() if k != "fit_time"} for r in result.results]
+
+
+def test_every_candidate_starts_from_the_random_state_the_search_started_with():
+    # A Generator as random_state is copied for each candidate, not shared: candidate i
+    # does not depend on the numbers candidates 0..i-1 drew, so the trials can run in
+    # any order or in other processes and give the same rows.
+    X, y, Xv, yv = toy_split()
+    grid = {"q": [0.2, 0.5, 0.8]}
+    gen = np.random.default_rng(7)
+    result = grid_search(Noisy(random_state=gen), X, y, Xv, yv, grid, verbose=False)
+    for r in result.results:
+        alone, _ = fit_candidate(Noisy(random_state=np.random.default_rng(7)), r["params"],
+                                 X, y, Xv, yv)  # fmt: skip
+        assert alone["val_acc"] == r["val_acc"] and alone["train_acc"] == r["train_acc"]
+    backwards = grid_search(Noisy(random_state=gen), X, y, Xv, yv, {"q": [0.8, 0.5, 0.2]},
+                            verbose=False)  # fmt: skip
+    assert rows_without_times(backwards) == rows_without_times(result)[::-1]
+    # the template's Generator is not advanced by the search
+    assert gen.uniform() == np.random.default_rng(7).uniform()
+
+
+def test_recorded_trials_are_not_run_again_and_give_the_same_result():
+    X, y, Xv, yv = toy_split()
+    grid = {"q": [0.2, 0.9, 0.5, 0.7]}
+    seen = []
+    Noisy.fits = 0
+    whole = grid_search(Noisy(random_state=1), X, y, Xv, yv, grid, verbose=False,
+                        on_result=seen.append)  # fmt: skip
+    assert Noisy.fits == 4 + 0  # the best candidate's fit is kept, not repeated
+    assert seen == whole.results
+    # An interrupted search recorded two rows (as JSON); running it again fits the rest.
+    import json
+
+    recorded = json.loads(json.dumps(seen[2:]))
+    Noisy.fits, seen = 0, []
+    again = grid_search(Noisy(random_state=1), X, y, Xv, yv, grid, verbose=False,
+                        recorded=recorded, on_result=seen.append)  # fmt: skip
+    assert [r["params"]["q"] for r in seen] == [0.2, 0.9]
+    assert rows_without_times(again) == rows_without_times(whole)
+    assert again.results[2:] == recorded  # taken as they were, times included
+    assert again.best_params == whole.best_params == {"q": 0.9}
+    assert Noisy.fits == 2
+    # The best trial recorded: its model is fitted again; refit=False fits nothing more.
+    Noisy.fits = 0
+    refitted = grid_search(Noisy(random_state=1), X, y, Xv, yv, grid, verbose=False,
+                           recorded=whole.results)  # fmt: skip
+    assert Noisy.fits == 1 and refitted.best_estimator.q == 0.9
+    np.testing.assert_array_equal(refitted.best_estimator.u_, whole.best_estimator.u_)
+    Noisy.fits = 0
+    bare = grid_search(Noisy(random_state=1), X, y, Xv, yv, grid, verbose=False,
+                       recorded=whole.results, refit=False)  # fmt: skip
+    assert Noisy.fits == 0 and bare.best_estimator is None
+    assert bare.results == whole.results
+    # Rows that are not a candidate's, or not rows, are ignored: those trials run.
+    Noisy.fits = 0
+    junk = [{"params": {"q": 0.3}, "val_acc": 1.0}, {"params": {"q": 0.2}}, "row", None]
+    grid_search(Noisy(random_state=1), X, y, Xv, yv, grid, verbose=False, recorded=junk)
+    assert Noisy.fits == 4
 
 
 # ------------------------------------------------------------------ table and plot

@@ -2,6 +2,7 @@
 exact resumption."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -9,7 +10,14 @@ import pytest
 
 from chainrule import nn, optim
 from chainrule.nn.functional import cross_entropy
-from chainrule.train import CHECKPOINT_NAME, Solver, batches_per_epoch, load_checkpoint
+from chainrule.train import (
+    CHECKPOINT_NAME,
+    TRAIN_ACC_SAMPLES,
+    Solver,
+    TrainingDivergedError,
+    batches_per_epoch,
+    load_checkpoint,
+)
 
 
 def _data(n=160, d=12, c=3, seed=0, noise=0.0):
@@ -342,7 +350,7 @@ def test_bad_training_data_is_refused():
     opt = optim.SGD(net.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="shape"):
         Solver(net, opt, _loss, np.zeros(12, np.float32), np.zeros(1, int))
-    with pytest.raises(ValueError, match="y must have shape"):
+    with pytest.raises(ValueError, match="y_train must have shape"):
         Solver(net, opt, _loss, np.zeros((4, 12), np.float32), np.zeros(3, int))
     with pytest.raises(TypeError, match="integer labels"):
         Solver(net, opt, _loss, np.zeros((4, 12), np.float32), np.zeros(4))
@@ -350,7 +358,118 @@ def test_bad_training_data_is_refused():
 
 def test_diverging_loss_is_reported():
     X, y = _data()
-    X[0, 0] = np.nan
+    net = nn.Sequential(nn.Linear(12, 3, random_state=0))
+    s = Solver(
+        net,
+        optim.SGD(net.parameters(), lr=1e30),
+        _loss,
+        X * 1e10,
+        y,
+        batch_size=20,
+        epochs=2,
+        verbose=False,
+    )
+    # Both kinds of caller keep working: the networks' (FloatingPointError) and the
+    # linear classifiers' (ValueError).
+    with pytest.raises(FloatingPointError, match="diverged; lower the learning rate"):
+        s.train()
+    assert issubclass(TrainingDivergedError, ValueError)
+
+
+def test_non_finite_inputs_are_refused_before_training():
+    X, y = _data()
+    net = _net()
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    bad = X.copy()
+    bad[3, 4] = np.inf
+    with pytest.raises(ValueError, match="X_train contains NaN or infinity"):
+        Solver(net, opt, _loss, bad, y)
+    with pytest.raises(ValueError, match="X_val contains NaN or infinity"):
+        Solver(net, opt, _loss, X, y, bad, y)
+    with pytest.raises(ValueError, match=r"y_val must have shape \(160,\)"):
+        Solver(net, opt, _loss, X, y, X, y[:5])
+    # Validation rows are cast to the training rows' dtype.
+    s = Solver(net, opt, _loss, X, y, X.astype(np.float64), y, verbose=False)
+    assert s.X_val.dtype == np.float32
+
+
+# ---------------------------------------------------------------- schedule factory
+
+
+@pytest.mark.parametrize("per, n_steps", [("iteration", 3 * 4), ("epoch", 3)])
+def test_schedule_factory_is_sized_for_the_whole_run(per, n_steps):
+    X, y = _data()  # 160 rows, batch 40: 4 steps per epoch
+    net = _net()
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    calls = []
+
+    def factory(optimizer, total_steps):
+        calls.append((optimizer, total_steps))
+        return optim.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+    s = Solver(
+        net,
+        opt,
+        _loss,
+        X,
+        y,
+        batch_size=40,
+        epochs=3,
+        lr_schedule=factory,
+        schedule_per=per,
+        random_state=0,
+        verbose=False,
+    )
+    assert calls == [(opt, n_steps)]
+    s.train()
+    assert s.lr_schedule.last_step == n_steps
+    assert opt.lr == pytest.approx(0.0, abs=1e-12)  # annealed to the end, not past it
+    per_epoch = [0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]
+    if per == "epoch":
+        np.testing.assert_allclose(s.history["lr"], per_epoch)
+
+
+def test_schedule_factory_may_return_none_and_must_return_a_schedule():
+    X, y = _data()
+    net = _net()
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    s = Solver(net, opt, _loss, X, y, lr_schedule=lambda o, n: None, verbose=False)
+    assert s.lr_schedule is None
+    with pytest.raises(TypeError, match="returned int, not a schedule"):
+        Solver(net, opt, _loss, X, y, lr_schedule=lambda o, n: 3)
+    with pytest.raises(TypeError, match="lr_schedule must be a schedule"):
+        Solver(net, opt, _loss, X, y, lr_schedule=0.5)
+
+
+# ---------------------------------------------------------------- options
+
+
+def test_restore_best_false_keeps_the_last_epoch():
+    X, y = _data(n=300, noise=3.0, seed=3)
+    kept = {}
+    for restore in (True, False):
+        net = _net(dropout=0.0)
+        s = Solver(
+            net,
+            optim.SGD(net.parameters(), lr=0.5, momentum=0.9),
+            _loss,
+            X[:200],
+            y[:200],
+            X[200:],
+            y[200:],
+            batch_size=20,
+            epochs=8,
+            restore_best=restore,
+            random_state=0,
+            verbose=False,
+        ).train()
+        kept[restore] = s.check_accuracy(X[200:], y[200:])
+    assert kept[True] == max(s.history["val_acc"])
+    assert kept[False] == s.history["val_acc"][-1] != kept[True]
+
+
+def test_progress_run_prints_no_epoch_lines(capsys):
+    X, y = _data()
     net = _net()
     s = Solver(
         net,
@@ -358,9 +477,22 @@ def test_diverging_loss_is_reported():
         _loss,
         X,
         y,
-        batch_size=len(X),
-        epochs=1,
-        verbose=False,
+        epochs=2,
+        verbose=True,
+        progress="run",
     )
-    with pytest.raises(FloatingPointError, match="diverged"):
-        s.train()
+    s.train()
+    assert "epoch" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match="progress"):
+        Solver(net, s.optimizer, _loss, X, y, progress="batch")
+
+
+def test_train_accuracy_subsample_has_the_shared_size():
+    rng = np.random.default_rng(0)
+    n = TRAIN_ACC_SAMPLES + 37
+    X = rng.standard_normal((n, 12)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    s = Solver(_net(), optim.SGD(_net().parameters(), lr=0.1), _loss, X, y, verbose=False)
+    assert len(s.train_subset) == TRAIN_ACC_SAMPLES == len(np.unique(s.train_subset))
+    small = Solver(_net(), optim.SGD(_net().parameters()), _loss, X[:50], y[:50], verbose=False)
+    np.testing.assert_array_equal(small.train_subset, np.arange(50))

@@ -1,5 +1,13 @@
-"""The computational-graph engine: Tensor, Function, backward and forward mode."""
+"""The computational-graph engine: Tensor, Function, backward and forward mode.
 
+`tensor` (the Tensor), `function` (Function, Context, grad modes), `backward` (the
+backward pass), `ops` and `array_ops` (the primitive Functions), `methods` (the Tensor's
+operators), `forward` (jvp, vjp, grad), `draw` (graph drawings); `engine` gathers the
+core in one import.
+"""
+
+from chainrule.autograd import methods as _methods  # noqa: F401  (gives Tensor its operators)
+from chainrule.autograd.array_ops import concatenate, stack
 from chainrule.autograd.draw import draw_graph
 from chainrule.autograd.engine import (
     Context,
@@ -10,7 +18,7 @@ from chainrule.autograd.engine import (
     no_grad,
 )
 from chainrule.autograd.forward import grad, jvp, vjp
-from chainrule.autograd.ops import concatenate, maximum, stack, where
+from chainrule.autograd.ops import maximum, where
 
 __all__ = [
     "Context",

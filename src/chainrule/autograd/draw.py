@@ -2,9 +2,15 @@
 
 Inputs and operations are nodes; every edge carries a value from where it is computed
 to where it is used, labeled with that value (green, above) and, once known, the
-gradient of the output with respect to it (red, below). Leaves always have their
-gradient after a backward pass; intermediate values have theirs when it was kept
-(``backward(retain_graph=True)`` or ``t.retain_grad()``).
+gradient that flowed back along that edge (red, below). Where a value is used several
+times (a fork: the lecture's copy gate), each edge carries its own branch's gradient
+and the value's node shows their sum, its total gradient.
+
+Which gradients are known: after ``backward(retain_graph=True)`` every edge's (each
+operation keeps what it sent to each input, `Context.grad_inputs`). After a plain
+backward, the total gradient of each leaf, and of intermediate values kept with
+``t.retain_grad()``: on the edge of a value used once, at the node of a value used
+several times.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import os
 
 import numpy as np
 
+from chainrule.autograd import array_ops as _a
 from chainrule.autograd import ops as _ops
-from chainrule.autograd.engine import Tensor
+from chainrule.autograd.tensor import Tensor
 
 __all__ = ["draw_graph"]
 
@@ -39,16 +46,16 @@ _SYMBOLS = {
     _ops.Clip: "clip",
     _ops.Maximum: "max",
     _ops.Where: "where",
-    _ops.Sum: "sum",
-    _ops.Mean: "mean",
-    _ops.Max: "max",
-    _ops.Softmax: "softmax",
-    _ops.LogSoftmax: "log_softmax",
-    _ops.Reshape: "reshape",
-    _ops.Transpose: "transpose",
-    _ops.GetItem: "[ ]",
-    _ops.Concatenate: "concatenate",
-    _ops.Stack: "stack",
+    _a.Sum: "sum",
+    _a.Mean: "mean",
+    _a.Max: "max",
+    _a.Softmax: "softmax",
+    _a.LogSoftmax: "log_softmax",
+    _a.Reshape: "reshape",
+    _a.Transpose: "transpose",
+    _a.GetItem: "[ ]",
+    _a.Concatenate: "concatenate",
+    _a.Stack: "stack",
 }
 # Operations whose constant arguments are operands (numbers shown in the node, as the
 # lecture's "*-1", "+1", "1/x"), not options such as an axis.
@@ -83,13 +90,24 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _edge_label(t: Tensor) -> str:
+def _red(g) -> str:
+    return f'<font color="{GRAD_COLOR}">{_html(_summary(g))}</font>'
+
+
+def _edge_label(t: Tensor, grad) -> str:
+    """The value `t` carries along an edge and, when known, the gradient along it."""
     value = f'<font color="{VALUE_COLOR}">{_html(_summary(t._data))}</font>'
-    g = t.grad
-    if g is None:
+    if grad is None:
         return f"<{value}>"
-    grad = f'<font color="{GRAD_COLOR}">{_html(_summary(g))}</font>'
-    return f"<{value}<br/>{grad}>"
+    return f"<{value}<br/>{_red(grad)}>"
+
+
+def _node_label(text: str, t: Tensor, uses: int) -> str:
+    """A node's label: its name, with its total gradient when its value forks."""
+    g = t.grad if uses > 1 else None
+    if g is None:
+        return f'"{_escape(text)}"'
+    return f"<{_html(text)}<br/>{_red(g)}>"
 
 
 def _is_constant_operand(a) -> bool:
@@ -115,9 +133,9 @@ def _op_label(ctx) -> str:
             return f"{symbol}{_compact(a)}"
         if not isinstance(b, Tensor) and _is_constant_operand(b):
             return f"{symbol}{_compact(b)}"
-    if fn in (_ops.Sum, _ops.Mean, _ops.Max) and args[1] is not None:
+    if fn in (_a.Sum, _a.Mean, _a.Max) and args[1] is not None:
         return f"{symbol}(axis={args[1]})"
-    if fn in (_ops.Softmax, _ops.LogSoftmax) and args[1] != -1:
+    if fn in (_a.Softmax, _a.LogSoftmax) and args[1] != -1:
         return f"{symbol}(axis={args[1]})"
     if fn is _ops.Clip:
         return f"clip[{args[1]}, {args[2]}]"
@@ -152,6 +170,22 @@ def _graph_order(output: Tensor):
     return order
 
 
+def _key(t: Tensor) -> int:
+    """One node per value: an operation's output is its context, a leaf itself."""
+    return id(t._ctx) if t._ctx is not None else id(t)
+
+
+def _uses(order) -> dict:
+    """How many edges leave each value's node (the output's edge included)."""
+    uses = {}
+    for kind, obj in order:
+        if kind == "op":
+            for a in obj.inputs:
+                if isinstance(a, Tensor):
+                    uses[_key(a)] = uses.get(_key(a), 0) + 1
+    return uses
+
+
 def to_dot(output: Tensor) -> str:
     """The Graphviz DOT text of the graph that produced `output` (see `draw_graph`)."""
     if not isinstance(output, Tensor):
@@ -162,39 +196,63 @@ def to_dot(output: Tensor) -> str:
         '  node [fontname="Helvetica"];',
         '  edge [fontname="Helvetica", fontsize=11];',
     ]
+    order = _graph_order(output)
+    uses = _uses(order)
+    uses[_key(output)] = uses.get(_key(output), 0) + 1
     ids = {}
-    constants = 0
-    for kind, obj in _graph_order(output):
+    for kind, obj in order:
         nid = f"n{len(ids)}"
         ids[id(obj)] = nid
         if kind == "leaf":
-            label = obj.name
-            if label is None:
-                label = "param" if obj.requires_grad else "input"
-                if obj.ndim:
-                    label += " (" + "x".join(str(n) for n in obj.shape) + ")"
-            lines.append(f'  {nid} [label="{_escape(label)}", shape=box];')
-            continue
-        lines.append(f'  {nid} [label="{_escape(_op_label(obj))}", shape=circle];')
-        folded = obj.fn in _ARITHMETIC
-        for a in obj.inputs:
-            if isinstance(a, Tensor):
-                src = ids[id(a._ctx) if a._ctx is not None else id(a)]
-                lines.append(f"  {src} -> {nid} [label={_edge_label(a)}];")
-            elif isinstance(a, np.ndarray) and (folded or obj.fn in (_ops.Where, _ops.MatMul)):
-                cid = f"c{constants}"
-                constants += 1
-                lines.append(
-                    f'  {cid} [label="{_escape(_summary(a))}", shape=plaintext];\n'
-                    f"  {cid} -> {nid} [style=dashed];"
-                )
-    out_id = "out"
+            lines.append(
+                f"  {nid} [label={_node_label(_leaf_name(obj), obj, uses[id(obj)])}, shape=box];"
+            )
+        else:
+            lines.extend(_operation_lines(nid, obj, ids, uses))
     name = output.name if output.name is not None else "output"
-    lines.append(f'  {out_id} [label="{_escape(name)}", shape=plaintext];')
-    src = ids[id(output._ctx) if output._ctx is not None else id(output)]
-    lines.append(f"  {src} -> {out_id} [label={_edge_label(output)}];")
+    lines.append(f'  out [label="{_escape(name)}", shape=plaintext];')
+    lines.append(f"  {ids[_key(output)]} -> out [label={_edge_label(output, output.grad)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _leaf_name(t: Tensor) -> str:
+    if t.name is not None:
+        return t.name
+    label = "param" if t.requires_grad else "input"
+    if t.ndim:
+        label += " (" + "x".join(str(n) for n in t.shape) + ")"
+    return label
+
+
+def _operation_lines(nid: str, ctx, ids: dict, uses: dict) -> list:
+    """The node of operation `ctx`, its incoming edges and its constant operands."""
+    lines = []
+    label = _escape(_op_label(ctx))
+    out_grad = None
+    if uses.get(id(ctx), 0) > 1:
+        out_grad = ctx.grad_output  # the total gradient of a forked intermediate value
+    if out_grad is None:
+        lines.append(f'  {nid} [label="{label}", shape=circle];')
+    else:
+        lines.append(
+            f"  {nid} [label=<{_html(_op_label(ctx))}<br/>{_red(out_grad)}>, shape=circle];"
+        )
+    folded = ctx.fn in _ARITHMETIC
+    for i, a in enumerate(ctx.inputs):
+        if isinstance(a, Tensor):
+            if ctx.grad_inputs is not None:
+                grad = ctx.grad_inputs[i]  # what this operation sent back along this edge
+            else:
+                grad = a.grad if uses[_key(a)] == 1 else None
+            lines.append(f"  {ids[_key(a)]} -> {nid} [label={_edge_label(a, grad)}];")
+        elif isinstance(a, np.ndarray) and (folded or ctx.fn in (_ops.Where, _ops.MatMul)):
+            cid = f"c{nid}_{i}"
+            lines.append(
+                f'  {cid} [label="{_escape(_summary(a))}", shape=plaintext];\n'
+                f"  {cid} -> {nid} [style=dashed];"
+            )
+    return lines
 
 
 def _escape(text: str) -> str:

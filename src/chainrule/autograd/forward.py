@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule.autograd.engine import Tensor, _as_float_array, _Mode, _tangent_of, run_backward
+from chainrule.autograd.backward import run_backward
+from chainrule.autograd.function import _mode, _tangent_of
+from chainrule.autograd.tensor import Tensor, _as_float_array
 
 
 def _as_tuple(x):
@@ -37,11 +39,11 @@ def jvp(fn, primals, tangents):
             )
         x._tangent = tx
         inputs.append(x)
-    _Mode.forward_ad += 1
+    _mode.forward_ad += 1
     try:
         out = fn(*inputs)
     finally:
-        _Mode.forward_ad -= 1
+        _mode.forward_ad -= 1
     outs = _as_tuple(out)
     values = []
     out_tangents = []

@@ -7,20 +7,17 @@ that the commands print one line instead of a traceback.
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
-import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from chainrule.cli import CommandError
 
-MODEL_NAMES = ("knn", "svm", "softmax", "twolayer", "mlp")
-NET_MODELS = ("twolayer", "mlp")
 DATA_HELP = (
     "dataset: digits (bundled, the default), cifar10, props, or an image folder "
     "DIR/<class>/*.png or DIR/{train,val,test}/<class>/..."
@@ -47,9 +44,25 @@ def add_data_arguments(parser, default: str | None = "digits") -> None:
     )
 
 
+def model_names() -> list[str]:
+    """The registered models, in the registry's order."""
+    from chainrule.models.registry import MODEL_REGISTRY
+
+    return list(MODEL_REGISTRY)
+
+
+def model_spec(name: str):
+    """The spec of model ``name``; an unknown name is a :class:`CommandError`."""
+    from chainrule.models.registry import get_model_spec
+
+    try:
+        return get_model_spec(name)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+
+
 def check_model_name(name: str) -> str:
-    if name not in MODEL_NAMES:
-        raise CommandError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    model_spec(name)
     return name
 
 
@@ -63,20 +76,6 @@ def parse_models(text: str) -> list[str]:
     if len(set(names)) != len(names):
         raise CommandError(f"--models lists a model twice: {text}")
     return names
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """``"1024,1024"`` -> ``(1024, 1024)``; positive integers only."""
-    parts = [t.strip() for t in str(text).split(",")]
-    try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        raise CommandError(
-            f"--hidden must be a comma-separated list of layer sizes like 1024,1024; got {text!r}"
-        ) from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise CommandError(f"--hidden layer sizes must be positive integers; got {text!r}")
-    return sizes
 
 
 def positive_int(text: str) -> int:
@@ -135,6 +134,30 @@ def load_split(
         raise CommandError(f"cannot load {data!r} ({split}): {e}") from None
 
 
+def prepare_data(args, progress: bool, *, test: bool = False):
+    """The training and validation splits (and the test split with ``test``, where the
+    data has one) of ``args.data`` as a ``chainrule.experiment.TrialData``.
+
+    The validation split is absent with ``--val-fraction 0``.
+    """
+    from chainrule.experiment import TrialData
+
+    common = {"seed": args.seed, "cache_dir": args.cache_dir, "progress": progress}
+    archive = getattr(args, "archive", None)
+    loaded = {"train": None, "val": None, "test": None}
+    wanted = ["train"] + (["val"] if args.val_fraction > 0 else [])
+    for split in wanted:
+        loaded[split] = load_split(
+            args.data, split, val_fraction=args.val_fraction, archive=archive, **common
+        )
+    if test and "test" in splits_of(args.data):
+        loaded["test"] = load_split(
+            args.data, "test", cache_dir=args.cache_dir, archive=archive, progress=progress
+        )
+    source = {"name": str(args.data), "val_fraction": args.val_fraction, "seed": args.seed}
+    return TrialData(loaded["train"], loaded["val"], loaded["test"], source=source)
+
+
 def splits_of(data: str) -> tuple[str, ...]:
     """The splits the dataset or folder offers."""
     from chainrule.data import available_splits
@@ -170,92 +193,91 @@ def label_map(data_classes: Sequence[str], model_classes: Sequence[str]) -> np.n
 # -- models --------------------------------------------------------------------------------
 
 
-def model_class(name: str) -> type:
-    from chainrule.models.registry import get_model_class
-
-    check_model_name(name)
-    try:
-        return get_model_class(name)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
-
-
-def model_parameters(cls: type) -> list[str]:
-    """Names of the hyperparameters of a model class (its ``__init__`` arguments)."""
-    sig = inspect.signature(cls.__init__)
-    return [p for p in sig.parameters if p != "self"]
+def model_options() -> dict[str, list[tuple[str, Any]]]:
+    """``{flag: [(model name, Option), ...]}``: every registered model's options."""
+    options: dict[str, list] = {}
+    for name in model_names():
+        for opt in model_spec(name).options:
+            options.setdefault(opt.flag, []).append((name, opt))
+    return options
 
 
-def build_model(name: str, params: dict, flags: dict | None = None):
-    """An unfitted model ``name`` with ``params``.
+def _argparse_type(parse):
+    """``parse`` (text -> value, ``ValueError`` with a message) as an argparse type."""
+    import argparse
 
-    ``flags`` maps parameter names to the option that set them, so that an option that
-    does not apply to the model is reported as that option (``--k does not apply to svm``).
+    if parse in (str, int, float):
+        return parse
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def add_model_options(parser) -> None:
+    """One option per flag that some model declares, its help listing those models.
+
+    Where the models agree on how to read the value it is read here (a bad value is an
+    argparse error); where they differ (``--hidden``: one size or several) the text is
+    kept and each model's spec reads it.
     """
-    cls = model_class(name)
-    known = set(model_parameters(cls))
-    flags = flags or {}
-    for key in params:
-        if key not in known:
-            flag = flags.get(key, key)
-            raise CommandError(f"{flag} does not apply to model {name}")
+    group = parser.add_argument_group("model options (each applies to the models listed)")
+    for flag, declared in model_options().items():
+        opts = [opt for _, opt in declared]
+        helps: dict[str, list[str]] = {}
+        for name, opt in declared:
+            helps.setdefault(opt.help, []).append(name)
+        text = "; ".join(f"{h} ({', '.join(names)})" for h, names in helps.items())
+        if all(o.switch for o in opts):
+            group.add_argument(flag, action="store_true", default=None, help=text)
+            continue
+        kwargs = {}
+        if len({o.parse for o in opts}) == 1:
+            kwargs["type"] = _argparse_type(opts[0].parse)
+        if len({o.choices for o in opts}) == 1 and opts[0].choices:
+            kwargs["choices"] = opts[0].choices
+        group.add_argument(flag, help=text, **kwargs)
+
+
+def option_values(args) -> dict:
+    """``{flag: value}`` of the model options in ``args`` (None where not given)."""
+    return {
+        flag: getattr(args, declared[0][1].dest, None) for flag, declared in model_options().items()
+    }
+
+
+def option_dests() -> list[str]:
+    """The argparse names of the model options (what a run records of its arguments)."""
+    return [declared[0][1].dest for declared in model_options().values()]
+
+
+@contextmanager
+def user_errors():
+    """Errors of the experiment layer (bad settings or data) as a :class:`CommandError`."""
+    from chainrule.experiment import ExperimentError
+
     try:
-        return cls(**params)
-    except (TypeError, ValueError) as e:
-        raise CommandError(f"bad settings for {name}: {e}") from None
+        yield
+    except ExperimentError as e:
+        raise CommandError(str(e)) from None
 
 
 def load_trained(run: str, model: str | None = None):
     """The :class:`~chainrule.models.io.LoadedModel` of a run folder or model file."""
     from chainrule.models.io import load_model
-    from chainrule.report.run import find_model_file
 
     try:
-        path = find_model_file(run, model)
-        return load_model(path)
+        return load_model(run, model)
     except (OSError, ValueError) as e:
         raise CommandError(str(e)) from None
 
 
 # -- running -------------------------------------------------------------------------------
-
-
-@contextmanager
-def stopwatch():
-    """``with stopwatch() as t: ...`` then ``t()`` is the seconds the block took."""
-    start = time.perf_counter()
-    end = None
-
-    def elapsed() -> float:
-        return (end if end is not None else time.perf_counter()) - start
-
-    try:
-        yield elapsed
-    finally:
-        end = time.perf_counter()
-
-
-# Below this many feature values (rows x features) the data set counts as small.
-SMALL_DATA = 2_000_000
-
-
-def blas_threads_for(X: np.ndarray):
-    """A context that keeps BLAS to one thread while working on a small data set.
-
-    The matrix products of small data (the bundled digits: 1,150 x 64) are far too small
-    to gain from threads, and on a machine whose cores are busy with other work, waking a
-    second BLAS thread for each of them made a small network's training ten times slower.
-    Needs threadpoolctl (installed with scikit-learn); without it nothing changes.
-    """
-    import contextlib
-
-    if X.size > SMALL_DATA:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def progress_enabled(args) -> bool:
@@ -328,7 +350,12 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
 
 
 def check_out_dir(path: str | os.PathLike) -> Path:
+    """``--out``: a folder, or a path whose nearest existing part is a folder."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CommandError(f"--out {path} exists and is not a folder")
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "exists and is not a folder" if part == path else "is not a folder"
+                raise CommandError(f"--out {path}: {part} {where}")
+            break
     return path

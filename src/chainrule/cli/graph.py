@@ -2,7 +2,8 @@
 
     chainrule graph "(x + y) * z" x=-2 y=5 z=-4 --out graph.dot
 
-The expression is read by a small recursive-descent parser (never `eval`): numbers
+The expression is read by a small operator-precedence parser (never `eval`; no limit on
+nesting or length but memory): numbers
 (``3``, ``0.5``, ``1e-3``), variables, ``+ - * / **``, unary minus, parentheses and the
 functions exp, log, sqrt, sigmoid, tanh, relu and abs. ``**`` binds tighter than unary
 minus and groups to the right, as in Python (``-x**2`` is ``-(x**2)``, ``2**3**2`` is
@@ -13,8 +14,10 @@ on its edges (.dot text, or .svg/.png/.pdf through Graphviz's ``dot``).
 
 from __future__ import annotations
 
+import collections
 import math
 import re
+import sys
 
 import numpy as np
 
@@ -62,8 +65,14 @@ def tokenize(text: str) -> list[tuple[str, str, int]]:
     return tokens
 
 
+# Binary operators: precedence and whether they group to the right. Unary minus sits
+# between the products and the power, as in Python: -x**2 is -(x**2), -x*y is (-x)*y.
+_BINARY = {"+": (1, False), "-": (1, False), "*": (2, False), "/": (2, False), "**": (4, True)}
+_NEG = 3
+
+
 class Parser:
-    """Recursive descent over the grammar
+    """Operator precedence over the grammar
 
         expr    := term (('+' | '-') term)*
         term    := unary (('*' | '/') unary)*
@@ -71,8 +80,10 @@ class Parser:
         power   := primary ('**' unary)?
         primary := NUMBER | NAME | FUNCTION '(' expr ')' | '(' expr ')'
 
-    producing nested tuples: ("num", value), ("var", name), ("neg", node),
-    ("bin", op, left, right), ("call", function, node).
+    read with two explicit stacks (operands, and operators with open parentheses), so
+    nesting depth and length are limited by memory only, never by Python's recursion
+    limit. Produces nested tuples: ("num", value), ("var", name, position),
+    ("neg", node), ("bin", op, left, right), ("call", function, node).
     """
 
     def __init__(self, text: str):
@@ -80,6 +91,9 @@ class Parser:
             raise ExpressionError("the expression is empty")
         self.tokens = tokenize(text)
         self.i = 0
+        self.operands: list = []
+        # ("bin", op), ("neg",), or ("(", function name or None, token) for an open group
+        self.operators: list = []
 
     def peek(self):
         return self.tokens[self.i]
@@ -96,72 +110,94 @@ class Parser:
         return ExpressionError(f"unexpected {value!r} at position {pos}: {expected}")
 
     def parse(self):
-        node = self.expr()
-        if self.peek()[0] != "end":
-            raise self.unexpected("expected an operator or the end of the expression")
-        return node
+        while True:
+            self.operand()
+            if not self.operator():
+                return self.operands.pop()
 
-    def expr(self):
-        node = self.term()
-        while self.peek()[1] in ("+", "-") and self.peek()[0] == "op":
-            op = self.take()[1]
-            node = ("bin", op, node, self.term())
-        return node
-
-    def term(self):
-        node = self.unary()
-        while self.peek()[1] in ("*", "/") and self.peek()[0] == "op":
-            op = self.take()[1]
-            node = ("bin", op, node, self.unary())
-        return node
-
-    def unary(self):
-        kind, value, _ = self.peek()
-        if kind == "op" and value in ("-", "+"):
-            self.take()
-            operand = self.unary()
-            return ("neg", operand) if value == "-" else operand
-        return self.power()
-
-    def power(self):
-        base = self.primary()
-        if self.peek()[:2] == ("op", "**"):
-            self.take()
-            return ("bin", "**", base, self.unary())
-        return base
-
-    def primary(self):
-        kind, value, pos = self.peek()
-        if kind == "number":
-            self.take()
-            return ("num", float(value))
-        if kind == "name":
-            self.take()
-            if self.peek()[:2] == ("op", "("):
-                if value not in FUNCTIONS:
+    def operand(self) -> None:
+        """Read prefix signs and open parentheses up to one operand."""
+        while True:
+            kind, value, pos = self.peek()
+            if kind == "op" and value in ("-", "+"):
+                self.take()
+                if value == "-":
+                    self.operators.append(("neg",))
+            elif (kind, value) == ("op", "("):
+                self.take()
+                self.operators.append(("(", None, pos))
+            elif kind == "number":
+                self.take()
+                self.operands.append(("num", float(value)))
+                return
+            elif kind == "name":
+                self.take()
+                if self.peek()[:2] == ("op", "("):
+                    if value not in FUNCTIONS:
+                        raise ExpressionError(
+                            f"unknown function {value!r} at position {pos} "
+                            f"(functions: {', '.join(FUNCTIONS)})"
+                        )
+                    self.take()
+                    self.operators.append(("(", value, pos))
+                    continue
+                if value in FUNCTIONS:
                     raise ExpressionError(
-                        f"unknown function {value!r} at position {pos} "
-                        f"(functions: {', '.join(FUNCTIONS)})"
+                        f"{value} at position {pos} is a function: write {value}(...)"
                     )
+                self.operands.append(("var", value, pos))
+                return
+            else:
+                raise self.unexpected("expected a number, a variable, a function or '('")
+
+    def operator(self) -> bool:
+        """After an operand: close groups, then read a binary operator (True) or the end
+        of the expression (False)."""
+        while True:
+            kind, value, _ = self.peek()
+            if (kind, value) == ("op", ")"):
+                self.reduce()
+                if not self.operators:
+                    raise self.unexpected("expected an operator or the end of the expression")
+                _, function, _ = self.operators.pop()
                 self.take()
-                arg = self.expr()
-                if self.peek()[:2] != ("op", ")"):
-                    raise self.unexpected(f"expected ')' to close {value}(")
+                if function is not None:
+                    self.operands.append(("call", function, self.operands.pop()))
+            elif kind == "op" and value in _BINARY:
+                self.reduce(*_BINARY[value])
                 self.take()
-                return ("call", value, arg)
-            if value in FUNCTIONS:
-                raise ExpressionError(
-                    f"{value} at position {pos} is a function: write {value}(...)"
-                )
-            return ("var", value, pos)
-        if (kind, value) == ("op", "("):
-            self.take()
-            node = self.expr()
-            if self.peek()[:2] != ("op", ")"):
-                raise self.unexpected("expected ')'")
-            self.take()
-            return node
-        raise self.unexpected("expected a number, a variable, a function or '('")
+                self.operators.append(("bin", value))
+                return True
+            elif kind == "end":
+                self.reduce()
+                if self.operators:
+                    _, function, _ = self.operators[-1]
+                    raise self.unexpected(
+                        f"expected ')' to close {function}(" if function else "expected ')'"
+                    )
+                return False
+            else:
+                raise self.unexpected("expected an operator or the end of the expression")
+
+    def reduce(self, precedence: int = 0, right: bool = False) -> None:
+        """Apply the pending operators that bind before a new binary operator of this
+        `precedence` (0: all of them, back to the innermost open parenthesis)."""
+        operators, operands = self.operators, self.operands
+        while operators and _binds_before(operators[-1], precedence, right):
+            top = operators.pop()
+            if top[0] == "neg":
+                operands.append(("neg", operands.pop()))
+            else:
+                rhs = operands.pop()
+                operands.append(("bin", top[1], operands.pop(), rhs))
+
+
+def _binds_before(top, precedence: int, right: bool) -> bool:
+    """Whether the pending operator `top` applies before a new binary operator."""
+    if top[0] == "(":
+        return False
+    top_precedence = _NEG if top[0] == "neg" else _BINARY[top[1]][0]
+    return top_precedence > precedence or (top_precedence == precedence and not right)
 
 
 def parse(text: str):
@@ -205,24 +241,47 @@ _CONSTANT_FUNCTIONS = {
 
 def evaluate(node, env: dict):
     """Evaluate a syntax tree; `env` maps variable names to Tensors. Parts without
-    variables stay plain numbers (shown inside the operation nodes of the drawing)."""
+    variables stay plain numbers (shown inside the operation nodes of the drawing).
+
+    Children before parents, with an explicit stack: no recursion limit on the depth.
+    """
+    values: list = []
+    stack = [(node, False)]
+    while stack:
+        n, children_done = stack.pop()
+        kind = n[0]
+        if kind == "num":
+            values.append(n[1])
+        elif kind == "var":
+            values.append(env[n[1]])
+        elif not children_done:
+            stack.append((n, True))
+            if kind == "bin":
+                stack.append((n[3], False))
+                stack.append((n[2], False))
+            else:  # "neg" (operand n[1]) or "call" (argument n[2])
+                stack.append((n[-1], False))
+        elif kind == "bin":
+            b = values.pop()
+            values.append(_binary(n[1], values.pop(), b))
+        elif kind == "neg":
+            values.append(-values.pop())
+        else:
+            values.append(_call(n[1], values.pop()))
+    return values.pop()
+
+
+def _call(function: str, arg):
     from chainrule import Tensor
 
-    kind = node[0]
-    if kind == "num":
-        return node[1]
-    if kind == "var":
-        return env[node[1]]
-    if kind == "neg":
-        return -evaluate(node[1], env)
-    if kind == "call":
-        arg = evaluate(node[2], env)
-        if isinstance(arg, Tensor):
-            return getattr(arg, node[1])()
-        return float(_CONSTANT_FUNCTIONS[node[1]](arg))
-    _, op, left, right = node
-    a = evaluate(left, env)
-    b = evaluate(right, env)
+    if isinstance(arg, Tensor):
+        return getattr(arg, function)()
+    return float(_CONSTANT_FUNCTIONS[function](arg))
+
+
+def _binary(op: str, a, b):
+    from chainrule import Tensor
+
     if op == "+":
         return a + b
     if op == "-":
@@ -270,21 +329,16 @@ def add_arguments(parser) -> None:
         default=None,
         help="draw the graph to FILE: .dot text, or .svg/.png/.pdf with Graphviz's dot",
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no status lines on stderr (results stay)"
+    )
 
 
 def _fmt(v) -> str:
     return f"{float(v):.6g}"
 
 
-def run(args) -> int:
-    import chainrule as cr
-
-    try:
-        tree = parse(args.expression)
-    except ExpressionError as e:
-        raise CommandError(f"malformed expression: {e}") from None
-    values = parse_values(args.values)
-    names = variables(tree)
+def _check_variables(names: list[str], values: dict) -> None:
     if not names:
         raise CommandError("the expression has no variables: nothing to differentiate")
     missing = [n for n in names if n not in values]
@@ -301,6 +355,68 @@ def run(args) -> int:
             f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not in the expression "
             f"(its variables: {', '.join(names)})"
         )
+
+
+_SYMBOLS = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Pow": "**", "Neg": "-"}
+
+
+def _why_not_finite(out, variable) -> str | None:
+    """Where the gradient reaching `variable` stops being finite: the operation nearest
+    the output that received a finite gradient and sent a non-finite one along a path
+    to `variable` (its local derivative is infinite or undefined there). Needs the
+    gradients kept by ``backward(retain_graph=True)``."""
+    if out._ctx is None:
+        return None
+    queue, seen = collections.deque([out._ctx]), {id(out._ctx)}
+    while queue:  # breadth first: nearest the output first
+        ctx = queue.popleft()
+        sent = ctx.grad_inputs or ()
+        for a, g in zip(ctx.inputs, sent):
+            if (
+                g is not None
+                and not np.all(np.isfinite(g))
+                and np.all(np.isfinite(ctx.grad_output))
+            ):
+                if _depends_on(a, variable):
+                    return _describe(ctx, g)
+        for a in ctx.inputs:
+            if getattr(a, "_ctx", None) is not None and id(a._ctx) not in seen:
+                seen.add(id(a._ctx))
+                queue.append(a._ctx)
+    return None
+
+
+def _depends_on(t, variable) -> bool:
+    stack, seen = [t], set()
+    while stack:
+        t = stack.pop()
+        if t is variable:
+            return True
+        ctx = getattr(t, "_ctx", None)
+        if ctx is not None and id(ctx) not in seen:
+            seen.add(id(ctx))
+            stack.extend(ctx.inputs)
+    return False
+
+
+def _describe(ctx, g) -> str:
+    name = ctx.fn.__name__
+    symbol = _SYMBOLS.get(name, name.lower())
+    args = [_fmt(getattr(a, "data", a)) for a in ctx.inputs]
+    at = f" {symbol} ".join(args) if len(args) == 2 and name in _SYMBOLS else ", ".join(args)
+    return f"the derivative of {symbol} at {at} is {_fmt(g)}"
+
+
+def run(args) -> int:
+    import chainrule as cr
+
+    try:
+        tree = parse(args.expression)
+    except ExpressionError as e:
+        raise CommandError(f"malformed expression: {e}") from None
+    values = parse_values(args.values)
+    names = variables(tree)
+    _check_variables(names, values)
 
     env = {n: cr.Tensor(values[n], requires_grad=True, name=n) for n in names}
     with np.errstate(all="ignore"):
@@ -330,6 +446,12 @@ def run(args) -> int:
     for n in names:
         g = env[n].grad
         print(f"df/d{n} = {_fmt(0.0 if g is None else g)}")
-    if args.out is not None:
-        print(f"graph written to {args.out}")
+    for n in names:
+        g = env[n].grad
+        if g is not None and not np.isfinite(g):
+            why = _why_not_finite(out, env[n])
+            note = f"df/d{n} is {_fmt(g)}" + (f": {why}" if why else "")
+            print(f"chainrule graph: note: {note}", file=sys.stderr)
+    if args.out is not None and not args.quiet:
+        print(f"graph written to {args.out}", file=sys.stderr)
     return 0

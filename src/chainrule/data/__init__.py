@@ -9,8 +9,9 @@ Main entry points::
     Xb = data.random_crop_flip_flat(X, train.image_shape, rng=rng)
 
 Submodules that need Pillow, tqdm, urllib or tarfile (``folder``, ``download``, ``cifar10``,
-``props``, ``safe_pickle``, ``archive``, ``digits``) are imported on first use, so
-``import chainrule.data`` costs NumPy only.
+``props``, ``safe_pickle``, ``archive``, ``digits``, ``samples``) are imported on first use,
+so ``import chainrule.data`` costs NumPy only. ``python -m chainrule.data.samples`` writes a
+few digit images to try ``chainrule predict`` on.
 """
 
 from __future__ import annotations
@@ -39,29 +40,56 @@ __all__ = [
     "read_images",
     "stratified_split_indices",
     "train_val_split",
+    "write_digit_pngs",
 ]
 
-_LAZY_MODULES = ("archive", "cifar10", "digits", "download", "folder", "props", "safe_pickle")
+_LAZY_MODULES = (
+    "archive",
+    "cifar10",
+    "digits",
+    "download",
+    "folder",
+    "props",
+    "safe_pickle",
+    "samples",
+)
 
 
-def read_image(path, mode: str = "RGB"):
-    """Decode one image file to (H, W, C) uint8 exactly as image folders are decoded.
+def read_image(path, mode: str = "RGB", max_pixels: int | None = None):
+    """Decode one image file to (H, W, C) uint8 exactly as image folders are decoded,
+    refusing from its header an image of more than ``max_pixels`` pixels.
 
     See :func:`chainrule.data.folder.read_image`.
     """
     from .folder import read_image as _read_image
 
-    return _read_image(path, mode)
+    return _read_image(path, mode, max_pixels)
 
 
-def read_images(paths, mode: str = "RGB", progress: bool = True, workers: int | None = None):
+def read_images(
+    paths,
+    mode: str = "RGB",
+    progress: bool = True,
+    workers: int | None = None,
+    max_pixels: int | None = None,
+):
     """Decode same-size image files to (N, H, W, C) uint8 in parallel.
 
     See :func:`chainrule.data.folder.read_images`.
     """
     from .folder import read_images as _read_images
 
-    return _read_images(paths, mode=mode, progress=progress, workers=workers)
+    return _read_images(paths, mode=mode, progress=progress, workers=workers, max_pixels=max_pixels)
+
+
+def write_digit_pngs(folder=".", n_per_class: int = 1):
+    """Write test-split digits as PNG files ``digit0.png`` ... to try ``predict`` on.
+
+    See :func:`chainrule.data.samples.write_digit_pngs`.
+    """
+    from .samples import write_digit_pngs as _write
+
+    return _write(folder, n_per_class)
 
 
 def __getattr__(name: str):

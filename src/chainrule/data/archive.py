@@ -7,9 +7,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .cache import temp_dir
+from .cache import remove_stale_temps, temp_dir
 
 __all__ = ["extract_files"]
+
+_STALE_TEMP_S = 600.0
 
 
 def extract_files(
@@ -31,6 +33,8 @@ def extract_files(
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # What an unpacking killed midway left (an unpacking in progress keeps changing it).
+    remove_stale_temps(target.parent, target.name, ".tmp", _STALE_TEMP_S)
     tmp = temp_dir(target.parent, target.name)
     try:
         found = set()

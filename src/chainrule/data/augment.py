@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .splits import as_generator
+from chainrule._random import as_generator
 
 __all__ = ["crop_flip", "random_crop_flip", "random_crop_flip_flat"]
 

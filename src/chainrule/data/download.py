@@ -1,9 +1,15 @@
 """Atomic downloads with checksums and a progress bar, Google Drive included.
 
 A download is written to a temporary file next to its destination, flushed to disk, checked
-(length announced by the server, MD5/SHA-256 when given) and only then renamed to the
-destination. Whatever goes wrong (network error, early end of the transfer, wrong checksum,
-Ctrl-C) raises an error and leaves nothing at the destination.
+(length announced by the server, MD5/SHA-256 when given, not a web page) and only then
+renamed to the destination. Whatever goes wrong (network error, early end of the transfer,
+wrong checksum, Ctrl-C) raises an error and leaves nothing at the destination; what a killed
+download left (``.<name>.<8 hex>.part``) is removed by the next download of the same file.
+
+Only ``https`` URLs on the expected hosts are opened, and every redirect and every link
+taken from a page is checked the same way (a page cannot send the download to ``file://``
+or to another site). Tests serve files from ``http://127.0.0.1`` through
+:data:`ALLOW_LOCAL_HTTP`.
 
 Only the standard library's ``urllib`` is used (no extra dependency); it is imported when a
 download starts, so importing this module stays cheap.
@@ -16,11 +22,13 @@ import os
 import re
 from pathlib import Path
 
-from .cache import temp_file
+from .cache import hold, remove_stale_temps, temp_file
 
 __all__ = [
+    "ALLOW_LOCAL_HTTP",
     "ChecksumError",
     "DownloadError",
+    "GOOGLE_DRIVE_HOSTS",
     "GOOGLE_DRIVE_URL",
     "check_file",
     "download",
@@ -31,10 +39,18 @@ __all__ = [
 
 #: Where Google Drive serves a file by id (``?export=download&id=...`` is appended).
 GOOGLE_DRIVE_URL = "https://drive.google.com/uc"
+#: The hosts a Google Drive download may go through (a leading dot: any subdomain).
+GOOGLE_DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", ".googleusercontent.com")
+#: Testing hook: while True, plain-HTTP URLs on 127.0.0.1 (a test's local server) are
+#: accepted as if they were https URLs of an expected host. Off by default; only tests
+#: turn it on (``monkeypatch.setattr(download, "ALLOW_LOCAL_HTTP", True)``).
+ALLOW_LOCAL_HTTP = False
 USER_AGENT = "chainrule (+https://pypi.org/project/chainrule)"
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
 _MAX_PAGE = 4 << 20  # a confirmation page is small; more than this is not one
+_STALE_PART_S = 60.0  # a .part file this old that no process holds is left by a killed one
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")
 
 
 class DownloadError(OSError):
@@ -106,20 +122,73 @@ def download(
     sha256: str | None = None,
     progress: bool = True,
     timeout: float = TIMEOUT_S,
+    hosts: tuple[str, ...] | None = None,
+    allow_html: bool = False,
 ) -> Path:
     """Download ``url`` to the file ``dest`` atomically; return ``Path(dest)``.
 
-    Raises :class:`DownloadError` for network and HTTP errors and for a transfer shorter
-    than the announced ``Content-Length``, :class:`ChecksumError` when ``md5``/``sha256`` is
-    given and does not match. In every failure case no file is left at ``dest`` (nor a
-    temporary file beside it); an existing ``dest`` is replaced only on success.
+    ``url`` must be ``https``; redirects are followed only to ``https`` URLs on ``hosts``
+    (default: the host of ``url``; a leading dot admits any subdomain). A web page (HTML)
+    is refused unless ``allow_html``: where a file is expected, a page is a login, error or
+    quota page.
+
+    Raises :class:`DownloadError` for a refused URL or redirect, network and HTTP errors, a
+    web page, and a transfer shorter than the announced ``Content-Length``;
+    :class:`ChecksumError` when ``md5``/``sha256`` is given and does not match. In every
+    failure case no file is left at ``dest`` (nor a temporary file beside it); an existing
+    ``dest`` is replaced only on success.
     """
+    import urllib.parse
     import urllib.request
 
+    if hosts is None:
+        hosts = ((urllib.parse.urlsplit(url).hostname or "").lower(),)
+    hosts = tuple(h.lower() for h in hosts)
+    check_url(url, hosts)
+    opener = _opener(hosts)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    response = _open(urllib.request.urlopen, request, url, timeout)
+    response = _open(opener.open, request, url, timeout)
     with response:
-        return _save(response, url, Path(dest), md5, sha256, progress)
+        return _save(response, url, Path(dest), md5, sha256, progress, allow_html)
+
+
+def check_url(url: str, hosts: tuple[str, ...]) -> None:
+    """Raise :class:`DownloadError` unless ``url`` is ``https`` on one of ``hosts`` (a
+    leading dot admits any subdomain), or ``http://127.0.0.1`` under
+    :data:`ALLOW_LOCAL_HTTP`."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError as exc:
+        raise DownloadError(f"refusing to download from {url!r}: {exc}") from None
+    if ALLOW_LOCAL_HTTP and parts.scheme in ("http", "https") and host == "127.0.0.1":
+        return
+    if parts.scheme != "https":
+        raise DownloadError(f"refusing to download from {url!r}: only https URLs are followed")
+    if not any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts):
+        raise DownloadError(
+            f"refusing to download from {url!r}: {host} is not one of the expected hosts "
+            f"({', '.join(hosts)})"
+        )
+
+
+def _opener(hosts: tuple[str, ...], *handlers):
+    """A urllib opener that follows a redirect only to a URL :func:`check_url` accepts."""
+    import urllib.parse
+    import urllib.request
+
+    class CheckedRedirects(urllib.request.HTTPRedirectHandler):
+        def http_error_302(self, req, fp, code, msg, headers):
+            target = headers.get("Location") or headers.get("URI")
+            if target:
+                check_url(urllib.parse.urljoin(req.full_url, target), hosts)
+            return super().http_error_302(req, fp, code, msg, headers)
+
+        http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    return urllib.request.build_opener(*handlers, CheckedRedirects())
 
 
 def _open(opener, request, url: str, timeout: float):
@@ -127,6 +196,8 @@ def _open(opener, request, url: str, timeout: float):
 
     try:
         return opener(request, timeout=timeout)
+    except DownloadError:
+        raise
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"downloading {url} failed: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
@@ -135,24 +206,24 @@ def _open(opener, request, url: str, timeout: float):
         raise DownloadError(f"downloading {url} failed: {exc}") from exc
 
 
-def _save(response, url: str, dest: Path, md5, sha256, progress: bool) -> Path:
-    import http.client
-
+def _save(
+    response, url: str, dest: Path, md5, sha256, progress: bool, allow_html: bool = False
+) -> Path:
     from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    length = response.headers.get("Content-Length")
-    try:
-        expected = int(length) if length is not None else None
-    except ValueError:
-        expected = None
+    if not allow_html and _is_html(response):
+        raise DownloadError(_page_message(url, response))
+    expected = _content_length(response, url)
     hashes = {}
     if md5:
         hashes["md5"] = (hashlib.md5(), md5.lower())
     if sha256:
         hashes["sha256"] = (hashlib.sha256(), sha256.lower())
 
+    remove_stale_temps(dest.parent, dest.name, ".part", _STALE_PART_S)
     fd, tmp = temp_file(dest.parent, dest.name)
+    hold(fd)
     done = False
     received = 0
     try:
@@ -169,20 +240,11 @@ def _save(response, url: str, dest: Path, md5, sha256, progress: bool) -> Path:
             ) as bar,
         ):
             while True:
-                try:
-                    block = response.read(CHUNK)
-                except http.client.IncompleteRead as exc:
-                    received += len(exc.partial)
-                    raise DownloadError(
-                        f"downloading {url}: the transfer ended early, after {received} of "
-                        f"{expected} bytes"
-                    ) from exc
-                except (OSError, http.client.HTTPException) as exc:
-                    raise DownloadError(
-                        f"downloading {url} failed after {received} bytes: {exc}"
-                    ) from exc
+                block = _read(response, url, received, expected)
                 if not block:
                     break
+                if received == 0 and not allow_html and _looks_like_html(block):
+                    raise DownloadError(_page_message(url, response))
                 out.write(block)
                 for h, _ in hashes.values():
                     h.update(block)
@@ -208,6 +270,44 @@ def _save(response, url: str, dest: Path, md5, sha256, progress: bool) -> Path:
     finally:
         if not done:
             tmp.unlink(missing_ok=True)
+
+
+def _read(response, url: str, received: int, expected: int | None) -> bytes:
+    import http.client
+
+    try:
+        return response.read(CHUNK)
+    except http.client.IncompleteRead as exc:
+        raise DownloadError(
+            f"downloading {url}: the transfer ended early, after "
+            f"{received + len(exc.partial)} of {expected} bytes"
+        ) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise DownloadError(f"downloading {url} failed after {received} bytes: {exc}") from exc
+
+
+def _content_length(response, url: str) -> int | None:
+    """The announced length of the body, None when not announced."""
+    values = response.headers.get_all("Content-Length") or []
+    if not values:
+        return None
+    lengths = {v.strip() for value in values for v in value.split(",")}
+    if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+        raise DownloadError(f"downloading {url}: the server sent a bad Content-Length {values}")
+    return int(lengths.pop())
+
+
+def _looks_like_html(block: bytes) -> bool:
+    head = block[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith(_HTML_STARTS)
+
+
+def _page_message(url: str, response) -> str:
+    kind = response.headers.get_content_type()
+    return (
+        f"downloading {url}: the server answered with a web page ({kind}) instead of the "
+        "file (a login, error or quota page?); nothing was saved"
+    )
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -244,16 +344,20 @@ def download_google_drive(
     ``download_warning`` cookie (older Drive). If Drive still answers with a page (quota
     exceeded, no access), :class:`DownloadError` says so and suggests downloading by hand.
 
-    ``base_url`` defaults to :data:`GOOGLE_DRIVE_URL` (read at call time).
+    ``base_url`` defaults to :data:`GOOGLE_DRIVE_URL` (read at call time). Every URL opened
+    (redirects, the page's form or link included) must be ``https`` on
+    :data:`GOOGLE_DRIVE_HOSTS` or on ``base_url``'s host.
     """
     import http.cookiejar
     import urllib.parse
     import urllib.request
 
     base = base_url or GOOGLE_DRIVE_URL
+    hosts = (*GOOGLE_DRIVE_HOSTS, (urllib.parse.urlsplit(base).hostname or "").lower())
     url = f"{base}?{urllib.parse.urlencode({'export': 'download', 'id': file_id})}"
+    check_url(url, hosts)
     jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener = _opener(hosts, urllib.request.HTTPCookieProcessor(jar))
     headers = {"User-Agent": USER_AGENT}
     by_hand = (
         f"download https://drive.google.com/file/d/{file_id} in a browser and pass the file "
@@ -273,6 +377,7 @@ def download_google_drive(
             f"Google Drive answered {url} with a web page instead of the file and no download "
             f"link in it (quota exceeded or no access?); {by_hand}"
         )
+    check_url(next_url, hosts)
     response = _open(
         opener.open, urllib.request.Request(next_url, headers=headers), next_url, timeout
     )

@@ -4,6 +4,10 @@ Images are decoded with Pillow (imported on first use) in a thread pool, and the
 arrays are cached as an ``.npz`` file (no pickle) in the cache folder, keyed on the folder's
 file list, sizes and modification times: a second load reads one file instead of decoding
 every image again, and any added, removed or changed image makes a fresh decode.
+
+An image's size is read from its header before any pixel is decoded: an image larger than
+:data:`MAX_IMAGE_PIXELS`, or of another size than the dataset's first image, is refused
+without being decoded (a PNG of 9500 x 9500 pixels can fit in 88 KB).
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from chainrule._files import atomic_write
 
-from .cache import cache_root
+from .cache import cache_root, remove_stale_temps
 from .dataset import Dataset
+from .splits import carve
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
     "SPLIT_FOLDERS",
     "folder_splits",
     "load_folder",
@@ -31,35 +38,86 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLIT_FOLDERS = ("train", "val", "test")
+#: The most pixels (width x height) an image may have: 2**25, e.g. 8192 x 4096, about
+#: 100 MB decoded as RGB. Larger images are refused from their header, before decoding.
+MAX_IMAGE_PIXELS = 1 << 25
 _CACHE_VERSION = 1
 _CHUNK = 256
+_STALE_TEMP_S = 600.0  # a cache file being written is never unchanged this long
+_HEADER_LOCK = threading.Lock()
 
 
 # -- decoding -----------------------------------------------------------------------------
 
 
-def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, mode: str = "RGB", max_pixels: int | None = None
+) -> np.ndarray:
     """Decode one image file to an array (H, W, C) uint8, exactly as the folder loader does.
 
     ``mode`` is a Pillow mode: ``"RGB"`` gives C = 3, ``"L"`` (grayscale) gives C = 1.
-    Raises ``ValueError`` naming the file when it cannot be read as an image.
+    ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) bounds width x height; the size is
+    checked from the file's header, before decoding. Raises ``ValueError`` naming the file
+    when it cannot be read as an image or is too large.
     """
+    return _decode(os.fspath(path), mode, max_pixels)
+
+
+class _Refused(ValueError):
+    """An image refused from its header (raised as is, not as "cannot read image")."""
+
+
+def _decode(path: str, mode: str, max_pixels: int | None, like: tuple | None = None):
+    """``read_image``; with ``like = (first_path, (W, H))`` an image of another size than
+    the first is refused before it is decoded."""
     from PIL import Image
 
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
     try:
-        with Image.open(path) as im:
+        with _open_header(path) as im:
+            width, height = im.size
+            if width * height > limit:
+                raise _Refused(
+                    f"image {path} is {width}x{height} pixels, more than the {limit:,} pixels "
+                    "chainrule decodes (chainrule.data.folder.MAX_IMAGE_PIXELS)"
+                )
+            if like is not None and (width, height) != like[1]:
+                raise _Refused(
+                    f"image {path} is {width}x{height} pixels but {like[0]} is "
+                    f"{like[1][0]}x{like[1][1]}; all images of a dataset must have the same size"
+                )
             if im.mode != mode:
                 im = im.convert(mode)
             arr = np.asarray(im)
-    except FileNotFoundError:
+    except (FileNotFoundError, _Refused):
         raise
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"image {path} is refused as a decompression bomb: {exc} (Pillow's "
+            "PIL.Image.MAX_IMAGE_PIXELS)"
+        ) from None
     except Exception as exc:  # Pillow raises many kinds of errors for broken files
-        raise ValueError(f"cannot read image {os.fspath(path)}: {exc}") from exc
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.dtype != np.uint8:
-        raise ValueError(f"cannot read image {os.fspath(path)}: mode {mode} is not 8-bit")
+        raise ValueError(f"cannot read image {path}: mode {mode} is not 8-bit")
     return arr
+
+
+def _open_header(path: str):
+    """``PIL.Image.open``: reads the header only. Pillow warns about images above its own
+    limit (``PIL.Image.MAX_IMAGE_PIXELS``) here; chainrule's own limit, checked right
+    after, decides instead, so that warning is silenced (Pillow's hard limit, twice its
+    own, still raises DecompressionBombError). The warning filters are process-wide,
+    hence the lock around the (short) header read."""
+    import warnings
+
+    from PIL import Image
+
+    with _HEADER_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 def read_images(
@@ -68,12 +126,14 @@ def read_images(
     progress: bool = True,
     workers: int | None = None,
     desc: str = "decoding images",
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Decode image files that all have the same size into one array (N, H, W, C) uint8.
 
     Decoding runs in a thread pool (Pillow releases the GIL while it decodes) with a tqdm
-    progress bar. Raises ``ValueError`` naming the first file that cannot be read or whose
-    size differs from the first image's.
+    progress bar. Raises ``ValueError`` naming the first file that cannot be read, is
+    larger than ``max_pixels`` (see :func:`read_image`) or whose size differs from the
+    first image's (checked from its header, before decoding).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -82,20 +142,14 @@ def read_images(
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ValueError("no image files given")
-    first = read_image(paths[0], mode)
+    first = _decode(paths[0], mode, max_pixels)
     out = np.empty((len(paths), *first.shape), dtype=np.uint8)
     out[0] = first
+    like = (paths[0], (first.shape[1], first.shape[0]))
 
     def decode(lo: int, hi: int) -> int:
         for i in range(lo, hi):
-            arr = read_image(paths[i], mode)
-            if arr.shape != first.shape:
-                raise ValueError(
-                    f"image {paths[i]} is {arr.shape[1]}x{arr.shape[0]} pixels but "
-                    f"{paths[0]} is {first.shape[1]}x{first.shape[0]}; all images of a "
-                    "dataset must have the same size"
-                )
-            out[i] = arr
+            out[i] = _decode(paths[i], mode, max_pixels, like)
         return hi - lo
 
     if workers is None:
@@ -238,6 +292,7 @@ def _read_cache(entry: Path, key: str, n: int) -> tuple[np.ndarray, np.ndarray] 
 def _write_cache(cache: Path, entry: Path, prefix: str, key: str, images, labels) -> None:
     try:
         cache.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(cache, f"{prefix}-*.npz", ".tmp", _STALE_TEMP_S)
         with atomic_write(entry) as f:
             np.savez(f, images=images, labels=labels, key=np.array(key))
         # Entries for an older state of the same folder can never be hit again.
@@ -258,8 +313,6 @@ def load_folder(
     progress: bool = True,
 ) -> Dataset:
     """Load an image folder (see :func:`chainrule.data.load` for the splits)."""
-    from .loading import _carve
-
     root = _check_root(path)
     name = os.fspath(path)
     layout = _layout(root)
@@ -277,7 +330,7 @@ def load_folder(
                 "split='all' to take every image in it, e.g. to evaluate on it"
             )
         images, labels = _load_set(root, classes, name, cache_dir, progress)
-        return _carve(
+        return carve(
             Dataset(images, labels, classes, name, "all"), split, val_fraction, random_state
         )
 
@@ -306,7 +359,7 @@ def load_folder(
     if split in layout and (split != "train" or "val" in layout):
         return load_part(split)
     if split in ("train", "val") and "train" in layout:
-        return _carve(load_part("train"), split, val_fraction, random_state)
+        return carve(load_part("train"), split, val_fraction, random_state)
     raise ValueError(
         f"{root} has no {split}/ folder; its splits are {', '.join(folder_splits(root))}"
     )

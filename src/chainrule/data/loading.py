@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from .dataset import Dataset
-from .splits import _check_fraction, stratified_split_indices
+from .splits import _check_fraction, carve, stratified_split_indices
 
 __all__ = ["DATASETS", "SPLITS", "available_splits", "load"]
 
@@ -114,7 +114,7 @@ def load(
         rest, test = stratified_split_indices(labels, TEST_FRACTION, TEST_SEED)
         if split == "test":
             return full.subset(test, split="test")
-        return _carve(full.subset(rest, split="train"), split, val_fraction, random_state)
+        return carve(full.subset(rest, split="train"), split, val_fraction, random_state)
 
     if name_or_path == "cifar10":
         from .cifar10 import TEST_FILES, TRAIN_FILES, ensure_cifar10, read_batches, read_classes
@@ -126,29 +126,17 @@ def load(
         ds = Dataset(
             images, labels, classes, "cifar10", split if split in ("test", "all") else "train"
         )
-        return _carve(ds, split, val_fraction, random_state)
+        return carve(ds, split, val_fraction, random_state)
 
-    from .props import CLASSES, ensure_props, read_props
+    from .props import CLASSES, load_props
 
-    parts = read_props(ensure_props(cache_dir, archive, progress))
+    parts = load_props(cache_dir, archive, progress)
     if split == "all":
         images = np.concatenate([parts["train"][0], parts["test"][0]])
         labels = np.concatenate([parts["train"][1], parts["test"][1]])
         return Dataset(images, labels, CLASSES, "props", "all")
     if split == "test":
         return Dataset(*parts["test"], CLASSES, "props", "test")
-    return _carve(
+    return carve(
         Dataset(*parts["train"], CLASSES, "props", "train"), split, val_fraction, random_state
     )
-
-
-def _carve(ds: Dataset, split: str, val_fraction: float, random_state: int) -> Dataset:
-    """``ds`` itself for "test"/"all"; its stratified train or val part otherwise."""
-    if split in ("test", "all"):
-        return ds
-    if split == "train" and val_fraction == 0:
-        return Dataset(ds.images, ds.labels, ds.classes, ds.name, "train")
-    if split == "val" and val_fraction == 0:
-        raise ValueError("val_fraction=0 leaves no validation split")
-    train_idx, val_idx = stratified_split_indices(ds.labels, val_fraction, random_state)
-    return ds.subset(train_idx if split == "train" else val_idx, split=split)

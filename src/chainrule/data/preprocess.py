@@ -15,7 +15,8 @@ class Preprocessor:
     ``transform`` maps images (N, H, W, C) on the 0..255 pixel scale to float32 rows
     (N, H*W*C), in HWC order (row ``i`` is ``images[i].ravel()`` after the pixel-wise
     operations), plus a trailing column of ones when ``bias=True`` (the bias trick: the last
-    row of a weight matrix acts as the bias).
+    row of a weight matrix acts as the bias). With ``flatten=False`` it keeps the image
+    shape instead, channels first as convolutions want: float32 (N, C, H, W).
 
     Parameters
     ----------
@@ -25,7 +26,9 @@ class Preprocessor:
         Also divide by the per-channel standard deviation (a channel that is constant in the
         training images is left unscaled).
     bias : bool
-        Append a column of ones.
+        Append a column of ones (rows only).
+    flatten : bool
+        Rows (N, H*W*C) when True; images (N, C, H, W) when False.
 
     Attributes (after ``fit``)
     --------------------------
@@ -38,10 +41,19 @@ class Preprocessor:
     ``.npz`` file written without pickle.
     """
 
-    def __init__(self, center: bool = True, standardize: bool = False, bias: bool = False):
+    def __init__(
+        self,
+        center: bool = True,
+        standardize: bool = False,
+        bias: bool = False,
+        flatten: bool = True,
+    ):
+        if bias and not flatten:
+            raise ValueError("a bias column needs flattened rows (flatten=True)")
         self.center = bool(center)
         self.standardize = bool(standardize)
         self.bias = bool(bias)
+        self.flatten = bool(flatten)
         self.image_shape_: tuple[int, int, int] | None = None
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
@@ -91,8 +103,8 @@ class Preprocessor:
     def transform(self, images) -> np.ndarray:
         """Images (N, H, W, C) (uint8 or real, 0..255 scale) -> float32 rows (N, D).
 
-        D is H*W*C, plus one with ``bias=True``. The image shape must be the one seen by
-        ``fit``.
+        D is H*W*C, plus one with ``bias=True``; with ``flatten=False`` the result is
+        float32 (N, C, H, W) instead. The image shape must be the one seen by ``fit``.
         """
         shape = self._fitted_shape()
         x = _as_images(images, "transform")
@@ -113,6 +125,8 @@ class Preprocessor:
             np.subtract(body, shift, out=body)
         if self.bias:
             out[:, d] = 1.0
+        if not self.flatten:
+            return np.ascontiguousarray(body.transpose(0, 3, 1, 2))
         return out
 
     # -- state -------------------------------------------------------------------------
@@ -128,6 +142,7 @@ class Preprocessor:
             "center": np.array(self.center),
             "standardize": np.array(self.standardize),
             "bias": np.array(self.bias),
+            "flatten": np.array(self.flatten),
         }
 
     @classmethod
@@ -160,6 +175,8 @@ class Preprocessor:
             center=bool(np.asarray(state["center"])),
             standardize=bool(np.asarray(state["standardize"])),
             bias=bool(np.asarray(state["bias"])),
+            # states written before images could keep their shape are rows
+            flatten=bool(np.asarray(state.get("flatten", True))),
         )
         pre.image_shape_ = tuple(int(s) for s in shape)  # type: ignore[assignment]
         pre.mean_ = mean.copy()
@@ -170,7 +187,7 @@ class Preprocessor:
         fitted = f", image_shape={self.image_shape_}" if self.image_shape_ else ""
         return (
             f"Preprocessor(center={self.center}, standardize={self.standardize}, "
-            f"bias={self.bias}{fitted})"
+            f"bias={self.bias}, flatten={self.flatten}{fitted})"
         )
 
 

@@ -6,22 +6,37 @@ the test images from scenes not in the training set. The archive
 :data:`MD5`); it holds ``meta.pkl`` and one pickle per object instance (``mug_3.pkl``, ...),
 each a dict with ``data`` (n, 32, 32, 3) and ``labels`` (n,); ``meta["test_split"]`` names the
 held-out instances. The pickles are read with
-:class:`~chainrule.data.safe_pickle.RestrictedUnpickler`, which admits only plain data and
-NumPy arrays.
+:class:`~chainrule.data.safe_pickle.RestrictedUnpickler`, which builds only plain data and
+NumPy arrays of plain numbers, within size limits.
+
+Every pickle is checked against the md5 of the official file each time it is read
+(``bundled/props.md5``, the list published with the dataset's reference loader): a file
+changed, planted or damaged in the unpacked folder is never unpickled, and
+:func:`load_props` unpacks the (md5-checked) archive again instead. Files not on the list
+are never read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .cache import cache_root
 
-__all__ = ["CLASSES", "FILE_ID", "MD5", "ensure_props", "read_props"]
+__all__ = [
+    "CLASSES",
+    "FILE_ID",
+    "MD5",
+    "UnpackedFileError",
+    "ensure_props",
+    "load_props",
+    "read_props",
+]
 
 FILE_ID = "1C8_JFsnPVm392C-S1rH0y4HFfNkdMlXi"
 MD5 = "b32c587684bb54a9f918b6b081a18e28"
@@ -30,11 +45,39 @@ DRIVE_URL: str | None = None
 ARCHIVE_NAME = "Progress-Objects-Sample.tar.gz"
 FOLDER = "Progress-Objects-Sample"
 META_FILE = "meta.pkl"
+#: ``{file name: md5}`` of the archive's pickles; None: the bundled ``props.md5``.
+FILE_MD5: dict[str, str] | None = None
 CLASSES = [
     "master_chef_can", "cracker_box", "sugar_box", "tomato_soup_can", "mustard_bottle",
     "tuna_fish_can", "gelatin_box", "potted_meat_can", "mug", "large_marker",
 ]  # fmt: skip
-_PICKLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.pkl$")
+
+
+class UnpackedFileError(ValueError):
+    """A file of the unpacked PROPS folder is missing or not the official one."""
+
+
+def file_md5s() -> dict[str, str]:
+    """``{file name: md5}`` of every pickle in the official archive (:data:`FILE_MD5`)."""
+    if FILE_MD5 is not None:
+        return dict(FILE_MD5)
+    text = resources.files(__package__).joinpath("bundled", "props.md5").read_text("ascii")
+    return {name: digest for digest, name in (line.split("  ") for line in text.splitlines())}
+
+
+def load_props(
+    cache_dir: str | os.PathLike | None = None,
+    archive: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`read_props` of :func:`ensure_props`'s folder; a folder whose files are missing
+    or not the official ones is unpacked again from the (md5-checked) archive, once."""
+    folder = ensure_props(cache_dir, archive, progress)
+    try:
+        return read_props(folder)
+    except UnpackedFileError:
+        shutil.rmtree(folder)
+        return read_props(ensure_props(cache_dir, archive, progress))
 
 
 def ensure_props(
@@ -67,23 +110,27 @@ def ensure_props(
         expected=f"the PROPS {ARCHIVE_NAME}",
     )
 
+    official = file_md5s()
+
     def choose(member: str) -> str | None:
         name = Path(member).name
-        return name if _PICKLE_NAME.match(name) else None
+        return name if name in official else None
 
-    return extract_files(archive_path, target, choose=choose, required=(META_FILE,))
+    return extract_files(archive_path, target, choose=choose, required=tuple(official))
 
 
 def read_props(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Parse an unpacked PROPS folder into ``{"train": (images, labels), "test": (...)}``.
 
     images (N, 32, 32, 3) uint8, labels (N,) int64 in :data:`CLASSES` order; object
-    instances in name order. Raises ``ValueError`` naming a file that does not fit.
+    instances in name order. Only the files of :func:`file_md5s` are read, each checked
+    against its md5 before it is unpickled. Raises :class:`UnpackedFileError` naming a file
+    that is missing or not the official one, ``ValueError`` naming a file that does not fit
+    the format.
     """
-    from .safe_pickle import load_pickle
-
     folder = Path(folder)
-    meta = load_pickle(folder / META_FILE)
+    sums = file_md5s()
+    meta = _load(folder / META_FILE, sums)
     if not isinstance(meta, dict) or "test_split" not in meta:
         raise ValueError(f"{folder / META_FILE} has no 'test_split' entry")
     held_out = meta["test_split"]
@@ -91,10 +138,10 @@ def read_props(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndar
         raise ValueError(f"{folder / META_FILE}: 'test_split' must list instance names")
     held_out = {_instance_name(x) for x in held_out}
 
-    instances = sorted(p.stem for p in folder.glob("*.pkl") if p.name != META_FILE)
+    instances = sorted(p[:-4] for p in sums if p.endswith(".pkl") and p != META_FILE)
     parts: dict[str, list] = {"train": [], "test": []}
     for inst in instances:
-        images, labels = _read_instance(folder / f"{inst}.pkl")
+        images, labels = _read_instance(folder / f"{inst}.pkl", sums)
         parts["test" if inst in held_out else "train"].append((images, labels))
     out = {}
     for split, chunks in parts.items():
@@ -116,10 +163,24 @@ def _instance_name(x) -> str:
     return name[:-4] if name.endswith(".pkl") else name
 
 
-def _read_instance(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load(path: Path, sums: dict[str, str]):
+    """The unpickled content of ``path`` after checking its bytes against ``sums``."""
     from .safe_pickle import load_pickle
 
-    entry = load_pickle(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UnpackedFileError(f"{path} is missing from the unpacked PROPS folder") from None
+    if hashlib.md5(data).hexdigest() != sums[path.name]:
+        raise UnpackedFileError(
+            f"{path} is not the file of the official PROPS archive (md5 mismatch); refusing "
+            "to read it"
+        )
+    return load_pickle(path, data=data)
+
+
+def _read_instance(path: Path, sums: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    entry = _load(path, sums)
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         raise ValueError(f"{path} is not a PROPS instance file (a dict with data and labels)")
     data = np.asarray(entry["data"])

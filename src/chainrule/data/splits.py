@@ -6,9 +6,11 @@ import numbers
 
 import numpy as np
 
-from chainrule._random import as_generator  # noqa: F401  (re-exported)
+from chainrule._random import as_generator
 
-__all__ = ["as_generator", "stratified_split_indices", "train_val_split"]
+from .dataset import Dataset
+
+__all__ = ["stratified_split_indices", "train_val_split"]
 
 
 def _check_fraction(val_fraction: float, name: str = "val_fraction") -> float:
@@ -33,13 +35,20 @@ def stratified_split_indices(
     val_fraction : float in [0, 1)
         Share of the samples that goes to validation: ``round(val_fraction * N)`` in all,
         spread over the classes in proportion to their sizes (largest remainders first), so
-        every class keeps its share in both parts.
+        every class keeps its share in both parts. Every class keeps at least one
+        training sample, whatever ``val_fraction`` asks: a model never silently trains
+        without a class. A class with a single sample therefore has it in the training
+        part and none in the validation part, and the validation part is smaller than
+        asked only when the classes cannot give more.
     random_state : int, Generator or None
         Which samples of a class go to validation. The same seed gives the same split.
 
     Returns
     -------
     train_idx, val_idx : int64 arrays, sorted ascending, disjoint, together ``0 .. N-1``.
+
+    Raises ``ValueError`` when ``val_fraction > 0`` leaves no validation sample at all (too
+    few samples, or only classes of one sample).
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -56,12 +65,23 @@ def stratified_split_indices(
     counts = np.bincount(inverse, minlength=classes.size)
     n_val = int(np.floor(val_fraction * n + 0.5))
     exact = val_fraction * counts
-    per_class = np.floor(exact).astype(np.int64)
+    room = counts - 1  # validation samples a class can give and keep one for training
+    per_class = np.minimum(np.floor(exact).astype(np.int64), room)
     remainder = n_val - int(per_class.sum())
-    if remainder > 0:
-        # Largest fractional parts first; a stable sort breaks ties by class order.
-        order = np.argsort(-(exact - per_class), kind="stable")
-        per_class[order[:remainder]] += 1
+    # Largest fractional parts first; a stable sort breaks ties by class order. A class
+    # without room passes its turn (more than one round only when classes are that small).
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    while remainder > 0:
+        takers = order[per_class[order] < room[order]][:remainder]
+        if takers.size == 0:
+            break
+        per_class[takers] += 1
+        remainder -= takers.size
+    if val_fraction > 0 and per_class.sum() == 0:
+        raise ValueError(
+            f"val_fraction={val_fraction} leaves no validation samples: {n} samples in "
+            f"{classes.size} classes, and each class keeps at least one for training"
+        )
 
     val_parts = []
     by_class = np.argsort(inverse, kind="stable")
@@ -107,3 +127,16 @@ def train_val_split(
         )
     train_idx, val_idx = stratified_split_indices(y, val_fraction, random_state)
     return X[train_idx], X[val_idx], y[train_idx], y[val_idx]
+
+
+def carve(ds: Dataset, split: str, val_fraction: float, random_state: int) -> Dataset:
+    """``ds`` itself for "test"/"all"; its stratified train or val part (see
+    :func:`stratified_split_indices`) for "train"/"val"."""
+    if split in ("test", "all"):
+        return ds
+    if split == "train" and val_fraction == 0:
+        return Dataset(ds.images, ds.labels, ds.classes, ds.name, "train")
+    if split == "val" and val_fraction == 0:
+        raise ValueError("val_fraction=0 leaves no validation split")
+    train_idx, val_idx = stratified_split_indices(ds.labels, val_fraction, random_state)
+    return ds.subset(train_idx if split == "train" else val_idx, split=split)

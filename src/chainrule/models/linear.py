@@ -5,10 +5,12 @@ Both score a sample ``x`` (D,) as ``s = x W + b`` with weights ``W`` (D, C) and 
 
     mean data loss over a minibatch  +  reg * sum(W ** 2)
 
-(the biases are not regularized) by minibatch stochastic gradient descent through the
-autograd engine: the data loss is the fused `svm_loss` or `cross_entropy` Function,
-``loss.backward()`` fills ``W.grad`` and ``b.grad``, and the update is a plain step
-against the gradient.
+(the biases are not regularized) by minibatch stochastic gradient descent, trained by
+`chainrule.train.Solver` like the networks: the model is one `chainrule.nn.Linear`
+layer, the data loss is the fused `svm_loss` or `cross_entropy` Function plus
+`l2_penalty`, the update is `chainrule.optim.SGD` (a plain step against the gradient),
+and the learning rate is multiplied by ``lr_decay`` after every epoch (an
+`~chainrule.optim.ExponentialLR` schedule).
 
 Inputs are already preprocessed feature rows, float (N, D), for example from
 ``chainrule.data.Preprocessor`` (pixels scaled to [0, 1], training mean subtracted,
@@ -26,28 +28,30 @@ so features of a very different size need another one: for the bundled 8x8 digit
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 
 import numpy as np
 
+from chainrule._random import as_generator
 from chainrule.autograd.arraymath import softmax
-from chainrule.autograd.engine import Tensor, no_grad
 from chainrule.models._base import (
     BaseEstimator,
     ClassifierMixin,
     check_is_fitted,
     check_labels,
-    check_random_state,
     check_X,
     check_X_y,
+    decision_from_scores,
+    label_indices,
+    unique_labels,
 )
-from chainrule.nn.functional.losses import cross_entropy, svm_loss
+from chainrule.nn.functional.losses import cross_entropy, l2_penalty, svm_loss
 
 __all__ = ["LinearSVM", "SoftmaxClassifier"]
 
-# Training accuracy per epoch is measured on at most this many training samples, so
-# that the check costs a fraction of an epoch on large data sets.
-_TRAIN_ACC_SAMPLES = 10_000
+# What ``history_`` keeps of the Solver's history (and what model files store).
+_HISTORY_KEYS = ("loss", "epoch_loss", "train_acc", "val_acc")
 # Rows per matrix product when scoring many samples (bounds the temporary memory).
 _SCORE_CHUNK = 8192
 
@@ -77,10 +81,6 @@ def _scores(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _accuracy(X, y_index, W, b) -> float:
-    return float(np.mean(_scores(X, W, b).argmax(axis=1) == y_index))
-
-
 class _LinearClassifier(ClassifierMixin, BaseEstimator):
     """Shared training and inference of `LinearSVM` and `SoftmaxClassifier`."""
 
@@ -89,9 +89,9 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
+        """The rates; `epochs` and `batch_size` are checked by the Solver."""
         name = type(self).__name__
-
-        def positive_number(attr, allow_zero=False):
+        for attr, allow_zero in (("learning_rate", False), ("reg", True), ("lr_decay", False)):
             v = getattr(self, attr)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
                 raise ValueError(f"{name}: {attr} must be a finite number, got {v!r}")
@@ -99,145 +99,90 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
                 bound = ">= 0" if allow_zero else "> 0"
                 raise ValueError(f"{name}: {attr} must be {bound}, got {v!r}")
 
-        def positive_int(attr):
-            v = getattr(self, attr)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name}: {attr} must be a positive integer, got {v!r}")
-
-        positive_number("learning_rate")
-        positive_number("reg", allow_zero=True)
-        positive_number("lr_decay")
-        positive_int("epochs")
-        positive_int("batch_size")
-
     # ------------------------------------------------------------------ objective
-    def _objective(self, W: Tensor, b: Tensor, X, y_index) -> Tensor:
-        """mean data loss of ``X @ W + b`` against class indices + reg * sum(W**2).
+    def _build_layer(self, n_features: int, n_classes: int, rng):
+        """The `nn.Linear` layer ``x @ W + b``: W (D, C) float32 from ``0.001 * N(0, 1)``
+        (the course's small random weights, which break the symmetry between classes),
+        b (C,) zeros."""
+        from chainrule import nn
 
-        X: (N, D) float array, y_index: (N,) int in [0, C). Returns a scalar Tensor.
-        """
-        loss = self._data_loss(X @ W + b, y_index)
-        if self.reg:
-            loss = loss + (W * W).sum() * float(self.reg)
-        return loss
+        return nn.Linear(n_features, n_classes, init="normal", weight_scale=0.001, random_state=rng)
+
+    def _make_loss(self, weight):
+        """``loss_fn(scores, y)``: mean data loss + ``reg * sum(W**2)`` with `weight` the
+        Tensor W (D, C); the biases are not regularized. Returns a scalar Tensor."""
+        data_loss = self._data_loss
+        reg = float(self.reg)
+
+        def loss_fn(scores, y):
+            loss = data_loss(scores, y)
+            if reg:
+                loss = loss + l2_penalty([weight], reg)
+            return loss
+
+        return loss_fn
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, X_val=None, y_val=None):
-        """Train by minibatch SGD on shuffled minibatches.
+        """Train by minibatch SGD on shuffled minibatches (`chainrule.train.Solver`).
 
         Parameters
         ----------
         X : (N, D) float array (converted to float32)
-        y : (N,) int labels (any integer values; at least two distinct classes)
+        y : (N,) class labels, integers (any values) or strings; at least two classes
         X_val, y_val : optional validation split, (M, D) and (M,); its accuracy is
-            recorded after every epoch in ``history_["val_acc"]``.
+            recorded after every epoch in ``history_["val_acc"]`` (the model of the last
+            epoch is kept; a label not seen in `y` counts as a wrong prediction).
 
-        Sets ``W_`` (D, C) float32, ``b_`` (C,) float32, ``classes_`` (C,) int64 sorted,
+        Sets ``W_`` (D, C) float32, ``b_`` (C,) float32, ``classes_`` (C,) the sorted
+        distinct labels (int64 or strings),
         ``n_features_in_``, ``loss_history_`` (the objective at every iteration, float32
         array) and ``history_`` (dict of lists: ``loss`` per iteration; ``epoch_loss``,
-        ``train_acc`` and ``val_acc`` per epoch; train accuracy is measured on up to
-        10,000 training samples, ``val_acc`` is empty without a validation split).
-        Returns self.
+        ``train_acc`` and ``val_acc`` per epoch; train accuracy is measured on a fixed
+        random subsample of `chainrule.train.TRAIN_ACC_SAMPLES` training rows,
+        ``val_acc`` is empty without a validation split). Returns self.
         """
+        from chainrule import optim
+        from chainrule.train.solver import Solver
+
         self._check_params()
-        X, y = check_X_y(X, y, dtype=np.float32)
-        classes, y_index = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y, got only {classes.tolist()}"
-            )
-        if (X_val is None) != (y_val is None):
-            raise ValueError("pass both X_val and y_val, or neither")
-        if X_val is not None:
-            X_val = check_X(
-                X_val, name="X_val", dtype=np.float32, n_features=X.shape[1], estimator=self
-            )
-            y_val = check_labels(y_val, name="y_val")
-            if len(y_val) != len(X_val):
-                raise ValueError(
-                    f"X_val has {len(X_val)} samples but y_val has {len(y_val)} labels"
-                )
-
-        n, d = X.shape
-        c = len(classes)
-        rng = check_random_state(self.random_state)
-        # Small random weights (the course's 0.001 * randn) break the symmetry between
-        # classes; zero biases.
-        W = Tensor((0.001 * rng.standard_normal((d, c))).astype(np.float32), requires_grad=True)
-        b = Tensor(np.zeros(c, dtype=np.float32), requires_grad=True)
-        batch = min(int(self.batch_size), n)
-        per_epoch = -(-n // batch)
-        epochs = int(self.epochs)
-        lr = float(self.learning_rate)
-        train_idx = (
-            rng.choice(n, _TRAIN_ACC_SAMPLES, replace=False) if n > _TRAIN_ACC_SAMPLES else None
+        X, y = check_X_y(X, y, dtype=np.float32, estimator=self)
+        classes, y_index = unique_labels(y, min_classes=2, estimator=self)
+        if y_val is not None:
+            # A label unseen in y gets -1, which matches no prediction.
+            y_val = label_indices(classes, check_labels(y_val, name="y_val"))
+        rng = as_generator(self.random_state)
+        layer = self._build_layer(X.shape[1], len(classes), rng)
+        solver = Solver(
+            layer,
+            optim.SGD(layer.parameters(), lr=float(self.learning_rate)),
+            self._make_loss(layer.weight),
+            X,
+            y_index,
+            X_val,
+            y_val,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            # The rate is multiplied by lr_decay after every epoch.
+            lr_schedule=functools.partial(optim.make_schedule, "exponential", gamma=self.lr_decay),
+            schedule_per="epoch",
+            restore_best=False,
+            random_state=rng,
+            verbose=self.verbose,
+            progress="run",
         )
-        train_acc_X = X if train_idx is None else X[train_idx]
-        train_acc_y = y_index if train_idx is None else y_index[train_idx]
-        if X_val is not None:
-            # Validation labels as indices into classes; a class unseen in training can
-            # never be predicted, so it gets an index that matches no prediction.
-            pos = np.searchsorted(classes, y_val).clip(0, c - 1)
-            y_val_index = np.where(classes[pos] == y_val, pos, -1)
-
-        losses = np.empty(per_epoch * epochs, dtype=np.float32)
-        history = {"loss": [], "epoch_loss": [], "train_acc": [], "val_acc": []}
-
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=per_epoch * epochs,
-            desc=type(self).__name__,
-            unit="it",
-            # verbose=True shows the bar on a terminal only (tqdm's disable=None).
-            disable=None if self.verbose else True,
-            leave=False,
-        )
-        it = 0
-        # Overflow is reported below as divergence, with advice, not as NumPy warnings.
-        with bar, _one_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
-            for _epoch in range(epochs):
-                order = rng.permutation(n)
-                for start in range(0, n, batch):
-                    idx = order[start : start + batch]
-                    loss = self._objective(W, b, X[idx], y_index[idx])
-                    loss.backward()
-                    with no_grad():
-                        W.data -= lr * W.grad
-                        b.data -= lr * b.grad
-                    W.grad = None
-                    b.grad = None
-                    value = losses[it] = loss.item()
-                    if not (np.isfinite(value) and np.isfinite(W.data).all()):
-                        raise ValueError(
-                            f"{type(self).__name__}: training diverged at iteration {it + 1} "
-                            f"(the loss or the weights became NaN or infinite); lower "
-                            f"learning_rate (now {self.learning_rate!r})"
-                        )
-                    it += 1
-                    bar.update(1)
-                epoch_loss = float(losses[it - per_epoch : it].mean())
-                history["epoch_loss"].append(epoch_loss)
-                history["train_acc"].append(_accuracy(train_acc_X, train_acc_y, W.data, b.data))
-                if X_val is not None:
-                    history["val_acc"].append(_accuracy(X_val, y_val_index, W.data, b.data))
-                bar.set_postfix(
-                    loss=f"{epoch_loss:.4f}",
-                    train=f"{history['train_acc'][-1]:.3f}",
-                    **({"val": f"{history['val_acc'][-1]:.3f}"} if X_val is not None else {}),
-                )
-                lr *= float(self.lr_decay)
+        with _one_blas_thread():
+            solver.train()
         self.classes_ = classes
-        self.n_features_in_ = d
-        self.W_ = W.data
-        self.b_ = b.data
-        history["loss"] = losses.tolist()
-        self.loss_history_ = losses
-        self.history_ = history
+        self.n_features_in_ = X.shape[1]
+        self.W_ = layer.weight.data
+        self.b_ = layer.bias.data
+        self.loss_history_ = np.asarray(solver.history["loss"], dtype=np.float32)
+        self.history_ = {k: list(solver.history[k]) for k in _HISTORY_KEYS}
         return self
 
     # ------------------------------------------------------------------ inference
-    def decision_function(self, X) -> np.ndarray:
+    def _class_scores(self, X) -> np.ndarray:
         """Class scores ``X @ W_ + b_``: (N, C) float32 for X (N, D)."""
         check_is_fitted(self, "W_")
         X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
@@ -245,14 +190,21 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
             X, self.W_.astype(np.float32, copy=False), self.b_.astype(np.float32, copy=False)
         )
 
+    def decision_function(self, X) -> np.ndarray:
+        """Class scores ``X @ W_ + b_`` for X (N, D): (N, C) float32, columns in
+        ``classes_``; with two classes, as scikit-learn's classifiers, (N,) float32: the
+        score of ``classes_[1]`` minus that of ``classes_[0]`` (> 0 predicts
+        ``classes_[1]``)."""
+        return decision_from_scores(self._class_scores(X))
+
     def predict(self, X) -> np.ndarray:
-        """Labels (N,) int64 from ``classes_`` with the highest score, for X (N, D)."""
-        scores = self.decision_function(X)  # checks first that the model is fitted
+        """Labels (N,) from ``classes_`` with the highest score, for X (N, D)."""
+        scores = self._class_scores(X)  # checks first that the model is fitted
         return self.classes_[scores.argmax(axis=1)]
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax of the class scores: (N, C) float32, rows sum to 1, columns in ``classes_``."""
-        return softmax(self.decision_function(X))
+        return softmax(self._class_scores(X))
 
     # ------------------------------------------------------------------ model files
     def _state_dict(self) -> dict[str, np.ndarray]:
@@ -261,7 +213,7 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
         return {
             "W_": np.asarray(self.W_, dtype=np.float32),
             "b_": np.asarray(self.b_, dtype=np.float32),
-            "classes_": np.asarray(self.classes_, dtype=np.int64),
+            "classes_": np.asarray(self.classes_),
             "loss_history_": np.asarray(getattr(self, "loss_history_", []), dtype=np.float32),
             "epoch_loss": np.asarray(h.get("epoch_loss", []), dtype=np.float64),
             "train_acc": np.asarray(h.get("train_acc", []), dtype=np.float64),
@@ -275,7 +227,7 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{name} state is missing {', '.join(missing)}")
         W = np.asarray(state["W_"], dtype=np.float32)
         b = np.asarray(state["b_"], dtype=np.float32)
-        classes = np.asarray(state["classes_"], dtype=np.int64)
+        classes = check_labels(state["classes_"], name="classes_")
         if W.ndim != 2 or b.shape != (W.shape[1],) or classes.shape != (W.shape[1],):
             raise ValueError(
                 f"{name} state has inconsistent shapes: W_ {W.shape}, b_ {b.shape}, "
@@ -306,18 +258,19 @@ class LinearSVM(_LinearClassifier):
     epochs : int
         Passes over the training data.
     batch_size : int
-        Samples per minibatch (capped at N).
+        Samples per minibatch (capped at N); the last, smaller minibatch of an epoch is
+        dropped when it holds fewer than half a batch.
     lr_decay : float > 0
         Factor applied to the learning rate after every epoch (1.0: constant).
     random_state : None, int or numpy.random.Generator
         Seeds the initial weights and the shuffling: the same seed gives the same model.
-    verbose : bool
-        Show a progress bar (tqdm) with the loss and accuracies when writing to a
-        terminal; False never shows it.
+    verbose : int or bool, default 0
+        Nonzero: show a progress bar (tqdm) with the loss and accuracies when writing to
+        a terminal (the command line does); 0 never shows it.
 
     Attributes (after ``fit``)
     --------------------------
-    W_ : (D, C) float32; b_ : (C,) float32; classes_ : (C,) int64
+    W_ : (D, C) float32; b_ : (C,) float32; classes_ : (C,) labels, int64 or strings
     loss_history_ : (iterations,) float32, the objective at every minibatch
     history_ : dict with ``loss``, ``epoch_loss``, ``train_acc``, ``val_acc``
 
@@ -334,7 +287,7 @@ class LinearSVM(_LinearClassifier):
         batch_size: int = 200,
         lr_decay: float = 0.9,
         random_state=None,
-        verbose: bool = True,
+        verbose: int = 0,
     ):
         self.learning_rate = learning_rate
         self.reg = reg
@@ -363,7 +316,7 @@ class SoftmaxClassifier(_LinearClassifier):
         batch_size: int = 200,
         lr_decay: float = 0.9,
         random_state=None,
-        verbose: bool = True,
+        verbose: int = 0,
     ):
         self.learning_rate = learning_rate
         self.reg = reg

@@ -13,60 +13,29 @@ included, through ``_state_dict`` / ``_load_state_dict`` for model files.
 
 from __future__ import annotations
 
+import functools
+import json
 import numbers
 
 import numpy as np
 
+from chainrule._random import as_generator
 from chainrule.autograd.arraymath import softmax
-from chainrule.autograd.engine import Function, Tensor, no_grad
+from chainrule.autograd.engine import Tensor, no_grad
 from chainrule.models._base import (
     BaseEstimator,
     ClassifierMixin,
     check_is_fitted,
     check_labels,
-    check_random_state,
     check_X,
     check_X_y,
+    decision_from_scores,
+    label_indices,
+    unique_labels,
 )
+from chainrule.nn.functional.losses import l2_penalty
 
-__all__ = ["FullyConnectedNet", "TwoLayerNet", "l2_penalty"]
-
-_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-_SCHEDULES = (None, "constant", "exponential", "step", "cosine", "warmup", "onecycle")
-
-
-class L2Penalty(Function):
-    """``reg * sum(W**2)`` of one weight array, a scalar; gradient ``2 * reg * W``.
-
-    One dot product forward and one scaled copy backward, instead of a graph of a square,
-    a sum and a product over millions of weights.
-    """
-
-    @staticmethod
-    def forward(ctx, W, reg):
-        flat = W.reshape(-1)
-        ctx.save_for_backward(W)
-        ctx.reg = reg
-        return np.asarray(reg * np.dot(flat, flat), dtype=W.dtype)
-
-    @staticmethod
-    def backward(ctx, g):
-        (W,) = ctx.saved_tensors
-        return W * (2.0 * ctx.reg * g), None
-
-    @staticmethod
-    def jvp(ctx, tW, _treg):
-        (W,) = ctx.saved_tensors
-        return 2.0 * ctx.reg * np.vdot(W, tW)
-
-
-def l2_penalty(weights, reg: float):
-    """``reg * sum over W in weights of sum(W**2)`` as a scalar Tensor (weights: Tensors)."""
-    total = None
-    for W in weights:
-        term = L2Penalty.apply(W, float(reg))
-        total = term if total is None else total + term
-    return total
+__all__ = ["FullyConnectedNet", "TwoLayerNet"]
 
 
 def _is_int(v) -> bool:
@@ -125,14 +94,15 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         Stop after this many epochs without a better validation accuracy.
     random_state : int, Generator or None
         Initialisation, shuffling, dropout masks and augmentation.
-    verbose : bool
-        Progress bar and one line per epoch.
+    verbose : int or bool, default 0
+        Nonzero: a progress bar and one line per epoch (the command line turns it on).
 
     Attributes (after fit)
     ----------------------
-    classes_ : (C,) labels; n_features_in_ : int; net_ : the `chainrule.nn.Sequential`;
-    history_ : dict of lists (``loss`` per iteration; ``epoch_loss``, ``train_acc``,
-    ``val_acc``, ``lr``, ``epoch_time`` per epoch; ``best_epoch``, ``best_val_acc``).
+    classes_ : (C,) the sorted distinct labels (int64 or strings); n_features_in_ : int;
+    net_ : the `chainrule.nn.Sequential`; history_ : dict of lists (``loss`` per iteration;
+    ``epoch_loss``, ``train_acc``, ``val_acc``, ``lr``, ``epoch_time`` per epoch;
+    ``best_epoch``, ``best_val_acc``).
     """
 
     def __init__(
@@ -157,7 +127,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         weight_scale=None,
         early_stopping_patience=None,
         random_state=None,
-        verbose=True,
+        verbose=0,
     ):
         self.hidden_dims = hidden_dims
         self.dropout = dropout
@@ -259,9 +229,6 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
     def _make_optimizer(self, net):
         from chainrule import optim
 
-        name = self.optimizer
-        if name not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {name!r}")
         lr = self.learning_rate
         if not _is_real(lr) or lr <= 0:
             raise ValueError(f"learning_rate must be a positive number, got {lr!r}")
@@ -269,34 +236,21 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         if not _is_real(wd) or wd < 0:
             raise ValueError(f"weight_decay must be a non-negative number, got {wd!r}")
         params = optim.weight_decay_groups(net, float(wd))
-        if name == "sgd":
-            return optim.SGD(params, lr=lr)
-        if name in ("momentum", "nesterov"):
-            mu = self.momentum
-            if not _is_real(mu) or not 0.0 <= mu < 1.0:
-                raise ValueError(f"momentum must be in [0, 1), got {mu!r}")
-            return optim.SGD(params, lr=lr, momentum=float(mu), nesterov=name == "nesterov")
-        if name == "rmsprop":
-            return optim.RMSProp(params, lr=lr)
-        if name == "adam":
-            return optim.Adam(params, lr=lr)
-        return optim.AdamW(params, lr=lr, weight_decay=float(wd))
+        return optim.make_optimizer(
+            self.optimizer, params, lr, momentum=self.momentum, weight_decay=float(wd)
+        )
 
-    def _make_schedule(self, opt, steps_per_epoch: int, epochs: int):
+    def _schedule_factory(self):
+        """``(optimizer, total_steps) -> schedule`` for the Solver, which sizes it."""
         from chainrule import optim
 
-        if self.lr_schedule not in _SCHEDULES:
-            names = ", ".join(str(s) for s in _SCHEDULES)
+        if self.lr_schedule not in optim.SCHEDULES:
+            names = ", ".join(str(s) for s in optim.SCHEDULES)
             raise ValueError(f"lr_schedule must be one of {names}; got {self.lr_schedule!r}")
-        if self.schedule_per not in ("iteration", "epoch"):
-            raise ValueError(
-                f'schedule_per must be "iteration" or "epoch", got {self.schedule_per!r}'
-            )
-        total = epochs * steps_per_epoch if self.schedule_per == "iteration" else epochs
         kwargs = {}
         if self.lr_schedule == "onecycle" and self.optimizer in ("sgd", "rmsprop"):
             kwargs["cycle_momentum"] = False
-        return optim.make_schedule(self.lr_schedule, opt, total, **kwargs)
+        return functools.partial(optim.make_schedule, self.lr_schedule, **kwargs)
 
     def _image_shape(self, n_features: int, why: str) -> tuple[int, int, int]:
         if self.image_shape is None:
@@ -364,37 +318,40 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             raise ValueError(f"label_smoothing must be in [0, 1), got {ls!r}")
 
     # ------------------------------------------------------------ fitting
-    def fit(self, X, y, X_val=None, y_val=None, *, checkpoint_dir=None, resume=False):
-        """Train on rows X (N, D) with labels y (N,); validate on (X_val, y_val) if given.
+    def fit(
+        self,
+        X,
+        y,
+        X_val=None,
+        y_val=None,
+        *,
+        checkpoint_dir=None,
+        resume=False,
+        checkpoint_settings=None,
+    ):
+        """Train on rows X (N, D) with labels y (N,) (integers or strings, at least two
+        classes); validate on (X_val, y_val) if given.
 
         With validation data the model of the best validation epoch is kept. With
         `checkpoint_dir` a checkpoint is written after every epoch; ``resume=True``
         continues from the checkpoint found there (same data and hyperparameters give the
-        same final model as an uninterrupted run). Returns self.
+        same final model as an uninterrupted run). A checkpoint records the
+        hyperparameters, the seed and the shapes of the data it was written for, plus
+        `checkpoint_settings` (a dict of JSON values, e.g. where the data came from);
+        resuming from a checkpoint that records others raises ValueError. Returns self.
         """
-        from chainrule.train.solver import Solver, batches_per_epoch
+        from chainrule.train.solver import Solver
 
         self._check_hyperparameters()
-        X, y = check_X_y(X, y, dtype=np.float32)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]}); need at least 2")
+        X, y = check_X_y(X, y, dtype=np.float32, estimator=self)
+        self.classes_, y_idx = unique_labels(y, min_classes=2, estimator=self)
         self.n_features_in_ = X.shape[1]
-        if (X_val is None) != (y_val is None):
-            raise ValueError("give both X_val and y_val, or neither")
-        if X_val is not None:
-            X_val = check_X(X_val, name="X_val", dtype=np.float32, n_features=X.shape[1])
+        if y_val is not None:
             y_val = self._encode(check_labels(y_val, name="y_val"), "y_val")
-            if X_val.shape[0] != y_val.shape[0]:
-                raise ValueError(
-                    f"X_val has {X_val.shape[0]} rows but y_val has {y_val.shape[0]} labels"
-                )
         self._make_eval_views(X.shape[1])  # refuse a bad test_time_flip before training
-        rng = check_random_state(self.random_state)
+        rng = as_generator(self.random_state)
         net = self._build_network(X.shape[1], len(self.classes_), rng)
         opt = self._make_optimizer(net)
-        steps = batches_per_epoch(X.shape[0], self.batch_size)
-        schedule = self._make_schedule(opt, steps, self.epochs)
         solver = Solver(
             net,
             opt,
@@ -405,11 +362,12 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             y_val,
             batch_size=self.batch_size,
             epochs=self.epochs,
-            lr_schedule=schedule,
+            lr_schedule=self._schedule_factory(),
             schedule_per=self.schedule_per,
             augment=self._make_augment(X.shape[1]),
             early_stopping_patience=self.early_stopping_patience,
             checkpoint_dir=checkpoint_dir,
+            settings=self._run_settings(X, X_val, checkpoint_settings),
             random_state=rng,
             verbose=self.verbose,
         )
@@ -420,10 +378,31 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         self.history_["best_val_acc"] = solver.best_val_acc if solver.X_val is not None else None
         return self
 
+    def _run_settings(self, X, X_val, extra) -> dict:
+        """What a checkpoint of this fit belongs to: hyperparameters (the seed included;
+        not `verbose`), data shapes, classes, and the caller's `extra` dict."""
+
+        def plain(v):
+            try:
+                json.dumps(v)
+            except (TypeError, ValueError):
+                return f"<{type(v).__name__}>"
+            return v
+
+        params = {k: plain(v) for k, v in self.get_params().items() if k != "verbose"}
+        return {
+            "estimator": type(self).__name__,
+            "params": params,
+            "n_train": int(X.shape[0]),
+            "n_val": None if X_val is None else int(np.shape(X_val)[0]),
+            "n_features": int(X.shape[1]),
+            "classes": self.classes_.tolist(),
+            "caller": extra,
+        }
+
     def _encode(self, y, name: str) -> np.ndarray:
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        bad = self.classes_[idx] != y
+        idx = label_indices(self.classes_, y)
+        bad = idx < 0
         if bad.any():
             raise ValueError(f"{name} has labels not seen in y: {np.unique(y[bad])[:10].tolist()}")
         return idx
@@ -437,23 +416,19 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
                 out.append(self.net_(Tensor(X[i : i + batch_size])).data)
         return np.concatenate(out, axis=0)
 
+    def _check_rows(self, X) -> np.ndarray:
+        check_is_fitted(self, "net_")
+        return check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+
     def decision_function(self, X) -> np.ndarray:
-        """Class scores (N, C), float32, of rows X (N, D): the network in eval mode
-        (one view of each row, without test-time flips)."""
-        check_is_fitted(self, "net_")
-        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
-        return self._forward(X)
+        """Class scores of rows X (N, D): the network in eval mode (one view of each row,
+        without test-time flips). (N, C) float32, columns in ``classes_``; with two
+        classes, as scikit-learn's classifiers, (N,) float32: the score of
+        ``classes_[1]`` minus that of ``classes_[0]``."""
+        return decision_from_scores(self._forward(self._check_rows(X)))
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (N, C), float32; column j is class ``classes_[j]``.
-
-        The softmax of the scores, averaged with that of the mirror images when
-        test-time flips are on.
-        """
-        check_is_fitted(self, "net_")
-        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
+    def _proba(self, X: np.ndarray, views) -> np.ndarray:
         p = softmax(self._forward(X))
-        views = self._make_eval_views(self.n_features_in_)
         if views is not None:
             others = views(X)
             for V in others:
@@ -461,10 +436,24 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             p /= 1 + len(others)
         return p
 
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (N, C), float32; column j is class ``classes_[j]``.
+
+        The softmax of the scores, averaged with that of the mirror images when
+        test-time flips are on.
+        """
+        X = self._check_rows(X)
+        return self._proba(X, self._make_eval_views(self.n_features_in_))
+
     def predict(self, X) -> np.ndarray:
-        """Predicted labels (N,) of rows X (N, D)."""
-        labels = self.predict_proba(X).argmax(axis=1)
-        return self.classes_[labels]
+        """Predicted labels (N,) of rows X (N, D): the class with the highest score (the
+        highest averaged probability with test-time flips)."""
+        X = self._check_rows(X)
+        views = self._make_eval_views(self.n_features_in_)
+        # Without flips, the argmax of the scores: the sign of the two-class
+        # decision_function agrees with it exactly, which a softmax could blur.
+        best = (self._forward(X) if views is None else self._proba(X, views)).argmax(axis=1)
+        return self.classes_[best]
 
     # ------------------------------------------------------------ model files
     def _state_dict(self) -> dict[str, np.ndarray]:
@@ -478,7 +467,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         for k in ("classes_", "n_features_in_"):
             if k not in state:
                 raise ValueError(f"{type(self).__name__} state has no {k!r}")
-        classes = np.asarray(state["classes_"])
+        classes = check_labels(state["classes_"], name="classes_")
         n_features = int(np.asarray(state["n_features_in_"]))
         net = self._build_network(n_features, len(classes), np.random.default_rng(0))
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
@@ -516,7 +505,7 @@ class TwoLayerNet(FullyConnectedNet):
         weight_scale=None,
         early_stopping_patience=None,
         random_state=None,
-        verbose=True,
+        verbose=0,
     ):
         self.hidden_size = hidden_size
         self.dropout = dropout

@@ -1,7 +1,10 @@
-"""Names of the model classes, as used by model files and the command line.
+"""Names of the model families, as used by model files and the command line.
 
-Each class is imported the first time its name is looked up, so that importing the
-registry stays cheap and a model module that fails to import does not hide the others.
+A registry entry is a name -> (estimator class, spec): the class fits and predicts, the
+spec (``models/spec.py``) tells the experiment layer and the command line how to run it.
+Each class and each spec is imported the first time its name is looked up, so that
+importing the registry stays cheap and a model module that fails to import does not hide
+the others.
 """
 
 from __future__ import annotations
@@ -9,7 +12,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-__all__ = ["MODEL_REGISTRY", "get_model_class", "model_name", "register_model"]
+from chainrule.models.spec import ModelSpec
+
+__all__ = [
+    "MODEL_REGISTRY",
+    "get_model_class",
+    "get_model_spec",
+    "model_name",
+    "register_model",
+]
 
 # name -> (module, class name)
 _LOCATIONS: dict[str, tuple[str, str]] = {
@@ -19,6 +30,15 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "twolayer": ("chainrule.models.mlp", "TwoLayerNet"),
     "mlp": ("chainrule.models.mlp", "FullyConnectedNet"),
 }
+# name -> (module, attribute) of its spec; a name without one runs with a plain ModelSpec
+_SPEC_LOCATIONS: dict[str, tuple[str, str]] = {
+    "knn": ("chainrule.models.knn_spec", "KNN_SPEC"),
+    "svm": ("chainrule.models.linear_spec", "SVM_SPEC"),
+    "softmax": ("chainrule.models.linear_spec", "SOFTMAX_SPEC"),
+    "twolayer": ("chainrule.models.mlp_spec", "TWOLAYER_SPEC"),
+    "mlp": ("chainrule.models.mlp_spec", "MLP_SPEC"),
+}
+_SPECS: dict = {}
 
 
 class _Registry(Mapping):
@@ -59,20 +79,55 @@ class _Registry(Mapping):
 MODEL_REGISTRY = _Registry(_LOCATIONS)
 
 
-def register_model(name: str, cls: type) -> None:
-    """Make ``cls`` loadable from model files under ``name`` (a new, unused name)."""
+def register_model(name: str, cls: type, spec=None) -> None:
+    """Register ``cls`` under ``name`` (a new, unused name), with its ``spec``.
+
+    Model files of it then load, and ``chainrule train``/``compare`` run it. ``spec`` is a
+    ``ModelSpec`` named ``name``; without one the class runs with its own defaults.
+    """
     if not isinstance(name, str) or not name:
         raise TypeError("a model name must be a non-empty string")
     if name in _LOCATIONS and _LOCATIONS[name] != (cls.__module__, cls.__qualname__):
         raise ValueError(f"model name {name!r} is already taken by {_LOCATIONS[name]}")
+    if spec is not None and getattr(spec, "name", None) != name:
+        raise ValueError(f"the spec of model {name!r} is named {getattr(spec, 'name', None)!r}")
     _LOCATIONS[name] = (cls.__module__, cls.__qualname__)
     MODEL_REGISTRY._classes[name] = cls
+    if spec is not None:
+        spec.bind(lambda: get_model_class(name))
+        _SPECS[name] = spec
+
+
+def get_model_spec(name: str):
+    """The ``ModelSpec`` of model ``name``; ``ValueError`` naming the choices otherwise.
+
+    Imports the spec's module, not the estimator's.
+    """
+    _check_known(name)
+    if name in _SPECS:
+        return _SPECS[name]
+    spec = ModelSpec(name)
+    if name in _SPEC_LOCATIONS:
+        module_name, attr = _SPEC_LOCATIONS[name]
+        try:
+            spec = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"the spec of model {name!r} is not available: {e}") from None
+        if spec.name != name:
+            raise ValueError(f"the spec of model {name!r} is named {spec.name!r}")
+    spec.bind(lambda: get_model_class(name))
+    _SPECS[name] = spec
+    return spec
+
+
+def _check_known(name: str) -> None:
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_REGISTRY)}")
 
 
 def get_model_class(name: str) -> type:
     """The class registered as ``name``; ``ValueError`` naming the choices otherwise."""
-    if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_REGISTRY)}")
+    _check_known(name)
     try:
         return MODEL_REGISTRY[name]
     except LookupError as e:

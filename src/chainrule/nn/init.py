@@ -20,10 +20,9 @@ import math
 
 import numpy as np
 
-from chainrule._random import as_generator  # noqa: F401  (re-exported)
+from chainrule._random import as_generator
 
 __all__ = [
-    "as_generator",
     "calculate_gain",
     "kaiming_normal",
     "kaiming_uniform",

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from chainrule._random import as_generator
 from chainrule.autograd import ops as _ops
 from chainrule.autograd.engine import Tensor
 from chainrule.nn import init as _init
@@ -400,7 +401,7 @@ class Dropout(Module):
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
-        self.rng = _init.as_generator(random_state)
+        self.rng = as_generator(random_state)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training, self.rng)

@@ -2,10 +2,12 @@
 
 All optimizers update parameters in place with preallocated state; see
 `chainrule.optim.optimizers` for the formulas and `chainrule.optim.schedules` for the
-schedules and how to step them.
+schedules and how to step them. `make_optimizer` and `make_schedule` build both by name
+(`OPTIMIZERS`, `SCHEDULES`), which is how the estimators choose them.
 """
 
 from chainrule.optim.optimizers import (
+    OPTIMIZERS,
     SGD,
     Adam,
     AdamW,
@@ -13,10 +15,12 @@ from chainrule.optim.optimizers import (
     RMSProp,
     clip_grad_norm,
     get_num_threads,
+    make_optimizer,
     set_num_threads,
     weight_decay_groups,
 )
 from chainrule.optim.schedules import (
+    SCHEDULES,
     CosineAnnealingLR,
     ExponentialLR,
     LinearWarmup,
@@ -27,6 +31,8 @@ from chainrule.optim.schedules import (
 )
 
 __all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
     "SGD",
     "Adam",
     "AdamW",
@@ -40,6 +46,7 @@ __all__ = [
     "StepLR",
     "clip_grad_norm",
     "get_num_threads",
+    "make_optimizer",
     "make_schedule",
     "set_num_threads",
     "weight_decay_groups",

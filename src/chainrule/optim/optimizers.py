@@ -18,7 +18,9 @@ The formulas are PyTorch's (``torch.optim``), so trajectories agree with it:
   eps)``; `weight_decay` adds ``wd * p`` to the gradient (L2 regularization).
 - AdamW: Adam with decoupled weight decay ``p *= 1 - lr * wd`` before the update.
 
-Weight decay on weights only: `params` is either an iterable of Parameters or a list
+Weight decay is one step (`Optimizer._decay`) before every update rule: coupled, as L2
+regularization added to the gradient, or decoupled (AdamW). Weight decay on weights
+only: `params` is either an iterable of Parameters or a list
 of dicts ``{"params": [...], "weight_decay": wd}`` (the key is optional and defaults to
 the optimizer's `weight_decay`; no other key is accepted). `weight_decay_groups`
 builds such a list from a module: decay for matrices (ndim >= 2), none for biases and
@@ -36,6 +38,8 @@ from chainrule.autograd.engine import Tensor
 
 __all__ = [
     "CHUNK",
+    "OPTIMIZERS",
+    "make_optimizer",
     "get_num_threads",
     "set_num_threads",
     "SGD",
@@ -132,6 +136,9 @@ class Optimizer:
     set), the step count ``t`` and per-parameter state arrays."""
 
     _state_names: tuple[str, ...] = ()
+    # Decoupled weight decay (AdamW) shrinks the parameters; coupled (L2) adds to the
+    # gradient.
+    _decoupled_weight_decay = False
 
     def __init__(self, params, lr: float, weight_decay: float = 0.0):
         name = type(self).__name__
@@ -203,9 +210,23 @@ class Optimizer:
     def _active_states(self) -> tuple[str, ...]:
         return self._state_names
 
-    def _update(self, p, g, states, wd, a, b, consts) -> None:
+    def _decay(self, p, g, wd, scratch):
+        """The weight-decay step of one chunk, before the update; returns the gradient
+        the update uses. Coupled (L2, PyTorch's ``weight_decay``): ``g + wd * p``,
+        written to `scratch`. Decoupled: ``p *= 1 - lr * wd`` in place, `g` unchanged."""
+        if wd == 0:
+            return g
+        if self._decoupled_weight_decay:
+            p *= 1.0 - self.lr * wd
+            return g
+        d = scratch[: p.size]
+        np.multiply(p, wd, out=d)
+        d += g
+        return d
+
+    def _update(self, p, g, states, u, consts) -> None:
         """Update one chunk in place: p, g and states are 1-D views of equal length n,
-        a and b scratch arrays of at least n elements."""
+        u a scratch array of at least n elements (g may be another scratch array)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -291,7 +312,7 @@ def get_num_threads() -> int:
 def _run_group(opt, items, worker, consts):
     for p, g, states, wd in items:
         a, b = opt._scratch_for(p.dtype, worker)
-        opt._update(p, g, states, wd, a, b, consts)
+        opt._update(p, opt._decay(p, g, wd, a), states, b, consts)
 
 
 def _run_chunks(opt, items, consts) -> None:
@@ -351,27 +372,20 @@ class SGD(Optimizer):
     def _constants(self):
         return (self.lr, self.momentum, self.nesterov)
 
-    def _update(self, p, g, states, wd, a, b, consts):
+    def _update(self, p, g, states, u, consts):
         lr, mu, nesterov = consts
-        n = p.size
-        if wd != 0:
-            d = a[:n]
-            np.multiply(p, wd, out=d)
-            d += g
-        else:
-            d = g
+        u = u[: p.size]
+        d = g
         if states:
             (buf,) = states
             buf *= mu
-            buf += d
+            buf += g
             if nesterov:
-                u = b[:n]
                 np.multiply(buf, mu, out=u)
-                u += d
+                u += g
                 d = u
             else:
                 d = buf
-        u = b[:n]
         np.multiply(d, -lr, out=u)
         p += u
 
@@ -400,24 +414,17 @@ class RMSProp(Optimizer):
     def _constants(self):
         return (self.lr, self.alpha, self.eps)
 
-    def _update(self, p, g, states, wd, a, b, consts):
+    def _update(self, p, g, states, u, consts):
         lr, alpha, eps = consts
         (sq,) = states
-        n = p.size
-        if wd != 0:
-            d = a[:n]
-            np.multiply(p, wd, out=d)
-            d += g
-        else:
-            d = g
-        u = b[:n]
+        u = u[: p.size]
         sq *= alpha
-        np.multiply(d, d, out=u)
+        np.multiply(g, g, out=u)
         u *= 1.0 - alpha
         sq += u
         np.sqrt(sq, out=u)
         u += eps
-        np.divide(d, u, out=u)
+        np.divide(g, u, out=u)
         u *= -lr
         p += u
 
@@ -431,7 +438,6 @@ class Adam(Optimizer):
     """
 
     _state_names = ("exp_avg", "exp_avg_sq")
-    _decoupled = False
 
     def __init__(
         self,
@@ -462,21 +468,12 @@ class Adam(Optimizer):
         bc2_sqrt = math.sqrt(1.0 - b2**t)
         # lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
         #   = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)): one pass fewer.
-        return (lr, b1, b2, -lr * bc2_sqrt / bc1, self.eps * bc2_sqrt)
+        return (b1, b2, -lr * bc2_sqrt / bc1, self.eps * bc2_sqrt)
 
-    def _update(self, p, g, states, wd, a, b, consts):
-        lr, b1, b2, step_size, eps_hat = consts
+    def _update(self, p, g, states, u, consts):
+        b1, b2, step_size, eps_hat = consts
         m, v = states
-        n = p.size
-        u = a[:n]
-        if wd != 0:
-            if self._decoupled:
-                p *= 1.0 - lr * wd
-            else:
-                d = b[:n]
-                np.multiply(p, wd, out=d)
-                d += g
-                g = d
+        u = u[: p.size]
         # m = b1 m + (1 - b1) g
         m *= b1
         np.multiply(g, 1.0 - b1, out=u)
@@ -501,7 +498,7 @@ class AdamW(Adam):
     ``AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)``.
     """
 
-    _decoupled = True
+    _decoupled_weight_decay = True
 
     def __init__(
         self,
@@ -512,6 +509,33 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
     ):
         super().__init__(params, lr, betas, eps, weight_decay)
+
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+
+
+def make_optimizer(
+    name: str, params, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0
+) -> Optimizer:
+    """An optimizer by name, over `params` (Parameters, parameter groups or a Module):
+
+    - ``"sgd"``: `SGD` without momentum;
+    - ``"momentum"`` / ``"nesterov"``: `SGD` with (Nesterov) `momentum` in [0, 1);
+    - ``"rmsprop"``: `RMSProp`;
+    - ``"adam"``: `Adam`;
+    - ``"adamw"``: `AdamW` (decoupled weight decay).
+
+    `weight_decay` applies to every parameter group that sets none of its own (for
+    example pass ``weight_decay_groups(module, wd)`` to decay matrices only); it is added
+    to the gradient except for ``"adamw"``. Other settings are the optimizers' defaults.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    if name in ("momentum", "nesterov"):
+        mu = _check_number("momentum", momentum, 0.0, 1.0, hi_open=True)
+        return SGD(params, lr, momentum=mu, nesterov=name == "nesterov", weight_decay=weight_decay)
+    cls = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}[name]
+    return cls(params, lr, weight_decay=weight_decay)
 
 
 def clip_grad_norm(

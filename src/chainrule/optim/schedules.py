@@ -9,7 +9,7 @@ name (closed forms).
 
 Typical loop::
 
-    sched = CosineAnnealingLR(opt, T_max=epochs * batches_per_epoch)
+    sched = CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     for batch in ...:
         loss.backward(); opt.step(); opt.zero_grad()
         sched.step()
@@ -26,6 +26,7 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "SCHEDULES",
     "CosineAnnealingLR",
     "ExponentialLR",
     "LRSchedule",
@@ -248,6 +249,9 @@ class OneCycleLR(LRSchedule):
                 self.optimizer.momentum = mom
 
 
+SCHEDULES = (None, "constant", "exponential", "step", "cosine", "warmup", "onecycle")
+
+
 def make_schedule(name: str | None, optimizer, total_steps: int, **kwargs) -> LRSchedule | None:
     """A schedule by name, sized for `total_steps` steps (in the caller's unit):
 
@@ -258,7 +262,9 @@ def make_schedule(name: str | None, optimizer, total_steps: int, **kwargs) -> LR
     - ``"warmup"``: `LinearWarmup` over ``warmup_steps`` (default 5% of the run);
     - ``"onecycle"``: `OneCycleLR` peaking at ``max_lr`` (default: the optimizer's lr).
 
-    Other keyword arguments go to the schedule's constructor.
+    Other keyword arguments go to the schedule's constructor. A `Solver` sizes the
+    schedule itself from a factory: ``functools.partial(make_schedule, name, **kwargs)``
+    called with ``(optimizer, total_steps)``.
     """
     total_steps = _positive_int("make_schedule: total_steps", total_steps)
     if name is None or name == "constant":

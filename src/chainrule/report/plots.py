@@ -163,6 +163,48 @@ def plot_search_results(results, path, x: str = "learning_rate", y: str = "reg")
     return _save(fig, path)
 
 
+def plot_search_curve(results, param: str, path) -> Path:
+    """Accuracy of each searched value of one parameter, as a curve.
+
+    Parameters
+    ----------
+    results : list of dict (or an object with ``.results``)
+        Rows of a search: ``params`` (dict with key ``param``), ``train_acc`` (float or
+        None), ``val_acc``.
+    param : the parameter on the x axis; positive values are drawn on a log scale
+    path : where to write the image
+
+    Validation accuracy, and training accuracy when it was measured, against the value;
+    the best validation value is marked.
+    """
+    results = getattr(results, "results", results)
+    if not results:
+        raise ValueError("no search results to plot")
+    try:
+        xs = np.array([r["params"][param] for r in results], dtype=np.float64)
+    except KeyError:
+        raise ValueError(f"search results have no parameter {param!r}") from None
+    order = np.argsort(xs, kind="stable")
+    curves = {"validation": np.array([r["val_acc"] for r in results], dtype=np.float64)}
+    if all(r.get("train_acc") is not None for r in results):
+        curves["training"] = np.array([r["train_acc"] for r in results], dtype=np.float64)
+
+    fig = _new_figure((6.5, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, acc in curves.items():
+        ax.plot(xs[order], acc[order], marker="o", label=label)
+    best = int(np.argmax(curves["validation"]))
+    ax.axvline(xs[best], color="gray", ls=":", lw=1)
+    if (xs > 0).all():
+        ax.set_xscale("log")
+    ax.set_xlabel(param)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"search over {param} (best {xs[best]:g}, {curves['validation'][best]:.1%})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
 def plot_confusion_matrix(cm, classes, path, title: str = "confusion matrix") -> Path:
     """Draw a confusion matrix with counts, rows true classes, columns predictions.
 

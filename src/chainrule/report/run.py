@@ -1,36 +1,56 @@
 """Run folders: what a training or comparison run leaves behind.
 
 A run folder holds the model file(s) (``model.npz`` for ``chainrule train``, ``<name>.npz``
-per model for ``chainrule compare``), ``metrics.json`` (accuracies, timings,
-hyperparameters, histories, the data used) and PNG plots. Files are written atomically, so
-an interrupted run never leaves a half-written ``metrics.json`` or model behind.
+per model for ``chainrule compare``, written by the experiment layer), ``metrics.json``
+(accuracies, timings, hyperparameters, histories, the data used) and PNG plots. Files
+are written atomically, so an interrupted run never leaves a half-written
+``metrics.json`` or model behind.
+
+A run folder belongs to one run. :meth:`RunFolder.start` opens it for a run: it takes the
+folder's lock (``report/lock.py``: a second process is refused, naming the first one's
+pid), refuses a new run into a folder that holds anything but leftovers of killed
+writers unless told to replace it (``force``, which clears only a chainrule run folder:
+its metrics, model files, checkpoint and plots, nothing else), and removes the temporary
+files that killed writers left. ``metrics.json`` records a ``status``: ``running`` while
+the run goes on, ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` when it stopped, ``done``;
+a ``running`` folder whose lock no live process holds (a SIGKILLed run) reads as
+``interrupted`` (:meth:`RunFolder.status`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from chainrule._files import atomic_write
+from chainrule._files import atomic_write, remove_stale_temps
+from chainrule.report.lock import LOCK_FILE, RunLock, lock_holder
 
 __all__ = [
     "METRICS_FILE",
-    "MODEL_FILE",
     "RunFolder",
+    "RunFolderError",
     "default_run_dir",
-    "find_model_file",
     "to_jsonable",
 ]
 
 METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.npz"
+# What chainrule writes into a run folder; anything else is someone else's file.
+RUN_FILE_SUFFIXES = (".npz", ".png")
+# The temporary files of chainrule._files (a writer killed before it renamed its file).
+_TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}(?P<suffix>\.tmp|\.part)$")
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot take this run; the message is one line for the user."""
 
 
 def to_jsonable(value: Any) -> Any:
@@ -60,6 +80,13 @@ def to_jsonable(value: Any) -> Any:
 def _atomic_write_text(path: Path, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def _written_by_chainrule(p: Path) -> bool:
+    """A plain file of a name chainrule writes into run folders (not a link, not a folder)."""
+    if p.is_symlink() or not p.is_file():
+        return False
+    return p.name == METRICS_FILE or p.suffix in RUN_FILE_SUFFIXES
 
 
 def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
@@ -98,18 +125,129 @@ class RunFolder:
             raise FileNotFoundError(f"run folder {self.path} does not exist")
         self.plots: list[str] = []
         self.plot_errors: dict[str, str] = {}
+        self._lock: RunLock | None = None
+        self._created = False
+
+    # -- one run per folder -------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        path: str | os.PathLike,
+        *,
+        resume: bool = False,
+        force: bool = False,
+        same_run: Callable[[dict], bool] | None = None,
+    ):
+        """Open ``path`` for one run: lock it, make sure it is the run's own, clean it.
+
+        A new run (``resume=False``) takes a missing or empty folder, or one whose
+        ``metrics.json`` ``same_run(metrics)`` recognises as the run's own (the same run
+        started again); a folder holding another run is refused unless ``force``, which
+        clears it first (and refuses a folder holding files chainrule does not write).
+        ``resume=True`` takes the existing folder as it is. Temporary files of killed
+        writers are removed. Raises
+        `RunFolderError`, or `RunFolderBusy` (an ``OSError``) while another process
+        holds the folder. Call :meth:`release` (or use ``with``) when the run ends.
+        """
+        path = Path(path)
+        created = not path.exists()
+        if resume and created:
+            raise RunFolderError(f"run folder {path} does not exist")
+        folder = cls(path)
+        folder._created = created
+        folder._lock = RunLock(path).acquire()
+        try:
+            if not resume and not (same_run is not None and folder._is_own(same_run)):
+                folder._make_fresh(force)
+            folder.remove_stale_temps()
+        except BaseException:
+            folder.release()
+            raise
+        return folder
+
+    def _entries(self) -> list[Path]:
+        """What the folder holds besides its lock and temporary files."""
+        return sorted(
+            p for p in self.path.iterdir() if p.name != LOCK_FILE and not _TEMP_FILE.match(p.name)
+        )
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a chainrule run: its ``metrics.json`` says so."""
+        try:
+            metrics = self.read_metrics()
+        except (OSError, ValueError):
+            return False
+        return isinstance(metrics, dict) and metrics.get("command") in ("train", "compare")
+
+    def _is_own(self, same_run: Callable[[dict], bool]) -> bool:
+        try:
+            metrics = self.read_metrics()
+        except (OSError, ValueError):
+            return False
+        return isinstance(metrics, dict) and bool(metrics) and same_run(metrics)
+
+    def _make_fresh(self, force: bool) -> None:
+        entries = self._entries()
+        if not entries:
+            return
+        names = ", ".join(p.name for p in entries[:4]) + (" ..." if len(entries) > 4 else "")
+        what = "a run" if self.is_run() else "files"
+        if not force:
+            raise RunFolderError(
+                f"{self.path} already holds {what} ({names}); replace it with --force, "
+                "or choose another folder"
+            )
+        foreign = [p for p in entries if not _written_by_chainrule(p)]
+        if foreign or not self.is_run():
+            shown = ", ".join(p.name for p in (foreign or entries)[:4])
+            raise RunFolderError(
+                f"not clearing {self.path}: it is not a chainrule run folder (it holds "
+                f"{shown}); choose another folder"
+            )
+        for p in entries:
+            p.unlink()
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Remove the temporary files writers left when they were killed (call it while
+        holding the lock: no other writer can be at work)."""
+        removed = []
+        for p in list(self.path.iterdir()):
+            m = _TEMP_FILE.match(p.name)
+            if m and p.is_file() and not p.is_symlink():
+                removed += remove_stale_temps(self.path, m["name"], m["suffix"])
+        return removed
+
+    def release(self) -> None:
+        """Let go of the folder's lock; a folder this run created and left empty goes."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if self._created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only succeeds while empty
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def status(self) -> str | None:
+        """The run's ``status`` in ``metrics.json`` (None without one); a run recorded
+        as ``running`` that no live process holds was killed: ``interrupted``."""
+        try:
+            metrics = self.read_metrics()
+        except (OSError, ValueError):
+            return None
+        status = metrics.get("status") if isinstance(metrics, dict) else None
+        if status == "running" and self._lock is None and lock_holder(self.path) is None:
+            return "interrupted"
+        return status
 
     def file(self, name: str) -> Path:
         """Path of ``name`` inside the folder."""
         return self.path / name
-
-    def save_model(
-        self, model, preprocessor=None, classes=None, extra=None, name: str = MODEL_FILE
-    ) -> Path:
-        """Write a model file (see :func:`chainrule.models.io.save_model`) into the folder."""
-        from chainrule.models.io import save_model
-
-        return save_model(self.file(name), model, preprocessor, classes, extra)
 
     def write_metrics(self, metrics: dict, name: str = METRICS_FILE) -> Path:
         """Write ``metrics`` as indented JSON (NumPy values converted), atomically."""
@@ -139,40 +277,3 @@ class RunFolder:
             return None
         self.plots.append(name)
         return path
-
-
-def find_model_file(run: str | os.PathLike, name: str | None = None) -> Path:
-    """The model file of a run: ``run`` itself if it is a file, else the folder's model.
-
-    In a folder, ``name`` picks ``<name>.npz`` (a model of a comparison run); without it the
-    folder's ``model.npz`` is used, or its only model file. Raises ``FileNotFoundError``
-    or ``ValueError`` with a message that lists the choices.
-    """
-    run = Path(run)
-    if not run.exists():
-        raise FileNotFoundError(f"no run folder or model file {str(run)!r}")
-    if run.is_file():
-        if name is not None:
-            raise ValueError(f"{run} is a model file; --model applies to run folders only")
-        return run
-    candidates = sorted(
-        p.name
-        for p in run.glob("*.npz")
-        if p.is_file() and not p.name.startswith((".", "checkpoint"))
-    )
-    if name is not None:
-        wanted = name if name.endswith(".npz") else f"{name}.npz"
-        if wanted in candidates:
-            return run / wanted
-        raise FileNotFoundError(
-            f"run folder {run} has no model {wanted!r}"
-            + (f"; it has {', '.join(candidates)}" if candidates else "")
-        )
-    if MODEL_FILE in candidates:
-        return run / MODEL_FILE
-    if len(candidates) == 1:
-        return run / candidates[0]
-    if not candidates:
-        raise FileNotFoundError(f"run folder {run} has no model file (*.npz)")
-    names = ", ".join(c[: -len(".npz")] for c in candidates)
-    raise ValueError(f"run folder {run} holds several models ({names}); pick one with --model")

@@ -16,11 +16,19 @@ course recommends for scale parameters::
     )
     print_results(result.results)
     model = result.best_estimator
+
+Each trial is one call of :func:`fit_candidate` on a copy of the estimator whose
+parameters, ``random_state`` included, are fixed before any trial runs; so the trials
+can run in any order, in this process or on a Dask cluster (``client=``, see
+``chainrule.train.distributed``), and give the same rows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
+import json
 import math
 import sys
 import time
@@ -31,6 +39,7 @@ import numpy as np
 __all__ = [
     "LogUniform",
     "SearchResult",
+    "fit_candidate",
     "format_results",
     "grid_search",
     "print_results",
@@ -69,7 +78,8 @@ class SearchResult:
         Parameters of the candidate with the highest validation accuracy.
     best_val_acc : float
     best_estimator : object
-        That candidate, fitted on the training split.
+        That candidate, fitted on the training split (None when searched with
+        ``refit=False``).
     """
 
     results: list[dict] = field(default_factory=list)
@@ -82,8 +92,13 @@ class SearchResult:
 
 
 def _clone(estimator):
-    """An unfitted copy with the same parameters (scikit-learn's clone, shallow)."""
-    return type(estimator)(**estimator.get_params(deep=False))
+    """An unfitted copy with the same parameters (scikit-learn's clone).
+
+    The parameters are copied, not shared: a ``random_state`` Generator is copied as it
+    is when the search starts, so every candidate draws the same random numbers whether
+    the candidates run one after another or at the same time in other processes.
+    """
+    return type(estimator)(**copy.deepcopy(estimator.get_params(deep=False)))
 
 
 def _check_names(estimator, names, what):
@@ -102,39 +117,107 @@ def _check_names(estimator, names, what):
         )
 
 
-def _run(estimator, candidates, X, y, X_val, y_val, train_score, verbose, total):
+def fit_candidate(estimator, params, X, y, X_val, y_val, train_score=True):
+    """One trial of a search: a copy of ``estimator`` with ``params``, fitted and scored.
+
+    Returns ``(row, model)``: ``row`` the candidate's line of `SearchResult.results`
+    (``fit_time`` measured here, where the trial runs) and the fitted copy. The same
+    function runs every trial of a search, in this process or on a cluster's worker.
+    """
+    model = _clone(estimator)
+    model.set_params(**params)
+    start = time.perf_counter()
+    model.fit(X, y)
+    fit_time = time.perf_counter() - start
+    val_acc = float(model.score(X_val, y_val))
+    train_acc = float(model.score(X, y)) if train_score else None
+    row = {"params": dict(params), "train_acc": train_acc, "val_acc": val_acc, "fit_time": fit_time}
+    return row, model
+
+
+def _params_key(params: dict) -> str:
+    """``params`` as JSON text: equal for a candidate and its record read back from JSON."""
+
+    def plain(v):
+        return v.item() if hasattr(v, "item") else repr(v)
+
+    return json.dumps(params, sort_keys=True, default=plain)
+
+
+def _from_records(candidates, recorded) -> list:
+    """Each candidate's row among ``recorded`` (rows of an earlier search), or None."""
+    found = {}
+    for r in recorded or ():
+        if (
+            isinstance(r, dict)
+            and isinstance(r.get("params"), dict)
+            and _is_number(r.get("val_acc"))
+        ):
+            found.setdefault(_params_key(r["params"]), r)
+    rows = []
+    for params in candidates:
+        r = found.get(_params_key(params))
+        rows.append(None if r is None else {**r, "params": dict(params)})
+    return rows
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _sequential(estimator, candidates, todo, data, train_score, keep):
+    """Run the trials ``todo`` (indices into ``candidates``) here, in order; yields
+    ``(index, row, get_model)``, ``get_model()`` the fitted model (None without ``keep``)."""
+    for i in todo:
+        row, model = fit_candidate(estimator, candidates[i], *data, train_score)
+        yield i, row, (lambda m=model: m) if keep else None
+
+
+def _trials(client, template, candidates, todo, data, train_score, keep):
+    """The trials ``todo``, here or on ``client``'s cluster, as they finish."""
+    if client is None:
+        return _sequential(template, candidates, todo, data, train_score, keep)
+    from chainrule.train.distributed import run_trials
+
+    return run_trials(client, fit_candidate, template, candidates, todo, data,
+                      train_score=train_score, keep=keep)  # fmt: skip
+
+
+def _run(estimator, candidates, X, y, X_val, y_val, *, train_score, verbose, client=None,
+         refit=True, recorded=None, on_result=None):  # fmt: skip
     if X_val is None or y_val is None:
         raise ValueError("search needs a validation split: pass X_val and y_val")
+    if not candidates:
+        raise ValueError("search: no candidates to try")
     from tqdm.auto import tqdm
 
-    result = SearchResult()
+    rows = _from_records(candidates, recorded)
+    todo = [i for i, r in enumerate(rows) if r is None]
+    template, data = _clone(estimator), (X, y, X_val, y_val)
+    # The best so far: (val_acc, -index, get_model), so that the first candidate wins ties
+    # whatever order the trials finish in; only the best one's model is kept.
+    best = max(((r["val_acc"], -i, None) for i, r in enumerate(rows) if r is not None),
+               default=(-math.inf, 0, None))  # fmt: skip
+    trials = _trials(client, template, candidates, todo, data, train_score, refit)
     # verbose shows the bar on a terminal only (tqdm disable=None), like the models.
-    bar = tqdm(
-        candidates, total=total, desc="search", disable=None if verbose else True, leave=False
-    )
-    for params in bar:
-        model = _clone(estimator)
-        model.set_params(**params)
-        start = time.perf_counter()
-        model.fit(X, y)
-        fit_time = time.perf_counter() - start
-        val_acc = float(model.score(X_val, y_val))
-        train_acc = float(model.score(X, y)) if train_score else None
-        result.results.append(
-            {
-                "params": dict(params),
-                "train_acc": train_acc,
-                "val_acc": val_acc,
-                "fit_time": fit_time,
-            }
-        )
-        if val_acc > result.best_val_acc:
-            result.best_val_acc = val_acc
-            result.best_params = dict(params)
-            result.best_estimator = model
-        bar.set_postfix(best=f"{result.best_val_acc:.4f}")
-    if not result.results:
-        raise ValueError("search: no candidates to try")
+    bar = tqdm(total=len(candidates), initial=len(candidates) - len(todo), desc="search",
+               disable=None if verbose else True, leave=False)  # fmt: skip
+    # closing: an error here (or Ctrl-C) stops the trials not yet done, on a cluster too
+    with contextlib.closing(trials), bar:
+        for i, row, get_model in trials:
+            rows[i] = row
+            if on_result is not None:
+                on_result(row)
+            if (row["val_acc"], -i) > best[:2]:
+                best = (row["val_acc"], -i, get_model)
+            bar.update()
+            bar.set_postfix(best=f"{best[0]:.4f}")
+    index, get_model = -best[1], best[2]
+    result = SearchResult(rows, dict(candidates[index]), rows[index]["val_acc"])
+    if refit:
+        if get_model is None:  # the best trial was recorded by an earlier search: fit it again
+            get_model = next(_trials(client, template, candidates, [index], data, False, True))[2]
+        result.best_estimator = get_model()
     return result
 
 
@@ -148,6 +231,10 @@ def grid_search(
     *,
     train_score: bool = True,
     verbose: bool = True,
+    client=None,
+    refit: bool = True,
+    recorded: list[dict] | None = None,
+    on_result=None,
 ) -> SearchResult:
     """Try every combination of the values in ``param_grid``; choose on validation accuracy.
 
@@ -165,6 +252,19 @@ def grid_search(
         Also measure accuracy on the training split (one more pass over it per candidate).
     verbose : bool
         Show a progress bar over the candidates (on a terminal).
+    client : dask.distributed.Client, optional
+        Run the trials on its cluster (``chainrule.train.distributed``): the splits are
+        sent to every worker once, each trial runs on one BLAS thread, and the result is
+        the one this process would have found, trial for trial.
+    refit : bool
+        Keep the best candidate's fitted model in ``best_estimator`` (fitted again when
+        its trial was among ``recorded``); False keeps no model (``best_estimator`` None).
+    recorded : list of dict, optional
+        Rows of an earlier run of this search (``SearchResult.results``, as read back from
+        JSON): candidates with a row here are not run again, their row is taken as it is.
+    on_result : callable, optional
+        Called with each new row as its trial finishes (in the order trials finish), for
+        example to record it so that an interrupted search can continue.
     """
     if not isinstance(param_grid, dict) or not param_grid:
         raise ValueError("grid_search: param_grid must be a non-empty dict name -> values")
@@ -180,7 +280,9 @@ def grid_search(
         values.append(v)
     _check_names(estimator, names, "grid_search")
     candidates = [dict(zip(names, combo)) for combo in itertools.product(*values)]
-    return _run(estimator, candidates, X, y, X_val, y_val, train_score, verbose, len(candidates))
+    where = {"client": client, "refit": refit, "recorded": recorded, "on_result": on_result}
+    return _run(estimator, candidates, X, y, X_val, y_val, train_score=train_score,
+                verbose=verbose, **where)  # fmt: skip
 
 
 def _sampler(name, spec):
@@ -212,6 +314,10 @@ def random_search(
     random_state=None,
     train_score: bool = True,
     verbose: bool = True,
+    client=None,
+    refit: bool = True,
+    recorded: list[dict] | None = None,
+    on_result=None,
 ) -> SearchResult:
     """Try ``n_iter`` random parameter settings; choose on validation accuracy.
 
@@ -235,7 +341,9 @@ def random_search(
         else np.random.default_rng(random_state)
     )
     candidates = [{name: s(rng) for name, s in samplers.items()} for _ in range(int(n_iter))]
-    return _run(estimator, candidates, X, y, X_val, y_val, train_score, verbose, len(candidates))
+    where = {"client": client, "refit": refit, "recorded": recorded, "on_result": on_result}
+    return _run(estimator, candidates, X, y, X_val, y_val, train_score=train_score,
+                verbose=verbose, **where)  # fmt: skip
 
 
 def _fmt(v) -> str:

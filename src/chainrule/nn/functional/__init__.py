@@ -3,7 +3,14 @@ hand-derived gradients."""
 
 from chainrule.nn.functional.conv import Conv2d, conv2d
 from chainrule.nn.functional.layers import *  # noqa: F403  (layers' __all__)
-from chainrule.nn.functional.losses import SoftmaxCrossEntropy, SVMLoss, cross_entropy, svm_loss
+from chainrule.nn.functional.losses import (
+    L2Penalty,
+    SoftmaxCrossEntropy,
+    SVMLoss,
+    cross_entropy,
+    l2_penalty,
+    svm_loss,
+)
 from chainrule.nn.functional.norm import BatchNorm2d, batch_norm2d
 from chainrule.nn.functional.pool import (
     AvgPool2d,
@@ -22,6 +29,7 @@ __all__ = [
     "Conv2d",
     "GlobalAvgPool2d",
     "GlobalMaxPool2d",
+    "L2Penalty",
     "MaxPool2d",
     "SVMLoss",
     "SoftmaxCrossEntropy",
@@ -31,6 +39,7 @@ __all__ = [
     "cross_entropy",
     "global_avg_pool2d",
     "global_max_pool2d",
+    "l2_penalty",
     "max_pool2d",
     "svm_loss",
 ]

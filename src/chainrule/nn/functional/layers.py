@@ -23,6 +23,7 @@ import numpy as np
 
 from chainrule._random import as_generator
 from chainrule.autograd.engine import Function, Tensor
+from chainrule.autograd.ops import ReLU
 
 __all__ = [
     "BatchNorm",
@@ -151,26 +152,6 @@ def linear_relu(x, W, b=None) -> Tensor:
     return LinearReLU.apply(x, W, b)
 
 
-class ReLU(Function):
-    """``max(0, x)``; the gradient passes where the output is positive (0 at x = 0)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        out = np.maximum(x, 0)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (out,) = ctx.saved_tensors
-        return np.multiply(g, out > 0)
-
-    @staticmethod
-    def jvp(ctx, t):
-        (out,) = ctx.saved_tensors
-        return t * (out > 0)
-
-
 def relu(x) -> Tensor:
     """Elementwise ``max(0, x)`` of any shape."""
     return ReLU.apply(x)
@@ -236,10 +217,6 @@ class Dropout(Function):
         return t * mask * ctx.scale
 
 
-def _as_generator(rng, name):
-    return as_generator(rng, f"{name}: rng")
-
-
 def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     """Inverted dropout: each entry is zeroed with probability ``p`` and the survivors are
     scaled by ``1 / (1 - p)``, so the expected output equals the input and evaluation
@@ -258,7 +235,7 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
         mask = np.zeros(shape, dtype=bool)
         scale = 0.0
     else:
-        gen = _as_generator(rng, "dropout")
+        gen = as_generator(rng, "dropout: rng")
         # float32 uniforms are twice as fast to draw as float64 and resolve p to 2^-24.
         mask = gen.random(shape, dtype=np.float32) >= np.float32(p)
         scale = 1.0 / (1.0 - p)

@@ -192,3 +192,76 @@ def test_read_image_modes(tmp_path):
     np.testing.assert_array_equal(data.read_image(tmp_path / "x.png"), arr)
     gray = data.read_image(tmp_path / "x.png", mode="L")
     assert gray.shape == (4, 4, 1) and gray.dtype == np.uint8
+
+
+# -- images too large to decode ----------------------------------------------------------
+
+
+def png_bomb(path, width=9500, height=9500):
+    """A valid 1-bit PNG of width x height black pixels: a few kilobytes on disk, a
+    gigabyte or so once decoded to RGB (the size of the image's header is the only honest
+    number in it)."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        body = kind + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes((width + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fails the test if Pillow decodes any pixel (the size must be judged from the header)."""
+    from PIL import ImageFile
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"decoded {self.size[0]}x{self.size[1]} pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+@pytest.mark.filterwarnings("error")  # one clear error, not Pillow's warning beside it
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, no_decoding):
+    bomb = png_bomb(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(
+        ValueError, match=r"bomb\.png is 9500x9500 pixels, more than the 33,554,432"
+    ):
+        data.read_image(bomb)
+    with pytest.raises(ValueError, match="9500x9500 pixels, more than the 1,000 pixels"):
+        data.read_image(bomb, max_pixels=1000)
+
+
+def test_an_oversized_image_in_a_folder_is_not_decoded(tmp_path, monkeypatch):
+    make_flat(tmp_path / "imgs", n_per_class=2)
+    bomb = png_bomb(tmp_path / "imgs" / "dog" / "zzz.png", width=2000, height=3000)
+    from PIL import ImageFile
+
+    real_load = ImageFile.ImageFile.load
+
+    def small_only(self, *args, **kwargs):
+        assert self.size[0] * self.size[1] <= 100, f"decoded {self.size}"
+        return real_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", small_only)
+    with pytest.raises(ValueError, match=f"{bomb} is 2000x3000 pixels but .* is 5x6"):
+        data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_pillow_decompression_bomb_error_is_a_clear_error(tmp_path, no_decoding):
+    from PIL import Image
+
+    bomb = png_bomb(tmp_path / "b.png", width=20_000, height=20_000)  # > 2x Pillow's limit
+    assert 20_000 * 20_000 > 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ValueError, match=r"b\.png is refused as a decompression bomb.*Pillow"):
+        data.read_image(bomb, max_pixels=10**9)

@@ -1,7 +1,10 @@
-"""Learning-rate schedules: values against torch.optim.lr_scheduler, closed forms,
-resuming from a state dict, errors."""
+"""Learning-rate schedules: values against torch.optim.lr_scheduler (live where PyTorch
+is installed, and against its recorded values on every run), closed forms, resuming from
+a state dict, errors."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +87,56 @@ def test_one_cycle_matches_torch_including_momentum(opt_cls, torch_name, kw):
     )
     np.testing.assert_allclose(lrs, want_lr, rtol=1e-10)
     np.testing.assert_allclose(moms, want_mom, rtol=1e-10)
+
+
+# ----------------------------------------------------------------- recorded PyTorch values
+# tests/fixtures/record_torch_references.py ran PyTorch's schedulers once; the settings
+# stored with the values build the same schedules here.
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "torch_schedules.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def ours_from_torch_settings(opt, torch_name, kwargs):
+    """Our schedule for a torch.optim.lr_scheduler name and its keyword arguments."""
+    kwargs = dict(kwargs)
+    if torch_name == "LinearLR":
+        return optim.LinearWarmup(opt, kwargs.pop("total_iters"), **kwargs)
+    return getattr(optim, torch_name)(opt, **kwargs)
+
+
+def test_schedules_match_recorded_torch(recorded):
+    cases = json.loads(str(recorded["settings"]))["schedules"]
+    assert sorted(cases) == ["cosine", "exponential", "step", "warmup"]
+    for name, (torch_name, kwargs, steps) in cases.items():
+        got = ours_values(ours_from_torch_settings(make_opt(0.1), torch_name, kwargs), steps)
+        np.testing.assert_allclose(got, recorded[f"{name}.lr"], rtol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "name, opt_cls, kw",
+    [
+        ("adam", optim.Adam, {}),
+        ("adamw", optim.AdamW, {}),
+        ("sgd_momentum", optim.SGD, {"momentum": 0.9}),
+    ],
+)
+def test_one_cycle_matches_recorded_torch_including_momentum(recorded, name, opt_cls, kw):
+    settings = json.loads(str(recorded["settings"]))
+    assert settings["onecycle_optimizers"][name][1] == kw
+    opt = make_opt(0.01, opt_cls, **kw)
+    sched = optim.OneCycleLR(opt, **settings["onecycle"])
+    lrs, moms = [], []
+    for _ in range(settings["onecycle"]["total_steps"]):
+        lrs.append(opt.lr)
+        moms.append(opt.betas[0] if hasattr(opt, "betas") else opt.momentum)
+        sched.step()
+    np.testing.assert_allclose(lrs, recorded[f"onecycle.{name}.lr"], rtol=1e-10)
+    np.testing.assert_allclose(moms, recorded[f"onecycle.{name}.momentum"], rtol=1e-10)
 
 
 def test_closed_forms():
