@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
+import chainrule.nn.functional as F
 from chainrule import Tensor, gradcheck, jvp, numeric_gradient
 
 TOL = 1e-7
@@ -157,6 +158,84 @@ def several(axis_new=False):
     ).flatmap(build)
 
 
+def images(n=(1, 2), c=(1, 3), side=(1, 6)):
+    """Sizes of a batch of images: N, C, H, W."""
+    return st.tuples(st.integers(*n), st.integers(*c), st.integers(*side), st.integers(*side))
+
+
+def conv_inputs(bias=True):
+    """x (N, C, H, W), weight (F, C, kh, kw)[, bias (F,)] and stride, padding pairs: odd
+    sizes, rectangular kernels, strides up to 3, padding up to 2 (also past kernel - 1)."""
+    geometry = st.tuples(
+        images(),
+        st.integers(1, 3),
+        st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    ).filter(lambda g: g[2][0] <= g[0][2] + 2 * g[4][0] and g[2][1] <= g[0][3] + 2 * g[4][1])
+
+    def arrays(g):
+        (n, c, h, w), f, k, stride, padding = g
+        shapes = [(n, c, h, w), (f, c, *k)] + ([(f,)] if bias else [])
+        return st.tuples(*(_arrays(s, ANY) for s in shapes)).map(
+            lambda a: (a, {"stride": stride, "padding": padding})
+        )
+
+    return geometry.flatmap(arrays)
+
+
+def pool_inputs(elements=GRID):
+    """x (N, C, H, W) with distinct values (no ties in a window) and kernel_size, stride
+    pairs, windows overlapping (stride < kernel) or not."""
+    geometry = st.tuples(
+        images(),
+        st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    ).filter(lambda g: g[1][0] <= g[0][2] and g[1][1] <= g[0][3])
+    return geometry.flatmap(
+        lambda g: _arrays(g[0], elements, unique=True).map(
+            lambda x: ((x,), {"kernel_size": g[1], "stride": g[2]})
+        )
+    )
+
+
+def _bn_margin(x, gamma, beta, margin=1e-3):
+    """Whether every output of batch norm (training, eps 1e-5) is away from ReLU's kink."""
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = x.var(axis=(0, 2, 3), keepdims=True)
+    out = gamma[:, None, None] * (x - mean) / np.sqrt(var + 1e-5) + beta[:, None, None]
+    return bool(np.all(np.abs(out) > margin))
+
+
+def batch_norm_inputs(relu=False):
+    """x (N, C, H, W) with distinct values (some spread in every channel) and gamma, beta
+    (C,); with relu, only inputs whose normalised values stay away from 0."""
+    sizes = images(side=(1, 4)).filter(lambda s: s[0] * s[2] * s[3] >= 2)
+    drawn = sizes.flatmap(
+        lambda s: st.tuples(
+            _arrays(s, GRID, unique=True), _arrays(s[1], NONZERO), _arrays(s[1], ANY)
+        )
+    )
+    if relu:
+        drawn = drawn.filter(lambda a: _bn_margin(*a))
+    return drawn.map(lambda a: (a, {}))
+
+
+def batch_norm_eval_inputs():
+    """x, gamma, beta and running statistics (constants) for batch norm in evaluation."""
+    return (
+        images()
+        .flatmap(
+            lambda s: st.tuples(
+                st.tuples(_arrays(s, ANY), _arrays(s[1], NONZERO), _arrays(s[1], ANY)),
+                _arrays(s[1], ANY),
+                _arrays(s[1], POSITIVE),
+            )
+        )
+        .map(lambda t: (t[0], {"running_mean": t[1], "running_var": t[2]}))
+    )
+
+
 def _checker(shape):
     return (np.arange(int(np.prod(shape))).reshape(shape) % 3) == 0
 
@@ -214,6 +293,15 @@ CASES = [
     Case("getitem_mask", lambda a: a[a.data > 0], one(NONZERO, shapes=SHAPES_1D_UP)),
     Case("concatenate", lambda *ts, axis: cr.concatenate(ts, axis), several()),
     Case("stack", lambda *ts, axis: cr.stack(ts, axis), several(axis_new=True)),
+    Case("conv2d", F.conv2d, conv_inputs()),
+    Case("conv2d_no_bias", F.conv2d, conv_inputs(bias=False)),
+    Case("max_pool2d", F.max_pool2d, pool_inputs()),
+    Case("avg_pool2d", F.avg_pool2d, pool_inputs(ANY)),
+    Case("global_avg_pool2d", F.global_avg_pool2d, one(shapes=images().map(tuple))),
+    Case("global_max_pool2d", F.global_max_pool2d, one(GRID, images().map(tuple), unique=True)),
+    Case("batch_norm2d", lambda x, g, b: F.batch_norm2d(x, g, b), batch_norm_inputs()),
+    Case("batch_norm2d_relu", lambda x, g, b: F.batch_norm2d(x, g, b, relu=True), batch_norm_inputs(relu=True)),  # noqa: E501
+    Case("batch_norm2d_eval", lambda x, g, b, **rs: F.batch_norm2d(x, g, b, training=False, **rs), batch_norm_eval_inputs()),  # noqa: E501
 ]
 # fmt: on
 

@@ -1,8 +1,19 @@
 """Neural-network layers: modules (`Linear`, `ReLU`, `Dropout`, `BatchNorm1d`,
-`Sequential`, ...), their fused Functions in `chainrule.nn.functional`, and weight
+`Sequential`, ...), convolutional modules (`Conv2d`, `BatchNorm2d`, `MaxPool2d`,
+`Residual`, ...), their fused Functions in `chainrule.nn.functional`, and weight
 initialisations in `chainrule.nn.init`."""
 
 from chainrule.nn import init
+from chainrule.nn.conv import (
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    GlobalAvgPool2d,
+    GlobalMaxPool2d,
+    MaxPool2d,
+    Residual,
+    RowsToImages,
+)
 from chainrule.nn.modules import (
     BatchNorm1d,
     Dropout,
@@ -19,7 +30,15 @@ from chainrule.nn.modules import (
 )
 
 __all__ = [
+    "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "GlobalAvgPool2d",
+    "GlobalMaxPool2d",
+    "MaxPool2d",
+    "Residual",
+    "RowsToImages",
     "Dropout",
     "Flatten",
     "Identity",

@@ -1,8 +1,10 @@
 """Weight initialisations, seeded through `random_state`.
 
-Weights are stored ``(fan_in, fan_out)`` (``out = x @ W``), so ``fan_in = shape[0]``
-and ``fan_out = shape[1]``. Each function returns a new C-contiguous array of the
-requested dtype (float32 by default).
+Fully connected weights are stored ``(fan_in, fan_out)`` (``out = x @ W``), so ``fan_in =
+shape[0]`` and ``fan_out = shape[1]``. Convolution weights are stored as PyTorch's
+``(out_channels, in_channels, kh, kw)``: ``fan_in = in_channels * kh * kw`` (the values one
+output sees) and ``fan_out = out_channels * kh * kw``. Each function returns a new
+C-contiguous array of the requested dtype (float32 by default).
 
 - `kaiming_normal` / `kaiming_uniform` (He et al. 2015): variance ``gain^2 / fan_in``
   with ``gain = sqrt(2)`` for ReLU, so activations keep their scale through deep ReLU
@@ -52,8 +54,14 @@ def _fans(shape) -> tuple[int, int]:
     shape = tuple(int(s) for s in shape)
     if len(shape) == 1:
         return shape[0], shape[0]
+    if len(shape) == 4 and min(shape) > 0:
+        field = shape[2] * shape[3]
+        return shape[1] * field, shape[0] * field
     if len(shape) != 2 or min(shape) <= 0:
-        raise ValueError(f"initialisation needs a weight shape (fan_in, fan_out), got {shape}")
+        raise ValueError(
+            "initialisation needs a weight shape (fan_in, fan_out) or (out_channels, "
+            f"in_channels, kh, kw), got {shape}"
+        )
     return shape[0], shape[1]
 
 
@@ -71,13 +79,15 @@ def _uniform(shape, bound, random_state, dtype):
 
 
 def kaiming_normal(shape, random_state=None, dtype=np.float32, nonlinearity="relu"):
-    """He normal: N(0, gain^2 / fan_in), gain sqrt(2) for ReLU. shape (fan_in, fan_out)."""
+    """He normal: N(0, gain^2 / fan_in), gain sqrt(2) for ReLU. shape (fan_in, fan_out)
+    or a convolution's (out_channels, in_channels, kh, kw)."""
     fan_in, _ = _fans(shape)
     return _normal(shape, calculate_gain(nonlinearity) / math.sqrt(fan_in), random_state, dtype)
 
 
 def kaiming_uniform(shape, random_state=None, dtype=np.float32, nonlinearity="relu"):
-    """He uniform: U(-b, b), b = gain * sqrt(3 / fan_in). shape (fan_in, fan_out)."""
+    """He uniform: U(-b, b), b = gain * sqrt(3 / fan_in). shape (fan_in, fan_out) or
+    (out_channels, in_channels, kh, kw)."""
     fan_in, _ = _fans(shape)
     bound = calculate_gain(nonlinearity) * math.sqrt(3.0 / fan_in)
     return _uniform(shape, bound, random_state, dtype)

@@ -335,6 +335,10 @@ class Linear(Module):
     def forward(self, x):
         return F.linear(_input_like(x, self.weight), self.weight, self.bias)
 
+    def forward_relu(self, x):
+        """``relu(self(x))`` as one fused Function."""
+        return F.linear_relu(_input_like(x, self.weight), self.weight, self.bias)
+
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -469,8 +473,10 @@ class BatchNorm1d(Module):
 class Sequential(Module):
     """Modules applied in order; submodules are named "0", "1", ...
 
-    A `Linear` directly followed by a `ReLU` runs as the fused `linear_relu` (same
-    values and gradients, one Function and one array fewer).
+    A module whose class defines ``forward_relu`` (`Linear`, `BatchNorm2d`) directly
+    followed by a `ReLU` runs as that fused Function (same values and gradients, one
+    Function and one array fewer). Only the class's own ``forward_relu`` counts, so a
+    subclass that overrides ``forward`` is never fused by an inherited one.
     """
 
     def __init__(self, *modules: Module):
@@ -502,8 +508,8 @@ class Sequential(Module):
         n = len(mods)
         while i < n:
             m = mods[i]
-            if i + 1 < n and type(m) is Linear and type(mods[i + 1]) is ReLU:
-                x = F.linear_relu(_input_like(x, m.weight), m.weight, m.bias)
+            if i + 1 < n and type(mods[i + 1]) is ReLU and "forward_relu" in type(m).__dict__:
+                x = m.forward_relu(x)
                 i += 2
                 continue
             x = m(x)

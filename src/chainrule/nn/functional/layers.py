@@ -342,13 +342,20 @@ def batch_norm(
     momentum: float = 0.1,
     eps: float = 1e-5,
 ) -> Tensor:
-    """Batch normalization of x (N, D): ``gamma * (x - mean) / sqrt(var + eps) + beta``.
+    """Batch normalization of x (N, D) or (N, C, H, W): ``gamma * (x - mean) / sqrt(var +
+    eps) + beta``.
 
     gamma, beta: (D,) Tensors or arrays (None: 1 and 0). running_mean, running_var: (D,)
     arrays of x's dtype updated IN PLACE in training (None: not tracked); required in
     evaluation (``training=False``), where they replace the batch statistics.
+
+    Images x (N, C, H, W) are normalised per channel over N, H and W (`batch_norm2d`).
     """
     xd = _raw(x)
+    if np.ndim(xd) == 4:
+        from chainrule.nn.functional.norm import batch_norm2d
+
+        return batch_norm2d(x, gamma, beta, running_mean, running_var, training, momentum, eps)
     if not isinstance(xd, np.ndarray) or xd.ndim != 2:
         raise ValueError(f"batch_norm: x must be a 2-D array (N, D), got shape {np.shape(xd)}")
     if xd.dtype.kind != "f":

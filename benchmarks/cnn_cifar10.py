@@ -1,0 +1,275 @@
+"""Train a ConvNet on CIFAR-10 with chainrule and report accuracy against training time.
+
+The data are those of ``chainrule train``: the decoded training images of a CIFAR-10
+image folder (cached by `chainrule.data.load`), a stratified validation split of 20%
+(10,000 of 50,000 images, seed 0) held out, the per-channel mean subtracted and the
+images flattened to rows (`chainrule.data.Preprocessor`). The network comes from
+`chainrule.models.convnet_arch.build_convnet` (widths per stage, a 3x3 or a frozen
+patch-whitening stem), trained by `chainrule.train.Solver` with Nesterov SGD, a
+one-cycle schedule, label smoothing, random crops (translations) and flips, and
+validated after every epoch (one view per image); the final accuracy adds test-time
+flips.
+
+Prints the validation accuracy per epoch against the training minutes, images per
+second, peak memory and how busy the machine was (the wall time on a shared machine
+depends on the neighbours)::
+
+    python benchmarks/cnn_cifar10.py --epochs 10                       # a full run
+    python benchmarks/cnn_cifar10.py --epochs 2 --subset 10000         # a quick proxy
+    python benchmarks/cnn_cifar10.py --throughput --widths 32,64,128   # images/s only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_DATA = "/work/data/cifar10/train"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 image folder (class subfolders)")
+    p.add_argument("--widths", default="64,128,256", help="channels of each stage")
+    p.add_argument("--convs-per-stage", type=int, default=2)
+    p.add_argument("--stem", choices=("conv", "whiten"), default="whiten")
+    p.add_argument("--stem-width", type=int, help="channels of a conv stem")
+    p.add_argument("--bn-scale", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--lr", type=float, default=0.2, help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", default="onecycle")
+    p.add_argument("--label-smoothing", type=float, default=0.2)
+    p.add_argument("--logit-scale", type=float, default=1.0, help="fixed factor on the scores")
+    p.add_argument(
+        "--lookahead",
+        type=int,
+        default=0,
+        metavar="K",
+        help="every K steps pull the weights toward their running average (0: off)",
+    )
+    p.add_argument(
+        "--val-every-epoch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="validate after every epoch (the curve) or only at the end",
+    )
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--aug-padding", type=int, default=2, help="largest translation, pixels")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, help="train on this many training images only")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--throughput", action="store_true", help="time training steps only (no data needed)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    return p.parse_args(argv)
+
+
+def build(a, image_shape, n_classes, X=None):
+    from chainrule.models.convnet_arch import build_convnet
+
+    widths = tuple(int(w) for w in a.widths.split(",") if w)
+    whiten = X.reshape(-1, *image_shape) if (a.stem == "whiten" and X is not None) else None
+    if a.stem == "whiten" and whiten is None:  # throughput runs: any images will do
+        whiten = np.random.default_rng(a.seed).standard_normal((256, *image_shape))
+    return build_convnet(
+        image_shape,
+        n_classes,
+        widths,
+        convs_per_stage=a.convs_per_stage,
+        stem=a.stem,
+        stem_width=a.stem_width,
+        whiten_images=whiten,
+        bn_scale=a.bn_scale,
+        random_state=a.seed,
+    )
+
+
+def make_optimizer(a, net, total_steps):
+    from chainrule import optim
+
+    params = optim.weight_decay_groups(net, a.weight_decay)
+    opt = optim.SGD(params, lr=a.lr, momentum=a.momentum, nesterov=True)
+    schedule = optim.make_schedule(
+        None if a.schedule == "constant" else a.schedule, opt, total_steps
+    )
+    return opt, schedule
+
+
+def loss_function(a):
+    from chainrule.nn.functional import cross_entropy
+
+    return lambda scores, y: cross_entropy(scores, y, label_smoothing=a.label_smoothing)
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def throughput(a) -> int:
+    """Images per second of training steps on random data (median of 5 windows)."""
+    from chainrule.autograd.engine import Tensor
+    from chainrule.models.convnet_arch import architecture_flops
+
+    shape = (32, 32, 3)
+    net = build(a, shape, 10)
+    opt, _ = make_optimizer(a, net, 1)
+    loss_fn = loss_function(a)
+    rng = np.random.default_rng(a.seed)
+    X = rng.standard_normal((2, a.batch_size, 32 * 32 * 3), dtype=np.float32)
+    y = rng.integers(0, 10, (2, a.batch_size))
+
+    def step(i):
+        opt.zero_grad()
+        loss_fn(net(Tensor(X[i % 2])), y[i % 2]).backward()
+        opt.step()
+
+    step(0)
+    rates, cpu_rates = [], []
+    for _ in range(5):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(2):
+            step(i)
+        rates.append(2 * a.batch_size / (time.perf_counter() - t0))
+        cpu_rates.append(2 * a.batch_size / (time.process_time() - c0))
+    flops = architecture_flops(net, shape)
+    rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
+    print(
+        f"widths {a.widths} stem {a.stem}: {flops / 1e6:.1f} MFLOP/image forward, "
+        f"{net.num_parameters()} parameters; {rate:.0f} images/s training "
+        f"(batch {a.batch_size}, {a.threads} threads; ~{3 * flops * rate / 1e9:.0f} GFLOP/s); "
+        f"{cpu_rate:.0f} images per CPU second (the rate on {a.threads} idle cores if the "
+        f"threads were busy all the time: ~{a.threads * cpu_rate:.0f} images/s); "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    return 0
+
+
+def load_data(a):
+    from chainrule.data import Preprocessor, load
+
+    train = load(a.data, split="train", val_fraction=0.2, random_state=a.seed, progress=False)
+    val = load(a.data, split="val", val_fraction=0.2, random_state=a.seed, progress=False)
+    prep = Preprocessor().fit(train.images)
+    X, y = prep.transform(train.images), train.labels
+    Xv, yv = prep.transform(val.images), val.labels
+    if a.subset:
+        keep = np.sort(np.random.default_rng(a.seed).permutation(len(X))[: a.subset])
+        X, y = X[keep], y[keep]
+    return X, y, Xv, yv, tuple(train.image_shape)
+
+
+def evaluate(solver, Xv, yv, shape) -> dict:
+    """Validation accuracy of one view per image, of the average of the class
+    probabilities of each image and its mirror image, and of those two and four
+    copies of them shifted by one pixel (up-left and down-right)."""
+    from chainrule.autograd.arraymath import softmax
+    from chainrule.data.augment import crop_flip
+
+    n = len(Xv)
+    images = Xv.reshape(n, *shape)
+
+    def probs(dy, dx, flip):
+        offsets_y, offsets_x = np.full(n, dy), np.full(n, dx)
+        view = crop_flip(images, offsets_y, offsets_x, np.full(n, flip), padding=1)
+        return softmax(solver.predict_scores(view.reshape(n, -1)))
+
+    one, mirror = probs(1, 1, False), probs(1, 1, True)
+    shifted = sum(probs(d, d, f) for d in (0, 2) for f in (False, True))
+    acc = lambda p: float(np.mean(p.argmax(axis=1) == yv))  # noqa: E731
+    return {
+        "one view": acc(one),
+        "flips": acc(one + mirror),
+        "flips and 1-pixel shifts": acc(one + mirror + 0.5 * shifted),
+    }
+
+
+def train(a) -> int:
+    from chainrule.data.augment import random_crop_flip_flat
+    from chainrule.train.solver import Solver, batches_per_epoch
+
+    t = time.perf_counter()
+    X, y, Xv, yv, shape = load_data(a)
+    t = time.perf_counter() - t
+    print(f"data: {len(X)} training, {len(Xv)} validation images {shape}, loaded in {t:.0f}s")
+    net = build(a, shape, int(y.max()) + 1, X)
+    print(net)
+    steps = batches_per_epoch(len(X), a.batch_size) * a.epochs
+    opt, schedule = make_optimizer(a, net, steps)
+
+    def augment(xb, rng):
+        return random_crop_flip_flat(xb, shape, a.aug_padding, True, rng)
+
+    val = (Xv, yv) if a.val_every_epoch else (None, None)
+    solver = Solver(
+        net, opt, loss_function(a), X, y, *val,
+        batch_size=a.batch_size, epochs=a.epochs, lr_schedule=schedule,
+        augment=augment if a.augment else None, random_state=a.seed, verbose=not a.quiet,
+    )  # fmt: skip
+    load0, cpu0, t0 = os.getloadavg(), cpu_seconds(), time.perf_counter()
+    solver.train()
+    train_s = time.perf_counter() - t0
+    cpu_s = cpu_seconds() - cpu0
+    accs = evaluate(solver, Xv, yv, shape)
+    final_one_view, tta = accs["one view"], accs["flips"]
+    hist = solver.history
+    minutes = np.cumsum(hist["epoch_time"]) / 60
+    print("\nepoch  minutes  loss    val acc (one view)")
+    for e, m in enumerate(minutes, 1):
+        acc = f"{hist['val_acc'][e - 1]:.4f}" if hist["val_acc"] else "-"
+        print(f"{e:5d}  {m:7.2f}  {hist['epoch_loss'][e - 1]:.4f}  {acc}")
+    result = {
+        "config": vars(a),
+        "n_train": len(X),
+        "val_acc_per_epoch": hist["val_acc"],
+        "minutes_per_epoch": minutes.tolist(),
+        "best_val_acc_one_view": solver.best_val_acc,
+        "final_val_acc_one_view": final_one_view,
+        "val_acc_tta_flip": tta,
+        "val_acc_tta_flip_shift": accs["flips and 1-pixel shifts"],
+        "train_s": train_s,
+        "images_per_s": len(X) * a.epochs / train_s,
+        "peak_rss_gb": peak_rss_gb(),
+        "cpu_share": cpu_s / train_s / (os.cpu_count() or 1),
+        "loadavg": [load0[0], os.getloadavg()[0]],
+    }
+    print(
+        f"validation accuracy of the final model {tta:.4f} with test-time flips "
+        f"({accs['flips and 1-pixel shifts']:.4f} with flips and 1-pixel shifts, "
+        f"{final_one_view:.4f} one view); training {train_s / 60:.1f} min, "
+        f"{result['images_per_s']:.0f} images/s including validation; peak RSS "
+        f"{result['peak_rss_gb']:.2f} GB; CPU {100 * result['cpu_share']:.0f}% of the cores; "
+        f"load {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=a.threads, user_api="blas"):
+        return throughput(a) if a.throughput else train(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

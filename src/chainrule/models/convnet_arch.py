@@ -1,0 +1,186 @@
+"""Convolutional network architectures from a short spec: widths per stage.
+
+The network for images of shape (H, W, C), flattened to rows in HWC order as
+chainrule's datasets hold them::
+
+    RowsToImages -> stem -> stage(w1) -> stage(w2) -> ... -> global max pool -> Linear
+
+- stem ``"conv"``: a 3x3 convolution to `stem_width` channels, batch norm, ReLU;
+  ``"whiten"``: a frozen 2x2 convolution that whitens the training images' 2x2 patches
+  (its filters are the eigenvectors of the patch covariance scaled by the inverse
+  square root of their eigenvalues, each also negated, so a ReLU after it loses
+  nothing), as in the fast CIFAR-10 recipes (tysam-code's hlb-cifar10, Keller Jordan's
+  airbench); it needs the training images to be built.
+- a stage: a 3x3 convolution to w channels, 2x2 max pooling, batch norm, ReLU, then
+  ``convs_per_stage - 1`` more 3x3 convolution + batch norm + ReLU at width w. Pooling
+  right after the first convolution lets the rest of the stage work on a quarter of the
+  pixels. Stages stop halving the image once it is a single pixel, so the same spec
+  runs on 32x32 CIFAR-10 images and on 8x8 digits.
+- batch norm without a learned scale by default (the following convolution absorbs any
+  scale, and weight decay then acts on the convolutions alone), with a learned shift.
+
+`architecture_flops` counts the multiply-adds, so throughput can be compared across
+specs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule import nn
+from chainrule._random import as_generator
+from chainrule.autograd.engine import Tensor
+from chainrule.nn.functional import conv2d
+
+__all__ = [
+    "PatchWhitening",
+    "Scale",
+    "architecture_flops",
+    "build_convnet",
+    "patch_whitening_filters",
+]
+
+DEFAULT_WIDTHS = (64, 128, 256)
+
+
+def patch_whitening_filters(images, patch: int = 2, eps: float = 5e-4, max_images: int = 10000):
+    """Filters (2 * P, C, patch, patch), P = C * patch^2, that whiten the patches of
+    `images` (N, H, W, C) float: ``V diag(1 / sqrt(lambda + eps))`` of the eigenvalues
+    lambda and eigenvectors V of the patch covariance, and their negatives. Uses up to
+    `max_images` evenly spaced images (float64 statistics)."""
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(
+            f"patch_whitening_filters: images must be (N, H, W, C), got {images.shape}"
+        )
+    n, h, w, c = images.shape
+    step = max(1, n // max_images)
+    x = images[::step].astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (patch, patch), axis=(1, 2))
+    # (n, h', w', C, patch, patch) -> rows in the (C, i, j) order of a conv weight
+    rows = windows.reshape(-1, c * patch * patch)
+    rows = rows - rows.mean(axis=0)
+    cov = rows.T @ rows / rows.shape[0]
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    filters = (eigvecs / np.sqrt(np.maximum(eigvals, 0.0) + eps)).T
+    filters = filters.reshape(-1, c, patch, patch)
+    return np.concatenate([filters, -filters])
+
+
+class PatchWhitening(nn.Module):
+    """A frozen convolution (no padding, stride 1): ``weight`` is a buffer, not a
+    parameter, so it is saved with the model but never trained or decayed."""
+
+    def __init__(self, filters, dtype=np.float32):
+        super().__init__()
+        filters = np.ascontiguousarray(filters, dtype=dtype)
+        if filters.ndim != 4:
+            raise ValueError(f"PatchWhitening: filters must be (F, C, k, k), got {filters.shape}")
+        self.register_buffer("weight", filters)
+        self.out_channels = filters.shape[0]
+
+    def forward(self, x):
+        data = x.data if isinstance(x, Tensor) else x
+        return conv2d(x, self.weight.astype(data.dtype, copy=False))
+
+    def extra_repr(self) -> str:
+        f, c, k, _ = self.weight.shape
+        return f"{c}, {f}, kernel_size={k}, frozen"
+
+
+class Scale(nn.Module):
+    """Multiplies by a fixed number: a smaller scale on the class scores keeps the first
+    steps' softmax near uniform without shrinking the last layer's initial weights (and
+    with them its learning rate)."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x):
+        return (x if isinstance(x, Tensor) else Tensor(x)) * self.factor
+
+    def extra_repr(self) -> str:
+        return f"{self.factor:g}"
+
+
+def _stage(c_in, width, side, convs, bn_scale, rng, dtype):
+    layers = [nn.Conv2d(c_in, width, 3, padding=1, bias=False, random_state=rng, dtype=dtype)]
+    if side >= 2:
+        layers.append(nn.MaxPool2d(2))
+        side //= 2
+    layers += [nn.BatchNorm2d(width, scale=bn_scale, dtype=dtype), nn.ReLU()]
+    for _ in range(convs - 1):
+        conv = nn.Conv2d(width, width, 3, padding=1, bias=False, random_state=rng, dtype=dtype)
+        layers.append(conv)
+        layers += [nn.BatchNorm2d(width, scale=bn_scale, dtype=dtype), nn.ReLU()]
+    return layers, side
+
+
+def build_convnet(
+    image_shape,
+    n_classes: int,
+    widths=DEFAULT_WIDTHS,
+    convs_per_stage: int = 2,
+    stem: str = "conv",
+    stem_width: int | None = None,
+    whiten_images=None,
+    bn_scale: bool = False,
+    logit_scale: float = 1.0,
+    random_state=None,
+    dtype=np.float32,
+) -> nn.Sequential:
+    """The `nn.Sequential` described in the module docstring, taking rows (B, H*W*C).
+
+    image_shape: (H, W, C). widths: channels of each stage. stem: ``"conv"`` (width
+    `stem_width`, default half the first stage's) or ``"whiten"`` (needs
+    `whiten_images`, (N, H, W, C) preprocessed training images). logit_scale: a fixed
+    factor on the class scores (`Scale`; 1 leaves it out).
+    """
+    h, w, c = (int(s) for s in image_shape)
+    widths = tuple(int(v) for v in widths)
+    if not widths or min(widths) <= 0 or convs_per_stage < 1:
+        raise ValueError(f"build_convnet: widths must be positive ints, got {widths!r}")
+    rng = as_generator(random_state)
+    layers = [nn.RowsToImages(h, w, c)]
+    side = min(h, w)
+    if stem == "whiten":
+        if whiten_images is None:
+            raise ValueError('build_convnet: stem="whiten" needs whiten_images')
+        whiten = PatchWhitening(patch_whitening_filters(whiten_images), dtype=dtype)
+        layers += [whiten, nn.ReLU()]
+        c, side = whiten.out_channels, side - 1
+    elif stem == "conv":
+        sw = stem_width or max(8, widths[0] // 2)
+        layers.append(nn.Conv2d(c, sw, 3, padding=1, bias=False, random_state=rng, dtype=dtype))
+        layers += [nn.BatchNorm2d(sw, scale=bn_scale, dtype=dtype), nn.ReLU()]
+        c = sw
+    else:
+        raise ValueError(f'build_convnet: stem must be "conv" or "whiten", got {stem!r}')
+    for width in widths:
+        stage, side = _stage(c, width, side, convs_per_stage, bn_scale, rng, dtype)
+        layers += stage
+        c = width
+    layers += [nn.GlobalMaxPool2d(), nn.Linear(c, n_classes, random_state=rng, dtype=dtype)]
+    if logit_scale != 1.0:
+        layers.append(Scale(logit_scale))
+    return nn.Sequential(*layers)
+
+
+def architecture_flops(net, image_shape) -> int:
+    """Multiply-adds x 2 of the convolutions and linear layers of `net` for one image of
+    shape (H, W, C) in a forward pass (training costs about three times that)."""
+    h, w, _ = image_shape
+    total = 0
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, PatchWhitening)):
+            f, c, kh, kw = m.weight.shape
+            pad, stride = getattr(m, "padding", (0, 0)), getattr(m, "stride", (1, 1))
+            h = (h + 2 * pad[0] - kh) // stride[0] + 1
+            w = (w + 2 * pad[1] - kw) // stride[1] + 1
+            total += 2 * h * w * f * c * kh * kw
+        elif isinstance(m, nn.MaxPool2d):
+            h, w = h // 2, w // 2
+        elif isinstance(m, nn.Linear):
+            total += 2 * m.in_features * m.out_features
+    return total
