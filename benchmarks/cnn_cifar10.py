@@ -101,6 +101,8 @@ def make_optimizer(a, net, total_steps):
 
     params = optim.weight_decay_groups(net, a.weight_decay)
     opt = optim.SGD(params, lr=a.lr, momentum=a.momentum, nesterov=True)
+    if a.lookahead:
+        opt = optim.Lookahead(opt, k=a.lookahead, alpha=0.5)
     schedule = optim.make_schedule(
         None if a.schedule == "constant" else a.schedule, opt, total_steps
     )

@@ -1,4 +1,4 @@
-"""Optimizers (SGD, RMSProp, Adam, AdamW), gradient clipping and learning-rate schedules.
+"""Optimizers (SGD, RMSProp, Adam, AdamW, the Lookahead wrapper), gradient clipping and learning-rate schedules.
 
 All optimizers update parameters in place with preallocated state; see
 `chainrule.optim.optimizers` for the formulas and `chainrule.optim.schedules` for the
@@ -6,6 +6,7 @@ schedules and how to step them. `make_optimizer` and `make_schedule` build both 
 (`OPTIMIZERS`, `SCHEDULES`), which is how the estimators choose them.
 """
 
+from chainrule.optim.lookahead import Lookahead
 from chainrule.optim.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -40,6 +41,7 @@ __all__ = [
     "ExponentialLR",
     "LRSchedule",
     "LinearWarmup",
+    "Lookahead",
     "OneCycleLR",
     "Optimizer",
     "RMSProp",
