@@ -16,7 +16,9 @@ def _quadratic_grads(params, targets):
 
 def _make(seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    params = [Tensor(rng.standard_normal(s).astype(dtype), requires_grad=True) for s in ((3, 4), (5,))]
+    params = [
+        Tensor(rng.standard_normal(s).astype(dtype), requires_grad=True) for s in ((3, 4), (5,))
+    ]
     targets = [rng.standard_normal(p.data.shape).astype(dtype) for p in params]
     return params, targets
 

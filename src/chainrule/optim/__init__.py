@@ -1,4 +1,5 @@
-"""Optimizers (SGD, RMSProp, Adam, AdamW, the Lookahead wrapper), gradient clipping and learning-rate schedules.
+"""Optimizers (SGD, RMSProp, Adam, AdamW, the Lookahead wrapper), gradient clipping and
+learning-rate schedules.
 
 All optimizers update parameters in place with preallocated state; see
 `chainrule.optim.optimizers` for the formulas and `chainrule.optim.schedules` for the
