@@ -151,3 +151,30 @@ def test_user_errors_are_one_line(digits_run, digit_pngs, tmp_path, capsys, monk
     monkeypatch.setitem(sys.modules, "onnx", None)
     code, _, err = cli(capsys, "export", digits_run, "--out", tmp_path / "again.onnx")
     assert_user_error(code, err, 'pip install "chainrule[onnx]"')
+
+
+def test_convnet_run_exports_with_its_preprocessing(digit_pngs, tmp_path, capsys):
+    """`chainrule train cnn` -> `export` -> `predict --onnx`: the answers of the run folder,
+    and the model file's own preprocessing (images kept as images or flattened) in the
+    graph."""
+    import chainrule.models
+
+    if not hasattr(chainrule.models, "ConvNet"):
+        pytest.skip("chainrule.models.ConvNet is not part of this version")
+    from chainrule.models import export_onnx, load_model
+    from chainrule.models.export import load_onnx
+
+    run = tmp_path / "cnn"
+    assert main(["train", "cnn", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    out_file = tmp_path / "cnn.onnx"
+    code, out, err = cli(capsys, "export", run, "--out", out_file)
+    assert code == 0, err
+    assert ": cnn, 10 classes" in out and "input images uint8 (N, 8, 8, 1)" in out
+    _, onnx_out, _ = cli(capsys, "predict", "--onnx", out_file, *digit_pngs, "--json", "--top", "2")
+    _, python_out, _ = cli(capsys, "predict", run, *digit_pngs, "--json", "--top", "2")
+    assert_same_records(onnx_out, python_out)
+    loaded = load_model(run / "model.npz")
+    images = load("digits", "test").images[:50]
+    labels, proba = load_onnx(export_onnx(loaded, tmp_path / "py.onnx")).run(images)
+    np.testing.assert_array_equal(labels, loaded.predict(images))
+    np.testing.assert_allclose(proba, loaded.predict_proba(images), rtol=0, atol=1e-5)

@@ -14,14 +14,20 @@ A new layer type is one converter::
     def _my_layer(g, m, x, name):
         return g.op("Relu", [x], name)
 
-and a pair of layers that merge into one (a Linear followed by the BatchNorm1d that
-normalizes its outputs) is one fold, tried by `Sequential` on consecutive children::
+and a pair of layers that merge into one (a Linear or a Conv2d followed by the batch norm
+that normalizes its outputs) is one fold, tried by `Sequential` on consecutive children::
 
     @register_fold(nn.Linear, nn.BatchNorm1d)
     def _linear_bn(g, linear, bn, x, name): ...
 
 Converters match exact types: a subclass may compute something else in ``forward``, so
-it needs its own entry.
+it needs its own entry. A `Sequential` runs a batch norm directly followed by a `ReLU`
+as one fused Function; the graph keeps them as two nodes of the same values, which
+runtimes fuse themselves.
+
+Images are NCHW in the graph as in `chainrule.nn`, and the convolution and pooling
+layers map one to one onto ONNX's operators: no padding in pooling, windows that do not
+fit are dropped (floor mode), convolution padding is zeros on both sides.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import Callable
 import numpy as np
 
 from chainrule import nn
+from chainrule.models.convnet_arch import PatchWhitening, Scale
 from chainrule.models.export.graph import Graph
 
 __all__ = ["convert_module", "register_converter", "register_fold"]
@@ -182,3 +189,105 @@ def _flatten(g, m, x, name):
 def _identity(g, m, x, name):
     # Dropout is the identity in evaluation (inverted dropout scaled in training).
     return x
+
+
+# -- convolutional layers --------------------------------------------------------------
+
+
+def _conv(g, x, weight, bias, stride, padding, name: str) -> str:
+    """ONNX ``Conv`` of x (N, C, H, W) with weight (F, C, kh, kw) as chainrule stores it,
+    zero padding (ph, pw) on both sides of each axis."""
+    weight = _f32(weight)
+    inputs = [x, g.const(weight, f"{name}.weight")]
+    if bias is not None:
+        inputs.append(g.const(_f32(bias), f"{name}.bias"))
+    (ph, pw), (sh, sw) = padding, stride
+    return g.op(
+        "Conv",
+        inputs,
+        name,
+        kernel_shape=list(weight.shape[2:]),
+        strides=[int(sh), int(sw)],
+        pads=[int(ph), int(pw), int(ph), int(pw)],
+    )
+
+
+@register_converter(nn.Conv2d)
+def _conv2d(g, m, x, name):
+    bias = None if m.bias is None else m.bias.data
+    return _conv(g, x, m.weight.data, bias, m.stride, m.padding, name)
+
+
+@register_converter(PatchWhitening)
+def _patch_whitening(g, m, x, name):
+    # A frozen convolution: the weight is a buffer, stride 1, no padding.
+    return _conv(g, x, m.weight, None, (1, 1), (0, 0), name)
+
+
+@register_fold(nn.Conv2d, nn.BatchNorm2d)
+def _conv2d_batchnorm2d(g, conv, bn, x, name):
+    # As for Linear + BatchNorm1d: bn(conv(x, W) + b) = conv(x, W a) + (b a + c), with the
+    # per-channel a scaling each output filter.
+    a, c = _bn_affine(bn)
+    W = conv.weight.data.astype(np.float64) * a[:, None, None, None]
+    b = c if conv.bias is None else conv.bias.data.astype(np.float64) * a + c
+    return _conv(g, x, W, b, conv.stride, conv.padding, name)
+
+
+@register_converter(nn.BatchNorm2d)
+def _batchnorm2d(g, m, x, name):
+    # Per channel, broadcast over (N, C, H, W) by the trailing (C, 1, 1) shape. Without a
+    # learned scale (scale=False: weight is None) gamma is 1, as _bn_affine reads it.
+    a, c = _bn_affine(m)
+    a, c = a.reshape(-1, 1, 1), c.reshape(-1, 1, 1)
+    y = g.op("Mul", [x, g.const(_f32(a), f"{name}.scale")], f"{name}.scaled")
+    return g.op("Add", [y, g.const(_f32(c), f"{name}.shift")], name)
+
+
+def _window_attrs(m) -> dict:
+    # chainrule's pooling has no padding and drops windows that do not fit, which are
+    # ONNX's defaults (pads 0, ceil_mode 0); with no padding, AveragePool's
+    # count_include_pad has nothing to count.
+    return {"kernel_shape": [int(k) for k in m.kernel_size], "strides": [int(s) for s in m.stride]}
+
+
+@register_converter(nn.MaxPool2d)
+def _max_pool2d(g, m, x, name):
+    return g.op("MaxPool", [x], name, **_window_attrs(m))
+
+
+@register_converter(nn.AvgPool2d)
+def _avg_pool2d(g, m, x, name):
+    return g.op("AveragePool", [x], name, **_window_attrs(m))
+
+
+@register_converter(nn.GlobalAvgPool2d)
+def _global_avg_pool2d(g, m, x, name):
+    # ONNX keeps the pooled axes, (N, C, 1, 1); chainrule returns (N, C).
+    pooled = g.op("GlobalAveragePool", [x], f"{name}.pooled")
+    return g.op("Flatten", [pooled], name, axis=1)
+
+
+@register_converter(nn.GlobalMaxPool2d)
+def _global_max_pool2d(g, m, x, name):
+    pooled = g.op("GlobalMaxPool", [x], f"{name}.pooled")
+    return g.op("Flatten", [pooled], name, axis=1)
+
+
+@register_converter(nn.Residual)
+def _residual(g, m, x, name):
+    return g.op("Add", [x, convert_module(g, m.body, x, f"{name}.body")], name)
+
+
+@register_converter(nn.RowsToImages)
+def _rows_to_images(g, m, x, name):
+    h, w, c = m.height, m.width, m.channels
+    if m.order == "chw":
+        return g.op("Reshape", [x, g.ints([-1, c, h, w], f"{name}.shape")], name)
+    images = g.op("Reshape", [x, g.ints([-1, h, w, c], f"{name}.shape")], f"{name}.hwc")
+    return g.op("Transpose", [images], name, perm=[0, 3, 1, 2])
+
+
+@register_converter(Scale)
+def _scale(g, m, x, name):
+    return g.op("Mul", [x, g.scalar(m.factor, np.float32, f"{name}.factor")], name)
