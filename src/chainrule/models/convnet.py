@@ -149,9 +149,7 @@ class ConvNet(FullyConnectedNet):
         except TypeError:
             widths = ()
         if not widths or not all(_is_int(w) and w > 0 for w in widths):
-            raise ValueError(
-                f"channels must be a sequence of positive ints, got {self.channels!r}"
-            )
+            raise ValueError(f"channels must be a sequence of positive ints, got {self.channels!r}")
         if self.stem not in STEMS:
             raise ValueError(f'stem must be "whiten" or "conv", got {self.stem!r}')
         k = self.convs_per_stage
@@ -176,9 +174,7 @@ class ConvNet(FullyConnectedNet):
         if self.image_shape is not None:
             _shape_of(self.image_shape)
 
-    def _build_network(
-        self, n_features, n_classes, rng, dtype=np.float32, whiten_images=None
-    ):
+    def _build_network(self, n_features, n_classes, rng, dtype=np.float32, whiten_images=None):
         """The `Sequential` for rows of images of shape ``image_shape_``.
 
         The whitening stem's filters come from `whiten_images` (N, H, W, C); without
