@@ -26,6 +26,7 @@ from chainrule.train import TRAIN_ACC_SAMPLES
 
 QUICK = {"svm": {"epochs": 2}, "softmax": {"epochs": 2}, "twolayer": {"epochs": 1}}
 QUICK["mlp"] = {"epochs": 1, "hidden_dims": (16,)}
+QUICK["cnn"] = {"epochs": 1, "channels": (4, 8)}
 
 
 def test_records_travel_as_json_and_pickle(digits):
@@ -101,6 +102,7 @@ def test_every_model_draws_its_plots(name, digits, tmp_path):
         "softmax": {"softmax_weights.png", "softmax_loss.png"},
         "twolayer": {"twolayer_first_layer.png", "twolayer_loss.png"},
         "mlp": {"mlp_first_layer.png", "mlp_loss.png"},
+        "cnn": {"cnn_filters.png", "cnn_loss.png"},
     }[name] | {f"{name}_confusion.png"}
     folder = RunFolder(tmp_path)
     output = Output(folder, model_file=f"{name}.npz", prefix=f"{name}_")

@@ -173,7 +173,7 @@ def test_unregistered_model_cannot_be_saved(tmp_path):
 
 
 def test_registry_names_and_errors():
-    assert list(registry.MODEL_REGISTRY) == ["knn", "svm", "softmax", "twolayer", "mlp"]
+    assert list(registry.MODEL_REGISTRY) == ["knn", "svm", "softmax", "twolayer", "mlp", "cnn"]
     with pytest.raises(ValueError, match="unknown model 'forest'; choose one of knn"):
         registry.get_model_class("forest")
 

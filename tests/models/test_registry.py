@@ -30,7 +30,7 @@ def clean_registry():
 
 
 def test_names_in_order_and_unknown_names():
-    assert list(registry.MODEL_REGISTRY) == ["knn", "svm", "softmax", "twolayer", "mlp"]
+    assert list(registry.MODEL_REGISTRY) == ["knn", "svm", "softmax", "twolayer", "mlp", "cnn"]
     for lookup in (registry.get_model_class, registry.get_model_spec):
         with pytest.raises(ValueError, match="unknown model 'forest'; choose one of knn, svm"):
             lookup("forest")

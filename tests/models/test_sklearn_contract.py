@@ -31,6 +31,14 @@ CHECKED: dict[str, dict] = {
         "learning_rate": 1e-2,
         "epochs": 5,
     },
+    # rows without an image_shape are 1x1 images of D channels
+    "cnn": {
+        "channels": (8,),
+        "convs_per_stage": 1,
+        "learning_rate": 3e-2,
+        "batch_size": 50,
+        "epochs": 5,
+    },
 }
 
 

@@ -1,11 +1,12 @@
 """Classifiers with scikit-learn conventions (fit, predict, predict_proba, score).
 
-Each family is an estimator class (``knn``, ``linear``, ``mlp``; the conventions in
+Each family is an estimator class (``knn``, ``linear``, ``mlp``, ``convnet``; the conventions in
 ``_base``) with a spec beside it (``*_spec``; the protocol in ``spec``): its defaults for
 the data, search grid, command-line options and plots. ``registry`` names them (name ->
 class and spec, imported on first use); ``io`` writes and reads model files.
 """
 
+from chainrule.models.convnet import ConvNet  # noqa: F401
 from chainrule.models.export import export_onnx  # noqa: F401
 from chainrule.models.io import LoadedModel, load_model, save_model  # noqa: F401
 from chainrule.models.knn import KNearestNeighbors, knn_best_k, knn_cross_validate  # noqa: F401

@@ -3,7 +3,8 @@
 The network for images of shape (H, W, C), flattened to rows in HWC order as
 chainrule's datasets hold them::
 
-    RowsToImages -> stem -> stage(w1) -> stage(w2) -> ... -> global max pool -> Linear
+    RowsToImages -> stem -> stage(w1) -> stage(w2) -> ... -> global max pool
+        -> [Dropout] -> Linear [-> Scale]
 
 - stem ``"conv"``: a 3x3 convolution to `stem_width` channels, batch norm, ReLU;
   ``"whiten"``: a frozen 2x2 convolution that whitens the training images' 2x2 patches
@@ -14,8 +15,9 @@ chainrule's datasets hold them::
 - a stage: a 3x3 convolution to w channels, 2x2 max pooling, batch norm, ReLU, then
   ``convs_per_stage - 1`` more 3x3 convolution + batch norm + ReLU at width w. Pooling
   right after the first convolution lets the rest of the stage work on a quarter of the
-  pixels. Stages stop halving the image once it is a single pixel, so the same spec
-  runs on 32x32 CIFAR-10 images and on 8x8 digits.
+  pixels. Stages stop halving the image once it is a single pixel (an Identity takes
+  the pooling's place), so the same spec runs on 32x32 CIFAR-10 images and on 8x8
+  digits, with the same layers.
 - batch norm without a learned scale by default (the following convolution absorbs any
   scale, and weight decay then acts on the convolutions alone), with a learned shift.
 
@@ -106,9 +108,14 @@ class Scale(nn.Module):
 
 def _stage(c_in, width, side, convs, bn_scale, rng, dtype):
     layers = [nn.Conv2d(c_in, width, 3, padding=1, bias=False, random_state=rng, dtype=dtype)]
+    # A stage on an image already one pixel wide keeps the pooling's place with an
+    # Identity: the layers, and so the names of the parameters, are those of the spec
+    # whatever the image size (model files declare them from the hyperparameters).
     if side >= 2:
         layers.append(nn.MaxPool2d(2))
         side //= 2
+    else:
+        layers.append(nn.Identity())
     layers += [nn.BatchNorm2d(width, scale=bn_scale, dtype=dtype), nn.ReLU()]
     for _ in range(convs - 1):
         conv = nn.Conv2d(width, width, 3, padding=1, bias=False, random_state=rng, dtype=dtype)
@@ -129,13 +136,18 @@ def build_convnet(
     logit_scale: float = 1.0,
     random_state=None,
     dtype=np.float32,
+    whiten_filters=None,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
     """The `nn.Sequential` described in the module docstring, taking rows (B, H*W*C).
 
     image_shape: (H, W, C). widths: channels of each stage. stem: ``"conv"`` (width
     `stem_width`, default half the first stage's) or ``"whiten"`` (needs
-    `whiten_images`, (N, H, W, C) preprocessed training images). logit_scale: a fixed
-    factor on the class scores (`Scale`; 1 leaves it out).
+    `whiten_images`, (N, H, W, C) preprocessed training images, or `whiten_filters`,
+    the (F, C, 2, 2) filters themselves, e.g. those of a saved model). logit_scale: a
+    fixed factor on the class scores (`Scale`; 1 leaves it out). dropout: probability
+    of a `Dropout` of the pooled features before the Linear layer (0 leaves it out;
+    its masks are drawn from `random_state`).
     """
     h, w, c = (int(s) for s in image_shape)
     widths = tuple(int(v) for v in widths)
@@ -145,9 +157,15 @@ def build_convnet(
     layers = [nn.RowsToImages(h, w, c)]
     side = min(h, w)
     if stem == "whiten":
-        if whiten_images is None:
-            raise ValueError('build_convnet: stem="whiten" needs whiten_images')
-        whiten = PatchWhitening(patch_whitening_filters(whiten_images), dtype=dtype)
+        if whiten_filters is None and whiten_images is None:
+            raise ValueError('build_convnet: stem="whiten" needs whiten_images or whiten_filters')
+        if min(h, w) < 2:
+            raise ValueError(
+                f'build_convnet: stem="whiten" needs images of at least 2x2 pixels, got {h}x{w}'
+            )
+        if whiten_filters is None:
+            whiten_filters = patch_whitening_filters(whiten_images)
+        whiten = PatchWhitening(whiten_filters, dtype=dtype)
         layers += [whiten, nn.ReLU()]
         c, side = whiten.out_channels, side - 1
     elif stem == "conv":
@@ -161,7 +179,10 @@ def build_convnet(
         stage, side = _stage(c, width, side, convs_per_stage, bn_scale, rng, dtype)
         layers += stage
         c = width
-    layers += [nn.GlobalMaxPool2d(), nn.Linear(c, n_classes, random_state=rng, dtype=dtype)]
+    layers.append(nn.GlobalMaxPool2d())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout, random_state=rng))
+    layers.append(nn.Linear(c, n_classes, random_state=rng, dtype=dtype))
     if logit_scale != 1.0:
         layers.append(Scale(logit_scale))
     return nn.Sequential(*layers)

@@ -205,6 +205,11 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         layers.append(nn.Linear(d_in, n_classes, random_state=rng, dtype=dtype, **init))
         return nn.Sequential(*layers)
 
+    def _new_network(self, X, rng):
+        """The network to train on rows X (N, D), `classes_` known (a family whose
+        network depends on the training data, such as a whitening layer, overrides it)."""
+        return self._build_network(X.shape[1], len(self.classes_), rng)
+
     def _weights(self, net) -> list:
         """The weight matrices (what `reg` penalises)."""
         from chainrule import nn
@@ -350,7 +355,7 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             y_val = self._encode(check_labels(y_val, name="y_val"), "y_val")
         self._make_eval_views(X.shape[1])  # refuse a bad test_time_flip before training
         rng = as_generator(self.random_state)
-        net = self._build_network(X.shape[1], len(self.classes_), rng)
+        net = self._new_network(X, rng)
         opt = self._make_optimizer(net)
         solver = Solver(
             net,

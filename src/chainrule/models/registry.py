@@ -29,6 +29,7 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "softmax": ("chainrule.models.linear", "SoftmaxClassifier"),
     "twolayer": ("chainrule.models.mlp", "TwoLayerNet"),
     "mlp": ("chainrule.models.mlp", "FullyConnectedNet"),
+    "cnn": ("chainrule.models.convnet", "ConvNet"),
 }
 # name -> (module, attribute) of its spec; a name without one runs with a plain ModelSpec
 _SPEC_LOCATIONS: dict[str, tuple[str, str]] = {
@@ -37,6 +38,7 @@ _SPEC_LOCATIONS: dict[str, tuple[str, str]] = {
     "softmax": ("chainrule.models.linear_spec", "SOFTMAX_SPEC"),
     "twolayer": ("chainrule.models.mlp_spec", "TWOLAYER_SPEC"),
     "mlp": ("chainrule.models.mlp_spec", "MLP_SPEC"),
+    "cnn": ("chainrule.models.convnet_spec", "CNN_SPEC"),
 }
 _SPECS: dict = {}
 

@@ -315,6 +315,55 @@ def plot_first_layer_weights(W, image_shape, path, max_units: int = 100) -> Path
     return _save(fig, path)
 
 
+def plot_conv_filters(weights, path, title: str = "filters", max_filters: int = 64) -> Path:
+    """Draw convolution filters as small images, one per filter (the lecture's templates).
+
+    Parameters
+    ----------
+    weights : ndarray (F, C, kh, kw), C 1 (gray) or 3 (RGB): a convolution's weight in
+        PyTorch's layout
+    path : where to write the image
+    title : heading; say what the filters are (trained, or fixed as a whitening layer)
+    max_filters : draw at most this many filters (the first ones)
+
+    Each filter is rescaled to [0, 1] on its own (its minimum black, its maximum white),
+    so the pattern of every filter is visible whatever its scale; a constant filter is
+    drawn black.
+    """
+    W = np.asarray(weights, dtype=np.float64)
+    if W.ndim != 4 or W.shape[1] not in (1, 3) or W.shape[0] == 0:
+        raise ValueError(
+            f"weights must be (F, C, kh, kw) with C 1 or 3 and F >= 1, got shape {W.shape}"
+        )
+    if max_filters < 1:
+        raise ValueError(f"max_filters must be positive, got {max_filters}")
+    W = W[: int(max_filters)]
+    n, c, kh, kw = W.shape
+    flat = W.reshape(n, -1)
+    lo = flat.min(axis=1)[:, None, None, None]
+    span = flat.max(axis=1)[:, None, None, None] - lo
+    scaled = (W - lo) / np.where(span > 0, span, 1.0)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    # One mosaic with a 1-pixel white gap between filters.
+    grid = np.ones((rows * (kh + 1) - 1, cols * (kw + 1) - 1, c))
+    for f in range(n):
+        r, q = divmod(f, cols)
+        grid[r * (kh + 1) : r * (kh + 1) + kh, q * (kw + 1) : q * (kw + 1) + kw] = scaled[
+            f
+        ].transpose(1, 2, 0)
+    fig = _new_figure((min(12.0, 0.6 * cols + 2), min(12.0, 0.6 * rows + 2)))
+    ax = fig.add_subplot(1, 1, 1)
+    if c == 1:
+        ax.imshow(grid[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    shown = f" ({n} of {len(np.asarray(weights))})" if n < len(np.asarray(weights)) else ""
+    ax.set_title(f"{title}{shown}", fontsize=9)
+    ax.axis("off")
+    return _save(fig, path)
+
+
 def plot_knn_cv(results, path, title: str = "k-NN cross-validation") -> Path:
     """Cross-validation accuracy of k-NN against k, as in the course figure.
 

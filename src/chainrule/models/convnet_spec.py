@@ -1,0 +1,241 @@
+"""The spec of the convolutional network (``cnn``; see ``models/spec.py``).
+
+The model reads images (``input_layout = "images"``): the preprocessing keeps their
+shape, (N, C, H, W), and the model file records it (the preprocessing's and the model's
+``image_shape_``), so ``chainrule eval`` and ``predict`` feed the network what training
+fed it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.models.mlp_spec import OPTIMIZER_SLOTS, SMALL_DATA, TRAINING
+from chainrule.models.spec import (
+    FitSummary,
+    Member,
+    ModelSpec,
+    Option,
+    Plot,
+    layer_sizes,
+    round1,
+)
+
+__all__ = ["CNN_SPEC", "ConvNetSpec"]
+
+# The recipe for large data sets (CIFAR-10: 40,000 training images of 32x32x3): a
+# whitening stem and three stages of two 3x3 convolutions, Nesterov SGD on a one-cycle
+# schedule, weight decay of the convolution and Linear weights, label smoothing, random
+# 2-pixel translations and flips, test-time flips (they follow `augment`).
+LARGE_DATA = {
+    "channels": (32, 64, 128),
+    "stem": "whiten",
+    "optimizer": "nesterov",
+    "learning_rate": 0.4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "lr_schedule": "onecycle",
+    "label_smoothing": 0.2,
+    "batch_size": 512,
+    "epochs": 16,
+    "augment": True,
+    "aug_padding": 2,
+    "lookahead": 0,
+}
+# The recipe for small data sets (the bundled 8x8 digits, 1,150 training images): the
+# same widths with a 3x3 stem (whose filters show what it learned), smaller batches and
+# steps, and no augmentation (digits are not mirror-symmetric: no flips, as for the
+# fully connected networks). On digits, 10 epochs take about 5 s on 2 cores; 98.6% to
+# 99.3% validation accuracy over seeds 0-2, against 97.9% for widths (16, 32, 64) at
+# learning rate 0.1 and 97.9% for the two-layer net.
+SMALL_DATA_RECIPE = {
+    "channels": (32, 64, 128),
+    "stem": "conv",
+    "optimizer": "nesterov",
+    "learning_rate": 0.2,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "lr_schedule": "onecycle",
+    "label_smoothing": 0.1,
+    "batch_size": 64,
+    "epochs": 10,
+    "augment": False,
+    "aug_padding": 1,
+    "lookahead": 0,
+}
+
+
+def channel_widths(text) -> tuple[int, ...]:
+    """``"32,64,128"`` -> ``(32, 64, 128)``: the channels of each stage."""
+    try:
+        return layer_sizes(text)
+    except ValueError:
+        raise ValueError(
+            f"expected channel widths (positive integers) separated by commas, like "
+            f"32,64,128; got {text!r}"
+        ) from None
+
+
+def non_negative_int(text) -> int:
+    """``"5"`` -> 5; ``ValueError`` for anything that is not an integer >= 0."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0 or str(value) != str(text).strip():
+        raise ValueError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+CHANNELS = Option(
+    "--channels", "channels", "channels of each stage, e.g. 32,64,128", parse=channel_widths
+)
+STEM = Option(
+    "--stem", "stem", "first layer: whiten (frozen patch whitening) or conv (3x3)",
+    choices=("whiten", "conv"),
+)  # fmt: skip
+LOOKAHEAD = Option(
+    "--lookahead", "lookahead", "Lookahead every K optimizer steps (0: off)",
+    parse=non_negative_int,
+)  # fmt: skip
+
+
+def _activations(model, image_shape) -> tuple[int, int]:
+    """(floats of one image's activations that backward keeps, the largest of them).
+
+    Each trained convolution's output and its batch norm + ReLU output (the next
+    layer's input), at the resolution where they live; the first convolution of a
+    stage also its pooled output; the stem's output."""
+    widths, stem, k, _, _ = model._architecture()
+    h, w, c = image_shape
+    side = min(h, w)
+    if stem == "whiten":
+        side -= 1
+        sizes = [2 * (8 * c) * side * side]  # the frozen convolution and its ReLU
+    else:
+        sw = max(8, widths[0] // 2)
+        sizes = [2 * sw * side * side]
+    for width in widths:
+        pooled = side // 2 if side >= 2 else side
+        sizes.append(width * side * side + 2 * width * pooled * pooled)
+        sizes += [2 * width * pooled * pooled] * (k - 1)
+        side = pooled
+    return sum(sizes), max(sizes)
+
+
+class ConvNetSpec(ModelSpec):
+    options = (CHANNELS, STEM, *TRAINING, LOOKAHEAD)
+    shown = ("channels", "stem", "learning_rate", "epochs")
+    searched = ("learning_rate", "weight_decay")
+    input_layout = "images"
+    fit_validation = True
+    checkpoints = True
+    compared_by_default = False
+
+    def defaults(self, data):
+        """`LARGE_DATA` from `SMALL_DATA` training images on, `SMALL_DATA_RECIPE` below."""
+        recipe = LARGE_DATA if data.n_samples >= SMALL_DATA else SMALL_DATA_RECIPE
+        return dict(recipe)
+
+    def grid(self, params):
+        lr = params.get("learning_rate", 1e-3)
+        wd = params.get("weight_decay") or 5e-4
+        return {
+            "learning_rate": [round1(lr * f) for f in (0.3, 1.0, 3.0)],
+            "weight_decay": [round1(wd * f) for f in (0.2, 1.0)],
+        }
+
+    def check(self, model):
+        model._check_hyperparameters()
+
+    def memory(self, model, data):
+        """A lower bound on the bytes training takes besides the images themselves.
+
+        At a training step: the float32 weights, their gradients and the optimizer's
+        arrays (Lookahead's slow weights too); a minibatch's activations that backward
+        keeps (each convolution's output and its batch norm + ReLU output, counted once,
+        plus the gradient of the largest of them); and the float32 copy of the training
+        images in the order the network reads them (HWC rows). Before that, the
+        whitening stem's float64 statistics of up to 10,000 images and their 2x2
+        patches. Parameters, in-flight temporaries of the convolutions (im2col buffers)
+        and the validation images' copy are left out, so training takes more.
+        """
+        widths, stem, k, _, _ = model._architecture()
+        h, w, c = data.image_shape
+        stem_out = 8 * c if stem == "whiten" else max(8, widths[0] // 2)
+        params, c_in = (0 if stem == "whiten" else 9 * c * stem_out), stem_out
+        for width in widths:
+            params += 9 * width * (c_in + (k - 1) * width) + 2 * width * k
+            c_in = width
+        params += (c_in + 1) * data.n_classes
+        slots = OPTIMIZER_SLOTS.get(str(model.optimizer).lower(), 2) + (model.lookahead > 0)
+        per_image, largest = _activations(model, (h, w, c))
+        batch = min(int(model.batch_size), data.n_samples)
+        training = 4 * (
+            params * (2 + slots) + batch * (per_image + largest) + data.n_samples * h * w * c
+        )
+        initialising = 0
+        if stem == "whiten":
+            n = min(data.n_samples, 10000)
+            initialising = 8 * n * (h * w * c + (h - 1) * (w - 1) * 4 * c)
+        return max(training, initialising)
+
+    def stored(self, model):
+        """The parameters and buffers of the network ``build_convnet`` makes, by their
+        names in its ``Sequential`` (the layers depend on the hyperparameters alone), the
+        frozen whitening filters included; the labels, the feature count and the image
+        shape."""
+        widths, stem, k, p, _ = model._architecture()
+        members = {
+            "classes_": Member(("C",), "iuU"),
+            "n_features_in_": Member((), "iu", value="D"),
+            "image_shape_": Member((3,), "iu"),
+        }
+
+        def batch_norm(i, width):
+            for key in ("bias", "running_mean", "running_var"):  # no learned scale
+                members[f"net.{i}.{key}"] = Member((width,))
+
+        # net.0 turns rows into images and holds nothing.
+        if stem == "whiten":
+            members["net.1.weight"] = Member(("F", "channels", 2, 2))
+            c_in, i = "F", 3  # then a ReLU
+        else:
+            sw = max(8, widths[0] // 2)
+            members["net.1.weight"] = Member((sw, "channels", 3, 3))
+            batch_norm(2, sw)
+            c_in, i = sw, 4  # then a ReLU
+        for width in widths:
+            members[f"net.{i}.weight"] = Member((width, c_in, 3, 3))
+            batch_norm(i + 2, width)  # after the pooling (or the Identity in its place)
+            i += 4  # convolution, pooling, batch norm, ReLU
+            for _ in range(k - 1):
+                members[f"net.{i}.weight"] = Member((width, width, 3, 3))
+                batch_norm(i + 1, width)
+                i += 3
+            c_in = width
+        i += 2 if p > 0 else 1  # the global pooling and the dropout hold nothing
+        members[f"net.{i}.weight"] = Member((c_in, "C"))
+        members[f"net.{i}.bias"] = Member(("C",))
+        return members
+
+    def plots(self, model, fitted: FitSummary):
+        """The first layer's filters as small images: the trained 3x3 filters of a conv
+        stem, or the frozen whitening filters of a whitening stem (the first trained
+        convolution sees the whitened patches through a ReLU, so its filters are not
+        templates in pixel space)."""
+        weight = model.net_[1].weight  # a buffer (whitening) or a Parameter (conv)
+        filters = weight if isinstance(weight, np.ndarray) else weight.data
+        if filters.shape[1] not in (1, 3):
+            return []  # not images that can be shown in gray or colour
+        if model.stem == "whiten":
+            title = (
+                f"whitening stem: {filters.shape[0]} fixed 2x2 filters from the training "
+                "images' patch covariance (not trained)"
+            )
+        else:
+            title = f"first convolution: {filters.shape[0]} trained 3x3 filters"
+        return [Plot("plot_conv_filters", "filters.png", (filters,), {"title": title})]
+
+
+CNN_SPEC = ConvNetSpec("cnn")

@@ -1,0 +1,233 @@
+"""ConvNet: learning on tiny images, images and rows alike, model files with their
+declared layout, exact resume, Lookahead, the spec's options, memory bound and plot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chainrule import nn
+from chainrule.models import ConvNet, get_model_spec, load_model, save_model
+from chainrule.models.spec import DataSummary
+
+TINY = dict(channels=(4, 8), convs_per_stage=1, batch_size=32, random_state=0)
+
+
+def bars(n=160, size=6, seed=0):
+    """Images (N, 1, size, size) float32 with a bright vertical (class 0), horizontal
+    (class 1) or diagonal (class 2) bar at a random place, over noise; labels (N,)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
+    at = rng.integers(0, size, n)
+    for i in range(n):
+        if y[i] == 0:
+            X[i, 0, :, at[i]] += 2.0
+        elif y[i] == 1:
+            X[i, 0, at[i], :] += 2.0
+        else:
+            X[i, 0, np.arange(size), (np.arange(size) + at[i]) % size] += 2.0
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    return bars(), bars(90, seed=1)
+
+
+def test_learns_oriented_bars_well_above_chance(data):
+    (X, y), (Xt, yt) = data
+    model = ConvNet(**TINY, optimizer="adam", learning_rate=1e-2, epochs=6).fit(X, y)
+    assert model.score(Xt, yt) > 0.8  # chance: 1/3
+    assert model.image_shape_ == (6, 6, 1) and model.n_features_in_ == 36
+    assert model.predict_proba(Xt).shape == (90, 3)
+    convs = [m for m in model.net_.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.weight.shape for c in convs] == [(8, 1, 3, 3), (4, 8, 3, 3), (8, 4, 3, 3)]
+
+
+def test_images_and_their_hwc_rows_train_the_same_network(data):
+    (X, y), (Xt, _) = data
+    kw = dict(TINY, epochs=1, stem="whiten")
+    on_images = ConvNet(**kw).fit(X, y)
+    rows = X.transpose(0, 2, 3, 1).reshape(len(X), -1)
+    on_rows = ConvNet(**kw, image_shape=(6, 6, 1)).fit(rows, y)
+    np.testing.assert_array_equal(on_images.predict_proba(Xt), on_rows.predict_proba(Xt))
+    t_rows = Xt.transpose(0, 2, 3, 1).reshape(len(Xt), -1)
+    np.testing.assert_array_equal(on_images.predict_proba(t_rows), on_rows.predict_proba(Xt))
+
+
+def test_inputs_of_another_shape_are_refused_by_name(data):
+    (X, y), _ = data
+    model = ConvNet(**TINY, epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"images \(C, H, W\) = \(1, 5, 5\), but ConvNet was"):
+        model.predict(X[:, :, :5, :5])
+    with pytest.raises(ValueError, match="X has 25 features, but ConvNet is expecting 36"):
+        model.predict(X[:, :, :5, :5].reshape(len(X), -1))
+    with pytest.raises(ValueError, match=r"images \(N, C, H, W\) or rows"):
+        model.predict(X[:, 0])
+    with pytest.raises(ValueError, match="image_shape for images"):
+        ConvNet(**TINY, image_shape=(6, 6, 3)).fit(X, y)
+    with pytest.raises(ValueError, match="needs images of at least 2x2 pixels"):
+        ConvNet(**TINY, stem="whiten").fit(X.reshape(len(X), -1), y)  # 1x1 images
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"channels": (4, 0)}, "channels must be a sequence of positive ints"),
+        ({"stem": "resnet"}, 'stem must be "whiten" or "conv"'),
+        ({"convs_per_stage": 0}, "convs_per_stage must be a positive int"),
+        ({"lookahead": -1}, "lookahead must be a non-negative int"),
+        ({"aug_padding": 1.5}, "aug_padding must be a non-negative int"),
+        ({"logit_scale": 0.0}, "logit_scale must be a positive number"),
+        ({"image_shape": (6, 6)}, "image_shape must be"),
+    ],
+)
+def test_bad_hyperparameters_name_the_problem(data, bad, message):
+    (X, y), _ = data
+    with pytest.raises(ValueError, match=message):
+        ConvNet(**{**TINY, **bad}).fit(X, y)
+
+
+@pytest.mark.parametrize("stem", ["conv", "whiten"])
+def test_model_file_round_trip_and_declared_layout(data, tmp_path, stem):
+    (X, y), (Xt, _) = data
+    model = ConvNet(**TINY, stem=stem, dropout=0.2, logit_scale=0.5, epochs=1).fit(X, y)
+    path = save_model(tmp_path / "m.npz", model)
+    loaded = load_model(path).model
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), model.predict_proba(Xt))
+    assert loaded.image_shape_ == (6, 6, 1)
+    declared = get_model_spec("cnn").stored(ConvNet(**model.get_params()))
+    state = model._state_dict()
+    assert set(declared) == set(state)
+    if stem == "whiten":  # the frozen filters are stored and read back
+        np.testing.assert_array_equal(loaded.net_[1].weight, model.net_[1].weight)
+        assert declared["net.1.weight"].shape == ("F", "channels", 2, 2)
+
+
+def test_a_corrupted_model_file_is_refused_with_the_member_named(data, tmp_path):
+    (X, y), _ = data
+    model = ConvNet(**TINY, epochs=1).fit(X, y)
+    path = save_model(tmp_path / "m.npz", model)
+    with np.load(path, allow_pickle=False) as f:
+        arrays = dict(f)
+    arrays["model/net.4.weight"] = arrays["model/net.4.weight"][:2]  # a stage conv cut short
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"damaged.*net\.4\.weight has shape \(2, 8, 3, 3\)"):
+        load_model(tmp_path / "bad.npz")
+    arrays = dict(np.load(path, allow_pickle=False))
+    arrays["model/image_shape_"] = np.array([6, 6, 2])
+    np.savez(tmp_path / "bad2.npz", **arrays)
+    with pytest.raises(ValueError, match="image_shape_ .* does not make n_features_in_ = 36"):
+        load_model(tmp_path / "bad2.npz")
+
+
+def test_interrupted_fit_resumes_to_the_same_model(data, tmp_path, monkeypatch):
+    from chainrule.train.solver import Solver
+
+    (X, y), (Xv, yv) = data
+    kw = dict(
+        TINY, stem="whiten", dropout=0.1, epochs=3, optimizer="nesterov", learning_rate=0.05,
+        lr_schedule="onecycle", weight_decay=5e-4, augment=True, aug_padding=1, lookahead=2,
+    )  # fmt: skip
+    straight = ConvNet(**kw).fit(X, y, Xv, yv)
+    real_epoch = Solver._run_epoch
+
+    def interrupted(self, *args):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        real_epoch(self, *args)
+
+    monkeypatch.setattr(Solver, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ConvNet(**kw).fit(X, y, Xv, yv, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
+    resumed = ConvNet(**kw).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history_["loss"] == straight.history_["loss"]
+    for k, v in straight._state_dict().items():
+        np.testing.assert_array_equal(resumed._state_dict()[k], v, err_msg=k)
+
+
+def test_lookahead_wraps_the_optimizer_and_changes_the_trajectory(data):
+    from chainrule import optim
+
+    (X, y), _ = data
+    kw = dict(TINY, epochs=1, optimizer="nesterov", learning_rate=0.05)
+    model = ConvNet(**kw, lookahead=3)
+    opt = model._make_optimizer(nn.Sequential(nn.Linear(2, 2)))
+    assert isinstance(opt, optim.Lookahead) and opt.k == 3 and opt.alpha == 0.5
+    plain = ConvNet(**kw).fit(X, y)
+    ahead = model.fit(X, y)
+    assert plain.history_["loss"][:3] == ahead.history_["loss"][:3]  # k steps alike
+    assert plain.history_["loss"][3] != ahead.history_["loss"][3]
+
+
+def test_weight_decay_and_reg_act_on_convolutions_and_linear_weights_only(data):
+    (X, y), _ = data
+    model = ConvNet(**TINY, stem="whiten", epochs=1).fit(X, y)
+    decayed = model._weights(model.net_)
+    assert [w.data.ndim for w in decayed] == [4, 4, 2]
+    assert all(w is not model.net_[1].weight for w in decayed)  # the frozen filters
+
+
+def test_spec_defaults_follow_the_data_size():
+    spec = get_model_spec("cnn")
+    assert spec.input_layout == "images" and not spec.compared_by_default
+    small = spec.defaults(DataSummary(1150, 64, 10, (8, 8, 1), 1.0))
+    large = spec.defaults(DataSummary(40000, 3072, 10, (32, 32, 3), 1.0))
+    assert small["stem"] == "conv" and not small["augment"]  # digits: no flips
+    assert large["stem"] == "whiten" and large["augment"] and large["aug_padding"] == 2
+    assert large["optimizer"] == "nesterov" and large["lr_schedule"] == "onecycle"
+    for params in (small, large):
+        ConvNet(**params)._check_hyperparameters()
+
+
+def test_options_parse_channels_stem_and_lookahead():
+    spec = get_model_spec("cnn")
+    params, _ = spec.read_options({"--channels": "8,16", "--stem": "conv", "--lookahead": "5"})
+    assert params == {"channels": (8, 16), "stem": "conv", "lookahead": 5}
+    with pytest.raises(ValueError, match="--channels: expected channel widths"):
+        spec.read_options({"--channels": "8,x"})
+    with pytest.raises(ValueError, match="--lookahead: expected a non-negative integer"):
+        spec.read_options({"--lookahead": "-2"})
+
+
+def test_memory_bound_counts_the_activations_and_the_whitening_statistics():
+    spec = get_model_spec("cnn")
+    data = DataSummary(40000, 3072, 10, (32, 32, 3), 1.0)
+    small = spec.memory(ConvNet(channels=(32, 64, 128), batch_size=64), data)
+    large = spec.memory(ConvNet(channels=(32, 64, 128), batch_size=512), data)
+    # the first stage's convolution output alone: 512 x 32 x 32 x 32 floats
+    assert large - small >= 4 * (512 - 64) * 32 * 32 * 32
+    assert small >= 4 * 40000 * 3072  # the training images' copy in HWC rows
+    whiten = spec.memory(ConvNet(channels=(32, 64, 128), stem="whiten", batch_size=64), data)
+    assert whiten >= 8 * 10000 * 31 * 31 * 12  # float64 2x2 patches of 10,000 images
+
+
+def test_filter_plot_is_the_stem_with_an_honest_title(data, tmp_path):
+    from chainrule.models.spec import FitSummary
+    from chainrule.report import plots
+
+    (X, y), _ = data
+    fitted = FitSummary((6, 6, 1), ["a", "b", "c"])
+    for stem, shape, word in (
+        ("conv", (8, 1, 3, 3), "trained"),
+        ("whiten", (8, 1, 2, 2), "not trained"),
+    ):
+        model = ConvNet(**TINY, stem=stem, epochs=1).fit(X, y)
+        (plot,) = get_model_spec("cnn").plots(model, fitted)
+        assert plot.function == "plot_conv_filters" and plot.args[0].shape == shape
+        assert word in plot.kwargs["title"]
+        path = getattr(plots, plot.function)(
+            *plot.args, path=tmp_path / f"{stem}.png", **plot.kwargs
+        )
+        assert path.stat().st_size > 0
+
+
+def test_plot_conv_filters_checks_its_input(tmp_path):
+    from chainrule.report.plots import plot_conv_filters
+
+    with pytest.raises(ValueError, match="C 1 or 3"):
+        plot_conv_filters(np.zeros((4, 2, 3, 3)), tmp_path / "x.png")
+    rgb = np.random.default_rng(0).standard_normal((5, 3, 3, 3))
+    assert plot_conv_filters(rgb, tmp_path / "rgb.png", max_filters=4).exists()
