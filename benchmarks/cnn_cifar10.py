@@ -92,6 +92,7 @@ def build(a, image_shape, n_classes, X=None):
         stem_width=a.stem_width,
         whiten_images=whiten,
         bn_scale=a.bn_scale,
+        logit_scale=a.logit_scale,
         random_state=a.seed,
     )
 

@@ -100,9 +100,9 @@ def test_every_model_draws_its_plots(name, digits, tmp_path):
         "knn": {"knn_cv.png"},
         "svm": {"svm_weights.png", "svm_loss.png"},
         "softmax": {"softmax_weights.png", "softmax_loss.png"},
-        "twolayer": {"twolayer_first_layer.png", "twolayer_loss.png"},
-        "mlp": {"mlp_first_layer.png", "mlp_loss.png"},
-        "cnn": {"cnn_filters.png", "cnn_loss.png"},
+        "twolayer": {"twolayer_first_layer.png", "twolayer_loss.png", "twolayer_accuracy_time.png"},
+        "mlp": {"mlp_first_layer.png", "mlp_loss.png", "mlp_accuracy_time.png"},
+        "cnn": {"cnn_filters.png", "cnn_loss.png", "cnn_accuracy_time.png"},
     }[name] | {f"{name}_confusion.png"}
     folder = RunFolder(tmp_path)
     output = Output(folder, model_file=f"{name}.npz", prefix=f"{name}_")

@@ -24,8 +24,9 @@ def save(output, spec: ModelSpec, model, data: TrialData, result: Result) -> Non
 
 
 def plots_of(spec: ModelSpec, model, data: TrialData, result: Result) -> list[Plot]:
-    """Every plot of a trial: the family's own, the search, the loss curve, the confusion
-    matrix (on the test split, else on the validation split)."""
+    """Every plot of a trial: the family's own, the search, the loss curve, validation
+    accuracy against training minutes (for models trained in epochs with a validation
+    split), the confusion matrix (on the test split, else on the validation split)."""
     fitted = FitSummary(data.image_shape, data.classes, result.tuning)
     plots = list(spec.plots(model, fitted))
     search = result.tuning.get("search")
@@ -38,6 +39,9 @@ def plots_of(spec: ModelSpec, model, data: TrialData, result: Result) -> list[Pl
             plots.append(Plot("plot_search_curve", "search.png", (search["results"], keys[0])))
     if result.history and len(result.history.get("loss", [])) > 0:
         plots.append(Plot("plot_loss_curve", "loss.png", (result.history,)))
+        timed = len(result.history.get("epoch_time") or [])
+        if timed and timed == len(result.history.get("val_acc") or []):
+            plots.append(Plot("plot_accuracy_vs_time", "accuracy_time.png", (result.history,)))
     which = "test" if result.confusion_matrix_test is not None else "validation"
     cm = result.confusion_matrix_test if which == "test" else result.confusion_matrix_val
     if cm is not None:

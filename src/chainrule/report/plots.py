@@ -123,6 +123,44 @@ def plot_loss_curve(history, path) -> Path:
     return _save(fig, path)
 
 
+def accuracy_time_curve(history) -> tuple[np.ndarray, np.ndarray]:
+    """(minutes, validation accuracy) after each epoch: the cumulative ``epoch_time``
+    (seconds of training including each epoch's accuracy checks) in minutes, and
+    ``val_acc``. ValueError if either is missing or their lengths differ."""
+    times = np.asarray(history.get("epoch_time") or [], dtype=np.float64).ravel()
+    accs = np.asarray(history.get("val_acc") or [], dtype=np.float64).ravel()
+    if times.size == 0 or accs.size == 0:
+        raise ValueError("history needs 'epoch_time' and 'val_acc' entries per epoch")
+    if times.size != accs.size:
+        raise ValueError(
+            f"history has {times.size} epoch times but {accs.size} validation accuracies"
+        )
+    return np.cumsum(times) / 60.0, accs
+
+
+def plot_accuracy_vs_time(history, path) -> Path:
+    """Validation accuracy after each epoch against the minutes of training so far
+    (`accuracy_time_curve`): how much accuracy a time budget buys."""
+    minutes, accs = accuracy_time_curve(history)
+    fig = _new_figure((6, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(minutes, 100 * accs, marker="o")
+    best = int(np.argmax(accs))
+    ax.annotate(
+        f"{100 * accs[best]:.2f}% at {minutes[best]:.1f} min",
+        (minutes[best], 100 * accs[best]),
+        textcoords="offset points",
+        xytext=(-10, -15),
+        ha="right",
+    )
+    ax.set_xlabel("training time (minutes, including validation)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("accuracy against training time")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_search_results(results, path, x: str = "learning_rate", y: str = "reg") -> Path:
     """Accuracy of each searched setting as a colored scatter over two parameters.
 
