@@ -40,6 +40,26 @@ def test_patch_whitening_makes_the_patch_covariance_the_identity():
     np.testing.assert_allclose(cov, np.eye(12), atol=1e-8)
 
 
+def test_patch_statistics_summed_over_chunks_of_images(monkeypatch):
+    import tracemalloc
+
+    from chainrule.models import convnet_arch
+
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((300, 12, 12, 3)) @ rng.standard_normal((3, 3)) + 2.0
+    whole = patch_whitening_filters(images)
+    monkeypatch.setattr(convnet_arch, "WHITENING_CHUNK", 7)  # 43 chunks, the last of 6
+    tracemalloc.start()
+    chunked = patch_whitening_filters(images)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # the same filters up to the sign of each eigenvector
+    signs = np.sign(np.sum(whole * chunked, axis=(1, 2, 3)))
+    np.testing.assert_allclose(chunked * signs[:, None, None, None], whole, atol=1e-9)
+    patches_of_all = 300 * 11 * 11 * 12 * 8
+    assert peak < patches_of_all / 4
+
+
 def test_whitening_weights_are_a_buffer_not_a_parameter():
     layer = PatchWhitening(np.ones((4, 3, 2, 2)))
     assert layer.parameters() == [] and "weight" in layer.state_dict()

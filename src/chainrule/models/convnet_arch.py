@@ -43,26 +43,37 @@ __all__ = [
 ]
 
 DEFAULT_WIDTHS = (64, 128, 256)
+# Images per chunk of the patch statistics of the whitening stem.
+WHITENING_CHUNK = 500
 
 
 def patch_whitening_filters(images, patch: int = 2, eps: float = 5e-4, max_images: int = 10000):
     """Filters (2 * P, C, patch, patch), P = C * patch^2, that whiten the patches of
     `images` (N, H, W, C) float: ``V diag(1 / sqrt(lambda + eps))`` of the eigenvalues
     lambda and eigenvectors V of the patch covariance, and their negatives. Uses up to
-    `max_images` evenly spaced images (float64 statistics)."""
+    `max_images` evenly spaced images (float64 statistics, summed over chunks of
+    images, so memory stays at a chunk's patches)."""
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(
             f"patch_whitening_filters: images must be (N, H, W, C), got {images.shape}"
         )
     n, h, w, c = images.shape
-    step = max(1, n // max_images)
-    x = images[::step].astype(np.float64)
-    windows = np.lib.stride_tricks.sliding_window_view(x, (patch, patch), axis=(1, 2))
-    # (n, h', w', C, patch, patch) -> rows in the (C, i, j) order of a conv weight
-    rows = windows.reshape(-1, c * patch * patch)
-    rows = rows - rows.mean(axis=0)
-    cov = rows.T @ rows / rows.shape[0]
+    sample = images[:: max(1, n // max_images)]
+    d = c * patch * patch
+    total, outer, count = np.zeros(d), np.zeros((d, d)), 0
+    # The patch rows of 10,000 CIFAR-10 images take 0.9 GB in float64: sum their first
+    # and second moments over chunks of images instead of holding them all.
+    for start in range(0, len(sample), WHITENING_CHUNK):
+        x = sample[start : start + WHITENING_CHUNK].astype(np.float64)
+        windows = np.lib.stride_tricks.sliding_window_view(x, (patch, patch), axis=(1, 2))
+        # (n, h', w', C, patch, patch) -> rows in the (C, i, j) order of a conv weight
+        rows = windows.reshape(-1, d)
+        total += rows.sum(axis=0)
+        outer += rows.T @ rows
+        count += rows.shape[0]
+    mean = total / count
+    cov = outer / count - np.outer(mean, mean)
     eigvals, eigvecs = np.linalg.eigh(cov)
     filters = (eigvecs / np.sqrt(np.maximum(eigvals, 0.0) + eps)).T
     filters = filters.reshape(-1, c, patch, patch)

@@ -156,8 +156,8 @@ class ConvNetSpec(ModelSpec):
         keeps (each convolution's output and its batch norm + ReLU output, counted once,
         plus the gradient of the largest of them); and the float32 copy of the training
         images in the order the network reads them (HWC rows). Before that, the
-        whitening stem's float64 statistics of up to 10,000 images and their 2x2
-        patches. Parameters, in-flight temporaries of the convolutions (im2col buffers)
+        whitening stem's float64 statistics of a chunk of images and their 2x2 patches.
+        Parameters, in-flight temporaries of the convolutions (im2col buffers)
         and the validation images' copy are left out, so training takes more.
         """
         widths, stem, k, _, _ = model._architecture()
@@ -176,7 +176,9 @@ class ConvNetSpec(ModelSpec):
         )
         initialising = 0
         if stem == "whiten":
-            n = min(data.n_samples, 10000)
+            from chainrule.models.convnet_arch import WHITENING_CHUNK
+
+            n = min(data.n_samples, WHITENING_CHUNK)
             initialising = 8 * n * (h * w * c + (h - 1) * (w - 1) * 4 * c)
         return max(training, initialising)
 
