@@ -140,7 +140,8 @@ def accuracy_time_curve(history) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_accuracy_vs_time(history, path) -> Path:
     """Validation accuracy after each epoch against the minutes of training so far
-    (`accuracy_time_curve`): how much accuracy a time budget buys."""
+    (`accuracy_time_curve`): how much accuracy a time budget buys. The per-epoch
+    accuracies are the `Solver`'s, one view per image (no test-time flips)."""
     minutes, accs = accuracy_time_curve(history)
     fig = _new_figure((6, 4))
     ax = fig.add_subplot(1, 1, 1)
@@ -155,7 +156,7 @@ def plot_accuracy_vs_time(history, path) -> Path:
     )
     ax.set_xlabel("training time (minutes, including validation)")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title("accuracy against training time")
+    ax.set_title("validation accuracy after each epoch (one view per image)")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     return _save(fig, path)
