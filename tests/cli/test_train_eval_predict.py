@@ -342,8 +342,9 @@ def test_resume_an_interrupted_run_gives_the_uninterrupted_model(tmp_path, capsy
     assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
 
-    code, _, _ = cli(capsys, "train", "--resume", tmp_path / "cut", "--quiet")
+    code, _, err = cli(capsys, "train", "--resume", tmp_path / "cut", "--quiet")
     assert code == 0
+    assert err == ""  # --quiet holds for a resumed run too: no progress bars
     whole = load_model(tmp_path / "whole" / "model.npz").model._state_dict()
     resumed = load_model(tmp_path / "cut" / "model.npz").model._state_dict()
     assert whole.keys() == resumed.keys()
