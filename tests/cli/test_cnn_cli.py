@@ -25,11 +25,6 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def digits_cnn(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "cnn"

@@ -12,11 +12,6 @@ from chainrule.data import load
 from chainrule.models.io import load_model
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
-
-
 def test_compare_on_digits_writes_a_complete_run_folder(tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(["compare", "--models", "knn,svm,softmax", "--out", str(out), "--quiet"])

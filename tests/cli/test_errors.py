@@ -33,11 +33,6 @@ def one_line_error(code: int, err: str, *needles: str) -> str:
     return last
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def softmax_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "softmax"

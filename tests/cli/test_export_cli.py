@@ -30,11 +30,6 @@ def assert_user_error(code: int, err: str, *needles: str) -> None:
         assert needle in last, last
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """A `chainrule train svm` run folder on the digits."""

@@ -16,11 +16,6 @@ from PIL import Image
 from chainrule.cli import COMMANDS, main
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def svm_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "svm"

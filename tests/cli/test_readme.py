@@ -6,16 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from chainrule.cli import main
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
 
 
 def block_from(text: str, marker: str) -> list[str]:

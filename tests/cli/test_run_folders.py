@@ -40,11 +40,6 @@ def metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
-
-
 def interrupt_at_epoch(monkeypatch, epoch: int):
     """Make every network stop with Ctrl-C when it starts ``epoch`` (counting from 0)."""
     from chainrule.train.solver import Solver

@@ -32,11 +32,6 @@ def assert_user_error(code: int, err: str, *needles: str) -> None:
         assert needle in last
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
-
-
 def make_folder(root: Path, n_per_class: int, seed: int, size=(10, 12)) -> Path:
     """root/<class>/*.png: three classes of RGB images told apart by their main color."""
     from PIL import Image
