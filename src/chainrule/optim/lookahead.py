@@ -58,10 +58,6 @@ class Lookahead:
         else:
             object.__setattr__(self, name, value)
 
-    @property
-    def params(self):
-        return self.optimizer.params
-
     def zero_grad(self) -> None:
         self.optimizer.zero_grad()
 
