@@ -143,3 +143,20 @@ def test_compare_with_the_cnn(tmp_path, capsys, monkeypatch):
     code, out, _ = cli(capsys, "eval", run, "--model", "cnn", "--data", "digits", "--json")
     assert code == 0 and json.loads(out)["accuracy"] == cnn["test_accuracy"] > 0.5
     assert (run / "cnn_filters.png").exists()
+
+
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ("-1", "logit_scale must be a positive number"),
+        ("0", "logit_scale must be a positive number"),
+        ("nan", "logit_scale must be a positive number"),
+        ("abc", "invalid float value"),
+    ],
+)
+def test_bad_logit_scale_is_one_line_and_exit_2(tmp_path, capsys, value, needle):
+    code, _, err = cli(capsys, "train", "cnn", f"--logit-scale={value}", "--out", tmp_path / "r")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+    assert not (tmp_path / "r").exists()
