@@ -14,9 +14,11 @@ Prints the validation accuracy per epoch against the training minutes, images pe
 second, peak memory and how busy the machine was (the wall time on a shared machine
 depends on the neighbours)::
 
-    python benchmarks/cnn_cifar10.py --epochs 10                       # a full run
-    python benchmarks/cnn_cifar10.py --epochs 2 --subset 10000         # a quick proxy
-    python benchmarks/cnn_cifar10.py --throughput --widths 32,64,128   # images/s only
+    python benchmarks/cnn_cifar10.py                    # the recipe of `chainrule train cnn`
+    python benchmarks/cnn_cifar10.py --epochs 4 --no-val-every-epoch   # a 4-epoch proxy
+    python benchmarks/cnn_cifar10.py --throughput --widths 48,96,192   # images/s only
+
+Every option defaults to that recipe (`chainrule.models.convnet_spec.LARGE_DATA`).
 """
 
 from __future__ import annotations
@@ -35,23 +37,30 @@ DEFAULT_DATA = "/work/data/cifar10/train"
 
 
 def parse_args(argv=None):
+    # The defaults are the recipe `chainrule train cnn` uses on CIFAR-10-sized data.
+    from chainrule.models.convnet_spec import LARGE_DATA as R
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 image folder (class subfolders)")
-    p.add_argument("--widths", default="64,128,256", help="channels of each stage")
+    p.add_argument(
+        "--widths", default=",".join(map(str, R["channels"])), help="channels of each stage"
+    )
     p.add_argument("--convs-per-stage", type=int, default=2)
-    p.add_argument("--stem", choices=("conv", "whiten"), default="whiten")
+    p.add_argument("--stem", choices=("conv", "whiten"), default=R["stem"])
     p.add_argument("--stem-width", type=int, help="channels of a conv stem")
     p.add_argument("--bn-scale", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--lr", type=float, default=0.2, help="peak learning rate")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--schedule", default="onecycle")
-    p.add_argument("--label-smoothing", type=float, default=0.2)
-    p.add_argument("--logit-scale", type=float, default=1.0, help="fixed factor on the scores")
+    p.add_argument("--lr", type=float, default=R["learning_rate"], help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=R["momentum"])
+    p.add_argument("--weight-decay", type=float, default=R["weight_decay"])
+    p.add_argument("--schedule", default=R["lr_schedule"])
+    p.add_argument("--label-smoothing", type=float, default=R["label_smoothing"])
+    p.add_argument(
+        "--logit-scale", type=float, default=R["logit_scale"], help="fixed factor on the scores"
+    )
     p.add_argument(
         "--lookahead",
         type=int,
-        default=0,
+        default=R["lookahead"],
         metavar="K",
         help="every K steps pull the weights toward their running average (0: off)",
     )
@@ -61,9 +70,11 @@ def parse_args(argv=None):
         default=True,
         help="validate after every epoch (the curve) or only at the end",
     )
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--aug-padding", type=int, default=2, help="largest translation, pixels")
+    p.add_argument("--epochs", type=int, default=R["epochs"])
+    p.add_argument("--batch-size", type=int, default=R["batch_size"])
+    p.add_argument(
+        "--aug-padding", type=int, default=R["aug_padding"], help="largest translation, pixels"
+    )
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, help="train on this many training images only")
