@@ -67,6 +67,8 @@ class ConvNet(FullyConnectedNet):
         and `weight_decay` act on the convolution and Linear weights (not on batch norm,
         not on the frozen whitening filters).
 
+    Notes
+    -----
     Batch normalization is always part of this architecture (there is no ``batchnorm``
     parameter: its statistics are what make the high learning rates of the CIFAR-10
     recipe work); its shift is learned, its scale is not (the next convolution absorbs

@@ -88,9 +88,21 @@ def export_onnx(
     external_data : True writes the weights to ``<path>.data`` beside the model file,
         False into it, None (default) beside it when they exceed 1 GiB
 
-    Returns the path written. Raises ``ImportError`` without the onnx package,
-    ``TypeError`` for a model (or a layer) that cannot be exported, ``ValueError`` for an
-    unfitted or inconsistent model, ``OSError`` when ``path`` cannot be written.
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    ImportError
+        Without the onnx package.
+    TypeError
+        For a model (or a layer) that cannot be exported.
+    ValueError
+        For an unfitted or inconsistent model.
+    OSError
+        When ``path`` cannot be written.
     """
     _require_onnx()
     from chainrule.models.export.build import build_model
