@@ -142,12 +142,15 @@ def recorded_trials(folder: RunFolder, metrics: dict) -> list[dict]:
 
 
 def train_run(
-    trial: Trial, data: TrialData, out, *, args: dict, client=None, command_line=None
+    trial: Trial, data: TrialData, out, *, args: dict, client=None, command_line=None,
+    on_settings=None,
 ) -> tuple[Result, RunFolder]:
     """Train one model into run folder ``out`` (a path, or a `RunFolder` already opened
     with `open_run`); ``args`` is the command's record of its arguments (what a resume
     restores), ``command_line`` the command (recorded with the environment); ``client``,
-    a ``dask.distributed.Client``, runs the search's trials on its cluster. A new run
+    a ``dask.distributed.Client``, runs the search's trials on its cluster;
+    ``on_settings(settings)`` is called once the settings are chosen, before the fit
+    (the command line shows the search's summary there). A new run
     takes a missing or empty folder, or its own unfinished run's; ``trial.resume``
     continues the one in it. Returns the result and the folder."""
     opened = out if isinstance(out, RunFolder) else open_run(out, resume=trial.resume, args=args)
@@ -165,14 +168,19 @@ def train_run(
         if not trial.resume:  # a fit that does not resume starts from nothing
             opened.file(CHECKPOINT_FILE).unlink(missing_ok=True)
         with recording(opened, metrics, command_line):
-            result = _train(trial, data, opened, metrics, client=client, recorded=recorded)
+            result = _train(
+                trial, data, opened, metrics, client=client, recorded=recorded,
+                on_settings=on_settings,
+            )  # fmt: skip
     finally:
         if opened is not out:
             opened.release()
     return result, opened
 
 
-def _train(trial, data, folder: RunFolder, metrics: dict, *, client, recorded) -> Result:
+def _train(
+    trial, data, folder: RunFolder, metrics: dict, *, client, recorded, on_settings
+) -> Result:
     def record(row):  # each trial as it finishes, so that an interrupted search continues
         metrics.setdefault("search_trials", []).append(row)
         folder.write_metrics(metrics)
@@ -182,6 +190,8 @@ def _train(trial, data, folder: RunFolder, metrics: dict, *, client, recorded) -
     metrics["params"] = dict(settings.params)
     metrics.update(settings.tuning)
     folder.write_metrics(metrics)
+    if on_settings is not None:
+        on_settings(settings)
     output = Output(folder, checkpoints=True, extra=model_extra(data))
     result, _ = finish(trial, data, settings, output)
     metrics.update(result_record(result, test=data.has("test")))

@@ -245,6 +245,8 @@ def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: Tria
     if not grid:
         raise ExperimentError(f"model {spec.name} has no search grid; leave out the search")
     layout = spec.input_layout
+    if "verbose" in params:  # one progress bar for the search, not every trial's epochs
+        template.set_params(verbose=False)
     start = time.perf_counter()
     try:
         result = grid_search(
@@ -265,7 +267,10 @@ def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: Tria
     if not spec.reuse_search_fit:
         return Settings(best, to_jsonable({"search": record}))
     fit_time = next(r["fit_time"] for r in result.results if r["params"] == result.best_params)
-    return Settings(best, to_jsonable({"search": record}), result.best_estimator, fit_time)
+    model = result.best_estimator
+    if "verbose" in params:
+        model.set_params(verbose=params["verbose"])
+    return Settings(best, to_jsonable({"search": record}), model, fit_time)
 
 
 # -- fitting, evaluating --------------------------------------------------------------------
