@@ -128,7 +128,7 @@ def compare(args, names: list[str], data, folder, client=None) -> list:
     progress = not args.quiet
     results = []
     metrics = comparison_record(data, results, search=args.search)
-    with recording(folder, metrics, getattr(args, "command_line", None)):
+    with recording(folder, metrics, getattr(args, "command_line", None), data, args.seed):
         for i, name in enumerate(names, 1):
             info(args, f"[{i}/{len(names)}] {name}")
             # verbose=False: one line per epoch of every network would bury the table

@@ -44,7 +44,7 @@ __all__ = [
 
 METRICS_FILE = "metrics.json"
 # What chainrule writes into a run folder; anything else is someone else's file.
-RUN_FILE_SUFFIXES = (".npz", ".png")
+RUN_FILE_SUFFIXES = (".npz", ".png", ".html")
 # The temporary files of chainrule._files (a writer killed before it renamed its file).
 _TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}(?P<suffix>\.tmp|\.part)$")
 
