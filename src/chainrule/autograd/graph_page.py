@@ -55,7 +55,9 @@ def _column_x(lay, sizes: list[tuple[float, float]], texts: list[dict], view) ->
         b = lay.output_column if e.target is None else lay.column[e.target]
         if b <= a or e.dashed:
             continue
-        longest = max(len(t["value"]), len(t["grad"] or ""), len(t.get("calc") or ""))
+        # The values and gradients fit between the columns; the longer upstream x local
+        # line is shown at one gate at a time, over its neighbours if need be.
+        longest = max(len(t["value"]), len(t["grad"] or ""))
         need = (LABEL_CHAR * longest + half[a] + half[b] + 24) / (b - a)
         for c in range(a, b):
             gap[c] = max(gap[c], need)
