@@ -164,3 +164,26 @@ def test_force_replaces_a_run_with_its_page_and_pictures(tmp_path, capsys):
     assert main(argv[:-1] + ["--epochs", "2", "--quiet"]) == 2  # another run: refused
     assert main([*argv, "--force"]) == 0
     assert (out / "report.html").is_file()
+
+
+def test_a_killed_runs_page_says_interrupted_and_a_damaged_record_is_one_line(
+    tmp_path, digits_comparison, capsys
+):
+    run = tmp_path / "cmp"
+    shutil.copytree(digits_comparison, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "running"}))
+    assert main(["report", str(run)]) == 0  # nobody holds the lock: the run was killed
+    assert "This run is <b>interrupted</b>" in page_of(run)
+    (run / "metrics.json").write_text(json.dumps({**metrics, "models": {"svm": {"plots": 3}}}))
+    assert main(["report", str(run)]) == 2
+    assert "its metrics.json is damaged" in capsys.readouterr().err
+
+
+def test_force_keeps_refusing_a_folder_with_someone_elses_page(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "svm", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    (out / "notes.html").write_text("mine")
+    assert main([*argv, "--force"]) == 2
+    assert (out / "notes.html").read_text() == "mine"

@@ -38,10 +38,13 @@ def _one(run: str) -> Path:
     from chainrule.report.lock import RunFolderBusy, RunLock
     from chainrule.report.pages import read_run, write_run_report
 
-    metrics = read_run(run)  # a folder that is not a run is refused before it is locked
+    read_run(run)  # a folder that is not a run is refused before it is locked
     try:
         with RunLock(run).acquire():
-            return write_run_report(run, read_run(run) or metrics)
+            metrics = read_run(run)
+            if metrics.get("status") == "running":  # yet nobody holds its lock: killed
+                metrics["status"] = "interrupted"
+            return write_run_report(run, metrics)
     except RunFolderBusy as e:
         raise CommandError(f"{e}; its page is written when the run ends") from None
 

@@ -75,7 +75,13 @@ def write_run_report(folder: str | os.PathLike, metrics: dict | None = None) -> 
     folder = Path(folder)
     if metrics is None:
         metrics = read_run(folder)
-    page = run_page(metrics, _files(folder), folder.name or str(folder))
+    try:
+        page = run_page(metrics, _files(folder), folder.name or str(folder))
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as e:
+        raise ReportError(
+            f"cannot make the page of {folder}: its metrics.json is damaged "
+            f"({type(e).__name__}: {e})"
+        ) from None
     return write_file(folder / REPORT_FILE, page)
 
 
