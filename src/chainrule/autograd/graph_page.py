@@ -61,6 +61,11 @@ def _column_x(lay, sizes: list[tuple[float, float]], texts: list[dict], view) ->
         need = (LABEL_CHAR * longest + half[a] + half[b] + 24) / (b - a)
         for c in range(a, b):
             gap[c] = max(gap[c], need)
+    # A fork's sum is written over its node: the labels of its edges keep clear of it.
+    for i, t in enumerate(node_texts(view)):
+        c = lay.column[i]
+        if t["sum"] is not None and c < n - 1:
+            gap[c] = max(gap[c], LABEL_CHAR * len("sum: " + t["sum"]) + half[c + 1] + 40)
     xs = [MARGIN + half[0]]
     for g in gap:
         xs.append(xs[-1] + g)

@@ -76,7 +76,8 @@
       const total = uses.length > 0 && uses.every((k) => shown[k].grad);
       const texts = data.nodeTexts[i];
       if (uses.length > 1 && texts.sum && total) {
-        labels.append(label(n.x, n.y + n.h / 2 + 20, "grad sum", "sum: " + texts.sum));
+        // above the node: its edges' labels sit to its right, above and below
+        labels.append(label(n.x, n.y - n.h / 2 - 12, "grad sum", "sum: " + texts.sum));
       }
       if (n.kind === "leaf") {
         const tr = document.createElement("tr");
