@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from pagecheck import broken_images, open_page, screenshot_spread, text_of
-from selenium.webdriver.common.by import By
 
 from chainrule.cli import main
 from chainrule.report.text import format_accuracy
+
+selenium = pytest.importorskip(
+    "selenium", reason="selenium is not installed (pip install selenium): no browser to test in"
+)
+from pagecheck import broken_images, open_page, screenshot_spread, text_of  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +104,8 @@ def test_search_page_has_a_sortable_table_with_the_best_marked(browser, search_r
     times = [float(c.get_attribute("data-sort")) for c in table.find_elements(
         By.CSS_SELECTOR, "tbody tr td:last-child")]  # fmt: skip
     assert times == sorted(times, reverse=True)
+    spread, inked = screenshot_spread(browser)
+    assert spread > 20 and inked > 0.02
     assert "search.png" in [
         i.get_attribute("src").rsplit("/", 1)[-1] for i in browser.find_elements(By.TAG_NAME, "img")
     ]
@@ -118,6 +124,8 @@ def test_eval_and_the_comparison_of_runs(browser, digits_comparison, search_run,
     open_page(browser, page)
     rows = browser.find_elements(By.CSS_SELECTOR, "table tbody tr")
     assert len(rows) == 5  # four models of the comparison, one of the training run
+    spread, inked = screenshot_spread(browser)
+    assert spread > 20 and inked > 0.02
     link = browser.find_element(By.CSS_SELECTOR, "table tbody tr.best td a")
     link.click()
     assert browser.title == "chainrule compare on digits"

@@ -92,3 +92,26 @@ def test_search_summary_names_the_best_and_lists_trials_best_first():
         len(lines) == 2 + 10 + 1 and lines[-1] == "    ... 2 more in metrics.json and report.html"
     )
     assert search_summary({"results": []}) == []
+
+
+def test_probabilities_never_round_to_certainty():
+    from chainrule.report.model_section import percent
+
+    assert [percent(p) for p in (0.5, 0.996, 0.9999, 1.0, 0.99999)] == [
+        "50%", "99.6%", "99.99%", "100%", ">99.99%"
+    ]  # fmt: skip
+
+
+def test_a_comparison_without_test_split_has_no_test_column(digits_comparison):
+    import json
+
+    from chainrule.report.run_page import run_page
+
+    metrics = json.loads((digits_comparison / "metrics.json").read_text())
+    page = run_page(metrics, set(), "cmp")
+    assert ">test acc<" in page
+    for record in metrics["models"].values():
+        record["test_accuracy"] = None
+        record["confusion_matrix_test"] = None
+    page = run_page(metrics, set(), "cmp")
+    assert ">test acc<" not in page and ">validation acc<" in page

@@ -211,6 +211,16 @@ def _knn_table(record: dict) -> str:
     return head + table(["k", "mean accuracy", "std", "folds"], rows, sortable=True, best=best)
 
 
+def percent(p: float) -> str:
+    """A probability in percent, whole unless rounding would say 100% of what is not
+    certain (``99.6%``)."""
+    for digits in (0, 1, 2):
+        text = f"{100 * p:.{digits}f}"
+        if p >= 1.0 or float(text) < 100.0:
+            return f"{text}%"
+    return ">99.99%"
+
+
 def mistakes_grid(record: dict | None, what: str) -> str:
     """The misclassified images of a mistakes record, as a grid of tiles with captions."""
     if not isinstance(record, dict):
@@ -231,7 +241,7 @@ def mistakes_grid(record: dict | None, what: str) -> str:
     cards = []
     for k, item in enumerate(items):
         p = item.get("probability")
-        prob = "" if p is None or (isinstance(p, float) and math.isnan(p)) else f" ({100 * p:.0f}%)"
+        prob = "" if p is None or (isinstance(p, float) and math.isnan(p)) else f" ({percent(p)})"
         alt = f"true {item['true']}, predicted {item['pred']}"
         file = f'<div class="file">{esc(item["file"])}</div>' if item.get("file") else ""
         cards.append(

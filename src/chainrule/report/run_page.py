@@ -147,6 +147,7 @@ def _leaderboard(models: dict[str, dict]) -> str:
     ranked = _ranked(models)
     if not ranked:
         return ""
+    tested = any(r.get("test_accuracy") is not None for _, r in ranked)
     rows = []
     for rank, (name, r) in enumerate(ranked, 1):
         label = f'<a href="#model-{attr(name)}">{esc(name)}</a>'
@@ -180,6 +181,9 @@ def _leaderboard(models: dict[str, dict]) -> str:
         "model file",
         "settings",
     ]
+    if not tested:  # no test split: no column of dashes
+        headers.remove("test acc")
+        rows = [row[:3] + row[4:] for row in rows]
     return (
         '<section id="leaderboard"><h2>Leaderboard</h2>' + callout
         + table(headers, rows, sortable=True, best=0) + "</section>"
