@@ -173,3 +173,14 @@ def test_the_readmes_neuron_example_prints_the_lecture_numbers(tmp_path, monkeyp
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out == "0.73 -0.20 0.39\n"
     assert payload((tmp_path / "neuron.html").read_text())["nodes"][0]["label"] == "w0"
+
+
+def test_matplotlib_refuses_a_graph_too_large_for_one_picture(tmp_path):
+    x = Tensor(0.5, requires_grad=True, name="x")
+    y = x
+    for _ in range(150):  # 151 columns: a picture about 38,000 pixels wide
+        y = y * 1.5
+    with pytest.raises(ValueError, match=r"too large to draw with matplotlib; install Graphviz"):
+        draw_graph(y, tmp_path / "big.png", engine="matplotlib")
+    assert not (tmp_path / "big.png").exists()
+    assert len(payload(draw_graph(y, format="html"))["steps"]) == 151  # the page takes it

@@ -17,6 +17,8 @@ __all__ = ["draw_with_matplotlib"]
 VALUE_COLOR = "#2e7d32"
 GRAD_COLOR = "#c62828"
 _COL, _ROW = 2.3, 1.25  # inches between columns, rows
+_DPI = 110
+_MAX_PIXELS = 30000  # a side of the picture (matplotlib's Agg stops at 65536)
 
 
 def _node_box(kind: str, label: str) -> tuple[float, float]:
@@ -82,6 +84,12 @@ def draw_with_matplotlib(view: GraphView, path: str | os.PathLike, fmt: str) -> 
     from matplotlib.figure import Figure
 
     lay = layout(view)
+    if lay.columns * _COL * _DPI > _MAX_PIXELS or lay.rows * _ROW * _DPI > _MAX_PIXELS:
+        raise ValueError(
+            f"the graph ({len(view.nodes)} nodes in {lay.columns} columns) is too large to "
+            "draw with matplotlib; install Graphviz (its dot program draws it), or write a "
+            ".dot file or an .html page"
+        )
     pos = [(c * _COL, -r * _ROW) for c, r in zip(lay.column, lay.row)]
     out_pos = (lay.output_column * _COL, -lay.output_row * _ROW)
     width = max(3.0, (lay.columns - 1) * _COL + 1.6)
@@ -97,4 +105,4 @@ def draw_with_matplotlib(view: GraphView, path: str | os.PathLike, fmt: str) -> 
     _draw_nodes(ax, view, pos)
     ax.text(out_pos[0] - 0.3, out_pos[1], view.output_name, ha="left", va="center",
             fontsize=11, fontweight="bold")  # fmt: skip
-    fig.savefig(os.fspath(path), format=fmt, dpi=110)
+    fig.savefig(os.fspath(path), format=fmt, dpi=_DPI)

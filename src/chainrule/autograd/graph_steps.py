@@ -80,13 +80,13 @@ def _forward_text(view: GraphView, i: int) -> str:
     return f"gate {node.label}: {args} \u2192 {value}"
 
 
-def _backward_text(view: GraphView, i: int, texts: list[dict]) -> str:
+def _backward_text(view: GraphView, i: int, texts: list[dict], edges_into: dict) -> str:
     node = view.nodes[i]
     up = "unknown" if node.upstream is None else summary(node.upstream)
     parts = [
         f"{view.nodes[e.source].label}: {texts[k]['calc']}"
-        for k, e in enumerate(view.edges)
-        if e.target == i and not e.dashed and texts[k].get("calc") is not None
+        for k, e in edges_into[i]
+        if not e.dashed and texts[k].get("calc") is not None
     ]
     sent = "; ".join(parts) if parts else "no input needs a gradient"
     return f"gate {node.label}: upstream {up}; upstream \u00d7 local = gradient sent back: {sent}"
@@ -110,9 +110,13 @@ def steps(view: GraphView) -> list[dict]:
              "text": f"backward: the gradient of {view.output_name} with respect to "
                      f"itself is {seed}"}
         )  # fmt: skip
+        edges_into: dict[int, list] = {}
+        for k, e in enumerate(view.edges):
+            edges_into.setdefault(e.target, []).append((k, e))
         for i in reversed(range(len(view.nodes))):
             if view.nodes[i].kind == "op":
-                out.append({"phase": "backward", "node": i, "text": _backward_text(view, i, texts)})
+                text = _backward_text(view, i, texts, edges_into)
+                out.append({"phase": "backward", "node": i, "text": text})
     elif any(t["grad"] is not None for t in texts):
         out.append(
             {"phase": "gradients", "node": view.output,

@@ -143,11 +143,22 @@ class GraphView:
 
     def inputs_of(self, node: int) -> list[Edge]:
         """The edges into operation ``node``, in argument order."""
-        return sorted((e for e in self.edges if e.target == node), key=lambda e: e.slot)
+        return sorted(self._index()[0].get(node, []), key=lambda e: e.slot)
 
     def uses_of(self, node: int) -> list[Edge]:
         """The edges leaving ``node``."""
-        return [e for e in self.edges if e.source == node]
+        return list(self._index()[1].get(node, []))
+
+    def _index(self) -> tuple[dict, dict]:
+        """Edges by target and by source, made once (a long chain stays linear)."""
+        if getattr(self, "_by", None) is None or self._by[2] != len(self.edges):
+            into: dict[int, list[Edge]] = {}
+            out: dict[int, list[Edge]] = {}
+            for e in self.edges:
+                into.setdefault(e.target, []).append(e)
+                out.setdefault(e.source, []).append(e)
+            self._by = (into, out, len(self.edges))
+        return self._by[0], self._by[1]
 
 
 def _key(t: Tensor) -> int:

@@ -54,7 +54,13 @@
     return td;
   }
 
+  let usesOf = null; // the edges leaving each node, found once
+
   function render() {
+    if (usesOf === null) {
+      usesOf = data.nodes.map(() => []);
+      data.edges.forEach((e, k) => usesOf[e.s].push(k));
+    }
     const st = reached(step);
     const labels = document.getElementById("labels");
     labels.replaceChildren();
@@ -71,8 +77,7 @@
       const el = document.getElementById("n" + i);
       el.classList.toggle("current", Boolean(st.current) && st.current.node === i);
       el.classList.toggle("computed", st.fwd.has(i));
-      const uses = [];
-      data.edges.forEach((e, k) => { if (e.s === i) uses.push(k); });
+      const uses = usesOf[i];
       const total = uses.length > 0 && uses.every((k) => shown[k].grad);
       const texts = data.nodeTexts[i];
       if (uses.length > 1 && texts.sum && total) {
