@@ -222,7 +222,8 @@ def train_and_report(args, trial, folder) -> int:
     print(f"train acc:  {fmt_acc(result.train_accuracy)} ({sample})")
     print(f"val acc:    {fmt_acc(result.val_accuracy)}")
     print(f"fit time:   {fmt_seconds(result.fit_time_s)}")
-    print(f"written:    {folder.path}/ (model.npz, metrics.json, {len(folder.plots)} plots)")
+    page = "report.html, " if folder.file("report.html").is_file() else ""
+    print(f"written:    {folder.path}/ (model.npz, metrics.json, {page}{len(folder.plots)} plots)")
     for plot, err in folder.plot_errors.items():
         print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
     return 0

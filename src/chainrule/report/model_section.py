@@ -263,7 +263,8 @@ def model_section(
             "validation": record.get("confusion_matrix_val"),
             "test": record.get("confusion_matrix_test"),
         }
-        out.append("<h3>Per-class accuracy</h3>" + per_class_table(classes, matrices))
+        found = per_class_table(classes, matrices)
+        out.append("<h3>Per-class accuracy</h3>" + found if found else "")
     out.append(_search_table(record) + _tuning_plot(record, files, "search.png"))
     out.append(_knn_table(record) + _tuning_plot(record, files, "knn_cv.png"))
     mistakes = record.get("mistakes")
