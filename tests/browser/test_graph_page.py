@@ -50,7 +50,7 @@ def test_stepping_forward_then_backward_reaches_the_lectures_gradients(browser, 
         assert absent not in start, f"{absent} is in the document at step 0"
     assert broken_images(browser) == []
     spread, inked = screenshot_spread(browser)
-    assert spread > 10 and inked > 0.01
+    assert spread > 8 and inked > 0.01  # a blank page: 0 and 0
 
     forward = browser.find_element(By.ID, "next")
     for _ in range(13):  # every node's value, the output last
@@ -74,7 +74,7 @@ def test_stepping_forward_then_backward_reaches_the_lectures_gradients(browser, 
     )
     assert browser.current_url.endswith(f"#step={STEPS}")
     spread, inked = screenshot_spread(browser)
-    assert spread > 10 and inked > 0.01
+    assert spread > 8 and inked > 0.01  # a blank page: 0 and 0
 
     browser.find_element(By.ID, "prev").click()  # back one gate: w0's gradient is gone
     assert counter(browser) == f"step {STEPS - 1} of {STEPS}"
@@ -114,4 +114,4 @@ def test_a_small_networks_graph_from_python(browser, tmp_path):
     assert f"{float(loss.item()):.2f}" in text
     assert leaf_table(browser)["W1"] == ("float64 (3x16)", "float64 (3x16)")
     spread, inked = screenshot_spread(browser)
-    assert spread > 10 and inked > 0.01
+    assert spread > 8 and inked > 0.01  # a blank page: 0 and 0
