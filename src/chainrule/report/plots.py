@@ -22,9 +22,14 @@ def _new_figure(figsize):
 
 
 def _save(fig, path) -> Path:
+    """Write ``fig`` to ``path`` (its format from the extension) with the one safe writer:
+    atomically, never through a link, checked against a run folder's record."""
+    from chainrule._files import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    kind = path.suffix.lstrip(".").lower() or "png"
+    with atomic_write(path) as f:
+        fig.savefig(f, format=kind, dpi=100, bbox_inches="tight")
     return path
 
 
