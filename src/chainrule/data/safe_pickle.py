@@ -21,8 +21,12 @@ library's pure-Python unpickler with the dangerous opcodes replaced) that builds
 and refuses everything else with :class:`UnsafePickleError` before anything is called. It
 also bounds what the pickle may build (:class:`Limits`): the size of every container as if
 each shared reference were a copy (elements and bytes), its nesting depth, and the file's
-size. Recursive containers and containers changed after being placed in another one are
-refused too, which keeps those bounds exact.
+size; and the unpickler's own memory by the same element limit: the items waiting on its
+stack (marks included) and the entries of its memo (one MEMOIZE opcode, one byte, adds an
+entry). Recursive containers and containers changed after being placed in another one are
+refused too, which keeps those bounds exact. Text is checked as well: a NumPy unicode
+array or scalar whose code points are not Unicode's (beyond U+10FFFF, in either byte
+order) would make strings that break Python's own invariants, and is refused.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class Limits:
 
     max_elements : the most items any container may hold, counting the items of nested
         containers and counting a container referenced twice twice (what a copy of the
-        data, ``str()`` or ``np.asarray`` would have to visit).
+        data, ``str()`` or ``np.asarray`` would have to visit); also the most items on
+        the unpickler's stack and the most entries in its memo.
     max_bytes : the most bytes of string, bytes and array data, counted the same way; also
         the largest file accepted.
     max_depth : the deepest nesting of containers.
@@ -115,6 +120,7 @@ class _Numpy:
     def scalar(self, dtype, raw=None):
         dt = self.u._final_dtype(dtype)
         raw = _raw_bytes(raw, dt.itemsize, "a NumPy scalar")
+        _check_text(raw, dt, "a NumPy scalar")
         return np.frombuffer(raw, dtype=dt, count=1)[0]
 
     def frombuffer(self, buf, dtype, shape, order, axis_order=None):
@@ -123,6 +129,7 @@ class _Numpy:
         if isinstance(buf, memoryview):
             buf = buf.tobytes()
         buf = _raw_bytes(buf, math.prod(shape) * dt.itemsize, "a NumPy array")
+        _check_text(buf, dt, "a NumPy array")
         arr = np.frombuffer(buf, dtype=dt)
         if order in ("C", "F") and axis_order is None:
             return arr.reshape(shape, order=order)
@@ -160,6 +167,22 @@ def _raw_bytes(raw, nbytes: int, what: str) -> bytes | bytearray:
             f"need {nbytes}"
         )
     return raw
+
+
+def _check_text(raw, dt: np.dtype, what: str) -> None:
+    """Refuse unicode data (UCS-4, in ``dt``'s byte order) holding a number that is not a
+    code point: NumPy would build from it a ``str`` that breaks CPython's invariants
+    (``SystemError`` later, or invalid UTF-8)."""
+    if dt.kind != "U" or not len(raw):
+        return
+    codes = np.frombuffer(raw, dtype=np.dtype("u4").newbyteorder(dt.byteorder))
+    bad = codes > 0x10FFFF
+    if bad.any():
+        value = int(codes[bad.argmax()])
+        raise UnsafePickleError(
+            f"the text of {what} in a pickle holds {value:#x}, which is not a Unicode code "
+            "point (at most 0x10ffff)"
+        )
 
 
 def _codecs_encode(obj, encoding="utf-8", errors="strict"):
@@ -216,10 +239,24 @@ class RestrictedUnpickler(pickle._Unpickler):
         self._callable_ids = {id(f) for f in self._callables.values()}
 
     def load(self):
+        self._held = 0  # items of the stacks put aside by MARK
         obj = super().load()
         if self._pending:
             raise UnsafePickleError("a NumPy array or dtype in the pickle lacks its state")
         return obj
+
+    def _check_size(self) -> None:
+        """After each opcode: the stack (with what MARK put aside) and the memo hold at
+        most ``max_elements`` items each."""
+        most = self.limits.max_elements
+        if len(self.stack) + self._held > most:
+            raise UnsafePickleError(
+                f"refusing a pickle that puts more than {most:,} items on its stack"
+            )
+        if len(self.memo) > most:
+            raise UnsafePickleError(
+                f"refusing a pickle that builds a memo of more than {most:,} entries"
+            )
 
     # -- names -------------------------------------------------------------------------
 
@@ -337,7 +374,13 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise UnsafePickleError(
                 f"refusing a pickle nested more than {self.limits.max_depth} containers deep"
             )
+        self._held += len(self.stack)
         super().load_mark()
+
+    def pop_mark(self):
+        items = super().pop_mark()
+        self._held -= len(self.stack)
+        return items
 
     def load_append(self):
         value = self.stack.pop()
@@ -403,6 +446,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         shape = _check_shape(shape)
         dtype = self._final_dtype(dtype)
         raw = _raw_bytes(raw, math.prod(shape) * dtype.itemsize, "a NumPy array")
+        _check_text(raw, dtype, "a NumPy array")
         return 1, shape, dtype, bool(fortran), bytes(raw)
 
     def load_bytearray8(self):
@@ -423,6 +467,16 @@ def _weigh_after(op):
         op(self)
         container = self.stack[-1]
         self._register(container, _children(container))
+
+    return run
+
+
+def _bounded(op):
+    """The opcode ``op``, then the check of the stack's and the memo's sizes."""
+
+    def run(self):
+        op(self)
+        self._check_size()
 
     return run
 
@@ -461,6 +515,8 @@ def _complete_dispatch(table: dict) -> None:
         (pickle.NEXT_BUFFER, "out-of-band buffers"),
     ):
         table[code[0]] = _refuse(what)
+    for code, op in list(table.items()):
+        table[code] = _bounded(op)
 
 
 _complete_dispatch(RestrictedUnpickler.dispatch)
@@ -486,13 +542,16 @@ def _dtype_state(dt: np.dtype, state) -> tuple:
     order, elsize = state[1], state[5]
     if order not in ("<", ">", "|", "=") or type(elsize) is not int:
         raise bad
-    if dt.kind in "SU":
-        width, rest = divmod(elsize, dt.alignment)
-        if rest or width < 1:
-            raise bad
-        genuine = np.dtype(f"{'' if order == '|' else order}{dt.kind}{width}")
-    else:
-        genuine = dt if order == "|" else dt.newbyteorder(order)
+    try:
+        if dt.kind in "SU":
+            width, rest = divmod(elsize, dt.alignment)
+            if rest or width < 1:
+                raise bad
+            genuine = np.dtype(f"{'' if order == '|' else order}{dt.kind}{width}")
+        else:
+            genuine = dt if order == "|" else dt.newbyteorder(order)
+    except (TypeError, ValueError, OverflowError):  # a width NumPy cannot make
+        raise bad from None
     if genuine.__reduce__()[2] != state:
         raise bad
     return state
