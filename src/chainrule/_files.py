@@ -45,6 +45,7 @@ __all__ = [
     "FileRecord",
     "ForeignFileError",
     "atomic_write",
+    "open_file",
     "read_file",
     "remove_stale_temps",
     "temp_dir",
@@ -109,6 +110,20 @@ def _read_fd(fd: int, limit: int, what) -> bytes:
         total += len(block)
         if total > limit:  # it grew while being read
             raise OSError(f"{what} is larger than {limit:,} bytes")
+
+
+def open_file(path: str | os.PathLike, *, follow_symlinks: bool = True) -> IO[bytes]:
+    """``path`` opened for reading in binary: a plain file (a link to one only with
+    ``follow_symlinks``); ``OSError`` for a FIFO, device or folder, instead of waiting on
+    it or reading it."""
+    fd = _open_plain(os.fspath(path), follow=follow_symlinks)
+    try:
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_file(path: str | os.PathLike, max_bytes: int, *, follow_symlinks: bool = False) -> bytes:

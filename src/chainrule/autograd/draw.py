@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from chainrule._files import write_file
 from chainrule.autograd import array_ops as _a
 from chainrule.autograd import ops as _ops
 from chainrule.autograd.tensor import Tensor
@@ -282,8 +283,7 @@ def draw_graph(output: Tensor, path: str | os.PathLike | None = None) -> str:
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix in (".dot", ".gv"):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_file(path, text)  # atomically, never through a link
         return text
     import shutil
     import subprocess
@@ -301,13 +301,16 @@ def draw_graph(output: Tensor, path: str | os.PathLike | None = None) -> str:
             "PATH). Install Graphviz (e.g. `sudo apt-get install graphviz`, `brew install "
             "graphviz` or `conda install graphviz`), or write a .dot file instead"
         )
+    # dot draws to its standard output; chainrule writes the file (atomically, never
+    # through a link at ``path``, no half drawing left when dot fails).
     done = subprocess.run(
-        [dot, f"-T{fmt}", "-o", path], input=text, text=True, capture_output=True, check=False
+        [dot, f"-T{fmt}"], input=text.encode("utf-8"), capture_output=True, check=False
     )
     if done.returncode != 0:
-        message = (done.stderr or done.stdout).strip().splitlines()
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise RuntimeError(
             f"Graphviz's dot failed to draw {path} (exit status {done.returncode})"
             + (f": {message[-1]}" if message else "")
         )
+    write_file(path, done.stdout)
     return text

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from chainrule._npz import NpzArchive
 from chainrule.models._layout import PREPROCESSING, any_members, check_layout, check_values
-from chainrule.models._npz import NpzArchive
 from chainrule.models.registry import MODEL_REGISTRY, get_model_class, get_model_spec
 from chainrule.models.spec import DataSummary, MemberBudgetExceeded, members_at_most
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +43,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from chainrule._files import atomic_write
+from chainrule._files import atomic_write, open_file
 from chainrule._memory import physical_memory
+from chainrule._npz import DamagedArchive, NotAnArchive, NpzArchive
 from chainrule.models._layout import check_layout, check_values, declared_members
 from chainrule.models._modelfile import FORMAT, FORMAT_VERSION, MARKER, read_model
-from chainrule.models._npz import DamagedArchive, NotAnArchive, NpzArchive
 from chainrule.models.registry import get_model_spec, model_name
 
 __all__ = [
@@ -304,16 +303,7 @@ def _check_state(name: str, spec, model, state: dict[str, np.ndarray]) -> None:
 def _open_file(path: Path) -> IO[bytes]:
     """The model file, for reading: a plain file (a link to one is followed; a FIFO or a
     device is refused rather than waited on)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a plain file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return open_file(path)
 
 
 def load_model(path, model: str | None = None, *, max_bytes: int | None = None) -> LoadedModel:
