@@ -79,10 +79,10 @@ def _open_plain(path, flags: int = os.O_RDONLY, *, dir_fd: int | None = None, fo
     flags |= _FLAGS | _NONBLOCK | (0 if follow else _NOFOLLOW)
     try:
         fd = os.open(path, flags, dir_fd=dir_fd)
-    except OSError as e:
+    except OSError:
         if not follow and _is_link(path, dir_fd):
             raise OSError(f"{path} is a symbolic link; chainrule does not follow it") from None
-        raise e
+        raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -164,6 +164,12 @@ class _Folder:
     def name(self, name: str):
         return name if self.fd is not None else self.path / name
 
+    def key(self) -> tuple[int, int] | None:
+        if self.fd is None:
+            return _key(self.path)
+        st = os.fstat(self.fd)
+        return st.st_dev, st.st_ino
+
     def lstat(self, name: str) -> os.stat_result | None:
         try:
             return os.stat(self.name(name), dir_fd=self.fd, follow_symlinks=False)
@@ -238,7 +244,8 @@ class FileRecord:
         self._files: dict[str, dict] = {}
         self._lock = threading.Lock()
         self.known, self.problem = self._load()
-        self._key = _key(folder)
+        # The folder actually opened (its descriptor), however it is named later.
+        self._key = self._folder.key()
 
     @classmethod
     def open(cls, folder: str | os.PathLike) -> FileRecord:

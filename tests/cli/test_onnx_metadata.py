@@ -114,3 +114,26 @@ def test_load_onnx_refuses_what_predict_refuses(exported, tmp_path):
     assert model.classes == ["a", "b", "c"] and model.labels.tolist() == [0, 1, 2]
     assert model.preprocessing["image_shape"] == [4, 4, 1] and model.params["epochs"] == 3
     assert model.test_time_flip is False
+
+
+def test_an_export_names_classes_by_label_as_its_metadata_says(tmp_path, capsys):
+    """A model fitted on labels 2, 5, 7 without class names: the file's ``classes`` are
+    indexed by label (what the metadata check, and predict, read)."""
+    from PIL import Image
+
+    from chainrule.data import Preprocessor
+    from chainrule.models import export_onnx, registry
+    from chainrule.models.export import load_onnx
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(30, 4, 4, 1), dtype=np.uint8)
+    prep = Preprocessor().fit(images)
+    model = registry.get_model_class("softmax")(epochs=2, random_state=0, verbose=False)
+    model.fit(prep.transform(images), np.array([2, 5, 7] * 10))
+    path = export_onnx(model, tmp_path / "m.onnx", preprocessor=prep)
+    loaded = load_onnx(path)
+    assert [loaded.classes[label] for label in loaded.labels] == ["2", "5", "7"]
+    Image.fromarray(images[0][..., 0]).save(tmp_path / "x.png")
+    code, out, err = cli(capsys, "predict", "--onnx", path, tmp_path / "x.png")
+    assert code == 0, err
+    assert out.split()[1] in ("2", "5", "7")

@@ -301,8 +301,10 @@ class RunFolder:
 
             folder.write_file("report.html", html)
 
-        Outside a run, hold the folder first: ``with RunFolder.start(path, resume=True)
-        as folder: folder.write_file(...)``.
+        A writer that wants a file object uses the same writer, recorded the same way:
+        ``with chainrule._files.atomic_write(folder.file(name)) as f: ...``. Outside a
+        run, hold the folder first: ``with RunFolder.start(path, resume=True) as folder:
+        folder.write_file(...)``.
         """
         return write_file(self.file(name), data)
 
