@@ -1,10 +1,13 @@
 """A run never touches a file chainrule did not write: not through a link planted in the
-run folder (its lock, metrics, model, checkpoint or plots), not with ``--force`` (which
-deletes only what the folder's record of chainrule's files lists), not by writing over a
-user's file that has the name of one of chainrule's."""
+run folder (its lock, metrics, model, checkpoint, plots, page or pictures), not with
+``--force`` (which deletes only what the folder's record of chainrule's files lists), not
+by writing over a user's file that has the name of one of chainrule's. The same holds for
+what ``chainrule report`` and ``chainrule eval`` write into a run folder, and for the
+pages they and ``chainrule graph`` write elsewhere."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -60,7 +63,13 @@ def test_the_lock_never_writes_through_a_link(tmp_path, capsys, link):
 
 
 @posix
-@pytest.mark.parametrize("name", ["metrics.json", "model.npz", "checkpoint.npz", "loss.png"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "metrics.json", "model.npz", "checkpoint.npz", "loss.png", "report.html", "samples.png",
+        "mistakes.png",
+    ],
+)  # fmt: skip
 def test_a_run_continued_in_its_folder_never_writes_through_a_planted_link(
     tmp_path, capsys, monkeypatch, name
 ):
@@ -85,9 +94,9 @@ def test_a_run_continued_in_its_folder_never_writes_through_a_planted_link(
     code, _, err = cli(capsys, *NET, "--out", run)
     assert target.read_text() == "important\n"
     assert (run / name).is_symlink()
-    if name == "loss.png":  # a plot is not the run's result: the run ends, and says why
+    if name.endswith((".png", ".html")):  # not the run's result: it ends, and says why
         assert code == 0, err
-        assert "loss.png" in err and "did not write" in err
+        assert name in err and "did not write" in err
     else:
         line = last_error(code, err)
         assert name in line
@@ -155,3 +164,104 @@ def test_a_record_of_another_user_is_not_trusted(tmp_path, capsys, monkeypatch):
     line = last_error(*cli(capsys, *SVM, "--out", run, "--force")[::2])
     assert "not clearing" in line
     assert (run / "model.npz").exists()
+
+
+# -- pages: report.html, its pictures, eval's additions ------------------------------------
+
+
+def files_of(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+
+
+def test_force_after_a_compare_with_its_page_and_an_eval_clears_all_chainrule_wrote(
+    tmp_path, capsys, digits_comparison
+):
+    run = tmp_path / "cmp"
+    shutil.copytree(digits_comparison, run)
+    assert cli(capsys, "eval", run, "--model", "svm", "--quiet")[0] == 0
+    assert cli(capsys, "report", run)[0] == 0
+    names = {p.name for p in run.iterdir()}
+    sheets = {n for n in names if n.startswith("svm_eval_test_")}
+    assert len(sheets) == 1 and sheets.pop().endswith("_mistakes.png")
+    assert {"report.html", "samples.png", "svm_mistakes.png", "knn_mistakes.png"} <= names
+    # every file there is in the record, as it is now (eval rewrote metrics.json and the page)
+    record = json.loads((run / RECORD_FILE).read_text())["files"]
+    assert set(record) == names - {RECORD_FILE}
+    for name, entry in record.items():
+        data = (run / name).read_bytes()
+        assert (entry["size"], entry["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    # a file of the user's among them: --force deletes nothing, naming it
+    (run / "notes.txt").write_text("mine\n")
+    before = files_of(run)
+    again = ["compare", "--models", "svm", "--out", run, "--force", "--quiet"]
+    line = last_error(*cli(capsys, *again)[::2])
+    assert "notes.txt" in line and "did not write" in line
+    assert files_of(run) == before
+    # without it, --force clears the old run whole: pages, sheets, eval's sheet and all
+    (run / "notes.txt").unlink()
+    assert cli(capsys, *again)[0] == 0
+    left = {p.name for p in run.iterdir()}
+    assert not left & {"knn.npz", "knn_mistakes.png", "knn_cv.png"}
+    assert not [n for n in left if "_eval_" in n]
+    assert {"svm.npz", "report.html", "samples.png", "svm_mistakes.png"} <= left
+    record = json.loads((run / RECORD_FILE).read_text())["files"]
+    assert set(record) == left - {RECORD_FILE}
+    assert "evaluations" not in json.loads((run / "metrics.json").read_text())
+
+
+@posix
+@pytest.mark.parametrize("command", ["report", "eval"])
+def test_a_planted_link_named_report_html_is_never_written_through(
+    tmp_path, capsys, digits_comparison, command
+):
+    run = tmp_path / "cmp"
+    shutil.copytree(digits_comparison, run)
+    target = victim(tmp_path)
+    (run / "report.html").unlink()
+    (run / "report.html").symlink_to(target)
+    before = files_of(run)
+    if command == "report":
+        line = last_error(*cli(capsys, "report", run)[::2])
+    else:  # eval's result is an addition: the evaluation is printed, the folder refused
+        code, out, err = cli(capsys, "eval", run, "--model", "svm", "--quiet")
+        assert code == 0 and "accuracy:" in out and "page:" not in out
+        line = err.strip().splitlines()[-1]
+        assert "warning" in line
+    assert "report.html" in line and "did not write" in line
+    assert target.read_text() == "important\n"
+    assert (run / "report.html").is_symlink()
+    assert files_of(run) == before  # eval wrote nothing: not its sheet, not metrics.json
+
+
+@posix
+def test_a_user_page_in_a_run_folder_is_left_alone_by_report(tmp_path, capsys, digits_comparison):
+    run = tmp_path / "cmp"
+    shutil.copytree(digits_comparison, run)
+    (run / "report.html").write_text("<p>my own page</p>\n")
+    line = last_error(*cli(capsys, "report", run)[::2])
+    assert "report.html" in line and "did not write" in line
+    assert (run / "report.html").read_text() == "<p>my own page</p>\n"
+
+
+@posix
+@pytest.mark.parametrize("force", [False, True])
+def test_the_page_of_several_runs_never_follows_a_link(tmp_path, capsys, digits_comparison, force):
+    target = victim(tmp_path, "victim.html")
+    out = tmp_path / "runs.html"
+    out.symlink_to(target)
+    argv = ["report", digits_comparison, digits_comparison, "--out", out]
+    line = last_error(*cli(capsys, *argv, *(["--force"] if force else []))[::2])
+    assert "symbolic link" in line
+    assert target.read_text() == "important\n" and out.is_symlink()
+
+
+@posix
+@pytest.mark.parametrize("option,name", [("--html", "g.html"), ("--out", "g.dot")])
+def test_graph_pages_replace_a_link_never_the_file_it_points_to(tmp_path, capsys, option, name):
+    target = victim(tmp_path)
+    out = tmp_path / name
+    out.symlink_to(target)
+    code, _, err = cli(capsys, "graph", "x * y", "x=2", "y=3", option, out)
+    assert code == 0, err
+    assert target.read_text() == "important\n"
+    assert not out.is_symlink() and "x" in out.read_text()

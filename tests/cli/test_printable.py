@@ -108,3 +108,17 @@ def test_a_dollar_in_a_class_name_is_drawn_as_a_dollar(tmp_path):
 
     assert _label("$5 bill") == r"\$5 bill"
     assert _label(HOSTILE[0]) == "'\\x1b[2Jzero'" == repr(HOSTILE[0])
+
+
+def test_run_folder_paths_are_escaped_by_report_and_eval(run, images, tmp_path, capsys):
+    import shutil
+
+    hostile = tmp_path / "run\x1b[2J"
+    shutil.copytree(run, hostile)
+    code, out, err = cli(capsys, "report", hostile)
+    assert code == 0, err
+    assert raw_controls(out) == [] and "run\\x1b[2J" in out
+    code, out, err = cli(capsys, "eval", hostile, "--data", images, "--split", "all", "--quiet")
+    assert code == 0, err
+    assert raw_controls(out + err) == []
+    assert "page:     " in out and "run\\x1b[2J" in out

@@ -223,7 +223,8 @@ def train_and_report(args, trial, folder) -> int:
     print(f"train acc:  {fmt_acc(result.train_accuracy)} ({sample})")
     print(f"val acc:    {fmt_acc(result.val_accuracy)}")
     print(f"fit time:   {fmt_seconds(result.fit_time_s)}")
-    page = "report.html, " if folder.file("report.html").is_file() else ""
+    wrote_page = "report.html" not in folder.plot_errors and folder.file("report.html").is_file()
+    page = "report.html, " if wrote_page else ""
     print(
         f"written:    {escaped(folder.path)}/ "
         f"(model.npz, metrics.json, {page}{len(folder.plots)} plots)"
