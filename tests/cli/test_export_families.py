@@ -26,21 +26,19 @@ HEIGHT, WIDTH = 14, 20  # H != W and C = 3: an axis or channel mix-up changes th
 CLASSES = ("cup", "drill", "mug")
 
 # name -> chainrule train arguments (tiny networks, two epochs: the answers must agree,
-# whatever the accuracy)
+# whatever the accuracy); "-flips" adds --augment, which turns on test-time flips
+_NETWORKS = {
+    "twolayer": ["twolayer", "--hidden", "16", "--epochs", "2"],
+    "mlp": ["mlp", "--hidden", "16,8", "--batchnorm", "--dropout", "0.1", "--epochs", "2"],
+    "cnn-conv": ["cnn", "--stem", "conv", "--channels", "8,16", "--epochs", "2"],
+    "cnn-whiten": ["cnn", "--stem", "whiten", "--channels", "8,16", "--epochs", "2"],
+}
 FAMILIES = {
     "knn": ["knn", "--k", "3"],
     "svm": ["svm", "--epochs", "2"],
     "softmax": ["softmax", "--epochs", "2"],
-    "twolayer": ["twolayer", "--hidden", "16", "--epochs", "2"],
-    "twolayer-flips": ["twolayer", "--hidden", "16", "--epochs", "2", "--augment"],
-    "mlp": ["mlp", "--hidden", "16,8", "--batchnorm", "--dropout", "0.1", "--epochs", "2"],
-    "mlp-flips": ["mlp", "--hidden", "16,8", "--batchnorm", "--epochs", "2", "--augment"],
-    "cnn-conv": ["cnn", "--stem", "conv", "--channels", "8,16", "--epochs", "2"],
-    "cnn-conv-flips": ["cnn", "--stem", "conv", "--channels", "8,16", "--epochs", "2", "--augment"],
-    "cnn-whiten": ["cnn", "--stem", "whiten", "--channels", "8,16", "--epochs", "2"],
-    "cnn-whiten-flips": [
-        "cnn", "--stem", "whiten", "--channels", "8,16", "--epochs", "2", "--augment",
-    ],  # fmt: skip
+    **_NETWORKS,
+    **{f"{name}-flips": [*argv, "--augment"] for name, argv in _NETWORKS.items()},
 }
 
 
