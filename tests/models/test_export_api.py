@@ -10,6 +10,7 @@ import pytest
 
 from chainrule import nn
 from chainrule.data import Preprocessor
+from chainrule.data.resize import resize_images
 from chainrule.models import FullyConnectedNet, KNearestNeighbors, LinearSVM, export_onnx
 from chainrule.models.export import load_onnx
 
@@ -171,15 +172,22 @@ def test_model_without_preprocessor(tiny, tmp_path):
     X = images.reshape(len(images), -1).astype(np.float32)
     model = KNearestNeighbors(k=3, metric="l1").fit(X, labels)
     open_path = export_onnx(model, tmp_path / "open.onnx")
-    fixed_path = export_onnx(model, tmp_path / "fixed.onnx", image_shape=(4, 3, 2))
+    fixed_path = export_onnx(model, tmp_path / "fixed.onnx", image_shape=(4, 3, 2), resize=False)
+    any_size = export_onnx(model, tmp_path / "any.onnx", image_shape=(4, 3, 2))
     assert load_onnx(open_path).image_shape is None
-    assert load_onnx(fixed_path).image_shape == (4, 3, 2)
-    for path in (open_path, fixed_path):
+    assert load_onnx(fixed_path).image_shape == load_onnx(any_size).image_shape == (4, 3, 2)
+    assert (load_onnx(fixed_path).resizes, load_onnx(any_size).resizes) == (False, True)
+    for path in (open_path, fixed_path, any_size):
         labels_onnx, proba = load_onnx(path).run(images)
         np.testing.assert_array_equal(labels_onnx, model.predict(X))
         np.testing.assert_allclose(proba, model.predict_proba(X), rtol=0, atol=1e-7)
+    turned = images.transpose(0, 2, 1, 3)
     with pytest.raises(ValueError, match=r"shape \(H, W, C\) = \(3, 4, 2\)"):
-        load_onnx(fixed_path).run(images.transpose(0, 2, 1, 3))
+        load_onnx(fixed_path).run(turned)
+    resized = resize_images(turned, 4, 3).reshape(len(images), -1).astype(np.float32)
+    np.testing.assert_array_equal(load_onnx(any_size).run(turned)[0], model.predict(resized))
+    with pytest.raises(ValueError, match="images have 1 channels but the model reads 2"):
+        load_onnx(any_size).run(images[..., :1])
 
 
 def test_load_onnx_refuses_files_that_are_not_chainrule_exports(tmp_path):

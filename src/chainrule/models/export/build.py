@@ -34,7 +34,7 @@ from onnx import helper
 from chainrule import nn
 from chainrule.models.export.graph import IR_VERSION, OPSET, Graph, value_info
 from chainrule.models.export.modules import convert_children, convert_module
-from chainrule.models.export.preprocess import images_to_rows
+from chainrule.models.export.preprocess import images_to_rows, resize_pixels
 
 __all__ = ["Exportable", "build_model"]
 
@@ -51,7 +51,8 @@ class Exportable:
     classes : class names, ``classes[label]`` names label ``label``; name : registered
     model name (or the class name); params : JSON-able hyperparameters;
     image_shape : (H, W, C) of the input images, or None (only without a preprocessor:
-    then H, W and C stay symbolic).
+    then H, W and C stay symbolic); resize : images of any other size are resized to
+    ``image_shape`` in the graph (else the input has that size).
     """
 
     model: object
@@ -60,6 +61,12 @@ class Exportable:
     name: str
     params: dict = field(default_factory=dict)
     image_shape: tuple[int, int, int] | None = None
+    resize: bool = True
+
+    @property
+    def resizes(self) -> bool:
+        """Whether the graph reads images of any size and resizes them to the model's."""
+        return self.resize and self.image_shape is not None
 
 
 @dataclass
@@ -175,14 +182,16 @@ def _check_flips(ex: Exportable) -> None:
 
 def _average_flips(g: Graph, proba: str) -> str:
     """(2N, C) probabilities of [images; mirrored] -> (N, C), their mean per image."""
-    first, second = g.op("Split", [proba], "views", n_out=2, axis=0)
+    first, second = g.op("Split", [proba], "views", n_out=2, axis=0, num_outputs=2)
     total = g.op("Add", [first, second], "views_sum")
     return g.op("Div", [total, g.scalar(2.0, np.float32, "two")], "views_mean")
 
 
 def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str]:
     """Nodes from ``images`` to (label, probabilities, description)."""
-    images = INPUT
+    images = g.op("Cast", [INPUT], "pixels", to=1)  # 1: FLOAT
+    if ex.resizes:
+        images = resize_pixels(g, images, *ex.image_shape[:2])
     if flips:
         # Mirror the raw pixels: the per-channel preprocessing commutes with the flip,
         # so this is the mirrored row the model sees in Python.
@@ -237,6 +246,8 @@ def build_model(ex: Exportable):
         describes = "mean over the image and its mirror image of the " + describes
     n_classes = len(np.asarray(ex.model.classes_))
     h, w, c = ex.image_shape if ex.image_shape is not None else ("H", "W", "C")
+    if ex.resizes:
+        h, w = "H", "W"
     graph = g.to_graph(
         [value_info(INPUT, np.uint8, ["N", h, w, c])],
         [
@@ -279,5 +290,16 @@ def _metadata(ex: Exportable, flips: bool, describes: str, version: str) -> dict
         "params": json.dumps(ex.params),
         "preprocessing": json.dumps(preprocessing),
         "test_time_flip": json.dumps(flips),
+        "resize": json.dumps(_resize_record(ex)),
         "probabilities": describes,
     }
+
+
+def _resize_record(ex: Exportable) -> dict | None:
+    """What the graph does with images of another size (None: it reads one size only)."""
+    if not ex.resizes:
+        return None
+    from chainrule.data.resize import RESIZE_METHOD
+
+    h, w, _ = ex.image_shape
+    return {"height": int(h), "width": int(w), "method": RESIZE_METHOD}

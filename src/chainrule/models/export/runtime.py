@@ -23,6 +23,8 @@ class OnnxModel:
     classes : list of str, ``classes[label]`` names label ``label``
     labels : (C,) int64, the label of each column of ``predict_proba``
     image_shape : (H, W, C) the model reads (None where the file leaves a size open)
+    resizes : whether the graph takes images of any height and width (and resizes them
+        to ``image_shape``) or of ``image_shape`` only
     metadata : dict of the file's ``metadata_props``
     """
 
@@ -48,6 +50,14 @@ class OnnxModel:
             raise ValueError(f"{where}: input 'images' should be (N, H, W, C), got {shape}")
         dims = shape[1:]
         self.image_shape = tuple(dims) if all(isinstance(d, int) for d in dims) else None
+        self.resizes = False
+        resize = _json_or_none(meta.get("resize"))
+        if isinstance(resize, dict) and isinstance(dims[2], int):
+            try:
+                self.image_shape = (int(resize["height"]), int(resize["width"]), dims[2])
+                self.resizes = True
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{where} has a damaged 'resize' entry in its metadata") from None
         self.metadata = meta
 
     def run(self, images) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +67,15 @@ class OnnxModel:
             raise TypeError(f"images must be uint8 pixels, got dtype {images.dtype}")
         if images.ndim != 4:
             raise ValueError(f"images must have shape (N, H, W, C), got {images.shape}")
-        if self.image_shape is not None and images.shape[1:] != self.image_shape:
+        if self.resizes and images.shape[3] != self.image_shape[2]:
+            raise ValueError(
+                f"images have {images.shape[3]} channels but the model reads {self.image_shape[2]}"
+            )
+        if (
+            not self.resizes
+            and self.image_shape is not None
+            and images.shape[1:] != self.image_shape
+        ):
             raise ValueError(
                 f"images have shape (H, W, C) = {images.shape[1:]} but the model reads "
                 f"{self.image_shape}"
@@ -103,3 +121,10 @@ def load_onnx(path, threads: int | None = None) -> OnnxModel:
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _json_or_none(text):
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
