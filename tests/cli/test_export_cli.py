@@ -141,7 +141,7 @@ def test_user_errors_are_one_line(digits_run, digit_pngs, tmp_path, capsys, monk
     from PIL import Image
 
     Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "big.png")
-    code, _, err = cli(capsys, "predict", "--onnx", out_file, tmp_path / "big.png")
+    code, _, err = cli(capsys, "predict", "--onnx", out_file, tmp_path / "big.png", "--no-resize")
     assert_user_error(code, err, "8x9 pixels", "8x8")
     monkeypatch.setitem(sys.modules, "onnx", None)
     code, _, err = cli(capsys, "export", digits_run, "--out", tmp_path / "again.onnx")

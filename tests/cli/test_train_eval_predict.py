@@ -217,8 +217,10 @@ def test_unreadable_image_and_wrong_size(tmp_path, capsys, digits_svm):
     assert_user_error(code, err, "bad.png")
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((9, 8), dtype=np.uint8)).save(big)
-    code, _, err = cli(capsys, "predict", digits_svm, big)
+    code, _, err = cli(capsys, "predict", digits_svm, big, "--no-resize")
     assert_user_error(code, err, "8x9 pixels", "8x8")
+    code, _, err = cli(capsys, "predict", digits_svm, bad, big, tmp_path / "missing.png")
+    assert_user_error(code, err, "bad.png", "no such image file", "missing.png")
 
 
 def test_corrupted_and_foreign_model_files(tmp_path, capsys, digits_svm):

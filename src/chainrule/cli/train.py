@@ -34,7 +34,7 @@ from chainrule.cli._common import (
 )
 
 # The arguments a run records (with every model option) so that a resume restores them.
-BASE_ARGS = ("model", "data", "cache_dir", "val_fraction", "seed", "search")
+BASE_ARGS = ("model", "data", "cache_dir", "val_fraction", "seed", "search", "image_size", "strict")
 
 
 def add_arguments(parser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(parser) -> None:
         metavar="MODEL",
         help=f"one of {', '.join(model_names())} (not needed with --resume)",
     )
-    add_data_arguments(parser)
+    add_data_arguments(parser, image_size=True)
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder to write (required)")
     parser.add_argument(
         "--force",
@@ -122,7 +122,15 @@ def run(args) -> int:
     with user_errors():
         folder = open_run(args.out, force=args.force, args=recorded_args(args))
     with folder:
+        args.resume_with = resume_command(folder.path)
         return train_and_report(args, trial, folder)
+
+
+def resume_command(path) -> str:
+    """The command that continues the run in ``path`` (for the interrupted message)."""
+    import shlex
+
+    return f"chainrule train --resume {shlex.quote(str(path))}"
 
 
 def recorded_args(args) -> dict:
@@ -159,6 +167,8 @@ def restore_args(args, stored: dict, where) -> None:
         bad = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
         if key == "val_fraction" and not bad:
             bad = not 0.0 <= value < 1.0
+        if key == "image_size" and value is not None and not bad:
+            bad = len(value) != 2 or not all(type(v) is int and v > 0 for v in value)
         if bad:
             raise CommandError(
                 f"cannot resume {where}: its metrics.json is damaged ({key} is {value!r})"
@@ -175,6 +185,7 @@ def resume(args) -> int:
     with user_errors():
         folder = open_run(args.resume, resume=True)
     with folder:
+        args.resume_with = resume_command(folder.path)
         with user_errors():
             stored, params = interrupted_run(folder, args.model)
         restore_args(args, stored, args.resume)
