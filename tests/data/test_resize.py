@@ -1,5 +1,6 @@
 """The one image resize: the definition's numbers worked by hand, its properties, and ONNX
-Runtime's ``Resize`` (linear, half-pixel centres, antialias=1) giving the same values."""
+Runtime's ``Resize`` (linear, half-pixel centres, antialias=1) on uint8 images giving the
+same pixels, bit for bit."""
 
 from __future__ import annotations
 
@@ -9,38 +10,61 @@ import numpy as np
 import pytest
 
 from chainrule.data import DataWarning, load, resize_images
-from chainrule.data.resize import format_size, parse_size, resample, resize_weights
+from chainrule.data.resize import format_size, parse_size, resize_weights
 
 
 def row(*values) -> np.ndarray:
-    """One image of one row, one channel, float32: (1, 1, W, 1)."""
-    return np.asarray(values, np.float32).reshape(1, 1, -1, 1)
+    """One image of one row, one channel: (1, 1, W, 1) uint8."""
+    return np.asarray(values, np.uint8).reshape(1, 1, -1, 1)
+
+
+def pixels(images) -> list[int]:
+    return np.asarray(images).ravel().tolist()
+
+
+def triangle_weights(n_in: int, n_out: int) -> np.ndarray:
+    """The module docstring's definition, in float64: centres (i + 0.5) s, the triangle of
+    half-width max(1, s), taps beyond the edges on the edge pixel, normalised."""
+    s = n_in / n_out
+    r = max(1.0, s)
+    w = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        c = (i + 0.5) * s
+        for x in range(int(np.floor(c - r)) - 1, int(np.ceil(c + r)) + 1):
+            w[i, min(max(x, 0), n_in - 1)] += max(0.0, 1 - abs(x + 0.5 - c) / r)
+    return w / w.sum(axis=1, keepdims=True)
 
 
 def test_shrinking_by_two_is_the_stretched_triangle_worked_by_hand():
     # 4 pixels -> 2: output 0 is centred at 1.0 (input pixel centres at 0.5, 1.5, 2.5, 3.5);
     # the triangle of half-width 2 gives taps at -0.5 (the edge pixel again), 0.5, 1.5, 2.5
     # the weights 0.25, 0.75, 0.75, 0.25, divided by their sum 2.
-    first = (0.25 * 0 + 0.75 * 0 + 0.75 * 10 + 0.25 * 20) / 2
-    second = (0.25 * 10 + 0.75 * 20 + 0.75 * 30 + 0.25 * 30) / 2
-    out = resample(row(0, 10, 20, 30), 1, 2).ravel()
-    assert out.tolist() == [first, second] == [6.25, 23.75]
+    want = [[0.25 + 0.75, 0.75, 0.25, 0.0], [0.0, 0.25, 0.75, 0.75 + 0.25]]
+    np.testing.assert_array_equal(resize_weights(4, 2) / 2**22, np.array(want) / 2)
+    # 6.25 and 23.75 rounded; 0.5 rounds up
+    assert pixels(resize_images(row(0, 10, 20, 30), 1, 2)) == [6, 24]
+    assert pixels(resize_images(row(0, 1, 1, 0), 1, 2)) == [1, 1]
 
 
 def test_enlarging_is_linear_interpolation_between_pixel_centres():
     # 2 pixels -> 4: centres 0.25, 0.75, 1.25, 1.75 on an axis whose pixels are centred
     # at 0.5 and 1.5; beyond the outer centres the edge pixel's value
-    assert resample(row(0, 100), 1, 4).ravel().tolist() == [0, 25, 75, 100]
-    assert resample(row(0, 100, 40), 1, 6).ravel().tolist() == [0, 25, 75, 85, 55, 40]
+    assert pixels(resize_images(row(0, 100), 1, 4)) == [0, 25, 75, 100]
+    assert pixels(resize_images(row(0, 100, 40), 1, 6)) == [0, 25, 75, 85, 55, 40]
 
 
-def test_weights_sum_to_one_and_a_constant_image_stays_constant():
-    for n_in, n_out in [(640, 64), (48, 64), (7, 3), (3, 7), (1, 5), (5, 1), (97, 96)]:
+def test_the_weights_are_the_definitions_rounded_to_22_bits():
+    for n_in, n_out in [(640, 64), (48, 64), (7, 3), (3, 7), (1, 5), (5, 1), (97, 96), (100, 48)]:
         w = resize_weights(n_in, n_out)
-        assert w.shape == (n_out, n_in) and (w >= 0).all()
-        np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=0, atol=1e-6)
+        assert w.shape == (n_out, n_in) and (w == np.round(w)).all()
+        # the kernel's float32 centres are within a few float32 steps of (i + 0.5) s
+        np.testing.assert_allclose(w / 2**22, triangle_weights(n_in, n_out), rtol=0, atol=1e-5)
+
+
+def test_a_constant_image_stays_constant():
     flat = np.full((2, 30, 17, 3), 137, np.uint8)
     assert (resize_images(flat, 9, 41) == 137).all()
+    assert (resize_images(flat, 300, 2) == 137).all()
 
 
 def test_shrinking_averages_every_pixel_instead_of_skipping_them():
@@ -57,9 +81,8 @@ def test_the_same_size_is_the_identity_and_shapes_are_kept():
     images = rng.integers(0, 256, (3, 6, 9, 3), dtype=np.uint8)
     assert resize_images(images, 6, 9) is images
     assert resize_images(images[0], 12, 5).shape == (12, 5, 3)
-    np.testing.assert_array_equal(resample(images.astype(np.float32), 6, 9), images)
-    out = resize_images(images.astype(np.float64) + 0.4, 4, 4)
-    assert out.dtype == np.uint8 and out.shape == (3, 4, 4, 3)
+    out = resize_images(images.astype(np.float64) + 0.4, 4, 4)  # rounded to pixels first
+    np.testing.assert_array_equal(out, resize_images(images, 4, 4))
     with pytest.raises(ValueError, match="cannot resize an axis of 0 pixels"):
         resize_weights(0, 3)
     with pytest.raises(ValueError, match=r"\(N, H, W, C\) or \(H, W, C\)"):
@@ -120,27 +143,32 @@ def onnx_runtime_resize(images: np.ndarray, height: int, width: int) -> np.ndarr
     )  # fmt: skip
     graph = helper.make_graph(
         [node], "resize",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "H", "W", "C"]),
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", "H", "W", "C"]),
          helper.make_tensor_value_info("sizes", TensorProto.INT64, [2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", None, None, "C"])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, ["N", None, None, "C"])],
     )  # fmt: skip
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     proto.ir_version = 8
     onnx.checker.check_model(proto)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    sizes = np.array([height, width], np.int64)
-    return session.run(None, {"x": images.astype(np.float32), "sizes": sizes})[0]
+    return session.run(None, {"x": images, "sizes": np.array([height, width], np.int64)})[0]
 
 
 @pytest.mark.parametrize("size_in, size_out", SIZES)
 def test_onnx_runtime_resizes_as_chainrule_does(size_in, size_out):
-    images = np.random.default_rng(2).integers(0, 256, (2, *size_in, 3)).astype(np.float32)
+    images = np.random.default_rng(2).integers(0, 256, (2, *size_in, 3), dtype=np.uint8)
     want = onnx_runtime_resize(images, *size_out)
-    got = resample(images, *size_out)
+    got = resize_images(images, *size_out)
     assert got.shape == want.shape == (2, *size_out, 3)
-    # float32 sums in another order: within a few units in the last place of 255
-    assert np.abs(got - want).max() <= 2e-4
-    # rounded to pixels: equal, but where a value is within that of a half
-    near_half = np.abs(want - np.floor(want) - 0.5) < 2e-4
-    rounded = resize_images(images, *size_out)
-    np.testing.assert_array_equal(rounded[~near_half], np.rint(want)[~near_half])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_onnx_runtime_resizes_as_chainrule_does_at_random_sizes():
+    rng = np.random.default_rng(3)
+    for _ in range(25):
+        h, w, height, width = (int(v) for v in rng.integers(1, 200, 4))
+        images = rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(
+            resize_images(images, height, width), onnx_runtime_resize(images, height, width),
+            err_msg=f"{h}x{w} -> {height}x{width}",
+        )  # fmt: skip

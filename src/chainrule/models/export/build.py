@@ -189,9 +189,8 @@ def _average_flips(g: Graph, proba: str) -> str:
 
 def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str]:
     """Nodes from ``images`` to (label, probabilities, description)."""
-    images = g.op("Cast", [INPUT], "pixels", to=1)  # 1: FLOAT
-    if ex.resizes:
-        images = resize_pixels(g, images, *ex.image_shape[:2])
+    images = resize_pixels(g, INPUT, *ex.image_shape[:2]) if ex.resizes else INPUT
+    images = g.op("Cast", [images], "pixels", to=1)  # 1: FLOAT
     if flips:
         # Mirror the raw pixels: the per-channel preprocessing commutes with the flip,
         # so this is the mirrored row the model sees in Python.

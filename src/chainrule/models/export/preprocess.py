@@ -29,21 +29,21 @@ def scale_and_shift(preprocessor) -> tuple[np.ndarray, np.ndarray]:
     return scale, shift
 
 
-def resize_pixels(g: Graph, pixels: str, height: int, width: int) -> str:
-    """float32 pixels (N, H, W, C) of any H and W -> (N, height, width, C), resized as
-    ``chainrule.data.resize_images`` resizes (ONNX's own ``Resize``: linear, half-pixel
-    centres, antialiased when shrinking), rounded to whole pixel values. An image of the
-    model's size comes out unchanged."""
-    resized = g.op(
+def resize_pixels(g: Graph, images: str, height: int, width: int) -> str:
+    """uint8 images (N, H, W, C) of any H and W -> uint8 (N, height, width, C), resized as
+    ``chainrule.data.resize_images`` resizes them: ONNX's own ``Resize`` (linear,
+    half-pixel centres, antialiased when shrinking) on the uint8 pixels, whose integer
+    arithmetic ONNX Runtime shares with chainrule bit for bit. An image of the model's size
+    comes out unchanged."""
+    return g.op(
         "Resize",
-        [pixels, "", "", g.ints([height, width], "resize.sizes")],
+        [images, "", "", g.ints([height, width], "resize.sizes")],
         "resized",
         mode="linear",
         coordinate_transformation_mode="half_pixel",
         antialias=1,
         axes=[1, 2],
     )
-    return g.op("Round", [resized], "resized_pixels")
 
 
 def images_to_rows(g: Graph, pixels: str, preprocessor) -> str:
