@@ -132,12 +132,10 @@ def _data_warnings(command: str):
 
 
 def _stopped(how: str, args) -> str:
-    """``interrupted``, and the command that continues the run where there is one (a
-    command sets ``args.resume_with`` once its run folder is open)."""
-    resume_with = getattr(args, "resume_with", None)
-    if not resume_with:
-        return how
-    return f"{how}; the run folder records it, and {resume_with} continues it"
+    """``interrupted``, and how to go on with the run where there is one (a command sets
+    ``args.on_stop`` once its run folder is open)."""
+    on_stop = getattr(args, "on_stop", None)
+    return f"{how}; {on_stop}" if on_stop else how
 
 
 def main(argv: list[str] | None = None) -> int:

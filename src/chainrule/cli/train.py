@@ -122,15 +122,21 @@ def run(args) -> int:
     with user_errors():
         folder = open_run(args.out, force=args.force, args=recorded_args(args))
     with folder:
-        args.resume_with = resume_command(folder.path)
+        args.on_stop = on_stop(args, trial, folder.path)
         return train_and_report(args, trial, folder)
 
 
-def resume_command(path) -> str:
-    """The command that continues the run in ``path`` (for the interrupted message)."""
+def on_stop(args, trial, path) -> str:
+    """What the message of an interrupted run adds: the command that continues it."""
     import shlex
 
-    return f"chainrule train --resume {shlex.quote(str(path))}"
+    if model_spec(trial.model).checkpoints or args.search:
+        command = f"chainrule train --resume {shlex.quote(str(path))}"
+        return f"the run folder records it, and {command} continues it"
+    return (
+        "the run folder records it; the same command starts it again (a network's run or "
+        "a search would continue with chainrule train --resume)"
+    )
 
 
 def recorded_args(args) -> dict:
@@ -185,12 +191,12 @@ def resume(args) -> int:
     with user_errors():
         folder = open_run(args.resume, resume=True)
     with folder:
-        args.resume_with = resume_command(folder.path)
         with user_errors():
             stored, params = interrupted_run(folder, args.model)
         restore_args(args, stored, args.resume)
         args.out = args.resume
         trial = trial_from_args(args, resume=True)
+        args.on_stop = on_stop(args, trial, folder.path)
         if params is not None:
             # The settings the interrupted run had chosen (after any search), as they were.
             trial = dataclasses.replace(trial, params=params, sources={}, tune=False)
