@@ -205,3 +205,34 @@ def test_eval_on_the_training_folder_scores_the_held_out_part(robot, capsys):
     code, out, _ = cli(capsys, "eval", run, "--data", other, "--json", "--quiet")
     result = json.loads(out)
     assert (result["split"], result["split_description"], result["n"]) == ("all", "all", 6)
+
+
+def test_the_robot_script_prints_what_predict_prints(robot, capsys):
+    """examples/robot_onnx.py, in a Python that imports neither chainrule nor onnx, reads
+    the class names from the file's metadata and classifies raw frames of any size."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    run, onnx_file = robot["runs"]["cnn"]
+    frames = [str(f) for f in robot["frames"]]
+    script = Path(__file__).resolve().parents[2] / "examples" / "robot_onnx.py"
+    wrapper = (
+        "import runpy, sys\n"
+        f"sys.argv = [{str(script)!r}, *sys.argv[1:]]\n"
+        "try:\n"
+        f"    runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "finally:\n"
+        "    loaded = [m for m in sys.modules if m.split('.')[0] in ('chainrule', 'onnx')]\n"
+        "    print('loaded:', loaded, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", wrapper, str(onnx_file), *frames],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stderr
+    assert "frames are resized to 20x14 pixels in the graph" in done.stderr
+    code, out, _ = cli(capsys, "predict", run, *frames, "--quiet")
+    assert code == 0
+    assert done.stdout == out
