@@ -132,6 +132,31 @@ def test_unknown_layer_is_named_and_a_registered_converter_exports_it(tiny, tmp_
     np.testing.assert_allclose(proba, net.predict_proba(X), rtol=0, atol=1e-5)
 
 
+def test_a_graph_that_disagrees_with_chainrule_is_never_written(tiny, tmp_path):
+    """A converter that computes something else (here: triples where the layer doubles)
+    is caught by the check every export passes: ONNX Runtime against chainrule."""
+    from chainrule.models.export import register_converter
+    from chainrule.models.export.modules import _CONVERTERS
+    from chainrule.models.export.verify import ExportMismatch
+
+    _, _, pre = tiny
+    net = _net_with(Doubler(), tiny)
+
+    @register_converter(Doubler)
+    def _wrong(g, m, x, name):
+        return g.op("Mul", [x, g.scalar(3.0, np.float32, f"{name}.three")], name)
+
+    try:
+        with pytest.raises(ExportMismatch, match=r"other answers than chainrule on test images"
+                           r" of 3x4 pixels .*nothing was written"):  # fmt: skip
+            export_onnx(net, tmp_path / "m.onnx", preprocessor=pre)
+        assert not (tmp_path / "m.onnx").exists()
+        # check=False writes it anyway (for a model whose answers are checked elsewhere)
+        assert export_onnx(net, tmp_path / "m.onnx", preprocessor=pre, check=False).exists()
+    finally:
+        del _CONVERTERS[Doubler]
+
+
 @pytest.mark.parametrize(
     "layer", [nn.Tanh(), nn.Sigmoid(), nn.LeakyReLU(0.2), nn.Identity(), nn.Flatten()]
 )
