@@ -109,6 +109,21 @@ def test_the_graph_resizes_as_numpy_does(robot):
     assert worst < 1e-5
 
 
+def test_a_graph_of_one_input_size_gets_frames_resized_by_chainrule(robot, capsys, tmp_path):
+    pytest.importorskip("onnxruntime")
+    run, _ = robot["runs"]["knn"]
+    fixed = tmp_path / "fixed.onnx"
+    code, out, _ = cli(capsys, "export", run, "--out", fixed, "--no-resize", "--quiet")
+    assert code == 0 and "input images uint8 (N, 14, 20, 3)" in out
+    code, out, err = cli(capsys, "predict", "--onnx", fixed, *robot["frames"], "--json")
+    assert code == 0, err
+    assert "resizing 5 of 6 images to the model's 20x14 pixels, " in err  # here, not in the graph
+    _, want, _ = cli(capsys, "predict", run, *robot["frames"], "--json", "--quiet")
+    for got, ref in zip(records(out), records(want)):
+        assert (got["image"], got["label"]) == (ref["image"], ref["label"])
+        assert got["probability"] == pytest.approx(ref["probability"], abs=1e-6)
+
+
 def test_no_resize_keeps_the_refusal(robot, capsys):
     run, onnx_file = robot["runs"]["mlp"]
     for argv in ([run], ["--onnx", onnx_file]):
@@ -126,7 +141,7 @@ def test_predict_takes_folders(robot, capsys, tmp_path):
     code, out, err = cli(capsys, "predict", run, camera, "--json", "--quiet")
     assert code == 0, err
     assert [r["image"] for r in records(out)] == [str(f) for f in sorted(robot["frames"])]
-    assert "warning: left out 1 files: " in err and "notes.txt is not an image file" in err
+    assert "warning: left out 1 file: " in err and "notes.txt is not an image file" in err
     code, _, err = cli(capsys, "predict", run, camera, "--strict")
     assert code == 2 and "notes.txt" in err
     (camera / "notes.txt").unlink()

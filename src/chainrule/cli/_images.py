@@ -37,10 +37,11 @@ def collect(names: list[str], strict: bool) -> tuple[list[str], set[str]]:
             raise CommandError(f"no image files (.png, .jpg, .jpeg, .bmp) in the folder {name}")
         files += [str(p) for p in images]
         odd += [f"{p} is not an image file" for p in others]
+    files_text = f"{len(odd)} file{'s' * (len(odd) != 1)}"
     if odd and strict:
-        raise CommandError(f"{len(odd)} files are not images: " + "; ".join(odd))
+        raise CommandError(f"cannot use {files_text} of the folders: " + "; ".join(odd))
     if odd:
-        warnings.warn(DataWarning(f"left out {len(odd)} files: " + "; ".join(odd)), stacklevel=2)
+        warnings.warn(DataWarning(f"left out {files_text}: " + "; ".join(odd)), stacklevel=2)
     return files, named
 
 

@@ -193,6 +193,7 @@ def decode_photos(
     ``failed`` with the reason, never decoded in part.
     """
     paths = [os.fspath(p) for p in paths]
+    size = None if size is None else (int(size[0]), int(size[1]))
     failed: dict[int, str] = {}
     start, first = 0, None
     while first is None and start < len(paths):  # the first readable file sets the layout
@@ -227,6 +228,8 @@ def decode_photos(
 def _one_size(out, kept, others, first_size, size, failed) -> Decoded:
     """The kept images of ``out`` (rows of the first image's size) and ``others``, all
     at ``size`` (None: the most common size), in the order of ``kept``."""
+    if not others and len(kept) == len(out) and size in (None, tuple(first_size)):
+        return Decoded(out, kept, failed, [], tuple(first_size))  # every image read, one size
     sizes = [tuple(others[i].shape[:2]) if i in others else first_size for i in kept]
     if size is None:
         counts = Counter(sizes)
