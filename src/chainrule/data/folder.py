@@ -132,10 +132,11 @@ def _check_root(path) -> Path:
 
 
 def _load_set(folder: Path, listing: dict, classes: list[str], how: dict, report: FolderReport):
-    """Images and labels of the files in ``listing`` ({class: files}) of ``folder``, all
-    at ``how["size"]`` (None: their most common size), cached; what was skipped or
-    resized goes to ``report``. ``how``: size, name, cache_dir, progress, shown (the
-    prefix of the files' names in messages)."""
+    """Images, labels and file names (relative to ``folder``) of the files in ``listing``
+    ({class: files}) of ``folder`` that could be read, all at ``how["size"]`` (None:
+    their most common size), cached; what was skipped or resized goes to ``report``.
+    ``how``: size, name, cache_dir, progress, shown (the prefix of the files' names in
+    messages)."""
     files = [f for c in classes for f in listing.get(c, [])]
     if not files:
         raise ValueError(
@@ -159,7 +160,7 @@ def _load_set(folder: Path, listing: dict, classes: list[str], how: dict, report
         cache = None  # no usable default cache folder: decode every time
     entry = cache / f"{prefix}-{key}.npz" if cache is not None else None
 
-    cached = _read_cache(entry, key) if entry is not None else None
+    cached = _read_cache(entry, key, len(files)) if entry is not None else None
     if cached is None:
         class_index = {c: i for i, c in enumerate(classes)}
         labels = np.array([class_index[rel.split("/", 1)[0]] for rel, _, _ in files], np.int64)
@@ -176,43 +177,51 @@ def _load_set(folder: Path, listing: dict, classes: list[str], how: dict, report
             raise ValueError(
                 f"no image in {folder} could be read: " + "; ".join(notes["unreadable"])
             )
-        cached = decoded.images, labels[decoded.kept], notes
+        cached = decoded.images, labels[decoded.kept], decoded.kept, notes
         if entry is not None:
             _write_cache(cache, entry, prefix, key, *cached)
-    images, labels, notes = cached
+    images, labels, kept, notes = cached
     report.unreadable += notes["unreadable"]
     for h, w, rel in notes["resized"]:
         report.resized.setdefault((h, w), []).append(how["shown"] + rel)
     report.n_images += len(labels)
     report.size = tuple(notes["size"])
-    return images, labels
+    return images, labels, [files[i][0] for i in kept]
 
 
-def _read_cache(entry: Path, key: str):
+def _read_cache(entry: Path, key: str, n_files: int):
     if not entry.is_file():
         return None
     try:
         with np.load(entry, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            images, labels = z["images"], z["labels"]
+            images, labels, kept = z["images"], z["labels"], z["kept"]
             notes = json.loads(str(z["notes"]))
     except Exception:  # an unreadable cache entry is rebuilt, never trusted
         return None
     n = images.shape[0] if images.ndim == 4 else -1
     if images.dtype != np.uint8 or labels.dtype != np.int64 or labels.shape != (n,):
         return None
+    if (
+        kept.dtype != np.int64
+        or kept.shape != (n,)
+        or (n and (kept.min() < 0 or kept.max() >= n_files))
+    ):
+        return None
     if not isinstance(notes, dict) or {"unreadable", "resized", "size"} - set(notes):
         return None
-    return images, labels, notes
+    return images, labels, kept, notes
 
 
-def _write_cache(cache: Path, entry: Path, prefix: str, key: str, images, labels, notes) -> None:
+def _write_cache(
+    cache: Path, entry: Path, prefix: str, key: str, images, labels, kept, notes
+) -> None:
     try:
         cache.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(cache, f"{prefix}-*.npz", ".tmp", _STALE_TEMP_S)
         with atomic_write(entry) as f:
-            np.savez(f, images=images, labels=labels, key=np.array(key),
+            np.savez(f, images=images, labels=labels, kept=kept, key=np.array(key),
                      notes=np.array(json.dumps(notes)))  # fmt: skip
         # Entries for an older state of the same folder can never be hit again.
         for old in cache.glob(f"{prefix}-*.npz"):
@@ -232,7 +241,7 @@ def _without_empty_classes(ds: Dataset, report: FolderReport) -> Dataset:
     report.empty_classes += [(c, "has no image that could be read") for c, n in
                              zip(ds.classes, counts) if not n]  # fmt: skip
     new_label = np.cumsum(counts > 0) - 1
-    return Dataset(ds.images, new_label[ds.labels], keep, ds.name, ds.split)
+    return Dataset(ds.images, new_label[ds.labels], keep, ds.name, ds.split, ds.files)
 
 
 def load_folder(
@@ -286,8 +295,8 @@ def _load_flat(root: Path, split: str, how: dict, report: FolderReport) -> Datas
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in the class folders of {root}"
         )
     classes = sorted(listing)
-    images, labels = _load_set(root, listing, classes, how, report)
-    return Dataset(images, labels, classes, how["name"], "all")
+    images, labels, files = _load_set(root, listing, classes, how, report)
+    return Dataset(images, labels, classes, how["name"], "all", files)
 
 
 def _load_split_layout(root: Path, layout: dict, split: str, how: dict, report) -> Dataset:
@@ -311,14 +320,17 @@ def _load_split_layout(root: Path, layout: dict, split: str, how: dict, report) 
         raise ValueError(
             f"{root} has no {split}/ folder; its splits are {', '.join(folder_splits(root))}"
         )
-    images, labels = [], []
+    images, labels, files = [], [], []
     for part in parts:
         listing, _, odd = listings[part]
         report.odd += [f"{part}/{rel}" for rel in odd]
         part_how = {**how, "name": f"{how['name']}/{part}", "shown": f"{part}/"}
-        x, y = _load_set(layout[part], listing, classes, part_how, report)
+        x, y, names = _load_set(layout[part], listing, classes, part_how, report)
         how = {**how, "size": report.size}  # the next parts at the first part's size
         images.append(x)
         labels.append(y)
+        files += [f"{part}/{name}" for name in names]
     split_name = "all" if split == "all" else parts[0]
-    return Dataset(np.concatenate(images), np.concatenate(labels), classes, how["name"], split_name)
+    return Dataset(
+        np.concatenate(images), np.concatenate(labels), classes, how["name"], split_name, files
+    )

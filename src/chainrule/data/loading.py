@@ -139,7 +139,8 @@ def _resized(ds: Dataset, image_size) -> Dataset:
         ),
         stacklevel=3,
     )
-    return Dataset(resize_images(ds.images, h, w), ds.labels, ds.classes, ds.name, ds.split)
+    images = resize_images(ds.images, h, w)
+    return Dataset(images, ds.labels, ds.classes, ds.name, ds.split, ds.files)
 
 
 def _load_named(name_or_path, split, cache_dir, archive, val_fraction, random_state, progress):
