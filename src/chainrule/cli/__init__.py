@@ -9,7 +9,8 @@ so ``chainrule --help`` stays fast.
 What the user can get wrong is reported in one line on stderr with exit status 2: a
 :class:`CommandError` raised by a command, an argument argparse refuses, and any
 ``OSError`` (a folder that cannot be written, a full disk: the environment, not the
-code) or ``MemoryError``. Other exceptions are bugs and keep their traceback. Output
+code) or ``MemoryError``; control characters in it (from class names or paths) are
+escaped. Other exceptions are bugs and keep their traceback. Output
 into a pipe that was closed (``chainrule eval ... | head -c 5``) ends the command quietly
 with status 141, as a program killed by SIGPIPE. SIGTERM stops a command the way Ctrl-C
 does (a run folder records ``interrupted``), with status 143; the message names the
@@ -25,6 +26,8 @@ import importlib
 import os
 import signal
 import sys
+
+from chainrule._text import escaped
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -168,5 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         message = describe_os_error(e)
     except MemoryError as e:
         message = f"out of memory{': ' + str(e) if str(e) else ''}"
-    print(f"chainrule {args.command}: error: {message}", file=sys.stderr)
+    # Messages quote class names and paths, which may hold control characters.
+    print(f"chainrule {args.command}: error: {escaped(message)}", file=sys.stderr)
     return 2

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 
 DATA_HELP = (
@@ -321,9 +322,10 @@ def progress_enabled(args) -> bool:
 
 
 def info(args, message: str) -> None:
-    """A progress line on stderr (stdout stays for results), unless ``--quiet``."""
+    """A progress line on stderr (stdout stays for results), unless ``--quiet``; control
+    characters (of class names, paths) escaped."""
     if progress_enabled(args):
-        print(message, file=sys.stderr, flush=True)
+        print(escaped(message), file=sys.stderr, flush=True)
 
 
 def format_table(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chainrule._text import escaped, shown
 from chainrule.cli import CommandError
 from chainrule.cli._common import (
     add_data_arguments,
@@ -209,17 +210,17 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"model:    {loaded.name} ({loaded.path})")
-    print(f"data:     {args.data} ({described}; {len(ds)} images)")
+    print(f"model:    {loaded.name} ({escaped(loaded.path)})")
+    print(f"data:     {escaped(args.data)} ({described}; {len(ds)} images)")
     print(f"accuracy: {fmt_acc(acc)} ({result['correct']} of {len(ds)})")
     print(f"time:     {fmt_seconds(seconds)} (prediction)")
     worst = [
         (c, a) for c, a in sorted(zip(loaded.classes, per_class), key=lambda t: t[1]) if a == a
     ][:3]
     if len(loaded.classes) > 1 and worst:
-        print("weakest:  " + ", ".join(f"{c} {fmt_acc(a)}" for c, a in worst))
+        print("weakest:  " + ", ".join(f"{shown(c)} {fmt_acc(a)}" for c, a in worst))
     if page is not None:
-        print(f"page:     {page}")
+        print(f"page:     {escaped(page)}")
     return 0
 
 
@@ -253,6 +254,6 @@ def add_to_page(args, loaded, ds, images, y, pred, result) -> str | None:
         from chainrule.cli import describe_os_error
 
         why = describe_os_error(e) if isinstance(e, OSError) else str(e)
-        print(f"chainrule eval: warning: the result was not added to {folder}: {why}",
+        print(escaped(f"chainrule eval: warning: the result was not added to {folder}: {why}"),
               file=sys.stderr)  # fmt: skip
         return None

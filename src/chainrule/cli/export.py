@@ -11,6 +11,7 @@ says what was checked.
 
 from __future__ import annotations
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._common import load_trained
 
@@ -75,8 +76,10 @@ def run(args) -> int:
     data = data_file(path)
     side = f" + {data} {_size(data)}" if data.exists() else ""
     print(
-        f"wrote {path} ({_size(path)}{side}): {loaded.name}, {len(loaded.classes)} classes, "
-        f"input images uint8 {shape}"
+        escaped(
+            f"wrote {path} ({_size(path)}{side}): {loaded.name}, {len(loaded.classes)} classes, "
+            f"input images uint8 {shape}"
+        )
     )
     info(args, check.describe())
     return 0

@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 
 FUNCTIONS = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "abs")
@@ -462,7 +463,7 @@ def run(args) -> int:
             note = f"df/d{n} is {_fmt(g)}" + (f": {why}" if why else "")
             print(f"chainrule graph: note: {note}", file=sys.stderr)
     if written and not args.quiet:
-        print(f"graph written to {' and '.join(written)}", file=sys.stderr)
+        print(escaped(f"graph written to {' and '.join(written)}"), file=sys.stderr)
     return 0
 
 

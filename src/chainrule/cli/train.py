@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._cluster import add_cluster_arguments, cluster_client
 from chainrule.cli._common import (
@@ -234,13 +235,17 @@ def train_and_report(args, trial, folder) -> int:
             )  # fmt: skip
 
     print(f"model:      {trial.model} {spec.describe(result.params)}")
-    print(f"data:       {args.data} ({n_train} train, {n_val} validation images)")
+    print(f"data:       {escaped(args.data)} ({n_train} train, {n_val} validation images)")
     sample = f"on {result.train_accuracy_n} training images"
     print(f"train acc:  {fmt_acc(result.train_accuracy)} ({sample})")
     print(f"val acc:    {fmt_acc(result.val_accuracy)}")
     print(f"fit time:   {fmt_seconds(result.fit_time_s)}")
-    page = "report.html, " if folder.file("report.html").is_file() else ""
-    print(f"written:    {folder.path}/ (model.npz, metrics.json, {page}{len(folder.plots)} plots)")
+    wrote_page = "report.html" not in folder.plot_errors and folder.file("report.html").is_file()
+    page = "report.html, " if wrote_page else ""
+    print(
+        f"written:    {escaped(folder.path)}/ "
+        f"(model.npz, metrics.json, {page}{len(folder.plots)} plots)"
+    )
     for plot, err in folder.plot_errors.items():
-        print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
+        print(escaped(f"warning: plot {plot} failed: {err}"), file=sys.stderr)
     return 0
