@@ -228,6 +228,22 @@ def test_cache_hit_does_not_decode(tmp_path, monkeypatch):
     assert second.classes == first.classes
 
 
+def test_asking_for_the_folders_own_size_reads_its_cache(tmp_path, monkeypatch):
+    """eval asks for the model's size, which is the training folder's own: no decoding."""
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    first = data.load(tmp_path / "imgs", "all", **kw)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded although the cache holds the folder at that size")
+
+    monkeypatch.setattr(folder_mod, "decode_photos", refuse)
+    again = data.load(tmp_path / "imgs", "all", image_size=(6, 5), **kw)
+    np.testing.assert_array_equal(again.images, first.images)
+    with pytest.raises(AssertionError, match="decoded although"):
+        data.load(tmp_path / "imgs", "all", image_size=(3, 3), **kw)
+
+
 def test_cache_invalidated_when_a_file_changes(tmp_path, monkeypatch):
     make_flat(tmp_path / "imgs")
     kw = dict(cache_dir=tmp_path / "cache", progress=False)

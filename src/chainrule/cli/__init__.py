@@ -127,7 +127,8 @@ def _data_warnings(command: str):
             original(message, category, filename, lineno, file, line)
         elif str(message) not in shown:
             shown.add(str(message))
-            print(f"chainrule {command}: warning: {message}", file=sys.stderr, flush=True)
+            print(f"chainrule {command}: warning: {escaped(str(message))}", file=sys.stderr,
+                  flush=True)  # fmt: skip
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", DataWarning)

@@ -142,44 +142,19 @@ def _load_set(folder: Path, listing: dict, classes: list[str], how: dict, report
         raise ValueError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in the class folders of {folder}"
         )
-    size = None if how["size"] is None else [int(v) for v in how["size"]]
-    resolved = str(folder.resolve())
-    key = hashlib.sha256(
-        json.dumps(
-            {"version": _CACHE_VERSION, "root": resolved, "classes": classes, "files": files,
-             "size": size},
-            separators=(",", ":"),
-        ).encode()
-    ).hexdigest()[:32]  # fmt: skip
-    prefix = hashlib.sha256(resolved.encode()).hexdigest()[:16]
-    try:
-        cache = cache_root(how["cache_dir"]) / "folders"
-    except OSError:
-        if how["cache_dir"] is not None:
-            raise
-        cache = None  # no usable default cache folder: decode every time
-    entry = cache / f"{prefix}-{key}.npz" if cache is not None else None
-
-    cached = _read_cache(entry, key, len(files)) if entry is not None else None
+    size = None if how["size"] is None else (int(how["size"][0]), int(how["size"][1]))
+    cached = None
+    if size is not None:
+        # The folder at its most common size is that size's images when it is that size.
+        natural = _read_cache(*_cache_entry(folder, classes, files, None, how), len(files))
+        if natural is not None and tuple(natural[3]["size"]) == size:
+            cached = natural
+    entry = _cache_entry(folder, classes, files, size, how)
     if cached is None:
-        class_index = {c: i for i, c in enumerate(classes)}
-        labels = np.array([class_index[rel.split("/", 1)[0]] for rel, _, _ in files], np.int64)
-        decoded = decode_photos(
-            [folder / rel for rel, _, _ in files], size=how["size"],
-            progress=how["progress"], desc=f"decoding {how['name']}",
-        )  # fmt: skip
-        notes = {
-            "unreadable": [reason for _, reason in decoded.failed],
-            "resized": [[*s, files[i][0]] for i, s in decoded.resized],
-            "size": list(decoded.size),
-        }
-        if len(decoded.kept) == 0:
-            raise ValueError(
-                f"no image in {folder} could be read: " + "; ".join(notes["unreadable"])
-            )
-        cached = decoded.images, labels[decoded.kept], decoded.kept, notes
-        if entry is not None:
-            _write_cache(cache, entry, prefix, key, *cached)
+        cached = _read_cache(*entry, len(files))
+    if cached is None:
+        cached = _decode_set(folder, classes, files, size, how)
+        _write_cache(*entry, *cached)
     images, labels, kept, notes = cached
     report.unreadable += notes["unreadable"]
     for h, w, rel in notes["resized"]:
@@ -189,8 +164,44 @@ def _load_set(folder: Path, listing: dict, classes: list[str], how: dict, report
     return images, labels, [files[i][0] for i in kept]
 
 
-def _read_cache(entry: Path, key: str, n_files: int):
-    if not entry.is_file():
+def _cache_entry(folder: Path, classes, files, size, how) -> tuple[Path | None, str, str]:
+    """(the cache file, or None without a cache folder; its key; its prefix): one entry per
+    state of the folder's files and size asked for (None: the most common size)."""
+    resolved = str(folder.resolve())
+    state = {"version": _CACHE_VERSION, "root": resolved, "classes": classes, "files": files,
+             "size": None if size is None else list(size)}  # fmt: skip
+    key = hashlib.sha256(json.dumps(state, separators=(",", ":")).encode()).hexdigest()[:32]
+    # Entries of an older state of the folder at the same size share the prefix.
+    prefix = hashlib.sha256(f"{resolved}|{size}".encode()).hexdigest()[:16]
+    try:
+        cache = cache_root(how["cache_dir"]) / "folders"
+    except OSError:
+        if how["cache_dir"] is not None:
+            raise
+        return None, key, prefix  # no usable default cache folder: decode every time
+    return cache / f"{prefix}-{key}.npz", key, prefix
+
+
+def _decode_set(folder: Path, classes, files, size, how):
+    """(images, labels, indices of the files read, notes) of ``files``, decoded."""
+    class_index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([class_index[rel.split("/", 1)[0]] for rel, _, _ in files], np.int64)
+    decoded = decode_photos(
+        [folder / rel for rel, _, _ in files], size=size, progress=how["progress"],
+        desc=f"decoding {how['name']}",
+    )  # fmt: skip
+    notes = {
+        "unreadable": [reason for _, reason in decoded.failed],
+        "resized": [[*s, files[i][0]] for i, s in decoded.resized],
+        "size": list(decoded.size),
+    }
+    if len(decoded.kept) == 0:
+        raise ValueError(f"no image in {folder} could be read: " + "; ".join(notes["unreadable"]))
+    return decoded.images, labels[decoded.kept], decoded.kept, notes
+
+
+def _read_cache(entry: Path | None, key: str, prefix: str, n_files: int):
+    if entry is None or not entry.is_file():
         return None
     try:
         with np.load(entry, allow_pickle=False) as z:
@@ -214,9 +225,10 @@ def _read_cache(entry: Path, key: str, n_files: int):
     return images, labels, kept, notes
 
 
-def _write_cache(
-    cache: Path, entry: Path, prefix: str, key: str, images, labels, kept, notes
-) -> None:
+def _write_cache(entry: Path | None, key: str, prefix: str, images, labels, kept, notes) -> None:
+    if entry is None:
+        return
+    cache = entry.parent
     try:
         cache.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(cache, f"{prefix}-*.npz", ".tmp", _STALE_TEMP_S)
