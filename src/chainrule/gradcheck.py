@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.autograd.engine import Tensor, no_grad
-from chainrule.autograd.forward import jvp, vjp
+from chainrule.autograd.transforms import jvp, vjp
 
 __all__ = ["GradcheckError", "gradcheck", "numeric_gradient", "rel_error"]
 
