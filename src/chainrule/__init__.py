@@ -29,7 +29,13 @@ from chainrule.autograd import (
     vjp,
     where,
 )
-from chainrule.gradcheck import GradcheckError, gradcheck, numeric_gradient, rel_error
+from chainrule.gradcheck import (
+    GradcheckError,
+    gradcheck,
+    gradgradcheck,
+    numeric_gradient,
+    rel_error,
+)
 
 __version__ = "0.1.0"
 
@@ -43,6 +49,7 @@ __all__ = [
     "enable_grad",
     "grad",
     "gradcheck",
+    "gradgradcheck",
     "gradients",
     "hessian",
     "hvp",

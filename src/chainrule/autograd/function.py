@@ -291,8 +291,9 @@ class Function:
     `chainrule.hessian`, ...). A rule that calls NumPy functions writes them as
     `Function.call` of the matching Function (``Exp.call(x)`` for ``np.exp(x)``, see
     `chainrule.autograd.tnp`), computes masks from the arrays (``tnp.value(x) > 0``),
-    and may use in-place operators only on arrays it made itself (on a Tensor
-    ``a *= b`` is ``a = a * b``). With the default, False, the rules get arrays always;
+    and uses an in-place operator only on an array it made itself with an array or a
+    number on the right (on a Tensor ``a *= b`` is ``a = a * b``; NumPy refuses an
+    array ``a *= b`` with a Tensor ``b``). With the default, False, the rules get arrays always;
     differentiating their result again raises an error that says so.
     """
 

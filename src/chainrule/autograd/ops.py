@@ -213,8 +213,10 @@ class Pow(Elementwise):
         with np.errstate(divide="ignore", invalid="ignore"):
             if need_a:
                 da = b * a ** (b - 1)
-                zero_exponent = value(b) == 0
-                if _anywhere(zero_exponent):  # b * a**(b-1) is 0 * inf = nan at a = 0
+                # b * a**(b-1) is 0 * inf = nan at a = 0 (elsewhere it is 0 at b = 0, and
+                # its derivative with respect to b is not)
+                zero_exponent = (value(b) == 0) & (value(a) == 0)
+                if _anywhere(zero_exponent):
                     da = Where.call(zero_exponent, 0, da)
                 ga = g * da
             if need_b:

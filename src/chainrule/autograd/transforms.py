@@ -103,7 +103,10 @@ def gradients(
     inputs = _check_tensors(inputs, "input", "gradients")
     if grad_outputs is None:
         grad_outputs = (None,) * len(outputs)
-    grad_outputs = _as_tuple(grad_outputs) if len(outputs) > 1 else (grad_outputs,)
+    elif len(outputs) > 1 or isinstance(grad_outputs, (tuple, list)):
+        grad_outputs = tuple(grad_outputs)
+    else:
+        grad_outputs = (grad_outputs,)
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"gradients: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
     for i, o in enumerate(outputs):
