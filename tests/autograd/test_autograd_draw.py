@@ -122,13 +122,20 @@ def test_writes_dot_files_and_rejects_unknown_suffixes(tmp_path):
         draw_graph(np.ones(3))
 
 
-def test_missing_dot_program_names_it_and_how_to_install(tmp_path, monkeypatch):
+def test_without_dot_matplotlib_draws_and_graphviz_can_be_required(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     *_, f = lecture_graph()
+    f.backward()
+    text = draw_graph(f, tmp_path / "g.svg")  # no `dot` on PATH: matplotlib draws it
+    assert text == draw_graph(f)  # still returns the DOT text
+    svg = (tmp_path / "g.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    draw_graph(f, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(RuntimeError, match=r"Graphviz's `dot` program is not installed") as info:
-        draw_graph(f, tmp_path / "g.svg")
+        draw_graph(f, tmp_path / "h.svg", engine="graphviz")
     assert "apt-get install graphviz" in str(info.value)
-    assert not (tmp_path / "g.svg").exists()
+    assert not (tmp_path / "h.svg").exists()
 
 
 def _fake_dot(folder, body):

@@ -2,11 +2,13 @@
 transformations.
 
 `tensor` (the Tensor), `function` (Function, Context, grad modes), `ops` and
-`array_ops` (the primitive Functions), `backward` (the backward pass), `methods` (the
-Tensor's operators and `backward`), `forward` (forward mode, `jvp`), `transforms`
-(`grad`, `vjp`, Jacobians, Hessians, `gradients`), `tnp` (NumPy functions for rules
-that run on arrays and Tensors), `draw` (graph drawings); `engine` gathers the core in
-one import.
+`array_ops` (the primitive Functions), `backward` (the backward pass; `fast_backward`,
+the same first-order pass scheduled for speed), `methods` (the Tensor's operators and
+`backward`), `forward` (forward mode, `jvp`), `transforms` (`grad`, `vjp`, Jacobians,
+Hessians, `gradients`), `tnp` (NumPy functions for rules that run on arrays and
+Tensors), `draw` (graph drawings: DOT text, a matplotlib picture, the page that steps
+through backprop; `graph_view` reads the graph for all of them); `engine` gathers the
+core in one import.
 """
 
 from chainrule.autograd import methods as _methods  # noqa: F401  (gives Tensor its operators)

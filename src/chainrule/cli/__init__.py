@@ -32,6 +32,7 @@ COMMANDS = {
     "predict": ("chainrule.cli.predict", "classify image files with a trained model"),
     "export": ("chainrule.cli.export", "write a trained model as an ONNX graph"),
     "graph": ("chainrule.cli.graph", "evaluate an expression and draw its computational graph"),
+    "report": ("chainrule.cli.report", "write the page of a run folder, or one comparing several"),
 }
 
 

@@ -29,6 +29,9 @@ from chainrule.cli._common import (
     user_errors,
 )
 
+# The printed table fits a terminal of this many columns (its settings column wraps).
+TABLE_WIDTH = 100
+
 
 def default_models() -> str:
     """The models compared without ``--models``: those whose spec asks for it."""
@@ -101,9 +104,8 @@ def run(args) -> int:
         f"{args.data}: {n_train} training, {n_val} validation, {n_test_text}; "
         f"predict time on the {where} images"
     )
-    print(
-        format_table(["model", "val acc", "test acc", "fit time", "predict time", "settings"], rows)
-    )
+    headers = ["model", "val acc", "test acc", "fit time", "predict time", "settings"]
+    print(format_table(headers, rows, width=TABLE_WIDTH))
     print(f"run folder: {folder.path}  (total {fmt_seconds(total)})")
     for plot, err in folder.plot_errors.items():
         print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
@@ -126,7 +128,7 @@ def compare(args, names: list[str], data, folder, client=None) -> list:
     progress = not args.quiet
     results = []
     metrics = comparison_record(data, results, search=args.search)
-    with recording(folder, metrics, getattr(args, "command_line", None)):
+    with recording(folder, metrics, getattr(args, "command_line", None), data, args.seed):
         for i, name in enumerate(names, 1):
             info(args, f"[{i}/{len(names)}] {name}")
             # verbose=False: one line per epoch of every network would bury the table
@@ -138,6 +140,11 @@ def compare(args, names: list[str], data, folder, client=None) -> list:
             results.append(result)
             val, test = fmt_acc(result.val_accuracy), fmt_acc(result.test_accuracy)
             info(args, f"      {name}: validation {val}, test {test}")
+            search = result.tuning.get("search")
+            if isinstance(search, dict):
+                from chainrule.report.text import search_summary
+
+                info(args, "      " + search_summary(search)[0])
         metrics.update(comparison_record(data, results, search=args.search))
         metrics.update(
             {

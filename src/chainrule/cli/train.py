@@ -187,6 +187,15 @@ def resume(args) -> int:
         return train_and_report(args, trial, folder)
 
 
+def show_search(settings) -> None:
+    """The search's summary, as soon as it has chosen (before the final fit's output)."""
+    from chainrule.report.text import search_summary
+
+    search = settings.tuning.get("search")
+    if isinstance(search, dict):
+        print("\n".join(search_summary(search)), flush=True)
+
+
 def train_and_report(args, trial, folder) -> int:
     """Load the data, train into ``folder`` (the search's trials on the cluster of
     ``--workers``/``--scheduler``), report."""
@@ -204,7 +213,7 @@ def train_and_report(args, trial, folder) -> int:
         with user_errors():
             result, folder = train_run(
                 trial, data, folder, args=recorded_args(args), client=client,
-                command_line=getattr(args, "command_line", None),
+                command_line=getattr(args, "command_line", None), on_settings=show_search,
             )  # fmt: skip
 
     print(f"model:      {trial.model} {spec.describe(result.params)}")
@@ -213,7 +222,8 @@ def train_and_report(args, trial, folder) -> int:
     print(f"train acc:  {fmt_acc(result.train_accuracy)} ({sample})")
     print(f"val acc:    {fmt_acc(result.val_accuracy)}")
     print(f"fit time:   {fmt_seconds(result.fit_time_s)}")
-    print(f"written:    {folder.path}/ (model.npz, metrics.json, {len(folder.plots)} plots)")
+    page = "report.html, " if folder.file("report.html").is_file() else ""
+    print(f"written:    {folder.path}/ (model.npz, metrics.json, {page}{len(folder.plots)} plots)")
     for plot, err in folder.plot_errors.items():
         print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
     return 0

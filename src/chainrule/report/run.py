@@ -45,6 +45,8 @@ __all__ = [
 METRICS_FILE = "metrics.json"
 # What chainrule writes into a run folder; anything else is someone else's file.
 RUN_FILE_SUFFIXES = (".npz", ".png")
+# The run's page (chainrule.report.pages.REPORT_FILE), by its exact name.
+PAGE_FILE = "report.html"
 # The temporary files of chainrule._files (a writer killed before it renamed its file).
 _TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}(?P<suffix>\.tmp|\.part)$")
 
@@ -86,7 +88,7 @@ def _written_by_chainrule(p: Path) -> bool:
     """A plain file of a name chainrule writes into run folders (not a link, not a folder)."""
     if p.is_symlink() or not p.is_file():
         return False
-    return p.name == METRICS_FILE or p.suffix in RUN_FILE_SUFFIXES
+    return p.name in (METRICS_FILE, PAGE_FILE) or p.suffix in RUN_FILE_SUFFIXES
 
 
 def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
