@@ -290,3 +290,41 @@ def test_tnp_dispatches_numpy_on_arrays_and_records_on_tensors():
     out = tnp.exp(t)
     assert isinstance(out, Tensor) and out.grad_fn.__name__ == "Exp"
     assert tnp.is_tensor(t) and not tnp.is_tensor(a) and tnp.value(t) is t.data
+
+
+# ------------------------------------------------------------------ the example
+
+
+def _example(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inverse_kinematics_example_reaches_its_target_and_the_rosenbrock_minimum(tmp_path):
+    ik = _example("inverse_kinematics")
+    q = np.array([0.3, 0.4, 0.2])
+    # jacfwd of the forward kinematics against its closed form.
+    angles = np.cumsum(q)
+    closed = np.array(
+        [
+            [-(ik.LINKS[i:] * np.sin(angles[i:])).sum() for i in range(3)],
+            [(ik.LINKS[i:] * np.cos(angles[i:])).sum() for i in range(3)],
+        ]
+    )
+    np.testing.assert_allclose(cr.jacfwd(ik.gripper)(q), closed, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(cr.jacrev(ik.gripper)(q), closed, rtol=1e-14, atol=1e-15)
+    target = np.array([1.2, 0.9])
+    q, distances = ik.reach(target, q)
+    assert distances[-1] < 1e-10 and len(distances) <= 12
+    np.testing.assert_allclose(ik.gripper(Tensor(q)).data, target, atol=1e-10)
+    path = ik.newton(ik.rosenbrock, [-1.2, 1.0])
+    np.testing.assert_allclose(path[-1], [1.0, 1.0], atol=1e-12)
+    assert len(path) <= 10
+    out = tmp_path / "arm.png"
+    assert ik.main(["--out", str(out)]) == 0 and out.stat().st_size > 1000

@@ -400,6 +400,8 @@ CASES = [
     Case("log", lambda a: a.log(), one(POSITIVE)),
     Case("sqrt", lambda a: a.sqrt(), one(POSITIVE)),
     Case("sigmoid", lambda a: a.sigmoid(), one()),
+    Case("sin", lambda a: a.sin(), one()),
+    Case("cos", lambda a: a.cos(), one()),
     Case("tanh", lambda a: a.tanh(), one()),
     Case("relu", lambda a: a.relu(), one(NONZERO)),
     Case("abs", lambda a: a.abs(), one(NONZERO)),

@@ -56,7 +56,8 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                 continue
             if ctx.saved_tensors is None:
                 raise RuntimeError(_RELEASED_MESSAGE)
-            if retain_graph or ctx.retain_grad:
+            keep = inputs is None and (retain_graph or ctx.retain_grad)
+            if keep:  # a backward pass keeps gradients for drawings (`gradients` does not)
                 ctx.grad_output = _sum(ctx.grad_output, g)
             # Upstream x local: the Function's backward, one gradient per input.
             fn = ctx.fn

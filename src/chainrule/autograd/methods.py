@@ -74,6 +74,14 @@ def sqrt(self):
     return _o.Sqrt.apply(self)
 
 
+def sin(self):
+    return _o.Sin.apply(self)
+
+
+def cos(self):
+    return _o.Cos.apply(self)
+
+
 def sigmoid(self):
     return _o.Sigmoid.apply(self)
 
@@ -197,8 +205,9 @@ def _attach() -> None:
         setattr(Tensor, name, fn)
     for fn in (
         __radd__, __rsub__, __rmul__, __rtruediv__, __rpow__, __rmatmul__, __neg__,
-        __pos__, __getitem__, exp, log, sqrt, sigmoid, tanh, relu, abs, clip, sum, mean,
-        max, softmax, log_softmax, reshape, transpose, astype, flatten, backward,
+        __pos__, __getitem__, exp, log, sqrt, sin, cos, sigmoid, tanh, relu, abs, clip,
+        sum, mean, max, softmax, log_softmax, reshape, transpose, astype, flatten,
+        backward,
     ):  # fmt: skip
         fn.__qualname__ = f"Tensor.{fn.__name__}"
         setattr(Tensor, fn.__name__, fn)

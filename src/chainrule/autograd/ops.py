@@ -44,6 +44,8 @@ __all__ = [
     "Pow",
     "ReLU",
     "Sigmoid",
+    "Sin",
+    "Cos",
     "Sqrt",
     "Sub",
     "Tanh",
@@ -341,6 +343,34 @@ class Sqrt(Elementwise):
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
         return g / (2 * out)
+
+
+class Sin(Elementwise):
+    """sin(x); local derivative cos(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * Cos.call(x)
+
+
+class Cos(Elementwise):
+    """cos(x); local derivative -sin(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.cos(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return -(g * Sin.call(x))
 
 
 def _sigmoid(x):

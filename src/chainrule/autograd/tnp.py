@@ -36,6 +36,7 @@ __all__ = [
     "astype",
     "broadcast_to",
     "concatenate",
+    "cos",
     "exp",
     "index_add",
     "is_tensor",
@@ -45,6 +46,7 @@ __all__ = [
     "relu",
     "reshape",
     "sigmoid",
+    "sin",
     "softmax",
     "sqrt",
     "stack",
@@ -72,6 +74,14 @@ def log(x):
 
 def sqrt(x):
     return _o.Sqrt.call(x)
+
+
+def sin(x):
+    return _o.Sin.call(x)
+
+
+def cos(x):
+    return _o.Cos.call(x)
 
 
 def tanh(x):
