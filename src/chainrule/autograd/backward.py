@@ -49,44 +49,17 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
     reached = {}
     with recording(create_graph):
         for ctx in order:
-            g = grad_of.pop(ctx, None)
+            g = grad_of.pop(ctx, None)  # the gradient of this operation's output
             if ctx in wanted:
                 reached[ctx] = g
             if g is None:
                 continue
-            if ctx.saved_tensors is None:
-                raise RuntimeError(_RELEASED_MESSAGE)
-            keep = inputs is None and (retain_graph or ctx.retain_grad)
-            if keep:  # a backward pass keeps gradients for drawings (`gradients` does not)
-                ctx.grad_output = _sum(ctx.grad_output, g)
-            # Upstream x local: the Function's backward, one gradient per input.
-            fn = ctx.fn
-            if create_graph:
-                in_grads = run_rule(fn, fn.backward, ctx, (g,), outputs[ctx], "gradient")
-            else:
-                in_grads = fn.backward(
-                    ctx, g if g.__class__ is _ndarray or fn.scalar_inputs else np.asarray(g)
-                )
-            if in_grads.__class__ is not tuple:
-                in_grads = (in_grads,)
-            if len(in_grads) != len(ctx.inputs):
-                raise _count_error(fn, in_grads, ctx.inputs)
-            for x, need, gx in zip(ctx.inputs, ctx.needs_input_grad, in_grads):
-                if need and gx is not None:
-                    d = x._data
-                    if (
-                        gx.__class__ is not d.__class__
-                        or gx.__class__ is _ndarray
-                        and (gx.shape != d.shape or gx.dtype != d.dtype)
-                    ):
-                        gx = _shaped(gx, x, ctx, g)  # like its input
-                    node = x._ctx or x
-                    prev = grad_of.get(node)
-                    grad_of[node] = gx if prev is None else prev + gx  # add at forks
-            if retain_graph:
-                _keep_edge_gradients(ctx, in_grads, g)
-            else:  # free what forward saved as soon as it has been used
-                ctx.release()
+            in_grads = _local_gradients(ctx, g, outputs)  # upstream x local
+            for x, gx in zip(ctx.inputs, in_grads):
+                if gx is not None:
+                    gx = _shaped(gx, x, ctx, g)  # like its input
+                    _add(grad_of, x._ctx or x, gx)  # add where a value is used twice
+            _keep_or_release(ctx, g, in_grads, inputs is None, retain_graph)
     if inputs is None:
         _store_leaf_gradients(grad_of)
         return None
@@ -102,10 +75,39 @@ def _sum(a, b):
     return b if a is None else a + b
 
 
-def _count_error(fn, in_grads, inputs) -> RuntimeError:
-    return RuntimeError(
-        f"{fn.__name__}.backward returned {len(in_grads)} gradients for {len(inputs)} inputs"
-    )
+def _local_gradients(ctx, g, outputs) -> tuple:
+    """The gradients operation `ctx` sends its inputs for the gradient `g` of its output:
+    its Function's backward, recorded when `outputs` (the output Tensor of each
+    operation) is given, None for the inputs that want none."""
+    if ctx.saved_tensors is None:
+        raise RuntimeError(_RELEASED_MESSAGE)
+    fn = ctx.fn
+    if outputs is not None:
+        grads = run_rule(fn, fn.backward, ctx, (g,), outputs[ctx], "gradient")
+    else:
+        if not (g.__class__ is _ndarray or fn.scalar_inputs):
+            g = np.asarray(g)
+        grads = fn.backward(ctx, g)
+    if grads.__class__ is not tuple:
+        grads = (grads,)
+    if len(grads) != len(ctx.inputs):
+        raise RuntimeError(
+            f"{fn.__name__}.backward returned {len(grads)} gradients for "
+            f"{len(ctx.inputs)} inputs"
+        )
+    return tuple(gx if need else None for gx, need in zip(grads, ctx.needs_input_grad))
+
+
+def _keep_or_release(ctx, g, in_grads, backward_pass: bool, retain_graph: bool) -> None:
+    """After operation `ctx` has sent its gradients: a backward pass that retains the
+    graph (or a value kept by ``retain_grad()``) keeps them for drawings (`gradients`
+    keeps none); a pass that does not retain the graph frees what forward saved."""
+    if backward_pass and (retain_graph or ctx.retain_grad):
+        ctx.grad_output = _sum(ctx.grad_output, g)
+        if retain_graph:
+            _keep_edge_gradients(ctx, in_grads, g)
+    if not retain_graph:
+        ctx.release()
 
 
 def topological_order(roots, inputs=None) -> list:
@@ -166,8 +168,7 @@ def _keep_edge_gradients(ctx, in_grads, g) -> None:
     ``ctx.grad_inputs``, summed over the passes that retain the graph: the gradient
     along each edge of the graph, for drawings."""
     shaped = tuple(
-        _shaped(gx, x, ctx, g) if need and gx is not None else None
-        for x, need, gx in zip(ctx.inputs, ctx.needs_input_grad, in_grads)
+        None if gx is None else _shaped(gx, x, ctx, g) for x, gx in zip(ctx.inputs, in_grads)
     )
     prev = ctx.grad_inputs
     ctx.grad_inputs = shaped if prev is None else tuple(map(_add_or_none, prev, shaped))
@@ -189,6 +190,9 @@ def _shaped(gx, x, ctx, g):
     any other shape is an error naming the Function and both shapes.
     """
     d = x._data
+    cls = gx.__class__
+    if cls is d.__class__ and (cls is not _ndarray or gx.shape == d.shape and gx.dtype == d.dtype):
+        return gx  # already like its input
     if not isinstance(gx, (_ndarray, np.generic, Tensor)):
         gx = np.asarray(gx)
     shape = d.shape

@@ -70,8 +70,9 @@ def _run_ready(ready: list, visit, leaf_grads: dict) -> int:
             if c.retain_grad:  # t.retain_grad(): keep the gradient of its output
                 c.grad_output = g if c.grad_output is None else c.grad_output + g
             fn = c.fn
-            if fn.trusted_rule:  # see Function.trusted_rule
-                in_grads = fn.backward(c, g)
+            rule = fn.trusted_backward  # see Function.trusted_rule
+            if rule is not None:
+                in_grads = rule(c, g)
                 if in_grads.__class__ is not tuple:
                     in_grads = (in_grads,)
             else:

@@ -311,6 +311,7 @@ class Function:
     # and whose backward takes NumPy scalars and returns one gradient per argument
     # (measured: the checks cost a fifth of a scalar graph's backward pass).
     trusted_rule = False
+    trusted_backward = None  # set for each subclass (see __init_subclass__)
 
     @staticmethod
     def forward(ctx, *args):
@@ -327,6 +328,8 @@ class Function:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.apply2 = staticmethod(_two_argument_apply(cls))
+        # The backward the first-order pass may call without checks (see trusted_rule).
+        cls.trusted_backward = staticmethod(cls.backward) if cls.trusted_rule else None
 
     @classmethod
     def apply(cls, *args) -> Tensor:
