@@ -328,3 +328,15 @@ def test_inverse_kinematics_example_reaches_its_target_and_the_rosenbrock_minimu
     assert len(path) <= 10
     out = tmp_path / "arm.png"
     assert ik.main(["--out", str(out)]) == 0 and out.stat().st_size > 1000
+
+
+def test_an_optimizer_steps_on_gradients_kept_with_their_graph():
+    from chainrule import optim
+
+    w = leaf(np.array([1.0, -2.0]))
+    opt = optim.SGD([w], lr=0.1)
+    (w * w).sum().backward(create_graph=True)
+    assert isinstance(w.grad, Tensor)
+    assert optim.clip_grad_norm([w], 100.0) == pytest.approx(np.sqrt(20.0))
+    opt.step()
+    np.testing.assert_allclose(w.data, [0.8, -1.6])

@@ -135,7 +135,7 @@ class running:
         return self
 
     def __exit__(self, *exc):
-        _running.remove(self.ids)
+        _running.pop()  # the frames nest: this one is the last
         return False
 
 

@@ -23,8 +23,8 @@ A Function whose rules work on arrays only (the lecture's way, the default) is
 first-order: its gradients are correct, and a graph that would differentiate them again
 stops there with an error naming the Function, never with a silent zero.
 
-The module also holds the switches read on every operation: grad mode (`no_grad`), which
-forward-mode levels are active, and whether rules run on Tensors.
+The module also holds the switches read on every operation: grad mode (`no_grad`) and
+which forward-mode levels are active.
 """
 
 from __future__ import annotations
