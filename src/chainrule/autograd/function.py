@@ -283,7 +283,9 @@ class Function:
     `backward` must not modify `grad_output` in place.
 
     `jvp(ctx, *tangents)` receives one tangent per argument (an array shaped like that
-    argument for Tensor arguments, None for constants) and returns the output's tangent.
+    argument for Tensor arguments, None for constants) and returns the output's tangent;
+    with ``jvp_takes_none = True`` a Tensor argument without a tangent gets None rather
+    than an array of zeros (the rule skips it).
 
     Twice differentiable: the rules above work on arrays and on Tensors alike (``*`` of
     two Tensors is recorded), so this Multiply may set ``differentiable_backward = True``
