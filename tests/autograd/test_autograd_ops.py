@@ -453,6 +453,8 @@ CASES = [
     Case("index_add", lambda g, shape, index: tnp.index_add(g, shape, index), index_add_inputs()),
     Case("broadcast_to", lambda a: tnp.broadcast_to(a, (2, *a.shape)), one()),
     Case("identity", Identity.apply, one()),
+    # To long double and back: exact both ways (x86's 80-bit float holds every float64).
+    Case("cast", lambda a: tnp.astype(tnp.astype(a, np.longdouble), a.dtype), one()),
 ]
 # fmt: on
 
