@@ -31,6 +31,7 @@ from chainrule.autograd import (
 )
 from chainrule.gradcheck import (
     GradcheckError,
+    GradcheckWarning,
     gradcheck,
     gradgradcheck,
     numeric_gradient,
@@ -43,6 +44,7 @@ __all__ = [
     "Context",
     "Function",
     "GradcheckError",
+    "GradcheckWarning",
     "Tensor",
     "concatenate",
     "draw_graph",

@@ -149,20 +149,24 @@ def _fake_dot(folder, body):
 
 @pytest.mark.skipif(os.name != "posix", reason="the fake dot relies on a #! line")
 def test_svg_and_png_are_rendered_by_the_dot_program(tmp_path, monkeypatch):
-    # Records its arguments and copies the DOT text from stdin to the -o file.
+    # Records its arguments and copies the DOT text from stdin to stdout; chainrule writes
+    # the file itself (atomically: a link at the target's name is replaced, not followed).
     bin_dir = _fake_dot(
         tmp_path / "bin",
         "args = sys.argv[1:]\n"
         f"open({str(tmp_path / 'args')!r}, 'w').write(' '.join(args))\n"
-        "open(args[args.index('-o') + 1], 'w').write(sys.stdin.read())\n",
+        "sys.stdout.write(sys.stdin.read())\n",
     )
     monkeypatch.setenv("PATH", str(bin_dir))
     *_, f = lecture_graph()
+    (tmp_path / "victim").write_text("important")
+    (tmp_path / "g.png").symlink_to(tmp_path / "victim")
     for suffix in ("svg", "png"):
         target = tmp_path / f"g.{suffix}"
         text = draw_graph(f, target)
         assert target.read_text() == text
-        assert (tmp_path / "args").read_text().split() == [f"-T{suffix}", "-o", str(target)]
+        assert (tmp_path / "args").read_text().split() == [f"-T{suffix}"]
+    assert (tmp_path / "victim").read_text() == "important"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the fake dot relies on a #! line")

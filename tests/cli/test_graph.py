@@ -132,8 +132,11 @@ def test_html_page_is_written_with_the_expression_as_title(capsys, tmp_path):
     text = page.read_text()
     assert "<title>f = 1/(1 + exp(-(w0*x0 + w1*x1 + w2)))</title>" in text
     assert f"graph written to {page}" in err
-    code, _, err = run_cli(capsys, "x * 2", "x=1", "--html", str(tmp_path / "no" / "p.html"))
-    assert code == 2 and "No such file or directory" in err
+    # a missing folder is made, as for every file chainrule writes; a failure is one line
+    code, _, err = run_cli(capsys, "x * 2", "x=1", "--html", str(tmp_path / "new" / "p.html"))
+    assert code == 0 and "<title>f = x * 2</title>" in (tmp_path / "new" / "p.html").read_text()
+    code, _, err = run_cli(capsys, "x * 2", "x=1", "--html", str(page / "p.html"))
+    assert code == 2 and "File exists" in err and "Traceback" not in err
 
 
 def test_parser_never_evaluates_python():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from chainrule._files import write_file
 from chainrule.autograd.graph_view import GraphView, read_graph, summary
 from chainrule.autograd.tensor import Tensor
 
@@ -158,8 +159,7 @@ def draw_graph(
             raise ValueError(f"draw_graph: a {fmt} drawing needs a path to write it to")
         return text
     if fmt in ("dot", "html"):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_file(path, text)  # atomically, never through a link
         return text
     import shutil
 
@@ -180,14 +180,17 @@ def draw_graph(
 
 
 def _run_dot(dot: str, fmt: str, path: str, text: str) -> None:
+    """dot draws to its standard output; chainrule writes the file (atomically, never
+    through a link at ``path``, no half drawing left when dot fails)."""
     import subprocess
 
     done = subprocess.run(
-        [dot, f"-T{fmt}", "-o", path], input=text, text=True, capture_output=True, check=False
+        [dot, f"-T{fmt}"], input=text.encode("utf-8"), capture_output=True, check=False
     )
     if done.returncode != 0:
-        message = (done.stderr or done.stdout).strip().splitlines()
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise RuntimeError(
             f"Graphviz's dot failed to draw {path} (exit status {done.returncode})"
             + (f": {message[-1]}" if message else "")
         )
+    write_file(path, done.stdout)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from chainrule._files import atomic_write
 from chainrule.autograd.graph_layout import layout
 from chainrule.autograd.graph_view import GraphView, summary
 
@@ -105,4 +106,6 @@ def draw_with_matplotlib(view: GraphView, path: str | os.PathLike, fmt: str) -> 
     _draw_nodes(ax, view, pos)
     ax.text(out_pos[0] - 0.3, out_pos[1], view.output_name, ha="left", va="center",
             fontsize=11, fontweight="bold")  # fmt: skip
-    fig.savefig(os.fspath(path), format=fmt, dpi=_DPI)
+    # atomically, never through a link at ``path``, no half drawing left on a failure
+    with atomic_write(path) as f:
+        fig.savefig(f, format=fmt, dpi=_DPI)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._cluster import add_cluster_arguments, cluster_client
 from chainrule.cli._common import (
@@ -39,7 +40,7 @@ def default_models() -> str:
 
 
 def add_arguments(parser) -> None:
-    add_data_arguments(parser)
+    add_data_arguments(parser, image_size=True)
     default = default_models()
     parser.add_argument(
         "--models",
@@ -101,14 +102,14 @@ def run(args) -> int:
     where = "test" if data.has("test") else "validation"
     n_test_text = f"{n_test} test images" if data.has("test") else "no test split"
     print(
-        f"{args.data}: {n_train} training, {n_val} validation, {n_test_text}; "
+        f"{escaped(args.data)}: {n_train} training, {n_val} validation, {n_test_text}; "
         f"predict time on the {where} images"
     )
     headers = ["model", "val acc", "test acc", "fit time", "predict time", "settings"]
     print(format_table(headers, rows, width=TABLE_WIDTH))
-    print(f"run folder: {folder.path}  (total {fmt_seconds(total)})")
+    print(f"run folder: {escaped(folder.path)}  (total {fmt_seconds(total)})")
     for plot, err in folder.plot_errors.items():
-        print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
+        print(escaped(f"warning: plot {plot} failed: {err}"), file=sys.stderr)
     return 0
 
 

@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 
 FUNCTIONS = ("exp", "log", "sqrt", "sin", "cos", "sigmoid", "tanh", "relu", "abs")
@@ -485,7 +486,7 @@ def run(args) -> int:
             g = env[n].grad
             print(f"d2f/d{args.grad}d{n} = {_fmt(0.0 if g is None else g)}")
     if written and not args.quiet:
-        print(f"graph written to {' and '.join(written)}", file=sys.stderr)
+        print(escaped(f"graph written to {' and '.join(written)}"), file=sys.stderr)
     return 0
 
 

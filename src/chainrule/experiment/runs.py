@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from chainrule._files import ForeignFileError
 from chainrule.experiment.data import TrialData
 from chainrule.experiment.records import Result, Trial
 from chainrule.experiment.trial import (
@@ -30,8 +31,8 @@ from chainrule.experiment.trial import (
 )
 from chainrule.models.registry import MODEL_REGISTRY, get_model_spec
 from chainrule.report.environment import environment, now
-from chainrule.report.lock import RunFolderBusy
-from chainrule.report.run import RunFolder, RunFolderError, to_jsonable
+from chainrule.report.lock import LockFileError, RunFolderBusy
+from chainrule.report.run import METRICS_FILE, RunFolder, RunFolderError, to_jsonable
 
 __all__ = [
     "compare_output",
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 CHECKPOINT_FILE = "checkpoint.npz"
+MODEL_FILE = Output.model_file  # "model.npz"
+# What a training run writes into its folder besides its plots.
+TRAINING_FILES = (METRICS_FILE, MODEL_FILE, CHECKPOINT_FILE)
 
 
 def open_run(
@@ -55,7 +59,9 @@ def open_run(
     own, cleaned of killed writers' temporary files. Release it when the run ends.
 
     ``args``: the arguments of a training run; a folder holding an unfinished training
-    run started with the same arguments is that run's, taken without ``force``.
+    run started with the same arguments is that run's, taken without ``force``. A
+    training run (``args`` given, or ``resume``) that continues in its folder is refused
+    when its metrics, model file or checkpoint is there and not chainrule's.
     """
 
     def same_run(saved: dict) -> bool:
@@ -66,9 +72,10 @@ def open_run(
             and saved.get("status") != "done"
         )
 
+    writes = TRAINING_FILES if args is not None or resume else (METRICS_FILE,)
     try:
-        return RunFolder.start(out, resume=resume, force=force, same_run=same_run)
-    except (RunFolderError, RunFolderBusy) as e:
+        return RunFolder.start(out, resume=resume, force=force, same_run=same_run, writes=writes)
+    except (RunFolderError, RunFolderBusy, LockFileError) as e:
         raise ExperimentError(str(e)) from None
 
 
@@ -210,7 +217,7 @@ def train_run(
         if recorded:
             metrics["search_trials"] = recorded
         if not trial.resume:  # a fit that does not resume starts from nothing
-            opened.file(CHECKPOINT_FILE).unlink(missing_ok=True)
+            opened.remove(CHECKPOINT_FILE)
         with recording(opened, metrics, command_line, data, trial.seed):
             result = _train(
                 trial, data, opened, metrics, client=client, recorded=recorded,
@@ -242,8 +249,10 @@ def _train(
     metrics.update({"status": "done", "finished": now()})
     metrics.update({"plots": folder.plots, "plot_errors": folder.plot_errors})
     folder.write_metrics(metrics)
-    # The finished model is in model.npz; the per-epoch checkpoint only served a resume.
-    folder.file(CHECKPOINT_FILE).unlink(missing_ok=True)
+    # The finished model is in model.npz; the per-epoch checkpoint only served a resume
+    # (one that a family wrote past chainrule's writer is not chainrule's to delete).
+    with contextlib.suppress(ForeignFileError):
+        folder.remove(CHECKPOINT_FILE)
     return result
 
 

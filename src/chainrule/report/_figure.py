@@ -21,10 +21,15 @@ def new_figure(figsize):
 
 
 def save(fig, path) -> Path:
-    """Write ``fig`` to ``path`` (PNG by its extension), its parent folder made."""
+    """Write ``fig`` to ``path`` (its format from the extension, PNG without one) with the
+    one safe writer: atomically, its parent folder made, never through a link, checked
+    against and added to a run folder's record of chainrule's files."""
+    from chainrule._files import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    kind = path.suffix.lstrip(".").lower() or "png"
+    with atomic_write(path) as f:
+        fig.savefig(f, format=kind, dpi=100, bbox_inches="tight")
     return path
 
 

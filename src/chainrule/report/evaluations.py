@@ -11,7 +11,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from chainrule.report.pages import ReportError, read_run, write_file, write_run_report
+from chainrule.report.pages import REPORT_FILE, ReportError, read_run, write_run_report
+from chainrule.report.run import to_jsonable
 
 __all__ = ["add_evaluation", "run_folder_of", "sheet_name"]
 
@@ -46,17 +47,28 @@ def add_evaluation(
 ) -> Path:
     """Record ``evaluation`` (``model_file``, ``data``, ``split``, ``accuracy``, ...) in
     run folder ``folder`` and write its page again; ``mistakes(folder)`` writes the
-    mistakes' sheet and returns their record. Holds the folder's lock throughout (a
-    run writing into it raises ``RunFolderBusy``). Returns the page's path."""
-    from chainrule.report.lock import RunLock
-    from chainrule.report.run import to_jsonable
+    mistakes' sheet and returns their record. Holds the folder throughout as a run holds
+    it (`RunFolder.start`: a run writing into it raises ``RunFolderBusy``), so that every
+    file written is checked against and added to the folder's record of chainrule's
+    files: a ``metrics.json``, page or sheet that chainrule did not write is refused
+    (``ForeignFileError``, ``RunFolderError``; a page before anything is written).
+    Returns the page's path."""
+    from chainrule._files import ForeignFileError
+    from chainrule.report.run import METRICS_FILE, RunFolder
 
-    folder = Path(folder)
-    with RunLock(folder).acquire():
-        metrics = read_run(folder)
+    # metrics.json is the run's own (read_run checked it); a folder of a chainrule that
+    # kept no record of its files takes it over as it does for a resumed run.
+    with RunFolder.start(folder, resume=True, writes=(METRICS_FILE,)) as held:
+        foreign = held.record.unknown([REPORT_FILE])
+        if foreign:
+            raise ForeignFileError(
+                f"not replacing {held.file(REPORT_FILE)}: chainrule did not write it; move "
+                "it away, or evaluate with --no-page"
+            )
+        metrics = read_run(held.path)
         record = dict(evaluation)
         if mistakes is not None:
-            record["mistakes"] = mistakes(folder)
+            record["mistakes"] = mistakes(held.path)
         key = (record.get("model_file"), record.get("data"), record.get("split"))
         kept = [
             e
@@ -64,6 +76,5 @@ def add_evaluation(
             if isinstance(e, dict) and (e.get("model_file"), e.get("data"), e.get("split")) != key
         ]
         metrics["evaluations"] = [*kept, record]
-        metrics = to_jsonable(metrics)
-        write_file(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        return write_run_report(folder, metrics)
+        held.write_metrics(metrics)
+        return write_run_report(held.path, to_jsonable(metrics))

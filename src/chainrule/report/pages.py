@@ -1,8 +1,12 @@
 """Writing the report pages: ``report.html`` in a run folder, and one page comparing
 several run folders.
 
-`write_file` is the one function through which the pages and their pictures reach the
-disk (atomically: the old file or the complete new one, never half of it).
+The pages and their pictures reach the disk through `write_file`, chainrule's one safe
+writer (`chainrule._files.write_file`): atomically (the old file or the complete new one,
+never half of it), never through a link, and, in a run folder that this process holds
+(a run, ``chainrule report RUN_DIR``, ``chainrule eval``), checked against and added to
+the folder's record of the files chainrule wrote, so that ``--force`` clears them with
+the run and a file chainrule did not write is never replaced.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from chainrule._files import atomic_write
+from chainrule._files import open_file, read_file, write_file
 from chainrule.report.html import GENERATOR, REPORT_FILE
 
 __all__ = [
@@ -19,7 +23,7 @@ __all__ = [
     "ReportError",
     "is_report_page",
     "read_run",
-    "write_file",
+    "write_file",  # from chainrule._files
     "write_run_report",
     "write_runs_report",
 ]
@@ -32,15 +36,6 @@ class ReportError(ValueError):
     """A folder or file a page cannot be made from or written to; one line for the user."""
 
 
-def write_file(path: str | os.PathLike, content: bytes | str) -> Path:
-    """Write ``content`` (text as UTF-8) to ``path`` atomically; returns the path."""
-    path = Path(path)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    with atomic_write(path, "wb") as f:
-        f.write(data)
-    return path
-
-
 def read_run(folder: str | os.PathLike) -> dict:
     """The ``metrics.json`` of a chainrule run folder; `ReportError` for a folder that is
     not one (missing, no metrics, damaged, or not written by ``train``/``compare``)."""
@@ -48,14 +43,11 @@ def read_run(folder: str | os.PathLike) -> dict:
     if not folder.is_dir():
         raise ReportError(f"{folder} is not a folder")
     path = folder / METRICS_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ReportError(f"{folder} is not a run folder: it has no {METRICS_FILE}")
-    if path.stat().st_size > _MAX_METRICS_BYTES:
-        raise ReportError(f"{path} is too large to be a run's metrics")
-    try:
-        with open(path, encoding="utf-8") as f:
-            metrics = json.load(f)
-    except (OSError, ValueError) as e:
+    try:  # a plain file only: never through a link, never a FIFO, within bounds
+        metrics = json.loads(read_file(path, _MAX_METRICS_BYTES).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
         raise ReportError(f"cannot read {path}: {e}") from None
     if not isinstance(metrics, dict) or metrics.get("command") not in ("train", "compare"):
         raise ReportError(f"{folder} is not a run folder written by chainrule train or compare")
@@ -87,8 +79,8 @@ def write_run_report(folder: str | os.PathLike, metrics: dict | None = None) -> 
 
 def is_report_page(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a page chainrule wrote (its generator tag says so)."""
-    try:
-        with open(path, "rb") as f:
+    try:  # a plain file, not a link, a FIFO or a device
+        with open_file(path, follow_symlinks=False) as f:
             head = f.read(4096)
     except OSError:
         return False
@@ -104,9 +96,14 @@ def write_runs_report(
     from chainrule.report.runs_page import runs_page
 
     out = Path(out)
+    if out.is_symlink():
+        raise ReportError(
+            f"{out} is a symbolic link; chainrule does not write through links: choose "
+            "another file, or remove the link"
+        )
     if out.is_dir():
         raise ReportError(f"{out} is a folder; name the page to write, e.g. {out / 'runs.html'}")
-    if out.is_symlink() or (out.exists() and not force and not is_report_page(out)):
+    if out.exists() and not force and not is_report_page(out):
         raise ReportError(
             f"{out} exists and is not a page chainrule wrote; choose another file, or "
             "replace it with --force"

@@ -31,6 +31,15 @@ __all__ = [
 ]
 
 
+def _label(name) -> str:
+    """A class name as plot text: escaped as the terminal shows it (matplotlib's warnings
+    about missing glyphs would print its control characters raw), ``$`` drawn as itself
+    rather than starting mathematical text."""
+    from chainrule._text import shown
+
+    return shown(name).replace("$", r"\$")
+
+
 def plot_weight_templates(W, image_shape, classes, path) -> Path:
     """Draw a linear classifier's weights as one template image per class.
 
@@ -56,7 +65,7 @@ def plot_weight_templates(W, image_shape, classes, path) -> Path:
             f"W of shape {W.shape} does not fit images of shape {shape}: expected "
             f"({d}, C) or ({d + 1}, C) with a bias row"
         )
-    classes = [str(c) for c in classes]
+    classes = [_label(c) for c in classes]
     n_classes = W.shape[1]
     if len(classes) != n_classes:
         raise ValueError(f"{len(classes)} class names for {n_classes} columns of W")
@@ -185,7 +194,7 @@ def plot_confusion_matrix(cm, classes, path, title: str = "confusion matrix") ->
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
         raise ValueError(f"a confusion matrix must be square (C, C), got shape {cm.shape}")
-    classes = [str(c) for c in classes]
+    classes = [_label(c) for c in classes]
     n = cm.shape[0]
     if len(classes) != n:
         raise ValueError(f"{len(classes)} class names for a {n}x{n} confusion matrix")
