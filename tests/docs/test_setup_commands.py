@@ -1,6 +1,6 @@
 """The README's set-up commands are the ones CI runs on a fresh machine (``.ci/run``), in
 the same order. (Its code blocks run, and print what it shows, with the docs pages':
-``tests/docs/test_pages.py``.)"""
+``tests/docs/test_doc_pages.py``.)"""
 
 from __future__ import annotations
 
