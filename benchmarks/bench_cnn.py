@@ -183,14 +183,15 @@ def torch_backend():
 
 
 def _window(step, data, n, batch):
-    t0 = time.perf_counter()
+    """(images per second, process CPU seconds per step) over n steps."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         step(*data[i % len(data)])
-    return batch * n / (time.perf_counter() - t0)
+    return batch * n / (time.perf_counter() - t0), (time.process_time() - c0) / n
 
 
 def measure_training(args, threads):
-    """Interleaved windows; (chainrule img/s list, torch img/s list)."""
+    """Interleaved windows; (chainrule, torch) lists of (img/s, CPU s per step)."""
     from threadpoolctl import threadpool_limits
 
     data = make_data(args.batch, 2, args.seed)
@@ -257,17 +258,24 @@ def measure_conv_limit(args, threads, repeats=5):
 def report(args, threads):
     cr, th = measure_training(args, threads)
     flops, conv_s, mm_s = measure_conv_limit(args, threads)
-    cr_med = statistics.median(cr)
-    print(f"== {threads} thread(s)")
-    print(f"   chainrule {cr_med:7.0f} img/s (median of {len(cr)} windows of {args.iters} steps)")
+    cr_med = statistics.median(v for v, _ in cr)
+    print(f"== {threads} thread(s), load {os.getloadavg()[0]:.1f} after the windows")
+    print(
+        f"   chainrule {cr_med:7.0f} img/s (median of {len(cr)} windows of {args.iters} steps);"
+        f" {statistics.median(c for _, c in cr) * 1e3:.0f} ms CPU time per step"
+    )
     if th:
-        th_med = statistics.median(th)
-        ratios = [a / b for a, b in zip(cr, th)]
-        print(f"   PyTorch   {th_med:7.0f} img/s")
+        th_med = statistics.median(v for v, _ in th)
+        print(
+            f"   PyTorch   {th_med:7.0f} img/s;"
+            f" {statistics.median(c for _, c in th) * 1e3:.0f} ms CPU time per step"
+        )
+        ratios = sorted(a / b for (a, _), (b, _) in zip(cr, th))
+        cpu = statistics.median(b / a for (_, a), (_, b) in zip(cr, th))
         med = statistics.median(ratios)
         print(
             f"   ratio chainrule / PyTorch: median of per-pair ratios {med:.2f}"
-            f" (range {min(ratios):.2f}-{max(ratios):.2f})"
+            f" (range {ratios[0]:.2f}-{ratios[-1]:.2f}); of CPU time per step {cpu:.2f}"
         )
     step_s = args.batch / cr_med
     print(
@@ -277,6 +285,18 @@ def report(args, threads):
         f"training step ({step_s * 1e3:.0f} ms), which runs at {flops / step_s / 1e9:.0f} "
         "conv GFLOP/s"
     )
+
+
+def kernels(args):
+    """Which chainrule kernel runs each convolution of the network (forward and both
+    gradients take the same one)."""
+    from chainrule.nn.functional import conv_kernel
+
+    rows = []
+    for (n, c, h, w, f), _ in conv_shapes(args.widths, args.batch):
+        kernel = conv_kernel((n, h, w, c), (f, c, 3, 3), (1, 1), (1, 1))
+        rows.append(f"{c}->{f} at {h}x{w}: {kernel}")
+    return "; ".join(rows)
 
 
 # ---------------------------------------------------------------- profile
@@ -297,9 +317,31 @@ def _timed(table, cls):
         setattr(cls, name, staticmethod(timed))
 
 
+def _count_threaded(totals):
+    """Wrap the chunk runner of the Functions' modules so that the wall time spent in
+    it (the part that runs on every thread) adds up in totals[0]."""
+    from chainrule.nn.functional import _matmul, conv, norm, pool, winograd
+
+    modules = (conv, norm, pool, winograd, _matmul)
+    inner = conv.map_chunks
+
+    def timed(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return inner(*a, **k)
+        finally:
+            totals[0] += time.perf_counter() - t0
+
+    for m in modules:
+        m.map_chunks = timed
+    return lambda: [setattr(m, "map_chunks", inner) for m in modules]
+
+
 def profile(args):
     """Wall time of each Function's forward and backward over a few training steps (the
-    Functions run their chunks in threads, which a Python profiler would not see)."""
+    Functions run their chunks in threads, which a Python profiler would not see), and
+    the time outside the chunked work, which runs on one thread whatever the thread
+    count: with two threads that part does not shrink."""
     from threadpoolctl import threadpool_limits
 
     import chainrule.nn.functional as F
@@ -312,14 +354,19 @@ def profile(args):
     threads = int(args.threads.split(",")[-1])
     data = make_data(args.batch, 2, args.seed)
     step, _ = chainrule_trainer(args.widths, args.seed)
-    steps = 4
-    with threadpool_limits(limits=threads, user_api="blas"):
-        step(*data[0])
-        table.clear()
-        t0 = time.perf_counter()
-        for i in range(steps):
-            step(*data[i % 2])
-        total = (time.perf_counter() - t0) / steps
+    steps, threaded = 4, [0.0]
+    restore = _count_threaded(threaded)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            step(*data[0])
+            table.clear()
+            threaded[0] = 0.0
+            t0 = time.perf_counter()
+            for i in range(steps):
+                step(*data[i % 2])
+            total = (time.perf_counter() - t0) / steps
+    finally:
+        restore()
     print(
         f"== where a training step goes: {steps} steps of batch {args.batch}, {threads} thread(s)"
     )
@@ -328,6 +375,11 @@ def profile(args):
         print(f"   {key:32s} {t / steps * 1e3:7.1f} ms  {t / steps / total:5.1%}")
     rest = total - sum(table.values()) / steps
     print(f"   {'everything else (engine, SGD)':32s} {rest * 1e3:7.1f} ms  {rest / total:5.1%}")
+    serial = total - threaded[0] / steps
+    print(
+        f"   outside the chunks run in threads (one thread always): {serial * 1e3:.1f} ms "
+        f"{serial / total:.1%}"
+    )
 
 
 def main(argv=None):
@@ -341,7 +393,7 @@ def main(argv=None):
         f"32x32x3 inputs, batch {args.batch}, float32, Nesterov SGD, cross-entropy; "
         f"{args.windows} windows x {args.iters} steps per library"
     )
-    print(f"   chainrule: NumPy {np.__version__} + {numpy_blas()}")
+    print(f"   chainrule: NumPy {np.__version__} + {numpy_blas()}; convolutions: {kernels(args)}")
     if not args.no_torch:
         print(f"   {torch_backend()}")
     print(

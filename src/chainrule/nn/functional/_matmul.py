@@ -27,17 +27,19 @@ __all__ = ["matmul"]
 _SPLIT_WORK = 1 << 22
 
 
-def matmul(a, b):
-    """``a @ b`` of 2-D float arrays (m, k) and (k, n) -> a new C-contiguous (m, n) array.
+def matmul(a, b, out=None):
+    """``a @ b`` of 2-D float arrays (m, k) and (k, n) -> (m, n): a new C-contiguous
+    array, or `out` (m, n) written.
 
     Split over `num_threads` threads when there are several and the product has at
-    least `_SPLIT_WORK` multiply-adds; otherwise ``a @ b``."""
+    least `_SPLIT_WORK` multiply-adds; otherwise one ``np.matmul``."""
     m, k = a.shape
     n = b.shape[1]
     threads = num_threads()
     if threads < 2 or m * k * n < _SPLIT_WORK:
-        return a @ b
-    out = np.empty((m, n), dtype=np.result_type(a, b))
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((m, n), dtype=np.result_type(a, b))
     if b.size >= a.size:  # cut b (and the output) by columns
 
         def work(s, e, _slot):
