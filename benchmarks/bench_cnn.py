@@ -7,17 +7,22 @@ run in this process with the same number of threads (threadpoolctl limits NumPy'
 whose thread count chainrule's convolutions follow; ``torch.set_num_threads`` limits
 PyTorch), in alternating short timing windows so that load from other processes hits
 both alike. The result is the median over window pairs of the ratio of images per
-second, chainrule / PyTorch.
+second, chainrule / PyTorch; next to it, the median ratio of the CPU time (both
+processes' threads) each side spent per step in the same windows, which moves less with
+the load than wall time does, and the load average after the windows. The header names
+each side's libraries and which chainrule kernel runs each convolution (im2col or
+Winograd F(2x2, 3x3), see `chainrule.nn.functional.conv`).
 
 It also times the convolutions alone (forward and backward of every convolution of the
 network on the shapes it sees, in chainrule) and a plain float32 matrix product of the
 same number of floating-point operations, in the same run: the matrix product is the
-limit the convolutions can approach (about 167 GFLOP/s on two cores of this machine).
+limit the convolutions can approach.
 
 Usage::
 
-    python benchmarks/bench_cnn.py                     # 1 and 2 threads, ~2 minutes
+    python benchmarks/bench_cnn.py                     # 1 and 2 threads, 3-8 minutes
     python benchmarks/bench_cnn.py --threads 2 --windows 7
+    python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256   # Winograd layers
     python benchmarks/bench_cnn.py --profile --threads 1   # where chainrule's time goes
 """
 
@@ -39,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--widths", default="16,32,32,64,64,64,64", help=STAGES_HELP)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--threads", default="1,2", help="thread counts to measure, e.g. 1,2")
-    p.add_argument("--windows", type=int, default=7, help="timing windows per library")
-    p.add_argument("--iters", type=int, default=3, help="training steps per window")
+    p.add_argument("--windows", type=int, default=11, help="timing windows per library")
+    p.add_argument("--iters", type=int, default=2, help="training steps per window")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="time chainrule only")
     p.add_argument("--profile", action="store_true", help="time of each Function in a step")
