@@ -29,6 +29,18 @@ Wmat^T`` is scattered back over the receptive fields (col2im). ``db = sum dY``.
 
 Forward mode: the convolution is bilinear, so the tangent is ``conv(tx, W) + conv(x, tW)
 + tb``, through the same routine.
+
+Kernels. `_conv_nhwc` and `_conv_backward` are the plain-array entry points the Function
+calls; `conv_kernel` names the kernel they run for a layer. Stride-1 3x3 convolutions
+with many channels take Winograd's F(2x2, 3x3) (`winograd`), 2.25 times fewer
+multiplications; the rest take im2col. Measured with ``benchmarks/bench_cnn.py`` and
+per-layer timings on this project's 2-core machine (NumPy's OpenBLAS), the Winograd
+transforms, a dozen NumPy passes over tiles 4 times the size of a layer's input and
+output, cost about what the saved multiplications do below 64 input x 128 output
+channels, so narrower layers (all of bench_cnn's default network) keep im2col, whose
+gather is a few memcpy-like copies. Fusing the 2x2 max pooling into the convolution's
+chunks was measured too: no faster than the separate pass, so the pool stays its own
+Function.
 """
 
 from __future__ import annotations

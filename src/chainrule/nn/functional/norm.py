@@ -22,8 +22,9 @@ With ``relu=True`` the output is ``max(0, bn(x))`` and ``dout`` is first masked 
 gradient is written once, into dx's buffer, by the pass that sums it, and the second
 pass turns it into dx in place: four passes over the rows in all, each over long
 contiguous runs of numbers (see the kernels' section below), where composing the
-formula from row-broadcasts took twelve, most over runs of C numbers (the training step
-of ``benchmarks/bench_cnn.py`` spent 2.5 times as long in batch norm's backward).
+formula from row-broadcasts took twelve, most over runs of C numbers (measured in the
+training step of ``benchmarks/bench_cnn.py``: batch norm's backward took a fraction of
+its former time).
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def _rows(a):
 # Every pass reads the rows (M, C) as blocks of p whole pixels, (M / p, p * C), with the
 # per-channel vectors tiled p times: with few channels a row-broadcast ``rows * scale``
 # runs NumPy's inner loop over only C numbers, and over p * C numbers this way. The
-# blocks hold at least `_BLOCK` numbers: NumPy broadcasts a vector of 1,000 to 5,000
-# numbers over the rows of a matrix several times slower per number than a longer or a
-# shorter one (measured with NumPy 2.4: about 2 ns against 0.2 ns per number).
+# blocks hold at least `_BLOCK` numbers: measured with NumPy 2.4, broadcasting a vector
+# of one to a few thousand numbers over the rows of a matrix runs several times slower
+# per number than a longer or a shorter one.
 
 # Numbers per block of pixels (p * C, at least), and bytes of rows per chunk: about
 # 1 MB, so that a chunk's few passes stay in cache while the Python work per chunk
