@@ -32,7 +32,10 @@ def matmul(a, b, out=None):
     array, or `out` (m, n) written.
 
     Split over `num_threads` threads when there are several and the product has at
-    least `_SPLIT_WORK` multiply-adds; otherwise one ``np.matmul``."""
+    least `_SPLIT_WORK` multiply-adds; otherwise one ``np.matmul``. Anything but two
+    arrays (Tensors of a gradient being recorded) goes to ``a @ b`` as it is."""
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        return a @ b
     m, k = a.shape
     n = b.shape[1]
     threads = num_threads()

@@ -211,6 +211,16 @@ def batch_norm_backward(rows, out, grows, mean, inv_std, scale, training, need_x
     return dx, dgamma, dbeta
 
 
+def _batch_stats(rows, _n_images):
+    """`batch_stats` as the Function calls it."""
+    return batch_stats(rows)
+
+
+def _affine(rows, scale, shift, relu, _n_images):
+    """`normalize` as the Function calls it."""
+    return normalize(rows, scale, shift, relu)
+
+
 class BatchNorm2d(Function):
     """Batch normalization of x (N, C, H, W) per channel, optionally followed by ReLU.
 
@@ -224,8 +234,9 @@ class BatchNorm2d(Function):
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps, relu):
         n, c, h, w = x.shape
         rows = _rows(x)
+        dtype = x.dtype
         if training:
-            mean, var = batch_stats(rows)
+            mean, var = _batch_stats(rows, n)
             m = rows.shape[0]
             if running_mean is not None:
                 running_mean *= 1.0 - momentum
@@ -238,7 +249,7 @@ class BatchNorm2d(Function):
         inv_std = 1.0 / np.sqrt(var + eps)
         scale = inv_std if gamma is None else inv_std * gamma
         shift = -mean * scale if beta is None else beta - mean * scale
-        out = normalize(rows, scale, shift, relu)
+        out = _affine(rows, scale.astype(dtype), shift.astype(dtype), relu, n)
         ctx.save_for_backward(rows, out if relu else None, gamma)
         ctx.mean, ctx.inv_std, ctx.scale = mean, inv_std, scale
         ctx.training, ctx.relu, ctx.shape = training, relu, x.shape
@@ -247,12 +258,14 @@ class BatchNorm2d(Function):
     @staticmethod
     def backward(ctx, g):
         rows, out, gamma = ctx.saved_tensors
-        n, c, h, w = ctx.shape
+        n = ctx.shape[0]
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+        grows = _rows(g)
         dx, dgamma, dbeta = batch_norm_backward(
-            rows, out, _rows(g), ctx.mean, ctx.inv_std, ctx.scale, ctx.training, need_x
+            rows, out, grows, ctx.mean, ctx.inv_std, ctx.scale, ctx.training, need_x
         )
-        if dx is not None:
+        if need_x:
+            _, c, h, w = ctx.shape
             dx = dx.reshape(n, h, w, c).transpose(0, 3, 1, 2)
         dt = g.dtype
         return (
