@@ -24,17 +24,17 @@ gradients of the convolution itself (any difference from im2col's is rounding)::
 
 The weight gradient is 16 products with the tiles as the long inner dimension, and the
 input gradient 16 products like the forward ones: each 2.25 times fewer multiplications
-than im2col's. The input tiles V are recomputed from x per chunk in the backward pass
-(they are 4 times the size of x; recomputing them in cache costs less than storing
-and reading them back, and the Functions save only x).
+than im2col's. The input tiles V (4 times the size of x) are computed again from x, per
+chunk, in the backward pass: the Functions save only x, and training holds no extra
+memory for them.
 
-The transforms are NumPy passes over strided views, per chunk of images small enough
-that a chunk's tiles stay in cache; each 1-D transform along the image columns reads
-runs of C numbers and each along the rows whole runs of tiles * C numbers, so the
-column transforms come first on input tiles, where they touch the fewest numbers.
-Where the transforms outweigh the saving (few channels, tiny images) the convolution
-keeps im2col; `pays` is that decision and the module docstring of `conv` gives the
-measurements it rests on.
+The transforms are NumPy passes, per chunk of images small enough that a chunk's tiles
+stay in cache, laid out (see the section on transforms below) so that most passes run
+over long contiguous rows of numbers, two of the 16 tile positions at a time; only the
+butterflies (a + b and a - b) between the middle two positions read runs of C numbers.
+Where the transforms cost more than the multiplications they save (few channels, small
+images) the convolution keeps im2col; `pays` is that decision and the module docstring
+of `conv` says what it rests on.
 """
 
 from __future__ import annotations
