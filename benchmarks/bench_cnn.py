@@ -23,6 +23,7 @@ Usage::
     python benchmarks/bench_cnn.py                     # 1 and 2 threads, 3-8 minutes
     python benchmarks/bench_cnn.py --threads 2 --windows 7
     python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256   # Winograd layers
+    python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256 --no-winograd
     python benchmarks/bench_cnn.py --profile --threads 1   # where chainrule's time goes
 """
 
@@ -49,6 +50,11 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="time chainrule only")
     p.add_argument("--profile", action="store_true", help="time of each Function in a step")
+    p.add_argument(
+        "--no-winograd",
+        action="store_true",
+        help="im2col for every convolution (what Winograd's kernels are worth)",
+    )
     return p.parse_args(argv)
 
 
@@ -390,6 +396,10 @@ def profile(args):
 def main(argv=None):
     args = parse_args(argv)
     _widths(args.widths)
+    if args.no_winograd:
+        from chainrule.nn.functional import winograd
+
+        winograd.pays = lambda *_: False
     if args.profile:
         profile(args)
         return 0
