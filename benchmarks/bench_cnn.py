@@ -23,7 +23,7 @@ Usage::
     python benchmarks/bench_cnn.py                     # 1 and 2 threads, 3-8 minutes
     python benchmarks/bench_cnn.py --threads 2 --windows 7
     python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256   # Winograd layers
-    python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256 --no-winograd
+    python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256 --kernels-ab
     python benchmarks/bench_cnn.py --profile --threads 1   # where chainrule's time goes
 """
 
@@ -50,10 +50,12 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="time chainrule only")
     p.add_argument("--profile", action="store_true", help="time of each Function in a step")
+    p.add_argument("--no-winograd", action="store_true", help="im2col for every convolution")
     p.add_argument(
-        "--no-winograd",
+        "--kernels-ab",
         action="store_true",
-        help="im2col for every convolution (what Winograd's kernels are worth)",
+        help="chainrule only: windows with Winograd where it applies against im2col "
+        "everywhere, interleaved (what the Winograd kernels are worth on this network)",
     )
     return p.parse_args(argv)
 
@@ -310,6 +312,41 @@ def kernels(args):
     return "; ".join(rows)
 
 
+def kernels_ab(args):
+    """Interleaved windows of chainrule's training step with the Winograd kernels where
+    `conv_kernel` picks them and with im2col for every convolution; the median over
+    window pairs of the ratio of CPU time per step, im2col / Winograd."""
+    from threadpoolctl import threadpool_limits
+
+    from chainrule.nn.functional import winograd
+
+    pays = winograd.pays
+    data = make_data(args.batch, 2, args.seed)
+    step, _ = chainrule_trainer(args.widths, args.seed)
+    sides = {"winograd": pays, "im2col": lambda *_: False}
+    times = {name: [] for name in sides}
+    try:
+        for threads in (int(v) for v in args.threads.split(",") if v):
+            for name in times:
+                times[name].clear()
+            with threadpool_limits(limits=threads, user_api="blas"):
+                for w in range(args.windows + 1):
+                    for name, rule in sides.items():
+                        winograd.pays = rule
+                        _, cpu = _window(step, data, args.iters, args.batch)
+                        if w:  # the first round warms both up
+                            times[name].append(cpu)
+            ratio = statistics.median(b / a for a, b in zip(times["winograd"], times["im2col"]))
+            print(
+                f"== {threads} thread(s), load {os.getloadavg()[0]:.1f}: CPU time per step "
+                f"with Winograd {statistics.median(times['winograd']) * 1e3:.0f} ms, "
+                f"im2col only {statistics.median(times['im2col']) * 1e3:.0f} ms; "
+                f"im2col / Winograd, median of {args.windows} pairs: {ratio:.2f}"
+            )
+    finally:
+        winograd.pays = pays
+
+
 # ---------------------------------------------------------------- profile
 
 
@@ -400,6 +437,10 @@ def main(argv=None):
         from chainrule.nn.functional import winograd
 
         winograd.pays = lambda *_: False
+    if args.kernels_ab:
+        print(f"ConvNet widths {args.widths}; convolutions: {kernels(args)}")
+        kernels_ab(args)
+        return 0
     if args.profile:
         profile(args)
         return 0
