@@ -118,6 +118,40 @@ def test_gradcheck_catches_a_wrong_forward_rule():
     assert info.value.check == "fwd vs numeric"
 
 
+class _MultiplyWithoutJvp(Function):
+    """The README's Multiply: forward and backward only (jvp is optional)."""
+
+    grad_scale = 1.0
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y
+
+    @classmethod
+    def backward(cls, ctx, grad_z):
+        x, y = ctx.saved_tensors
+        return cls.grad_scale * y * grad_z, x * grad_z
+
+
+def test_a_function_without_jvp_is_checked_in_reverse_mode_and_says_so():
+    a, b = np.array([0.5, -1.5, 2.0]), np.array([3.0, 0.25, -1.0])
+    with pytest.warns(cr.GradcheckWarning, match=r"_MultiplyWithoutJvp has no forward-mode rule"
+                      r".*reverse mode against finite differences only"):  # fmt: skip
+        assert gradcheck(lambda x, y: _MultiplyWithoutJvp.apply(x, y).sum(), [a, b])
+
+    class WrongBackward(_MultiplyWithoutJvp):
+        grad_scale = 1.5
+
+    # reverse mode is still checked: a wrong backward fails, naming the input
+    with pytest.warns(cr.GradcheckWarning), pytest.raises(GradcheckError, match="input 0"):
+        gradcheck(lambda x, y: WrongBackward.apply(x, y), [a, b])
+    # forward mode asked for explicitly: the missing rule is an error that names it
+    for modes in (("fwd",), ("rev", "fwd")):
+        with pytest.raises(NotImplementedError, match="define _MultiplyWithoutJvp.jvp"):
+            gradcheck(lambda x, y: _MultiplyWithoutJvp.apply(x, y), [a, b], modes=modes)
+
+
 def test_gradcheck_rejects_bad_arguments():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda x: x * 2, [np.ones(3, dtype=np.float32)])

@@ -23,7 +23,13 @@ from chainrule.autograd import (
     vjp,
     where,
 )
-from chainrule.gradcheck import GradcheckError, gradcheck, numeric_gradient, rel_error
+from chainrule.gradcheck import (
+    GradcheckError,
+    GradcheckWarning,
+    gradcheck,
+    numeric_gradient,
+    rel_error,
+)
 
 __version__ = "0.1.0"
 
@@ -31,6 +37,7 @@ __all__ = [
     "Context",
     "Function",
     "GradcheckError",
+    "GradcheckWarning",
     "Tensor",
     "concatenate",
     "draw_graph",
