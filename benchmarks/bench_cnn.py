@@ -25,6 +25,7 @@ Usage::
     python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256   # Winograd layers
     python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256 --kernels-ab
     python benchmarks/bench_cnn.py --profile --threads 1   # where chainrule's time goes
+    python benchmarks/bench_cnn.py --profile --threads 1 --cpu-time   # steadier when busy
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="time chainrule only")
     p.add_argument("--profile", action="store_true", help="time of each Function in a step")
+    p.add_argument(
+        "--cpu-time", action="store_true", help="--profile in CPU time (with --threads 1)"
+    )
     p.add_argument("--no-winograd", action="store_true", help="im2col for every convolution")
     p.add_argument(
         "--kernels-ab",
@@ -350,17 +354,23 @@ def kernels_ab(args):
 # ---------------------------------------------------------------- profile
 
 
+# The clock of --profile: wall time, or with --cpu-time this thread's CPU time (one
+# thread only: it leaves out other threads' work, and the time the machine's other
+# processes take from this one).
+_clock = [time.perf_counter]
+
+
 def _timed(table, cls):
     """Wrap cls.forward and cls.backward so that their wall time adds up in `table`."""
     for name in ("forward", "backward"):
         inner = getattr(cls, name)
 
         def timed(ctx, *a, inner=inner, key=f"{cls.__name__}.{name}"):
-            t0 = time.perf_counter()
+            t0 = _clock[0]()
             try:
                 return inner(ctx, *a)
             finally:
-                table[key] = table.get(key, 0.0) + time.perf_counter() - t0
+                table[key] = table.get(key, 0.0) + _clock[0]() - t0
 
         setattr(cls, name, staticmethod(timed))
 
@@ -374,11 +384,11 @@ def _count_threaded(totals):
     inner = conv.map_chunks
 
     def timed(*a, **k):
-        t0 = time.perf_counter()
+        t0 = _clock[0]()
         try:
             return inner(*a, **k)
         finally:
-            totals[0] += time.perf_counter() - t0
+            totals[0] += _clock[0]() - t0
 
     for m in modules:
         m.map_chunks = timed
@@ -409,10 +419,10 @@ def profile(args):
             step(*data[0])
             table.clear()
             threaded[0] = 0.0
-            t0 = time.perf_counter()
+            t0 = _clock[0]()
             for i in range(steps):
                 step(*data[i % 2])
-            total = (time.perf_counter() - t0) / steps
+            total = (_clock[0]() - t0) / steps
     finally:
         restore()
     print(
@@ -442,6 +452,8 @@ def main(argv=None):
         kernels_ab(args)
         return 0
     if args.profile:
+        if args.cpu_time:
+            _clock[0] = time.thread_time
         profile(args)
         return 0
     print(
