@@ -26,9 +26,16 @@ import warnings
 import numpy as np
 
 from chainrule.autograd.engine import Tensor, no_grad
-from chainrule.autograd.forward import jvp, vjp
+from chainrule.autograd.transforms import jvp, vjp
 
-__all__ = ["GradcheckError", "GradcheckWarning", "gradcheck", "numeric_gradient", "rel_error"]
+__all__ = [
+    "GradcheckError",
+    "GradcheckWarning",
+    "gradcheck",
+    "gradgradcheck",
+    "numeric_gradient",
+    "rel_error",
+]
 
 
 class GradcheckError(AssertionError):
@@ -281,3 +288,63 @@ def gradcheck(
                     values["fwd"] = float(np.sum(u * np.asarray(jv, dtype=np.float64)))
             _agree(values, tol, noise, i, x.shape)
     return True
+
+
+def gradgradcheck(
+    fn,
+    inputs,
+    modes=None,
+    tol: float = 1e-6,
+    eps: float = 1e-6,
+    random_state=0,
+    n_directions: int = 2,
+) -> bool:
+    """Check the second derivatives of `fn` at `inputs`, as PyTorch's ``gradgradcheck``.
+
+    The gradient of ``sum(u * fn(*inputs))`` with respect to the inputs, for a random
+    upstream gradient ``u``, is a function of the inputs and of ``u``; its derivatives
+    with respect to both (reverse over reverse: the gradient's own graph, recorded with
+    ``create_graph``; forward over reverse: tangents pushed through the backward pass)
+    are checked by `gradcheck` against finite differences of the gradient. First, the
+    gradient computed by rules running on Tensors (recorded) must equal the one from
+    the first-order pass (on arrays).
+
+    Arguments as `gradcheck`'s. Returns True or raises `GradcheckError`.
+    """
+    from chainrule.autograd.function import enable_grad
+    from chainrule.autograd.tensor import Tensor as _Tensor
+
+    arrays = _check_inputs(inputs)
+    rng = np.random.default_rng(random_state)
+    with no_grad():
+        y0 = fn(*(_Tensor(a) for a in arrays))
+    if not isinstance(y0, _Tensor):
+        raise TypeError(f"gradgradcheck: fn must return a Tensor, got {type(y0).__name__}")
+    u = rng.standard_normal(y0.shape)
+
+    def first_order(*args):
+        """The gradients of sum(u * fn(xs)) w.r.t. xs, flattened into one Tensor."""
+        *xs, upstream = args
+        with enable_grad():
+            _, pull = vjp(fn, *xs)
+            grads = pull(upstream)
+            return _flat(grads)
+
+    _, pull = vjp(fn, *arrays)
+    on_arrays = np.concatenate([np.ravel(g) for g in pull(u)])
+    recorded = first_order(*(_Tensor(a) for a in arrays), _Tensor(u)).data
+    err = rel_error(recorded, on_arrays)
+    if err > tol:
+        raise GradcheckError(
+            f"gradgradcheck: the gradient recorded on Tensors differs from the first-order "
+            f"gradient: worst relative error {err:.3e} > tol {tol:.1e}",
+            check="recorded vs first order",
+            error=err,
+        )
+    return gradcheck(first_order, [*arrays, u], modes, tol, eps, rng, n_directions)
+
+
+def _flat(grads):
+    from chainrule.autograd.array_ops import concatenate
+
+    return concatenate([g.reshape(-1) for g in grads])
