@@ -102,7 +102,9 @@ class Doubler(nn.Module):
 
 def _net_with(layer, tiny):
     images, labels, pre = tiny
-    net = FullyConnectedNet(hidden_dims=(6,), epochs=1, verbose=False, random_state=0)
+    net = FullyConnectedNet(
+        hidden_dims=(6,), batchnorm=False, dropout=0.0, epochs=1, verbose=False, random_state=0
+    )
     net.fit(pre.transform(images), labels)
     net.net_ = nn.Sequential(*list(net.net_)[:-1], layer, list(net.net_)[-1])
     return net

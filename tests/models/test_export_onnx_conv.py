@@ -20,7 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 from chainrule import Tensor, nn, no_grad  # noqa: E402
 from chainrule.autograd.arraymath import softmax  # noqa: E402
 from chainrule.data import Preprocessor  # noqa: E402
-from chainrule.models import FullyConnectedNet, export_onnx  # noqa: E402
+from chainrule.models import ConvNet, export_onnx  # noqa: E402
 from chainrule.models.convnet_arch import Scale, build_convnet  # noqa: E402
 from chainrule.models.export import load_onnx  # noqa: E402
 
@@ -126,9 +126,10 @@ def convnet(name: str, seed: int = 0):
     """(network, Preprocessor, test images) for one entry of CONVNETS."""
     shape, settings = CONVNETS[name]
     images = images_of(shape, 40, seed)
-    pre = Preprocessor().fit(images)
-    whiten = pre.transform(images).reshape(-1, *shape)
-    net = build_convnet(shape, 5, whiten_images=whiten, random_state=seed, **settings)
+    pre = Preprocessor(flatten=False).fit(images)  # images (N, H, W, C), as ConvNet reads
+    net = build_convnet(
+        shape, 5, whiten_images=pre.transform(images), random_state=seed, **settings
+    )
     set_statistics(net, seed + 1)
     return net, pre, images_of(shape, 23, seed + 2)
 
@@ -163,14 +164,14 @@ def test_build_convnet_exports_from_raw_images(name, tmp_path):
         np.testing.assert_array_equal(labels, want.argmax(axis=1))
 
 
-def test_images_kept_as_images_by_the_preprocessor(tmp_path):
-    """A network reading (N, C, H, W) images from ``Preprocessor(flatten=False)``."""
+def test_a_network_reading_rows_of_flattened_images(tmp_path):
+    """The same network behind `RowsToImages`, reading the rows of ``Preprocessor()``."""
     net, _, test = convnet("cifar-whiten")
-    pre = Preprocessor(flatten=False).fit(images_of((32, 32, 3), 40, 0))
-    on_images = nn.Sequential(*list(net)[1:])  # without RowsToImages
-    path = export_onnx(NetworkOnly(on_images, 5), tmp_path / "cnn.onnx", preprocessor=pre)
+    pre = Preprocessor().fit(images_of((32, 32, 3), 40, 0))
+    on_rows = nn.Sequential(nn.RowsToImages(32, 32, 3), *list(net)[1:])  # not Permute
+    path = export_onnx(NetworkOnly(on_rows, 5), tmp_path / "cnn.onnx", preprocessor=pre)
     labels, proba = load_onnx(path).run(test)
-    want = softmax(chainrule_scores(on_images, pre.transform(test)))
+    want = softmax(chainrule_scores(on_rows, pre.transform(test)))
     np.testing.assert_allclose(proba, want, rtol=0, atol=PROBA_TOL)
     np.testing.assert_array_equal(labels, want.argmax(axis=1))
 
@@ -254,16 +255,7 @@ def test_a_layer_without_converter_is_named(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-# -- an estimator whose network is a ConvNet --------------------------------------------
-
-
-class ConvNetOnRows(FullyConnectedNet):
-    """`FullyConnectedNet` training a `build_convnet` network on its rows: the pattern of
-    chainrule's ConvNet estimator (its hyperparameters and fitted attributes)."""
-
-    def _build_network(self, n_features, n_classes, rng, dtype=np.float32):
-        shape = self._image_shape(n_features, "a ConvNet")
-        return build_convnet(shape, n_classes, (8, 16), random_state=rng, dtype=dtype)
+# -- the ConvNet estimator ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("flips", [False, True])
@@ -271,9 +263,9 @@ def test_fitted_estimator_with_test_time_flips(flips, tmp_path):
     shape = (8, 6, 3)
     images = images_of(shape, 48, 0)
     labels = (images.mean(axis=(1, 2, 3)) > np.median(images.mean(axis=(1, 2, 3)))).astype(int)
-    pre = Preprocessor().fit(images)
-    model = ConvNetOnRows(
-        image_shape=shape, augment=True, test_time_flip=flips, batch_size=16, epochs=2,
+    pre = Preprocessor(flatten=False).fit(images)
+    model = ConvNet(
+        channels=(8, 16), augment=True, test_time_flip=flips, batch_size=16, epochs=2,
         random_state=0, verbose=False,
     )  # fmt: skip
     model.fit(pre.transform(images), labels)

@@ -3,9 +3,9 @@
 Layout of the archive (every member a plain array; nothing is pickled):
 
 ==================  ===========================================================
-``__chainrule__``   JSON string: ``{"format": "chainrule-model", "version": 1, ...}``
+``__chainrule__``   JSON string: ``{"format": "chainrule-model", "version": 2, ...}``
 ``model_class``     registered name of the model (``"knn"``, ``"mlp"``, ...)
-``params_json``     JSON string of the model's hyperparameters (``get_params()``)
+``params_json``     JSON string of the model's hyperparameters as trained (`model_params`)
 ``classes_json``    JSON list of class names (``classes[label]`` names a label)
 ``extra_json``      JSON object of anything else worth keeping (metrics, data source)
 ``model/<key>``     arrays from ``model._state_dict()`` (see ``_model_state``)
@@ -22,6 +22,9 @@ weights must be finite; every label the model predicts must have a name. Anythin
 not such an archive, or is truncated, damaged or inconsistent, is refused with a
 ``ValueError`` that names the file and the problem. ``save_model`` checks a state against
 the same declaration, so that what is written can be read.
+
+Files of format 1 are read as files of format 2 (``models/_compat.py`` says how they
+differ), with the same checks.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 
 from chainrule._files import atomic_write
 from chainrule._memory import physical_memory
+from chainrule.models._compat import upgrade
 from chainrule.models._layout import (
     PREPROCESSING,
     any_members,
@@ -59,11 +63,14 @@ __all__ = [
     "LoadedModel",
     "find_model_file",
     "load_model",
+    "model_params",
     "save_model",
 ]
 
 FORMAT = "chainrule-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Earlier formats that are read as the current one (models/_compat.py).
+UPGRADED_VERSIONS = (1,)
 # The model file of a training run folder (a comparison names each after its model).
 MODEL_FILE = "model.npz"
 
@@ -168,6 +175,17 @@ def _names_by_label(names: list[str], labels: np.ndarray) -> list[str]:
     )
 
 
+def model_params(model) -> dict:
+    """The hyperparameters a model file records of ``model``: ``get_params()``, with each
+    ``"auto"`` replaced by the value fit chose for it (``fitted_params_``)."""
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    fitted = getattr(model, "fitted_params_", None)
+    if isinstance(fitted, dict):
+        auto = [k for k, v in params.items() if isinstance(v, str) and v == "auto"]
+        params.update({k: fitted[k] for k in auto if k in fitted})
+    return params
+
+
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed ``.npz`` atomically (temporary file, then rename)."""
     with atomic_write(path) as f:
@@ -205,7 +223,7 @@ def save_model(path, model, preprocessor=None, classes=None, extra=None) -> Path
             raise ValueError("classes not given and the model has no classes_ (is it fitted?)")
         classes = [str(c) for c in labels]
     classes = _names_by_label([str(c) for c in classes], labels)
-    params = _jsonable(model.get_params()) if hasattr(model, "get_params") else {}
+    params = _jsonable(model_params(model))
     from chainrule import __version__
 
     arrays: dict[str, np.ndarray] = {
@@ -363,7 +381,7 @@ def _read_json(archive: NpzArchive, key: str, where: str) -> Any:
         raise ValueError(f"{where} is damaged: {key!r} is not valid JSON ({e})") from None
 
 
-def _check_header(archive: NpzArchive, where: str) -> None:
+def _check_header(archive: NpzArchive, where: str) -> int:
     if _MARKER not in archive.names:
         raise ValueError(f"{where} is not a chainrule model file")
     header = _read_json(archive, _MARKER, where)
@@ -375,10 +393,12 @@ def _check_header(archive: NpzArchive, where: str) -> None:
             f"{where} is damaged: its format version is {_describe(version)}, not an "
             f"integer; this chainrule reads version {FORMAT_VERSION}"
         )
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION and version not in UPGRADED_VERSIONS:
         raise ValueError(
             f"{where} has format version {version}; this chainrule reads version {FORMAT_VERSION}"
+            f" (and {', '.join(map(str, UPGRADED_VERSIONS))})"
         )
+    return version
 
 
 def _describe(value: Any) -> str:
@@ -467,7 +487,7 @@ def _check_class_names(model, classes: list, where: str) -> None:
 
 
 def _read_model(archive: NpzArchive, path: Path, where: str, limit: int) -> LoadedModel:
-    _check_header(archive, where)
+    version = _check_header(archive, where)
     name = _read_model_class(archive, where)
     cls, spec = get_model_class(name), get_model_spec(name)
     params = _read_json(archive, "params_json", where)
@@ -475,6 +495,9 @@ def _read_model(archive: NpzArchive, path: Path, where: str, limit: int) -> Load
     extra = _read_json(archive, "extra_json", where) if "extra_json" in archive.names else {}
     if not isinstance(params, dict) or not isinstance(classes, list):
         raise ValueError(f"{where} is damaged: bad params or class names")
+    if version != FORMAT_VERSION:
+        extra = extra if isinstance(extra, dict) else {}
+        archive, params, extra = upgrade(archive, version, name, params, extra)
     names = _member_names(archive, where)
     try:
         model = cls(**params)  # hyperparameters only: nothing is allocated yet

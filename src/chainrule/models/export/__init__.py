@@ -32,7 +32,7 @@ def _require_onnx() -> None:
 
 def _exportable(model, preprocessor, classes, image_shape):
     from chainrule.models.export.build import Exportable, family
-    from chainrule.models.io import LoadedModel, _jsonable
+    from chainrule.models.io import LoadedModel, _jsonable, model_params
     from chainrule.models.registry import model_name
 
     if isinstance(model, LoadedModel):
@@ -50,7 +50,7 @@ def _exportable(model, preprocessor, classes, image_shape):
             name = model_name(model)
         except ValueError:
             name = type(model).__name__
-        params = _jsonable(model.get_params()) if hasattr(model, "get_params") else {}
+        params = _jsonable(model_params(model))
     family(model)  # the model is one that can be exported, and fitted
     if not hasattr(model, "classes_"):
         raise ValueError(f"the {type(model).__name__} is not fitted (it has no classes_)")

@@ -14,10 +14,10 @@ its mirror image, and the argmax that picks the label (the first maximum, as Num
 A model family is recognised by its documented fitted attributes: a network by ``net_``
 (an `nn.Module`, converted layer by layer by `modules`), a linear classifier by ``W_``
 (D, C) and ``b_`` (C,), k-NN by its class. A new estimator whose network is an
-``nn.Module`` in ``net_`` reading what its preprocessor gives (rows, or images (N, C, H,
-W) from ``Preprocessor(flatten=False)``) and predicting the argmax of the softmax of its
-scores (averaged with the mirror images' with ``test_time_flip``), as
-``FullyConnectedNet`` and the ConvNet built on it do, exports with no code here.
+``nn.Module`` in ``net_`` reading what its preprocessor gives (rows, or images (N, H, W,
+C) from ``Preprocessor(flatten=False)``) and predicting the argmax of the softmax of its
+scores (averaged with the mirror images' with ``test_time_flip``), as every estimator on
+``chainrule.models.NetworkClassifier`` does, exports with no code here.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def scale_and_shift(preprocessor) -> tuple[np.ndarray, np.ndarray]:
 
 def images_to_rows(g: Graph, images: str, preprocessor) -> str:
     """uint8 images (N, H, W, C) -> what the model reads, float32: rows (N, H*W*C [+1]) as
-    ``Preprocessor.transform`` gives them, or images (N, C, H, W) with ``flatten=False``.
+    ``Preprocessor.transform`` gives them, or the images (N, H, W, C) with ``flatten=False``.
 
     With ``preprocessor=None`` the rows are the pixel values as they are (what
     ``LoadedModel.features`` does for a model saved without preprocessing).
@@ -43,7 +43,7 @@ def images_to_rows(g: Graph, images: str, preprocessor) -> str:
     if preprocessor.center:
         x = g.op("Sub", [x, g.const(shift, "prep.shift")], "centered")
     if not getattr(preprocessor, "flatten", True):
-        return g.op("Transpose", [x], "channels_first", perm=[0, 3, 1, 2])
+        return x  # images stay images, channels-last
     rows = g.op("Flatten", [x], "rows", axis=1)
     if preprocessor.bias:
         # The bias trick's column of ones, one per image of the batch.
