@@ -219,6 +219,12 @@ def test_spec_defaults_follow_the_data_size():
     assert small["stem"] == "conv" and not small["augment"]  # digits: no flips
     assert large["stem"] == "whiten" and large["augment"] and large["aug_padding"] == 2
     assert large["optimizer"] == "nesterov" and large["lr_schedule"] == "onecycle"
+    # small data sets get enough epochs for 180 steps: the digits' 10 epochs of 18
+    # minibatches, 36 for a few hundred photos (5 minibatches), at most 50
+    assert small["epochs"] == 10 and large["epochs"] == 18
+    photos = spec.defaults(DataSummary(312, 64 * 48 * 3, 3, (48, 64, 3), 1.0))
+    assert photos["epochs"] == 36 and photos["batch_size"] == 64
+    assert spec.defaults(DataSummary(30, 4, 3, (1, 1, 4), 1.0))["epochs"] == 50
     for params in (small, large):
         ConvNet(**params)._check_hyperparameters()
 

@@ -35,3 +35,25 @@ def test_a_previous_format_file_loads_and_predicts_as_it_did(name, expected, tmp
                                   loaded.classes, loaded.extra))  # fmt: skip
     np.testing.assert_array_equal(again.predict_proba(images), loaded.predict_proba(images))
     assert again.classes == loaded.classes
+
+
+def test_what_the_previous_format_said_and_the_current_has_no_place_for_is_kept(tmp_path):
+    loaded = load_model(V1 / "svm.npz")
+    # lr_decay (0.9 per epoch) became the run-sized schedule; the old value is kept
+    assert loaded.params["lr_schedule"] == "exponential" and "lr_decay" not in loaded.params
+    assert loaded.extra["upgraded"] == {"lr_decay": 0.9, "from_format": 1}
+    assert loaded.model.n_features_in_ == 64 and loaded.model.W_.shape == (64, 10)
+    assert load_model(V1 / "mlp.npz").params["aug_padding"] == 1  # None: 1 per 16 pixels
+    assert "upgraded" not in load_model(V1 / "cnn.npz").extra  # nothing to convert
+
+
+def test_a_format_this_version_cannot_read_is_named(tmp_path):
+    import json
+
+    with np.load(V1 / "svm.npz", allow_pickle=False) as f:
+        arrays = dict(f)
+    head = json.loads(str(arrays["__chainrule__"]))
+    arrays["__chainrule__"] = np.array(json.dumps({**head, "version": 3}))
+    np.savez(tmp_path / "v3.npz", **arrays)
+    with pytest.raises(ValueError, match=r"format version 3; this chainrule reads version 2"):
+        load_model(tmp_path / "v3.npz")

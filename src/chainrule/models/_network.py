@@ -201,16 +201,20 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
     def _network_input(self, X: np.ndarray, name: str = "X") -> np.ndarray:
         """Checked inputs as the network reads them (a view of ``X``), for a model whose
         ``n_features_in_`` and ``image_shape_`` are set."""
-        shape = self.image_shape_
+        shape, who = self.image_shape_, type(self).__name__
         if X.ndim == 2:
-            check_X(X, name=name, n_features=self.n_features_in_, estimator=self)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"{name} has {X.shape[1]} features, but {who} is expecting "
+                    f"{self.n_features_in_} features as input (the number it was fitted with)"
+                )
         elif shape is None:
             raise ValueError(
-                f"{name} holds images, but {type(self).__name__} was fitted on rows of no "
-                f"image shape: pass rows (N, {self.n_features_in_})"
+                f"{name} holds images, but {who} was fitted on rows of no image shape: "
+                f"pass rows (N, {self.n_features_in_})"
             )
         else:
-            as_images(X, shape, name=name, owner=type(self).__name__)
+            as_images(X, shape, name=name, owner=who)
         if self._reads == "rows":
             return X.reshape(X.shape[0], -1)
         return as_images(X, shape)
@@ -238,8 +242,6 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         data it was written for, plus `checkpoint_settings` (a dict of JSON values);
         resuming from a checkpoint that records others raises ValueError. Returns self.
         """
-        from chainrule.train.solver import Solver
-
         for name in ("net_", "history_", "fitted_params_"):
             self.__dict__.pop(name, None)  # a failed fit leaves no half-fitted model
         self._check_hyperparameters()
@@ -248,6 +250,18 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, y_idx = unique_labels(y, min_classes=2, estimator=self)
         shape = self._image_shape_of(X, self._params())
         self.fitted_params_ = self._resolve(X, shape)
+        try:
+            self._train(X, y_idx, X_val, y_val, shape, checkpoint_dir, resume, checkpoint_settings)
+        except BaseException:
+            self.__dict__.pop("fitted_params_", None)
+            raise
+        return self
+
+    def _train(self, X, y_idx, X_val, y_val, shape, checkpoint_dir, resume, extra) -> None:
+        """Check the resolved hyperparameters, build the network and train it: `fit`
+        once ``classes_`` and ``fitted_params_`` are set."""
+        from chainrule.train.solver import Solver
+
         p = self._params()
         check_options(p)
         self._check_architecture(p)
@@ -258,6 +272,7 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
             y_val = self._encode(check_labels(y_val, name="y_val"), "y_val")
         if X_val is not None:
             X_val = self._network_input(self._check_input(X_val, "X_val", np.float32), "X_val")
+        augment = self._augmentation(p)
         self._eval_views(p)  # flips without an image shape are refused before training
         rng = as_generator(p["random_state"])
         net = self._build_network(self._network_shape(), len(self.classes_), rng)
@@ -265,10 +280,10 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         solver = Solver(
             net, make_optimizer(net, p), self._make_loss(net, p), X, y_idx, X_val, y_val,
             batch_size=p["batch_size"], epochs=p["epochs"], lr_schedule=schedule_factory(p),
-            schedule_per=p["schedule_per"], augment=self._augmentation(p),
+            schedule_per=p["schedule_per"], augment=augment,
             early_stopping_patience=p["early_stopping_patience"],
             restore_best=self._restore_best, checkpoint_dir=checkpoint_dir,
-            settings=self._run_settings(X, X_val, checkpoint_settings), random_state=rng,
+            settings=self._run_settings(X, X_val, extra), random_state=rng,
             verbose=p["verbose"], progress=self._progress,
         )  # fmt: skip
         with one_blas_thread() if self._one_blas_thread else blas_threads_for(X.size):
@@ -277,7 +292,6 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = dict(solver.history)
         self.history_["best_epoch"] = solver.best_epoch
         self.history_["best_val_acc"] = solver.best_val_acc if solver.X_val is not None else None
-        return self
 
     def _network_shape(self) -> tuple:
         """The shape of one sample as the network reads it."""

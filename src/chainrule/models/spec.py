@@ -337,7 +337,11 @@ class ModelSpec:
     # -- choosing hyperparameters --------------------------------------------------------
 
     def defaults(self, data: DataSummary) -> dict:
-        """Starting hyperparameters for this data (``{}``: the estimator's own)."""
+        """Starting hyperparameters for this data (``{}``: the estimator's own).
+
+        An estimator on `chainrule.models.NetworkClassifier` whose hyperparameters
+        default to ``"auto"`` takes their values from the same recipe in ``fit``, so
+        that it trains in Python as the command line trains it."""
         return {}
 
     def grid(self, params: dict) -> dict | None:

@@ -142,7 +142,7 @@ class BatchNorm2d(Module):
                 f"got shape {xd.shape}"
             )
         return _norm.batch_norm2d(
-            _input_like(x, self.bias),
+            _input_like(x, self.running_mean),
             self.weight,
             self.bias,
             self.running_mean,

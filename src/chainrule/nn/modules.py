@@ -266,13 +266,14 @@ class Module:
 
 
 def _input_like(x, weight):
-    """Plain-array input (data, not differentiated) in the weight's dtype: float64 or
-    integer data meeting float32 weights would otherwise make every product float64."""
+    """Plain-array input (data, not differentiated) in the dtype of `weight` (a Parameter
+    or an array): float64 or integer data meeting float32 weights would otherwise make
+    every product float64."""
     if isinstance(x, Tensor):
         return x
     x = np.asarray(x)
-    if x.dtype != weight.data.dtype and x.dtype.kind in "fiub":
-        x = x.astype(weight.data.dtype)
+    if x.dtype != weight.dtype and x.dtype.kind in "fiub":
+        x = x.astype(weight.dtype)
     return x
 
 
