@@ -74,8 +74,11 @@ def _linear(archive, params: dict, extra: dict):
 def _fully_connected(params: dict) -> None:
     if "aug_padding" in params and params["aug_padding"] is None:
         shape = params.get("image_shape")
-        side = min(shape[:2]) if isinstance(shape, list) and len(shape) == 3 else 0
-        params["aug_padding"] = max(1, int(side) // 16) if isinstance(side, int) else 1
+        try:
+            side = min(int(shape[0]), int(shape[1]))
+        except (TypeError, ValueError, IndexError):  # no image shape: no augmentation
+            side = 0
+        params["aug_padding"] = max(1, side // 16)
 
 
 def upgrade(archive, version: int, name: str, params: dict, extra: dict):
