@@ -114,11 +114,29 @@ def test_user_errors_are_one_line_with_exit_status_2(capsys, argv, message):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_missing_graphviz_is_a_clear_error(capsys, tmp_path, monkeypatch):
+def test_without_graphviz_the_drawing_is_made_by_matplotlib(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere on PATH
-    code, out, err = run_cli(capsys, "x * 2", "x=1", "--out", str(tmp_path / "g.svg"))
-    assert code == 2
-    assert "Graphviz's `dot` program is not installed" in err and "apt-get install graphviz" in err
+    code, out, err = run_cli(capsys, "x * 2", "x=1", "--out", str(tmp_path / "g.png"))
+    assert code == 0, err
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    assert "graph written to" in err
+
+
+def test_html_page_is_written_with_the_expression_as_title(capsys, tmp_path):
+    page = tmp_path / "neuron.html"
+    code, out, err = run_cli(
+        capsys, "1/(1 + exp(-(w0*x0 + w1*x1 + w2)))", "w0=2", "x0=-1", "w1=-3", "x1=-2",
+        "w2=-3", "--html", str(page),
+    )  # fmt: skip
+    assert code == 0, err
+    text = page.read_text()
+    assert "<title>f = 1/(1 + exp(-(w0*x0 + w1*x1 + w2)))</title>" in text
+    assert f"graph written to {page}" in err
+    # a missing folder is made, as for every file chainrule writes; a failure is one line
+    code, _, err = run_cli(capsys, "x * 2", "x=1", "--html", str(tmp_path / "new" / "p.html"))
+    assert code == 0 and "<title>f = x * 2</title>" in (tmp_path / "new" / "p.html").read_text()
+    code, _, err = run_cli(capsys, "x * 2", "x=1", "--html", str(page / "p.html"))
+    assert code == 2 and "File exists" in err and "Traceback" not in err
 
 
 def test_parser_never_evaluates_python():

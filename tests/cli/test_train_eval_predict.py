@@ -384,3 +384,21 @@ def test_predict_names_the_classes_of_a_model_fitted_on_text_labels(tmp_path, ca
         assert r["top"][0]["class"] == label
     code, _, err = cli(capsys, "export", path, "--out", tmp_path / "text.onnx")
     assert_user_error(code, err, "text", "integer labels")
+
+
+def test_search_prints_its_summary_not_every_trials_epochs(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code = main(["train", "twolayer", "--search", "--epochs", "2", "--out", str(out_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    # six trials of two epochs ran; only the final fit's two epoch lines are shown
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    summary = next(i for i, line in enumerate(lines) if line.startswith("search: 6 trials"))
+    assert summary < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/2"))
+    rows = lines[summary + 2 : summary + 8]
+    assert rows[0].startswith("  * ") and all(r.startswith("    ") for r in rows[1:])
+    accs = [float(r.split()[-3].rstrip("%")) for r in rows]
+    assert accs == sorted(accs, reverse=True)
+    best = json.loads((out_dir / "metrics.json").read_text())["search"]["best_val_accuracy"]
+    assert f"(validation {100 * best:.2f}%)" in lines[summary]

@@ -265,3 +265,23 @@ def test_pillow_decompression_bomb_error_is_a_clear_error(tmp_path, no_decoding)
     assert 20_000 * 20_000 > 2 * Image.MAX_IMAGE_PIXELS
     with pytest.raises(ValueError, match=r"b\.png is refused as a decompression bomb.*Pillow"):
         data.read_image(bomb, max_pixels=10**9)
+
+
+def test_each_image_keeps_its_file_name_through_splits_and_the_cache(tmp_path):
+    truth = make_flat(tmp_path / "imgs", n_per_class=10)
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    for _ in range(2):  # decoded, then read back from the cache
+        for split in ("train", "val", "all"):
+            ds = data.load(tmp_path / "imgs", split, **kw)
+            assert len(ds.files) == len(ds)
+            for image, label, name in zip(ds.images, ds.labels, ds.files):
+                np.testing.assert_array_equal(image, truth[name])
+                assert name.split("/")[0] == ds.classes[label]
+    root = tmp_path / "split"
+    for part in ("train", "test"):
+        make_flat(root / part, n_per_class=4, seed=len(part))
+    test = data.load(root, "test", **kw)
+    assert test.files[0] == "test/bird/000.png"
+    both = data.load(root, "all", **kw)
+    assert both.files[:1] == ["train/bird/000.png"] and both.files[-1] == "test/dog/003.png"
+    assert data.load("digits", "train", progress=False).files is None

@@ -2,8 +2,9 @@
 
 `tensor` (the Tensor), `function` (Function, Context, grad modes), `backward` (the
 backward pass), `ops` and `array_ops` (the primitive Functions), `methods` (the Tensor's
-operators), `forward` (jvp, vjp, grad), `draw` (graph drawings); `engine` gathers the
-core in one import.
+operators), `forward` (jvp, vjp, grad), `draw` (graph drawings: DOT text, a matplotlib
+picture, the page that steps through backprop; `graph_view` reads the graph for all of
+them); `engine` gathers the core in one import.
 """
 
 from chainrule.autograd import methods as _methods  # noqa: F401  (gives Tensor its operators)

@@ -9,7 +9,8 @@ so ``chainrule --help`` stays fast.
 What the user can get wrong is reported in one line on stderr with exit status 2: a
 :class:`CommandError` raised by a command, an argument argparse refuses, and any
 ``OSError`` (a folder that cannot be written, a full disk: the environment, not the
-code) or ``MemoryError``. Other exceptions are bugs and keep their traceback. Output
+code) or ``MemoryError``; control characters in it (from class names or paths) are
+escaped. Other exceptions are bugs and keep their traceback. Output
 into a pipe that was closed (``chainrule eval ... | head -c 5``) ends the command quietly
 with status 141, as a program killed by SIGPIPE. SIGTERM stops a command the way Ctrl-C
 does (a run folder records ``interrupted``), with status 143.
@@ -24,6 +25,8 @@ import os
 import signal
 import sys
 
+from chainrule._text import escaped
+
 # command name -> (module, one-line help)
 COMMANDS = {
     "compare": ("chainrule.cli.compare", "train several models and compare their accuracy"),
@@ -32,6 +35,7 @@ COMMANDS = {
     "predict": ("chainrule.cli.predict", "classify image files with a trained model"),
     "export": ("chainrule.cli.export", "write a trained model as an ONNX graph"),
     "graph": ("chainrule.cli.graph", "evaluate an expression and draw its computational graph"),
+    "report": ("chainrule.cli.report", "write the page of a run folder, or one comparing several"),
 }
 
 
@@ -133,5 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         message = describe_os_error(e)
     except MemoryError as e:
         message = f"out of memory{': ' + str(e) if str(e) else ''}"
-    print(f"chainrule {args.command}: error: {message}", file=sys.stderr)
+    # Messages quote class names and paths, which may hold control characters.
+    print(f"chainrule {args.command}: error: {escaped(message)}", file=sys.stderr)
     return 2

@@ -2,17 +2,22 @@
 
 The images go through the model file's own preprocessing; labels are matched to the
 model's classes by name, so a folder holding only some of the classes (or holding them
-in another order) is evaluated correctly.
+in another order) is evaluated correctly. A model of a run folder gets the result added
+to the folder's ``metrics.json`` and page (``report.html``), with the images it got wrong
+(``--no-page`` leaves the folder alone).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
+from chainrule._text import escaped, shown
 from chainrule.cli import CommandError
 from chainrule.cli._common import (
     add_data_arguments,
@@ -66,6 +71,12 @@ def add_arguments(parser) -> None:
         "--json", action="store_true", help="print one JSON object instead of a summary"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-page",
+        action="store_true",
+        help="leave the run folder as it is (by default the result is added to its "
+        "metrics.json and report.html)",
+    )
 
 
 def predict_in_batches(
@@ -149,16 +160,54 @@ def run(args) -> int:
         "confusion_matrix": cm.tolist(),
         "predict_time_s": seconds,
     }
+    page = None if args.no_page else add_to_page(args, loaded, ds, images, y, pred, result)
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"model:    {loaded.name} ({loaded.path})")
-    print(f"data:     {args.data} ({split}, {len(ds)} images)")
+    print(f"model:    {loaded.name} ({escaped(loaded.path)})")
+    print(f"data:     {escaped(args.data)} ({split}, {len(ds)} images)")
     print(f"accuracy: {fmt_acc(acc)} ({result['correct']} of {len(ds)})")
     print(f"time:     {fmt_seconds(seconds)} (prediction)")
     worst = [
         (c, a) for c, a in sorted(zip(loaded.classes, per_class), key=lambda t: t[1]) if a == a
     ][:3]
     if len(loaded.classes) > 1 and worst:
-        print("weakest:  " + ", ".join(f"{c} {fmt_acc(a)}" for c, a in worst))
+        print("weakest:  " + ", ".join(f"{shown(c)} {fmt_acc(a)}" for c, a in worst))
+    if page is not None:
+        print(f"page:     {escaped(page)}")
     return 0
+
+
+def add_to_page(args, loaded, ds, images, y, pred, result) -> str | None:
+    """Add the evaluation to the page of the run folder the model belongs to (with the
+    images it got wrong); the page's path, or None for a model outside a run folder. A
+    folder that cannot take it (another run writing, no permission) gets a warning."""
+    from chainrule.report.environment import now
+    from chainrule.report.evaluations import add_evaluation, run_folder_of, sheet_name
+    from chainrule.report.examples import mistakes_record, predicted_probability
+
+    folder = run_folder_of(args.run, loaded.path)
+    if folder is None:
+        return None
+    model_file = Path(loaded.path).name
+    record = {**result, "model_file": model_file, "time": now()}
+    name = sheet_name(model_file, str(args.data), result["split"])
+
+    def probability(rows):
+        return predicted_probability(loaded.predict_proba(images[rows]), pred[rows])
+
+    def mistakes(where):
+        return mistakes_record(
+            where, name, ds.images, y, pred, loaded.classes, split=result["split"],
+            files=getattr(ds, "files", None), probability=probability,
+        )  # fmt: skip
+
+    try:
+        return str(add_evaluation(folder, record, mistakes))
+    except (OSError, ValueError) as e:
+        from chainrule.cli import describe_os_error
+
+        why = describe_os_error(e) if isinstance(e, OSError) else str(e)
+        print(escaped(f"chainrule eval: warning: the result was not added to {folder}: {why}"),
+              file=sys.stderr)  # fmt: skip
+        return None

@@ -7,6 +7,7 @@ The graph reads uint8 images (N, H, W, C) and returns ``label`` and ``probabilit
 
 from __future__ import annotations
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._common import load_trained
 
@@ -55,7 +56,9 @@ def run(args) -> int:
     data = data_file(path)
     side = f" + {data} {_size(data)}" if data.exists() else ""
     print(
-        f"wrote {path} ({_size(path)}{side}): {loaded.name}, {len(loaded.classes)} classes, "
-        f"input images uint8 {shape}"
+        escaped(
+            f"wrote {path} ({_size(path)}{side}): {loaded.name}, {len(loaded.classes)} classes, "
+            f"input images uint8 {shape}"
+        )
     )
     return 0

@@ -8,8 +8,13 @@ nesting or length but memory): numbers
 functions exp, log, sqrt, sigmoid, tanh, relu and abs. ``**`` binds tighter than unary
 minus and groups to the right, as in Python (``-x**2`` is ``-(x**2)``, ``2**3**2`` is
 ``2**9``). Each variable becomes a scalar Tensor; the output and every variable's
-gradient are printed, and with ``--out`` the graph is drawn with values and gradients
-on its edges (.dot text, or .svg/.png/.pdf through Graphviz's ``dot``).
+gradient are printed. With ``--out`` the graph is drawn with values and gradients on its
+edges (.dot text, or an .svg/.png/.pdf drawing: by Graphviz's ``dot`` where it is
+installed, else by matplotlib); with ``--html`` it becomes a page that steps through the
+forward pass node by node and the backward pass gate by gate::
+
+    chainrule graph "1/(1 + exp(-(w0*x0 + w1*x1 + w2)))" w0=2 x0=-1 w1=-3 x1=-2 w2=-3 \\
+        --html neuron.html
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 
 import numpy as np
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 
 FUNCTIONS = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "abs")
@@ -327,7 +333,15 @@ def add_arguments(parser) -> None:
         "--out",
         metavar="FILE",
         default=None,
-        help="draw the graph to FILE: .dot text, or .svg/.png/.pdf with Graphviz's dot",
+        help="draw the graph to FILE: .dot text, or an .svg/.png/.pdf drawing (by Graphviz's "
+        "dot when it is installed, else by matplotlib)",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        default=None,
+        help="write a page that steps through the forward and backward pass (open it in a "
+        "browser; FILE#step=end shows every value and gradient)",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no status lines on stderr (results stay)"
@@ -437,11 +451,7 @@ def run(args) -> int:
         # Keep every intermediate gradient, so the drawing shows them on all edges.
         out.backward(retain_graph=True)
 
-    if args.out is not None:
-        try:
-            cr.draw_graph(out, args.out)
-        except (RuntimeError, ValueError, OSError) as e:
-            raise CommandError(str(e)) from None
+    written = _draw(out, args)
     print(f"f = {_fmt(out.item())}")
     for n in names:
         g = env[n].grad
@@ -452,6 +462,24 @@ def run(args) -> int:
             why = _why_not_finite(out, env[n])
             note = f"df/d{n} is {_fmt(g)}" + (f": {why}" if why else "")
             print(f"chainrule graph: note: {note}", file=sys.stderr)
-    if args.out is not None and not args.quiet:
-        print(f"graph written to {args.out}", file=sys.stderr)
+    if written and not args.quiet:
+        print(escaped(f"graph written to {' and '.join(written)}"), file=sys.stderr)
     return 0
+
+
+def _draw(out, args) -> list[str]:
+    """Write the drawing (``--out``) and the stepping page (``--html``); their names."""
+    import chainrule as cr
+
+    title = f"f = {args.expression}"
+    written = []
+    try:
+        if args.out is not None:
+            cr.draw_graph(out, args.out, title=title)
+            written.append(args.out)
+        if args.html is not None:
+            cr.draw_graph(out, args.html, format="html", title=title)
+            written.append(args.html)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise CommandError(str(e)) from None
+    return written

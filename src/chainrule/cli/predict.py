@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from chainrule._text import escaped, shown
 from chainrule.cli import CommandError
 from chainrule.cli._common import load_trained
 
@@ -124,8 +125,9 @@ def run(args) -> int:
         return classes[model_labels[j]] if by_label else classes[j]
 
     top = min(args.top, proba.shape[1])
-    width = max(len(p) for p in args.images)
-    for path, label, p in zip(args.images, labels, proba):
+    paths = [escaped(p) for p in args.images]  # names and paths may hold control characters
+    width = max(len(p) for p in paths)
+    for path, shown_path, label, p in zip(args.images, paths, labels, proba):
         label = np.asarray(label).tolist()
         j = column[label]
         name = name_of(j)
@@ -138,8 +140,8 @@ def run(args) -> int:
                 record["top"] = [{"class": c, "probability": q} for c, q in ranked]
             print(json.dumps(record))
         else:
-            line = f"{path.ljust(width)}  {name}  {prob:.3f}"
+            line = f"{shown_path.ljust(width)}  {shown(name)}  {prob:.3f}"
             if args.top > 1:
-                line += "   (" + ", ".join(f"{c} {q:.3f}" for c, q in ranked) + ")"
+                line += "   (" + ", ".join(f"{shown(c)} {q:.3f}" for c, q in ranked) + ")"
             print(line)
     return 0

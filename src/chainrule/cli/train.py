@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._cluster import add_cluster_arguments, cluster_client
 from chainrule.cli._common import (
@@ -187,6 +188,15 @@ def resume(args) -> int:
         return train_and_report(args, trial, folder)
 
 
+def show_search(settings) -> None:
+    """The search's summary, as soon as it has chosen (before the final fit's output)."""
+    from chainrule.report.text import search_summary
+
+    search = settings.tuning.get("search")
+    if isinstance(search, dict):
+        print("\n".join(search_summary(search)), flush=True)
+
+
 def train_and_report(args, trial, folder) -> int:
     """Load the data, train into ``folder`` (the search's trials on the cluster of
     ``--workers``/``--scheduler``), report."""
@@ -204,16 +214,21 @@ def train_and_report(args, trial, folder) -> int:
         with user_errors():
             result, folder = train_run(
                 trial, data, folder, args=recorded_args(args), client=client,
-                command_line=getattr(args, "command_line", None),
+                command_line=getattr(args, "command_line", None), on_settings=show_search,
             )  # fmt: skip
 
     print(f"model:      {trial.model} {spec.describe(result.params)}")
-    print(f"data:       {args.data} ({n_train} train, {n_val} validation images)")
+    print(f"data:       {escaped(args.data)} ({n_train} train, {n_val} validation images)")
     sample = f"on {result.train_accuracy_n} training images"
     print(f"train acc:  {fmt_acc(result.train_accuracy)} ({sample})")
     print(f"val acc:    {fmt_acc(result.val_accuracy)}")
     print(f"fit time:   {fmt_seconds(result.fit_time_s)}")
-    print(f"written:    {folder.path}/ (model.npz, metrics.json, {len(folder.plots)} plots)")
+    wrote_page = "report.html" not in folder.plot_errors and folder.file("report.html").is_file()
+    page = "report.html, " if wrote_page else ""
+    print(
+        f"written:    {escaped(folder.path)}/ "
+        f"(model.npz, metrics.json, {page}{len(folder.plots)} plots)"
+    )
     for plot, err in folder.plot_errors.items():
-        print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
+        print(escaped(f"warning: plot {plot} failed: {err}"), file=sys.stderr)
     return 0

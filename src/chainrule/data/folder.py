@@ -231,8 +231,9 @@ def _check_root(path) -> Path:
 
 def _load_set(
     folder: Path, classes: list[str], name: str, cache_dir, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of ``folder/<class>/...`` for the given class list, cached."""
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images, labels and file names (relative to ``folder``) of ``folder/<class>/...``
+    for the given class list, cached."""
     files: list[tuple[str, int, int]] = []
     present = set(_subdirs(folder))
     for c in classes:
@@ -258,9 +259,10 @@ def _load_set(
         cache = None  # no usable default cache folder: decode every time
     entry = cache / f"{prefix}-{key}.npz" if cache is not None else None
 
+    names = [rel for rel, _, _ in files]
     cached = _read_cache(entry, key, len(files)) if entry is not None else None
     if cached is not None:
-        return cached
+        return (*cached, names)
 
     class_index = {c: i for i, c in enumerate(classes)}
     labels = np.array([class_index[rel.split("/", 1)[0]] for rel, _, _ in files], dtype=np.int64)
@@ -269,7 +271,7 @@ def _load_set(
     )
     if entry is not None:
         _write_cache(cache, entry, prefix, key, images, labels)
-    return images, labels
+    return images, labels, names
 
 
 def _read_cache(entry: Path, key: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -329,9 +331,9 @@ def load_folder(
                 f"{root} has no test/ folder (its images are in {root}/<class>/); use "
                 "split='all' to take every image in it, e.g. to evaluate on it"
             )
-        images, labels = _load_set(root, classes, name, cache_dir, progress)
+        images, labels, files = _load_set(root, classes, name, cache_dir, progress)
         return carve(
-            Dataset(images, labels, classes, name, "all"), split, val_fraction, random_state
+            Dataset(images, labels, classes, name, "all", files), split, val_fraction, random_state
         )
 
     classes = sorted({c for d in layout.values() for c in _subdirs(d)})
@@ -339,8 +341,10 @@ def load_folder(
         raise ValueError(f"the split folders of {root} have no class folders in them")
 
     def load_part(part: str) -> Dataset:
-        images, labels = _load_set(layout[part], classes, f"{name}/{part}", cache_dir, progress)
-        return Dataset(images, labels, classes, name, part)
+        images, labels, files = _load_set(
+            layout[part], classes, f"{name}/{part}", cache_dir, progress
+        )
+        return Dataset(images, labels, classes, name, part, [f"{part}/{f}" for f in files])
 
     if split == "all":
         parts = [load_part(p) for p in SPLIT_FOLDERS if p in layout]
@@ -355,6 +359,7 @@ def load_folder(
             classes,
             name,
             "all",
+            [f for p in parts for f in p.files],
         )
     if split in layout and (split != "train" or "val" in layout):
         return load_part(split)

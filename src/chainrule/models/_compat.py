@@ -13,17 +13,21 @@ the linear classifiers store their layer:
   value is stored now.
 
 `upgrade` turns an open format-1 archive into a view of it in format 2 (members
-renamed, dropped or made from the headers; nothing is read that the current format
-would not read), so the one reader of ``models/io.py``, with all its checks, reads it.
+renamed, dropped or made from the headers, the hyperparameters rewritten; nothing is
+read that the current format would not read), so the one reader
+(``models/_modelfile.py``), with all its checks, reads it, and ``upgrade_model_file``
+writes the current format.
 The hyperparameter a file had that the current format has no place for is kept in the
 loaded model's ``extra["upgraded"]``.
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from chainrule.models._npz import Header
+from chainrule._npz import Header
 
 __all__ = ["upgrade"]
 
@@ -94,4 +98,6 @@ def upgrade(archive, version: int, name: str, params: dict, extra: dict):
         _fully_connected(params)
     if "upgraded" in extra or renamed:
         extra.setdefault("upgraded", {})["from_format"] = version
+    made["params_json"] = np.array(json.dumps(params))
+    made["extra_json"] = np.array(json.dumps(extra))
     return UpgradedArchive(archive, renamed, made, dropped), params, extra

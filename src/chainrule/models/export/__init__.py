@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["export_onnx", "load_onnx", "register_converter", "register_fold"]
 
 _EXTRA = 'pip install "chainrule[onnx]"'
@@ -32,7 +34,7 @@ def _require_onnx() -> None:
 
 def _exportable(model, preprocessor, classes, image_shape):
     from chainrule.models.export.build import Exportable, family
-    from chainrule.models.io import LoadedModel, _jsonable, model_params
+    from chainrule.models.io import LoadedModel, _jsonable, _names_by_label, model_params
     from chainrule.models.registry import model_name
 
     if isinstance(model, LoadedModel):
@@ -56,6 +58,8 @@ def _exportable(model, preprocessor, classes, image_shape):
         raise ValueError(f"the {type(model).__name__} is not fitted (it has no classes_)")
     if classes is None:
         classes = [str(c) for c in model.classes_]
+    # The metadata's `classes` names labels (classes[label]), as a model file's do.
+    classes = _names_by_label([str(c) for c in classes], np.asarray(model.classes_))
     if preprocessor is not None:
         image_shape = tuple(int(s) for s in preprocessor.image_shape_)
     elif image_shape is not None:
