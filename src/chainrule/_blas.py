@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 
 __all__ = ["SMALL_DATA", "blas_threads_for", "one_blas_thread"]
 
 # Below this many input values (samples x values per sample) a data set counts as small.
 SMALL_DATA = 2_000_000
+
+
+_controller = None
+_controller_lock = threading.Lock()
+
+
+def _blas_controller():
+    """threadpoolctl's view of the loaded thread pools, made once (finding them takes a
+    millisecond or more; a prediction of a few hundred digits takes less), or None
+    without threadpoolctl."""
+    global _controller
+    with _controller_lock:
+        if _controller is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                _controller = False
+            else:
+                _controller = ThreadpoolController()
+        return _controller or None
 
 
 def one_blas_thread():
@@ -19,11 +40,10 @@ def one_blas_thread():
     cores are busy with other work, waking a second BLAS thread for each of them made a
     small network's training ten times slower.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    controller = _blas_controller()
+    if controller is None:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return controller.limit(limits=1, user_api="blas")
 
 
 def blas_threads_for(n_values: int):
