@@ -277,3 +277,31 @@ def test_plot_conv_filters_checks_its_input(tmp_path):
         plot_conv_filters(np.zeros((4, 2, 3, 3)), tmp_path / "x.png")
     rgb = np.random.default_rng(0).standard_normal((5, 3, 3, 3))
     assert plot_conv_filters(rgb, tmp_path / "rgb.png", max_filters=4).exists()
+
+
+def photos(n, seed):
+    """(n, 12, 16, 3) colour 'photos' of three objects (a red blob, a blue blob, green
+    stripes) at random places over noise, values centred around 0; labels (n,)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.normal(0, 0.4, (n, 12, 16, 3)).astype(np.float32)
+    yy, xx = np.mgrid[0:12, 0:16]
+    for i in range(n):
+        cy, cx = rng.uniform(3, 9), rng.uniform(3, 13)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 6.0)
+        if y[i] == 2:
+            X[i, ::3, :, 1] += 1.5
+        else:
+            X[i, :, :, 0 if y[i] == 0 else 2] += 2.0 * blob
+    return X, y
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_the_defaults_train_stably_on_a_few_dozen_photos(augment):
+    # Small data: the small-data recipe, with enough epochs for its 180 steps (at most
+    # 50); with crops, flips and test-time flips as well as without.
+    X, y = photos(48, 0)
+    Xt, yt = photos(60, 1)
+    model = ConvNet(augment=augment, random_state=0).fit(X, y)
+    assert model.fitted_params_["epochs"] == 50 and model.fitted_params_["stem"] == "conv"
+    assert model.score(Xt, yt) >= 0.9  # chance: 1/3
