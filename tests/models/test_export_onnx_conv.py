@@ -277,3 +277,50 @@ def test_fitted_estimator_with_test_time_flips(flips, tmp_path):
     np.testing.assert_array_equal(got_labels, model.predict(X))
     meta = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert meta["test_time_flip"] == ("true" if flips else "false")
+
+
+# -- the ConvNet estimator ----------------------------------------------------------------
+
+
+def fitted_convnet(stem: str, flatten: bool, flips: bool = False):
+    """(ConvNet, Preprocessor, test images) on colour images 7 high and 10 wide, fitted on
+    what the preprocessor gives: rows, or images (N, H, W, C) as the command line keeps
+    them for a ConvNet."""
+    from chainrule.models import ConvNet
+
+    shape = (7, 10, 3)
+    labels = np.arange(48) % 2
+    images = reddened(images_of(shape, 48, 0), labels)
+    pre = Preprocessor(flatten=flatten).fit(images)
+    model = ConvNet(
+        channels=(8, 16), stem=stem, image_shape=shape if flatten else None, augment=flips,
+        learning_rate=0.02 if stem == "conv" else 0.003, batch_size=16, epochs=3,
+        optimizer="adam", lr_schedule=None, weight_decay=0.0, label_smoothing=0.0,
+        logit_scale=1.0, lookahead=0, aug_padding=2, random_state=0,
+    )  # fmt: skip
+    model.fit(pre.transform(images), labels)
+    return model, pre, reddened(images_of(shape, 19, 4), np.arange(19) % 2)
+
+
+def reddened(images, labels):
+    """Class 1 gets more red in its top-left corner: a colour and a place to learn."""
+    out = images.astype(np.int64)
+    out[labels == 1, :3, :4, 0] += 120
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("flips", [False, True])
+@pytest.mark.parametrize("flatten", [False, True])
+@pytest.mark.parametrize("stem", ["conv", "whiten"])
+def test_convnet_estimator_on_images_or_rows(stem, flatten, flips, tmp_path):
+    """The estimator's network reads channels-last images, or rows viewed as such images:
+    the graph must feed it the same (an export that fed it another layout mixed up pixels
+    and channels of colour images)."""
+    model, pre, test = fitted_convnet(stem, flatten, flips)
+    path = export_onnx(model, tmp_path / "cnn.onnx", preprocessor=pre)
+    labels, proba = load_onnx(path).run(test)
+    X = pre.transform(test)
+    want = model.predict_proba(X)
+    assert np.ptp(want, axis=0).max() > 0.05
+    np.testing.assert_allclose(proba, want, rtol=0, atol=PROBA_TOL)
+    np.testing.assert_array_equal(labels, model.predict(X))

@@ -42,6 +42,8 @@ _SYMBOLS = {
     _ops.Exp: "exp",
     _ops.Log: "log",
     _ops.Sqrt: "sqrt",
+    _ops.Sin: "sin",
+    _ops.Cos: "cos",
     _ops.Sigmoid: "sigmoid",
     _ops.Tanh: "tanh",
     _ops.ReLU: "relu",

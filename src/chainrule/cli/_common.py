@@ -28,8 +28,25 @@ DATA_HELP = (
 # -- arguments -----------------------------------------------------------------------------
 
 
-def add_data_arguments(parser, default: str | None = "digits") -> None:
+def add_data_arguments(parser, default: str | None = "digits", image_size: bool = False) -> None:
+    """--data, --cache-dir, --archive, --strict (and --image-size for commands that train)."""
     parser.add_argument("--data", default=default, metavar="NAME_OR_DIR", help=DATA_HELP)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse an image folder holding files that cannot be read or are not images, "
+        "or class folders without images (default: leave them out with a warning)",
+    )
+    if image_size:
+        parser.add_argument(
+            "--image-size",
+            type=image_size_arg,
+            default=None,
+            metavar="HxW",
+            help="resize every image to HEIGHTxWIDTH pixels, e.g. 48x64 (default: images of "
+            "an image folder that have another size than its most common one are resized "
+            "to it)",
+        )
     parser.add_argument(
         "--cache-dir",
         default=None,
@@ -92,6 +109,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def image_size_arg(text: str) -> list[int]:
+    """argparse type: ``48x64`` -> [48, 64], height and width in pixels."""
+    import argparse
+
+    from chainrule.data.resize import parse_size
+
+    try:
+        return list(parse_size(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def fraction(text: str) -> float:
     """argparse type: a float in [0, 1)."""
     import argparse
@@ -117,6 +146,8 @@ def load_split(
     cache_dir=None,
     archive=None,
     progress: bool = True,
+    image_size=None,
+    strict: bool = False,
 ):
     """``chainrule.data.load`` with its errors as one-line :class:`CommandError`."""
     from chainrule.data import load
@@ -130,6 +161,8 @@ def load_split(
             val_fraction=val_fraction,
             random_state=seed,
             progress=progress,
+            image_size=None if image_size is None else tuple(image_size),
+            strict=strict,
         )
     except (OSError, ValueError, TypeError) as e:
         raise CommandError(f"cannot load {data!r} ({split}): {e}") from None
@@ -143,18 +176,21 @@ def prepare_data(args, progress: bool, *, test: bool = False):
     """
     from chainrule.experiment import TrialData
 
-    common = {"seed": args.seed, "cache_dir": args.cache_dir, "progress": progress}
-    archive = getattr(args, "archive", None)
+    common = {
+        "seed": args.seed, "cache_dir": args.cache_dir, "progress": progress,
+        "archive": getattr(args, "archive", None), "strict": getattr(args, "strict", False),
+    }  # fmt: skip
+    size = getattr(args, "image_size", None)
     loaded = {"train": None, "val": None, "test": None}
     wanted = ["train"] + (["val"] if args.val_fraction > 0 else [])
     for split in wanted:
         loaded[split] = load_split(
-            args.data, split, val_fraction=args.val_fraction, archive=archive, **common
+            args.data, split, val_fraction=args.val_fraction, image_size=size, **common
         )
     if test and "test" in splits_of(args.data):
-        loaded["test"] = load_split(
-            args.data, "test", cache_dir=args.cache_dir, archive=archive, progress=progress
-        )
+        # the test images at the size of the training images
+        size = loaded["train"].image_shape[:2]
+        loaded["test"] = load_split(args.data, "test", image_size=size, **common)
     source = {"name": str(args.data), "val_fraction": args.val_fraction, "seed": args.seed}
     return TrialData(loaded["train"], loaded["val"], loaded["test"], source=source)
 

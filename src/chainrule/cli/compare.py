@@ -40,7 +40,7 @@ def default_models() -> str:
 
 
 def add_arguments(parser) -> None:
-    add_data_arguments(parser)
+    add_data_arguments(parser, image_size=True)
     default = default_models()
     parser.add_argument(
         "--models",

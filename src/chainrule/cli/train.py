@@ -35,7 +35,7 @@ from chainrule.cli._common import (
 )
 
 # The arguments a run records (with every model option) so that a resume restores them.
-BASE_ARGS = ("model", "data", "cache_dir", "val_fraction", "seed", "search")
+BASE_ARGS = ("model", "data", "cache_dir", "val_fraction", "seed", "search", "image_size", "strict")
 
 
 def add_arguments(parser) -> None:
@@ -47,7 +47,7 @@ def add_arguments(parser) -> None:
         metavar="MODEL",
         help=f"one of {', '.join(model_names())} (not needed with --resume)",
     )
-    add_data_arguments(parser)
+    add_data_arguments(parser, image_size=True)
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder to write (required)")
     parser.add_argument(
         "--force",
@@ -123,7 +123,21 @@ def run(args) -> int:
     with user_errors():
         folder = open_run(args.out, force=args.force, args=recorded_args(args))
     with folder:
+        args.on_stop = on_stop(args, trial, folder.path)
         return train_and_report(args, trial, folder)
+
+
+def on_stop(args, trial, path) -> str:
+    """What the message of an interrupted run adds: the command that continues it."""
+    import shlex
+
+    if model_spec(trial.model).checkpoints or args.search:
+        command = f"chainrule train --resume {shlex.quote(str(path))}"
+        return f"the run folder records it, and {command} continues it"
+    return (
+        "the run folder records it; the same command starts it again (a network's run or "
+        "a search would continue with chainrule train --resume)"
+    )
 
 
 def recorded_args(args) -> dict:
@@ -160,6 +174,8 @@ def restore_args(args, stored: dict, where) -> None:
         bad = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
         if key == "val_fraction" and not bad:
             bad = not 0.0 <= value < 1.0
+        if key == "image_size" and value is not None and not bad:
+            bad = len(value) != 2 or not all(type(v) is int and v > 0 for v in value)
         if bad:
             raise CommandError(
                 f"cannot resume {where}: its metrics.json is damaged ({key} is {value!r})"
@@ -181,6 +197,7 @@ def resume(args) -> int:
         restore_args(args, stored, args.resume)
         args.out = args.resume
         trial = trial_from_args(args, resume=True)
+        args.on_stop = on_stop(args, trial, folder.path)
         if params is not None:
             # The settings the interrupted run had chosen (after any search), as they were.
             trial = dataclasses.replace(trial, params=params, sources={}, tune=False)

@@ -86,7 +86,8 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     Fitted attributes: ``classes_`` (C,) the sorted labels (int64 or strings),
     ``n_features_in_`` (values per sample), ``image_shape_`` ((H, W, C) of the images
-    the samples are, or None for rows of no known image shape), ``net_`` (the trained
+    the samples are, or None for rows of no known image shape), ``input_shape_`` (one
+    sample as the network reads it: ``(D,)`` or ``(H, W, C)``), ``net_`` (the trained
     `chainrule.nn` module), ``history_`` (``loss`` per iteration; ``epoch_loss``,
     ``train_acc``, ``val_acc``, ``lr``, ``epoch_time`` per epoch; ``best_epoch``,
     ``best_val_acc``; absent from a model read from a file), ``fitted_params_`` (the
@@ -298,6 +299,14 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         if self._reads == "rows":
             return (self.n_features_in_,)
         return self.image_shape_
+
+    @property
+    def input_shape_(self) -> tuple:
+        """The shape of one sample as ``net_`` reads it: ``(D,)`` for a network that reads
+        rows, ``(H, W, C)`` for one that reads images (inputs of the other form are
+        viewed so, without a copy)."""
+        check_is_fitted(self, "net_")
+        return self._network_shape()
 
     def _make_loss(self, net, p: dict):
         """``loss_fn(scores, y)``: the family's data loss plus ``reg * sum(W**2)`` over

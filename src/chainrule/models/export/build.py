@@ -13,9 +13,11 @@ its mirror image, and the argmax that picks the label (the first maximum, as Num
 
 A model family is recognised by its documented fitted attributes: a network by ``net_``
 (an `nn.Module`, converted layer by layer by `modules`), a linear classifier by ``W_``
-(D, C) and ``b_`` (C,), k-NN by its class. A new estimator whose network is an
-``nn.Module`` in ``net_`` reading what its preprocessor gives (rows, or images (N, H, W,
-C) from ``Preprocessor(flatten=False)``) and predicting the argmax of the softmax of its
+(D, C) and ``b_`` (C,), k-NN by its class. A network reads what its preprocessor gives
+(rows, or images (N, H, W, C) from ``Preprocessor(flatten=False)``, which a ConvNet's first
+layer, ``nn.Permute``, views as (N, C, H, W)), viewed as its ``input_shape_`` says (rows
+as images for a network that reads images, as the estimator does), so any estimator whose
+network is an ``nn.Module`` in ``net_`` and that predicts the argmax of the softmax of its
 scores (averaged with the mirror images' with ``test_time_flip``), as every estimator on
 ``chainrule.models.NetworkClassifier`` does, exports with no code here.
 """
@@ -31,7 +33,7 @@ from onnx import helper
 from chainrule import nn
 from chainrule.models.export.graph import IR_VERSION, OPSET, Graph, value_info
 from chainrule.models.export.modules import convert_module
-from chainrule.models.export.preprocess import images_to_rows
+from chainrule.models.export.preprocess import images_to_rows, resize_pixels
 
 __all__ = ["Exportable", "build_model"]
 
@@ -48,7 +50,8 @@ class Exportable:
     classes : class names, ``classes[label]`` names label ``label``; name : registered
     model name (or the class name); params : JSON-able hyperparameters;
     image_shape : (H, W, C) of the input images, or None (only without a preprocessor:
-    then H, W and C stay symbolic).
+    then H, W and C stay symbolic); resize : images of any other size are resized to
+    ``image_shape`` in the graph (else the input has that size).
     """
 
     model: object
@@ -57,6 +60,12 @@ class Exportable:
     name: str
     params: dict = field(default_factory=dict)
     image_shape: tuple[int, int, int] | None = None
+    resize: bool = True
+
+    @property
+    def resizes(self) -> bool:
+        """Whether the graph reads images of any size and resizes them to the model's."""
+        return self.resize and self.image_shape is not None
 
 
 @dataclass
@@ -72,7 +81,7 @@ class Head:
 # -- the families ----------------------------------------------------------------------
 
 
-def _linear_head(g: Graph, model, rows: str) -> Head:
+def _linear_head(g: Graph, model, rows: str, images: bool) -> Head:
     W = np.asarray(model.W_, dtype=np.float32)
     b = np.asarray(model.b_, dtype=np.float32)
     scores = g.op("Gemm", [rows, g.const(W, "W"), g.const(b, "b")], "scores")
@@ -81,13 +90,21 @@ def _linear_head(g: Graph, model, rows: str) -> Head:
     return Head(proba, scores, "softmax of the class scores x W + b")
 
 
-def _network_head(g: Graph, model, rows: str) -> Head:
-    scores = convert_module(g, model.net_, rows, "net")
+def _network_head(g: Graph, model, x: str, images: bool) -> Head:
+    # What the estimator does between its preprocessing and its network: a network that
+    # reads images (its `input_shape_` is (H, W, C)) views rows as images, one that reads
+    # rows flattens images.
+    shape = tuple(int(s) for s in getattr(model, "input_shape_", None) or ())
+    if not images and len(shape) == 3:
+        x = g.op("Reshape", [x, g.ints([-1, *shape], "net.input_shape")], "net.input")
+    elif images and len(shape) == 1:
+        x = g.op("Flatten", [x], "net.input", axis=1)
+    scores = convert_module(g, model.net_, x, "net")
     proba = g.op("Softmax", [scores], "softmax", axis=-1)
     return Head(proba, proba, "softmax of the network's class scores")
 
 
-def _knn_head(g: Graph, model, rows: str) -> Head:
+def _knn_head(g: Graph, model, rows: str, images: bool) -> Head:
     from chainrule.models.export.knn import knn_votes
 
     counts, proba = knn_votes(g, model, rows)
@@ -143,14 +160,15 @@ def _check_flips(ex: Exportable) -> None:
 
 def _average_flips(g: Graph, proba: str) -> str:
     """(2N, C) probabilities of [images; mirrored] -> (N, C), their mean per image."""
-    first, second = g.op("Split", [proba], "views", n_out=2, axis=0)
+    first, second = g.op("Split", [proba], "views", n_out=2, axis=0, num_outputs=2)
     total = g.op("Add", [first, second], "views_sum")
     return g.op("Div", [total, g.scalar(2.0, np.float32, "two")], "views_mean")
 
 
 def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str]:
     """Nodes from ``images`` to (label, probabilities, description)."""
-    images = INPUT
+    images = resize_pixels(g, INPUT, *ex.image_shape[:2]) if ex.resizes else INPUT
+    images = g.op("Cast", [images], "pixels", to=1)  # 1: FLOAT
     if flips:
         # Mirror the raw pixels: the per-channel preprocessing commutes with the flip,
         # so this is the mirrored row the model sees in Python.
@@ -167,7 +185,9 @@ def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str
         )
         images = g.op("Concat", [images, mirrored], "views", axis=0)
     rows = images_to_rows(g, images, ex.preprocessor)
-    head = head_of(g, ex.model, rows)
+    # what the preprocessing gives: rows, or images (N, H, W, C) with flatten=False
+    kept = ex.preprocessor is not None and not getattr(ex.preprocessor, "flatten", True)
+    head = head_of(g, ex.model, rows, kept)
     proba, decision = head.probabilities, head.decision
     if flips:
         proba = decision = _average_flips(g, proba)
@@ -203,6 +223,8 @@ def build_model(ex: Exportable):
         describes = "mean over the image and its mirror image of the " + describes
     n_classes = len(np.asarray(ex.model.classes_))
     h, w, c = ex.image_shape if ex.image_shape is not None else ("H", "W", "C")
+    if ex.resizes:
+        h, w = "H", "W"
     graph = g.to_graph(
         [value_info(INPUT, np.uint8, ["N", h, w, c])],
         [
@@ -245,5 +267,16 @@ def _metadata(ex: Exportable, flips: bool, describes: str, version: str) -> dict
         "params": json.dumps(ex.params),
         "preprocessing": json.dumps(preprocessing),
         "test_time_flip": json.dumps(flips),
+        "resize": json.dumps(_resize_record(ex)),
         "probabilities": describes,
     }
+
+
+def _resize_record(ex: Exportable) -> dict | None:
+    """What the graph does with images of another size (None: it reads one size only)."""
+    if not ex.resizes:
+        return None
+    from chainrule.data.resize import RESIZE_METHOD
+
+    h, w, _ = ex.image_shape
+    return {"height": int(h), "width": int(w), "method": RESIZE_METHOD}

@@ -11,6 +11,9 @@ length (no recursion error escapes, whatever the nesting) and must have its exac
 - ``preprocessing``: ``null``, or an object whose ``image_shape`` is three positive
   integers and whose ``mean`` and ``std`` are lists of one finite number per channel;
 - ``test_time_flip``: ``true``, ``false`` or ``null``;
+- ``resize``: ``null`` (the graph reads images of one size), or an object whose
+  ``height`` and ``width`` are positive integers (the size the graph resizes images of
+  any size to), or absent (files written before graphs resized);
 - ``model``, ``chainrule_version``, ``probabilities``: strings.
 
 Anything else is a ``ValueError`` that names the file and the field.
@@ -41,6 +44,7 @@ class Metadata:
     preprocessing: dict | None
     test_time_flip: bool | None
     model: str | None
+    resize: dict | None = None
 
 
 def _json(meta: dict, key: str, where: str, required: bool = False) -> Any:
@@ -130,4 +134,15 @@ def read_metadata(meta: dict[str, str], where: str, columns: int | None = None) 
     if flip is not None and not isinstance(flip, bool):
         raise ValueError(f"{where}: its metadata 'test_time_flip' is not true or false")
     model = meta.get("model")
-    return Metadata(classes, labels, params, _preprocessing(meta, where), flip, model)
+    prep = _preprocessing(meta, where)
+    return Metadata(classes, labels, params, prep, flip, model, _resize(meta, where))
+
+
+def _resize(meta: dict, where: str) -> dict | None:
+    resize = _json(meta, "resize", where)
+    if resize is None:
+        return None
+    size = [resize.get(k) for k in ("height", "width")] if isinstance(resize, dict) else []
+    if len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
+        raise ValueError(f"{where}: its metadata 'resize' is not a height and width to resize to")
+    return resize

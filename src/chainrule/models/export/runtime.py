@@ -24,6 +24,8 @@ class OnnxModel:
     classes : list of str, ``classes[label]`` names label ``label``
     labels : (C,) int64, the label of each column of ``predict_proba``
     image_shape : (H, W, C) the model reads (None where the file leaves a size open)
+    resizes : whether the graph takes images of any height and width (and resizes them
+        to ``image_shape``) or of ``image_shape`` only
     params : dict of the model's settings (None where the file has none)
     preprocessing : dict of the preprocessing the graph holds, or None
     test_time_flip : whether the graph averages each image with its mirror image (None
@@ -55,6 +57,9 @@ class OnnxModel:
             raise ValueError(f"{where}: input 'images' should be (N, H, W, C), got {shape}")
         dims = shape[1:]
         self.image_shape = tuple(dims) if all(isinstance(d, int) for d in dims) else None
+        self.resizes = checked.resize is not None and isinstance(dims[2], int)
+        if self.resizes:
+            self.image_shape = (checked.resize["height"], checked.resize["width"], dims[2])
         self.metadata = meta
 
     def run(self, images) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +69,15 @@ class OnnxModel:
             raise TypeError(f"images must be uint8 pixels, got dtype {images.dtype}")
         if images.ndim != 4:
             raise ValueError(f"images must have shape (N, H, W, C), got {images.shape}")
-        if self.image_shape is not None and images.shape[1:] != self.image_shape:
+        if self.resizes and images.shape[3] != self.image_shape[2]:
+            raise ValueError(
+                f"images have {images.shape[3]} channels but the model reads {self.image_shape[2]}"
+            )
+        if (
+            not self.resizes
+            and self.image_shape is not None
+            and images.shape[1:] != self.image_shape
+        ):
             raise ValueError(
                 f"images have shape (H, W, C) = {images.shape[1:]} but the model reads "
                 f"{self.image_shape}"
