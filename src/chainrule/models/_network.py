@@ -77,8 +77,10 @@ from chainrule.nn.functional.losses import cross_entropy, l2_penalty
 
 __all__ = ["NetworkClassifier"]
 
-# Rows per forward pass when predicting (bounds the activations held at once).
+# Samples per forward pass when predicting, and input values per pass (both bound the
+# float64 activations held at once).
 _PREDICT_BATCH = 1000
+_PREDICT_VALUES = 1 << 20
 
 
 class NetworkClassifier(ClassifierMixin, BaseEstimator):
@@ -395,22 +397,29 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         return self._network_input(X)
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores (N, C) of network inputs, in eval mode, in X's dtype.
+        """Class scores (N, C) of network inputs, in eval mode: float32 values, in X's
+        dtype.
 
-        float64 inputs run through a float64 copy of the network: their results then
-        carry float64's precision, so the same sample gives the same scores wherever it
-        sits in the batch (float32 matrix products round by where a row falls in the
-        BLAS kernel's tiles, about 1e-7 apart), as scikit-learn's estimators do.
+        A sample's scores do not depend on the other samples of the batch or on where it
+        sits in it, to the bit. float32 matrix products round each output by where its
+        row falls in the BLAS kernel's tiles and in the threads' split of the batch (a
+        row alone is even a matrix-vector product): about 1e-7 apart in one product,
+        thousands of float32 ulps after a few layers (`tests/models/test_row_invariance.py`
+        measures it). So the network runs on a float64 copy, whose results differ by
+        position only around 1e-16, far below float32's rounding, and the scores are
+        rounded to float32, the precision of the trained weights. That costs about twice
+        a float32 pass; training and its validation scores stay in float32.
         """
-        net = self.net_
-        if X.dtype == np.float64:
-            net = copy.deepcopy(net).to(np.float64)
+        net = copy.deepcopy(self.net_).to(np.float64)
         net.eval()
+        self.net_.eval()
+        per_pass = max(1, min(_PREDICT_BATCH, _PREDICT_VALUES // max(1, X[:1].size)))
         out = []
         with no_grad(), blas_threads_for(X.size):
-            for i in range(0, X.shape[0], _PREDICT_BATCH):
-                out.append(net(Tensor(X[i : i + _PREDICT_BATCH])).data)
-        return np.concatenate(out, axis=0)
+            for i in range(0, X.shape[0], per_pass):
+                rows = X[i : i + per_pass].astype(np.float64, copy=False)
+                out.append(net(Tensor(rows)).data.astype(np.float32))
+        return np.concatenate(out, axis=0).astype(X.dtype, copy=False)
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
         p = softmax(self._scores(X))
@@ -426,7 +435,8 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         """Class scores of X (rows or images): the network in eval mode on one view of
         each sample (no test-time flips). (N, C), columns in ``classes_``; with two
         classes, as scikit-learn's classifiers, (N,): the score of ``classes_[1]`` minus
-        that of ``classes_[0]``. float32, float64 for float64 input."""
+        that of ``classes_[0]``. float32 (float64 for float64 input, of the same
+        values); a sample gets the same scores whatever the other samples of X."""
         return decision_from_scores(self._scores(self._inputs(X)))
 
     def predict_proba(self, X) -> np.ndarray:
