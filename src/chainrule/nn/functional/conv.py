@@ -303,7 +303,8 @@ def _conv_backward(x, g, weight, stride, padding, needs):
         return dw, (g2.sum(axis=0) if need_b else None)
 
     per_image = win.ho * win.wo * kh * kw * (f if transposed else c) * x.itemsize
-    parts = map_chunks(work, n, chunk_size(n, per_image, _CHUNK_BYTES), elements=g.size * kh * kw * c)
+    chunk = chunk_size(n, per_image, _CHUNK_BYTES)
+    parts = map_chunks(work, n, chunk, elements=g.size * kh * kw * c)
     dw = _total([p[0] for p in parts]) if need_w else None
     if need_w:
         dw = _weight_from_matrix(dw, (f, c, kh, kw), win_back if transposed else win, transposed)
