@@ -2,8 +2,9 @@
 
 The data are those of ``chainrule train``: the decoded training images of a CIFAR-10
 image folder (cached by `chainrule.data.load`), a stratified validation split of 20%
-(10,000 of 50,000 images, seed 0) held out, the per-channel mean subtracted and the
-images flattened to rows (`chainrule.data.Preprocessor`). The network comes from
+(10,000 of 50,000 images, seed 0) held out, the per-channel mean subtracted, the
+images kept as images, channels-last (`chainrule.data.Preprocessor(flatten=False)`,
+what `chainrule.models.ConvNet` reads). The network comes from
 `chainrule.models.convnet_arch.build_convnet` (widths per stage, a 3x3 or a frozen
 patch-whitening stem), trained by `chainrule.train.Solver` with Nesterov SGD, a
 one-cycle schedule, label smoothing, random crops (translations) and flips, and
@@ -91,7 +92,7 @@ def build(a, image_shape, n_classes, X=None):
     from chainrule.models.convnet_arch import build_convnet
 
     widths = tuple(int(w) for w in a.widths.split(",") if w)
-    whiten = X.reshape(-1, *image_shape) if (a.stem == "whiten" and X is not None) else None
+    whiten = X if (a.stem == "whiten" and X is not None) else None
     if a.stem == "whiten" and whiten is None:  # throughput runs: any images will do
         whiten = np.random.default_rng(a.seed).standard_normal((256, *image_shape))
     return build_convnet(
@@ -146,7 +147,7 @@ def throughput(a) -> int:
     opt, _ = make_optimizer(a, net, 1)
     loss_fn = loss_function(a)
     rng = np.random.default_rng(a.seed)
-    X = rng.standard_normal((2, a.batch_size, 32 * 32 * 3), dtype=np.float32)
+    X = rng.standard_normal((2, a.batch_size, *shape), dtype=np.float32)
     y = rng.integers(0, 10, (2, a.batch_size))
 
     def step(i):
@@ -180,7 +181,7 @@ def load_data(a):
 
     train = load(a.data, split="train", val_fraction=0.2, random_state=a.seed, progress=False)
     val = load(a.data, split="val", val_fraction=0.2, random_state=a.seed, progress=False)
-    prep = Preprocessor().fit(train.images)
+    prep = Preprocessor(flatten=False).fit(train.images)
     X, y = prep.transform(train.images), train.labels
     Xv, yv = prep.transform(val.images), val.labels
     if a.subset:
@@ -197,12 +198,11 @@ def evaluate(solver, Xv, yv, shape) -> dict:
     from chainrule.data.augment import crop_flip
 
     n = len(Xv)
-    images = Xv.reshape(n, *shape)
 
     def probs(dy, dx, flip):
         offsets_y, offsets_x = np.full(n, dy), np.full(n, dx)
-        view = crop_flip(images, offsets_y, offsets_x, np.full(n, flip), padding=1)
-        return softmax(solver.predict_scores(view.reshape(n, -1)))
+        view = crop_flip(Xv, offsets_y, offsets_x, np.full(n, flip), padding=1)
+        return softmax(solver.predict_scores(view))
 
     one, mirror = probs(1, 1, False), probs(1, 1, True)
     shifted = sum(probs(d, d, f) for d in (0, 2) for f in (False, True))
@@ -215,7 +215,7 @@ def evaluate(solver, Xv, yv, shape) -> dict:
 
 
 def train(a) -> int:
-    from chainrule.data.augment import random_crop_flip_flat
+    from chainrule.data.augment import random_crop_flip
     from chainrule.train.solver import Solver, batches_per_epoch
 
     t = time.perf_counter()
@@ -228,7 +228,7 @@ def train(a) -> int:
     opt, schedule = make_optimizer(a, net, steps)
 
     def augment(xb, rng):
-        return random_crop_flip_flat(xb, shape, a.aug_padding, True, rng)
+        return random_crop_flip(xb, a.aug_padding, True, rng)
 
     val = (Xv, yv) if a.val_every_epoch else (None, None)
     solver = Solver(

@@ -14,6 +14,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from chainrule._random import as_generator
 
+from .layout import image_shape as _image_shape
+
 __all__ = ["crop_flip", "random_crop_flip", "random_crop_flip_flat"]
 
 
@@ -157,10 +159,7 @@ def random_crop_flip_flat(
     if not isinstance(X, np.ndarray) or X.ndim != 2:
         shape = getattr(X, "shape", None)
         raise ValueError(f"X must be a 2-D array (N, D), got shape {shape}")
-    try:
-        h, w, c = (int(s) for s in image_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"image_shape must be (H, W, C), got {image_shape!r}") from None
+    h, w, c = _image_shape(image_shape)
     d = h * w * c
     n, cols = X.shape
     if cols not in (d, d + 1):
