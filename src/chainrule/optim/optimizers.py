@@ -183,9 +183,7 @@ class Optimizer:
         """One update of every parameter that has a gradient (``t`` is incremented
         first), each with the settings of its group."""
         self.t += 1
-        per_group = [
-            (self._constants(g), g["weight_decay"], g["lr"]) for g in self.param_groups
-        ]
+        per_group = [(self._constants(g), g["weight_decay"], g["lr"]) for g in self.param_groups]
         items = []
         for i, p, g in self._grads():
             states = [_flat(self._buffer(k, i)) for k in self._active_states(i)]
