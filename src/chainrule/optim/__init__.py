@@ -1,4 +1,4 @@
-"""Optimizers (SGD, RMSProp, Adam, AdamW, the Lookahead wrapper), parameter groups,
+"""Optimizers (SGD, RMSProp, Adam, AdamW, Muon, the Lookahead wrapper), parameter groups,
 gradient clipping and learning-rate schedules.
 
 All optimizers update parameters in place with preallocated state; see
@@ -9,6 +9,7 @@ schedules and how to step them. `make_optimizer` and `make_schedule` build both 
 
 from chainrule.optim.groups import network_groups
 from chainrule.optim.lookahead import Lookahead
+from chainrule.optim.muon import Muon
 from chainrule.optim.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -44,6 +45,7 @@ __all__ = [
     "LRSchedule",
     "LinearWarmup",
     "Lookahead",
+    "Muon",
     "OneCycleLR",
     "Optimizer",
     "RMSProp",
