@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 
-from .augment import crop_flip, random_crop_flip, random_crop_flip_flat
+from .augment import CropFlip, alternating_flips, crop_flip, random_crop_flip, random_crop_flip_flat
 from .cache import cache_root
 from .dataset import Dataset
 from .loading import DATASETS, SPLITS, available_splits, load
@@ -26,6 +26,8 @@ from .preprocess import Preprocessor
 from .splits import stratified_split_indices, train_val_split
 
 __all__ = [
+    "CropFlip",
+    "alternating_flips",
     "DATASETS",
     "SPLITS",
     "Dataset",
