@@ -70,6 +70,57 @@ def parse_args(argv=None):
         default=True,
         help="validate after every epoch (the curve) or only at the end",
     )
+    p.add_argument(
+        "--init",
+        choices=("kaiming", "dirac"),
+        default=R.get("init", "kaiming"),
+        help="3x3 convolutions: He normal, or He normal with identity filters first",
+    )
+    p.add_argument(
+        "--bias-lr-factor",
+        type=float,
+        default=R.get("bias_lr_factor", 1.0),
+        help="learning rate of biases and batch-norm shifts, times --lr",
+    )
+    p.add_argument(
+        "--decay-biases",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="weight decay of biases and shifts too (divided by --bias-lr-factor)",
+    )
+    p.add_argument(
+        "--flips",
+        choices=("random", "alternate"),
+        default=R.get("flips", "random"),
+        help="training flips: random, or each image mirrored in every other epoch",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("nesterov", "muon"),
+        default=R["optimizer"],
+        help="muon: the convolution filters by Muon (--muon-lr, --muon-momentum), the rest "
+        "by Nesterov SGD",
+    )
+    p.add_argument("--muon-lr", type=float, default=R.get("muon_lr", 0.1))
+    p.add_argument("--muon-momentum", type=float, default=R.get("muon_momentum", 0.6))
+    p.add_argument(
+        "--muon-normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep each filter bank's norm fixed (instead of weight decay on the filters)",
+    )
+    p.add_argument(
+        "--lookahead-alpha",
+        type=float,
+        default=R.get("lookahead_alpha", 0.5),
+        help="the pull toward the fast weights at each Lookahead sync",
+    )
+    p.add_argument(
+        "--lookahead-ramp",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the pull grows from none to --lookahead-alpha over the run (cubic)",
+    )
     p.add_argument("--epochs", type=int, default=R["epochs"])
     p.add_argument("--batch-size", type=int, default=R["batch_size"])
     p.add_argument(
@@ -105,18 +156,36 @@ def build(a, image_shape, n_classes, X=None):
         bn_scale=a.bn_scale,
         logit_scale=a.logit_scale,
         random_state=a.seed,
+        init=a.init,
     )
 
 
 def make_optimizer(a, net, total_steps):
     from chainrule import optim
 
-    params = optim.weight_decay_groups(net, a.weight_decay)
-    opt = optim.SGD(params, lr=a.lr, momentum=a.momentum, nesterov=True)
+    groups = optim.network_groups(
+        net, a.lr, a.weight_decay, bias_lr_factor=a.bias_lr_factor, decay_biases=a.decay_biases
+    )
+    if a.optimizer == "muon":
+        filters = [p for p in net.parameters() if p.ndim == 4]
+        rest = [
+            {**g, "params": [p for p in g["params"] if p.ndim != 4], "orthogonalize": False}
+            for g in groups
+        ]
+        muon = {
+            "params": filters, "lr": a.muon_lr, "momentum": a.muon_momentum,
+            "weight_decay": 0.0 if a.muon_normalize else a.weight_decay,
+            "normalize_weights": a.muon_normalize,
+        }  # fmt: skip
+        opt = optim.Muon([muon, *rest], lr=a.lr, momentum=a.momentum, nesterov=True)
+    else:
+        opt = optim.SGD(groups, lr=a.lr, momentum=a.momentum, nesterov=True)
     if a.lookahead:
-        opt = optim.Lookahead(opt, k=a.lookahead, alpha=0.5)
+        ramp = total_steps if a.lookahead_ramp else None
+        opt = optim.Lookahead(opt, k=a.lookahead, alpha=a.lookahead_alpha, ramp_steps=ramp)
+    kwargs = {"cycle_momentum": False} if a.optimizer == "muon" else {}
     schedule = optim.make_schedule(
-        None if a.schedule == "constant" else a.schedule, opt, total_steps
+        None if a.schedule == "constant" else a.schedule, opt, total_steps, **kwargs
     )
     return opt, schedule
 
@@ -215,7 +284,7 @@ def evaluate(solver, Xv, yv, shape) -> dict:
 
 
 def train(a) -> int:
-    from chainrule.data.augment import random_crop_flip_flat
+    from chainrule.data.augment import CropFlip
     from chainrule.train.solver import Solver, batches_per_epoch
 
     t = time.perf_counter()
@@ -227,8 +296,7 @@ def train(a) -> int:
     steps = batches_per_epoch(len(X), a.batch_size) * a.epochs
     opt, schedule = make_optimizer(a, net, steps)
 
-    def augment(xb, rng):
-        return random_crop_flip_flat(xb, shape, a.aug_padding, True, rng)
+    augment = CropFlip(shape, a.aug_padding, a.flips, seed=a.seed)
 
     val = (Xv, yv) if a.val_every_epoch else (None, None)
     solver = Solver(

@@ -231,3 +231,108 @@ def test_plot_conv_filters_checks_its_input(tmp_path):
         plot_conv_filters(np.zeros((4, 2, 3, 3)), tmp_path / "x.png")
     rgb = np.random.default_rng(0).standard_normal((5, 3, 3, 3))
     assert plot_conv_filters(rgb, tmp_path / "rgb.png", max_filters=4).exists()
+
+
+# ----------------------------------------------------------------- the fast-CIFAR options
+
+
+def test_dirac_init_and_the_shifts_learning_rate(data):
+    (X, y), _ = data
+    model = ConvNet(**TINY, init="dirac", bias_lr_factor=64, optimizer="nesterov",
+                    learning_rate=0.05, weight_decay=5e-4, epochs=1).fit(X, y)  # fmt: skip
+    net = model._build_network(36, 3, np.random.default_rng(0))
+    convs = [m.weight.data for m in net.modules() if isinstance(m, nn.Conv2d)]
+    for w in convs:
+        k = min(w.shape[:2])
+        np.testing.assert_array_equal(w[:k], nn.init.dirac((k, w.shape[1], 3, 3)))
+    opt = model._make_optimizer(net)
+    weights, shifts = opt.param_groups
+    assert [p.ndim for p in weights["params"]] == [4, 4, 4, 2]
+    assert weights["lr"] == 0.05 and weights["weight_decay"] == 5e-4
+    assert shifts["lr"] == pytest.approx(3.2) and shifts["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in shifts["params"])
+    opt.lr = 0.01  # as a schedule: the shifts keep their 64x
+    assert shifts["lr"] == pytest.approx(0.64)
+
+
+def test_alternating_flips_train_reproducibly_and_resume_exactly(data, tmp_path, monkeypatch):
+    from chainrule.data.augment import CropFlip
+    from chainrule.train.solver import Solver
+
+    (X, y), (Xv, yv) = data
+    kw = dict(TINY, epochs=3, augment=True, aug_padding=1, flips="alternate",
+              optimizer="nesterov", learning_rate=0.05, lr_schedule="onecycle")  # fmt: skip
+    model = ConvNet(**kw)
+    model.image_shape_ = (6, 6, 1)
+    aug = model._make_augment(36)
+    assert isinstance(aug, CropFlip) and aug.flips == "alternate" and aug.seed == 0
+    straight = ConvNet(**kw).fit(X, y, Xv, yv)
+    random_flips = ConvNet(**{**kw, "flips": "random"}).fit(X, y, Xv, yv)
+    assert straight.history_["loss"] != random_flips.history_["loss"]
+    real_epoch = Solver._run_epoch
+
+    def interrupted(self, *args):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        real_epoch(self, *args)
+
+    monkeypatch.setattr(Solver, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ConvNet(**kw).fit(X, y, Xv, yv, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
+    resumed = ConvNet(**kw).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history_["loss"] == straight.history_["loss"]
+
+
+def test_test_time_shifts_average_six_views_with_weights(data):
+    from chainrule.autograd.arraymath import softmax
+    from chainrule.data.augment import crop_flip
+
+    (X, y), (Xt, _) = data
+    model = ConvNet(**TINY, epochs=1, augment=True, test_time_shift=1).fit(X, y)
+    images = Xt.transpose(0, 2, 3, 1)  # (N, H, W, C)
+    n = len(images)
+
+    def proba(view):
+        return softmax(model._forward(np.ascontiguousarray(view).reshape(n, -1)))
+
+    def shifted(at, mirror):
+        return crop_flip(images, np.full(n, at), np.full(n, at), np.full(n, mirror), padding=1)
+
+    want = proba(images) + proba(images[:, :, ::-1])
+    want += 0.5 * sum(proba(shifted(at, m)) for at in (0, 2) for m in (False, True))
+    want /= 4.0
+    np.testing.assert_allclose(model.predict_proba(Xt), want, rtol=1e-6, atol=1e-7)
+    assert (model.predict(Xt) == want.argmax(axis=1)).all()
+    no_flips = ConvNet(**TINY, epochs=1, test_time_shift=1).fit(X, y)
+    # without flips: the image and its two shifts
+    p = softmax(no_flips._forward(np.ascontiguousarray(images).reshape(n, -1)))
+    p += 0.5 * sum(softmax(no_flips._forward(shifted(at, False).reshape(n, -1))) for at in (0, 2))
+    np.testing.assert_allclose(no_flips.predict_proba(Xt), p / 2.0, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"init": "orthogonal"}, 'init must be "kaiming" or "dirac"'),
+        ({"bias_lr_factor": 0}, "bias_lr_factor must be a positive number"),
+        ({"flips": "sometimes"}, 'flips must be "random" or "alternate"'),
+        ({"test_time_shift": -1}, "test_time_shift must be a non-negative int"),
+    ],
+)
+def test_bad_recipe_options_name_the_problem(data, bad, message):
+    (X, y), _ = data
+    with pytest.raises(ValueError, match=message):
+        ConvNet(**{**TINY, **bad}).fit(X, y)
+
+
+def test_recipe_options_on_the_command_line():
+    spec = get_model_spec("cnn")
+    params, _ = spec.read_options(
+        {"--init": "dirac", "--bias-lr-factor": "64", "--flips": "alternate",
+         "--test-time-shift": "1"}
+    )  # fmt: skip
+    assert params == {"init": "dirac", "bias_lr_factor": 64.0, "flips": "alternate",
+                      "test_time_shift": 1}  # fmt: skip
+    with pytest.raises(ValueError, match="--test-time-shift: expected a non-negative integer"):
+        spec.read_options({"--test-time-shift": "x"})

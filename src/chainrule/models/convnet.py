@@ -31,6 +31,8 @@ from chainrule.models.mlp import FullyConnectedNet, _is_int, _is_real
 __all__ = ["ConvNet"]
 
 STEMS = ("whiten", "conv")
+INITS = ("kaiming", "dirac")
+FLIPS = ("random", "alternate")
 
 
 class ConvNet(FullyConnectedNet):
@@ -55,6 +57,20 @@ class ConvNet(FullyConnectedNet):
     lookahead : int
         ``k`` of `chainrule.optim.Lookahead` (alpha 0.5) around the optimizer: every k
         steps the weights move halfway back toward their value k steps before; 0: off.
+    init : "kaiming" or "dirac"
+        Initial 3x3 filters: He normal, or He normal with the first
+        ``min(out, in)`` filters of each convolution identities
+        (`chainrule.nn.init.kaiming_dirac`).
+    bias_lr_factor : float
+        Learning rate of the biases and batch-norm shifts, as a multiple of
+        `learning_rate` (a parameter group of the optimizer; schedules scale both).
+    flips : "random" or "alternate"
+        The flips of `augment`: each image mirrored with probability 1/2, or in every
+        other epoch (`chainrule.data.augment.alternating_flips`).
+    test_time_shift : int
+        With s > 0, prediction also averages views shifted by s pixels up-left and
+        down-right (each, with test-time flips, mirrored too), weighted half as much
+        as the unshifted ones; 0: off.
     aug_padding : int
         Largest translation of the random crops of `augment`, in pixels.
     image_shape : (H, W, C) or None
@@ -100,6 +116,10 @@ class ConvNet(FullyConnectedNet):
         weight_decay=0.0,
         momentum=0.9,
         lookahead=0,
+        init="kaiming",
+        bias_lr_factor=1.0,
+        flips="random",
+        test_time_shift=0,
         early_stopping_patience=None,
         random_state=None,
         verbose=0,
@@ -124,6 +144,10 @@ class ConvNet(FullyConnectedNet):
         self.weight_decay = weight_decay
         self.momentum = momentum
         self.lookahead = lookahead
+        self.init = init
+        self.bias_lr_factor = bias_lr_factor
+        self.flips = flips
+        self.test_time_shift = test_time_shift
         self.early_stopping_patience = early_stopping_patience
         self.random_state = random_state
         self.verbose = verbose
@@ -171,6 +195,16 @@ class ConvNet(FullyConnectedNet):
         pad = self.aug_padding
         if not _is_int(pad) or pad < 0:
             raise ValueError(f"aug_padding must be a non-negative int, got {pad!r}")
+        if self.init not in INITS:
+            raise ValueError(f'init must be "kaiming" or "dirac", got {self.init!r}')
+        f = self.bias_lr_factor
+        if not _is_real(f) or f <= 0:
+            raise ValueError(f"bias_lr_factor must be a positive number, got {f!r}")
+        if self.flips not in FLIPS:
+            raise ValueError(f'flips must be "random" or "alternate", got {self.flips!r}')
+        shift = self.test_time_shift
+        if not _is_int(shift) or shift < 0:
+            raise ValueError(f"test_time_shift must be a non-negative int, got {shift!r}")
         if self.image_shape is not None:
             _shape_of(self.image_shape)
 
@@ -191,7 +225,7 @@ class ConvNet(FullyConnectedNet):
         return build_convnet(
             shape, n_classes, widths, convs_per_stage=k, stem=stem,
             whiten_images=whiten_images, whiten_filters=filters, logit_scale=scale,
-            random_state=rng, dtype=dtype, dropout=p,
+            random_state=rng, dtype=dtype, dropout=p, init=self.init,
         )  # fmt: skip
 
     def _new_network(self, X, rng):
@@ -205,12 +239,58 @@ class ConvNet(FullyConnectedNet):
         return [m.weight for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
     def _make_optimizer(self, net):
-        opt = super()._make_optimizer(net)
-        if self.lookahead:
-            from chainrule import optim
+        """The optimizer over two parameter groups: the convolution and Linear weights
+        at `learning_rate` with `weight_decay`; biases and batch-norm shifts at
+        ``bias_lr_factor * learning_rate`` without decay; in `Lookahead` if asked."""
+        from chainrule import optim
 
+        lr, wd = self.learning_rate, self.weight_decay
+        if not _is_real(lr) or lr <= 0:
+            raise ValueError(f"learning_rate must be a positive number, got {lr!r}")
+        if not _is_real(wd) or wd < 0:
+            raise ValueError(f"weight_decay must be a non-negative number, got {wd!r}")
+        groups = optim.network_groups(
+            net, float(lr), float(wd), bias_lr_factor=float(self.bias_lr_factor)
+        )
+        opt = optim.make_optimizer(
+            self.optimizer, groups, float(lr), momentum=self.momentum, weight_decay=float(wd)
+        )
+        if self.lookahead:
             opt = optim.Lookahead(opt, k=int(self.lookahead), alpha=0.5)
         return opt
+
+    def _make_augment(self, n_features: int):
+        """Random crops of `aug_padding` pixels and random or alternating flips."""
+        if not self.augment:
+            return None
+        from chainrule.data.augment import CropFlip
+
+        seed = self.random_state if _is_int(self.random_state) else 0
+        return CropFlip(self.image_shape_, int(self.aug_padding), self.flips, seed=int(seed))
+
+    def _make_eval_views(self, n_features: int):
+        """The other views of each image at prediction: its mirror image (test-time
+        flips), and with `test_time_shift` its shifts (and their mirror images) at
+        half weight; a generator of (rows, weight), or None."""
+        flips, shift = self._flips(), int(self.test_time_shift)
+        if not flips and not shift:
+            return None
+        from chainrule.data.augment import crop_flip
+
+        shape = self.image_shape_
+
+        def views(X):
+            n = X.shape[0]
+            images = X.reshape(n, *shape)
+            if flips:
+                yield images[:, :, ::-1].reshape(n, -1), 1.0
+            for offset in (0, 2 * shift) if shift else ():
+                for mirror in (False, True) if flips else (False,):
+                    at = np.full(n, offset)
+                    view = crop_flip(images, at, at, np.full(n, mirror), padding=shift)
+                    yield view.reshape(n, -1), 0.5
+
+        return views
 
     def _image_shape(self, n_features: int, why: str) -> tuple[int, int, int]:
         return self.image_shape_

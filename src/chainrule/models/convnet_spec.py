@@ -113,6 +113,22 @@ LOGIT_SCALE = Option(
     "--logit-scale", "logit_scale", "fixed factor on the class scores (1: none)",
     parse=float,
 )  # fmt: skip
+INIT = Option(
+    "--init", "init", "3x3 filters: kaiming, or dirac (identity filters first)",
+    choices=("kaiming", "dirac"),
+)  # fmt: skip
+BIAS_LR_FACTOR = Option(
+    "--bias-lr-factor", "bias_lr_factor",
+    "learning rate of biases and batch-norm shifts, times --lr", parse=float,
+)  # fmt: skip
+FLIPS = Option(
+    "--flips", "flips", "flips of --augment: random, or alternate (every other epoch)",
+    choices=("random", "alternate"),
+)  # fmt: skip
+TEST_TIME_SHIFT = Option(
+    "--test-time-shift", "test_time_shift",
+    "also predict from views shifted by this many pixels (0: off)", parse=non_negative_int,
+)  # fmt: skip
 
 
 def _activations(model, image_shape) -> tuple[int, int]:
@@ -139,7 +155,10 @@ def _activations(model, image_shape) -> tuple[int, int]:
 
 
 class ConvNetSpec(ModelSpec):
-    options = (CHANNELS, STEM, *TRAINING, LOOKAHEAD, LOGIT_SCALE)
+    options = (
+        CHANNELS, STEM, *TRAINING, LOOKAHEAD, LOGIT_SCALE, INIT, BIAS_LR_FACTOR, FLIPS,
+        TEST_TIME_SHIFT,
+    )  # fmt: skip
     shown = ("channels", "stem", "learning_rate", "epochs")
     searched = ("learning_rate", "weight_decay")
     input_layout = "images"

@@ -433,12 +433,16 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
         return decision_from_scores(self._forward(self._check_rows(X)))
 
     def _proba(self, X: np.ndarray, views) -> np.ndarray:
+        """The softmax of X's scores averaged with those of its views (arrays of rows,
+        or (rows, weight) pairs for a weighted average; the rows themselves weigh 1)."""
         p = softmax(self._forward(X))
         if views is not None:
-            others = views(X)
-            for V in others:
-                p += softmax(self._forward(V))
-            p /= 1 + len(others)
+            total = 1.0
+            for view in views(X):
+                V, weight = view if isinstance(view, tuple) else (view, 1.0)
+                p += weight * softmax(self._forward(V))
+                total += weight
+            p /= total
         return p
 
     def predict_proba(self, X) -> np.ndarray:
