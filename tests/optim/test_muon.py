@@ -63,12 +63,14 @@ def reference_muon(params, grads_per_step, lr, momentum, nesterov, wd, normalize
     for grads in grads_per_step:
         for k, g in enumerate(grads):
             g = g.astype(np.float64)
+            if ps[k].ndim == 1:  # SGD's step, coupled weight decay
+                g = g + wd * ps[k]
             bufs[k] = momentum * bufs[k] + g
             d = g + momentum * bufs[k] if nesterov else bufs[k]
-            ps[k] = ps[k] * (1 - lr * wd)
             if ps[k].ndim == 1:
                 ps[k] = ps[k] - lr * d
                 continue
+            ps[k] = ps[k] * (1 - lr * wd)
             rows = ps[k].shape[0]
             if normalize:
                 ps[k] = ps[k] * np.sqrt(rows) / np.linalg.norm(ps[k])
@@ -118,16 +120,17 @@ def test_muon_float32_steps_follow_the_float64_reference(settings):
 
 
 def test_muon_groups_plain_momentum_where_not_orthogonalised():
-    """A group with orthogonalize=False takes SGD's (Nesterov) momentum step."""
+    """A group with orthogonalize=False takes SGD's (Nesterov) momentum step, with its
+    coupled weight decay."""
     rng = np.random.default_rng(4)
     W0, b0 = rng.standard_normal((6, 4)), rng.standard_normal(4)
     X, y = rng.standard_normal((12, 6)), rng.integers(0, 4, 12)
     W, b = nn.Parameter(W0.copy()), nn.Parameter(b0.copy())
     W2, b2 = nn.Parameter(W0.copy()), nn.Parameter(b0.copy())
-    opt = optim.Muon([{"params": [W], "orthogonalize": False}, {"params": [b], "lr": 0.3}],
-                     lr=0.1, momentum=0.85)  # fmt: skip
-    sgd = optim.SGD([{"params": [W2]}, {"params": [b2], "lr": 0.3}], lr=0.1, momentum=0.85,
-                    nesterov=True)  # fmt: skip
+    opt = optim.Muon([{"params": [W], "orthogonalize": False, "weight_decay": 0.1},
+                      {"params": [b], "lr": 0.3}], lr=0.1, momentum=0.85)  # fmt: skip
+    sgd = optim.SGD([{"params": [W2], "weight_decay": 0.1}, {"params": [b2], "lr": 0.3}],
+                    lr=0.1, momentum=0.85, nesterov=True)  # fmt: skip
     for _ in range(4):
         for o, (w, v) in ((opt, (W, b)), (sgd, (W2, b2))):
             o.zero_grad()

@@ -9,13 +9,17 @@ ones. ``U V^T`` is approximated without an SVD by a few Newton-Schulz iterations
 polynomial in ``X X^T`` that pushes every singular value of the normalised momentum
 towards 1 (`zeropower_via_newtonschulz`); matrix products only, fast on a CPU.
 
-One step of a parameter p with gradient g, of a group with rate lr, momentum mu::
+One step of an orthogonalised parameter p with gradient g, of a group with rate lr,
+momentum mu::
 
     b = mu * b + g;  d = g + mu * b (Nesterov) or b      # as SGD's momentum
     p *= 1 - lr * weight_decay                           # decoupled, as AdamW
     p *= sqrt(rows) / ||p||                               # with normalize_weights
-    p -= lr * NS(d)                                       # orthogonalised
-         (or lr * d for parameters that are not orthogonalised)
+    p -= lr * NS(d)
+
+(the orthogonalised step has the same size whatever the gradient's scale, so the decay
+is decoupled from it). A parameter that is not orthogonalised takes exactly `SGD`'s
+step: ``g += weight_decay * p``, then the momentum as above, ``p -= lr * d``.
 
 ``rows`` is ``p.shape[0]`` (the output channels of a filter bank): a weight that a batch
 norm follows computes the same function at any scale, and keeping its norm fixed keeps
@@ -96,7 +100,6 @@ class Muon(Optimizer):
     """
 
     _state_names = ("momentum_buffer",)
-    _decoupled_weight_decay = True
     _settings = {
         "momentum": _momentum,
         "nesterov": _flag,
@@ -153,18 +156,22 @@ class Muon(Optimizer):
         for i, p, g in self._grads():
             group = self.param_groups[self._group_of[i]]
             lr, mu = group["lr"], group["momentum"]
+            wd = group["weight_decay"]
+            plain = not self.orthogonalized(i)
+            if plain and wd:
+                g = g + wd * p  # coupled, as SGD's
             d = g
             if mu:
                 buf = self._buffer("momentum_buffer", i).reshape(-1)
                 buf *= mu
                 buf += g
                 d = g + mu * buf if group["nesterov"] else buf
-            if group["weight_decay"]:
-                p *= 1.0 - lr * group["weight_decay"]
-            weight = self.params[i].data
-            if not self.orthogonalized(i):
+            if plain:
                 p -= lr * d
                 continue
+            if wd:
+                p *= 1.0 - lr * wd
+            weight = self.params[i].data
             rows = weight.shape[0]
             if group["normalize_weights"]:
                 norm = float(np.linalg.norm(p))
