@@ -522,6 +522,7 @@ def test_make_optimizer_by_name():
         "rmsprop": (optim.RMSProp, {"alpha": 0.99}),
         "adam": (optim.Adam, {"betas": (0.9, 0.999)}),
         "adamw": (optim.AdamW, {"betas": (0.9, 0.999)}),
+        "muon": (optim.Muon, {"momentum": 0.7, "nesterov": True}),
     }
     assert set(expected) == set(optim.OPTIMIZERS)
     for name, (cls, attrs) in expected.items():
