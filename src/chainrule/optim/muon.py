@@ -151,12 +151,17 @@ class Muon(Optimizer):
 
     def step(self) -> None:
         """One update of every parameter that has a gradient (``t`` is incremented
-        first)."""
+        first). The orthogonalised updates run in threads, one parameter at a time per
+        thread, each Newton-Schulz product on one BLAS thread: the matrices are small
+        (a few hundred rows), and a BLAS that splits each small product over threads
+        spends more time handing it out than computing it."""
+        from chainrule.nn.functional._parallel import map_chunks
+
         self.t += 1
+        orthogonal = []
         for i, p, g in self._grads():
             group = self.param_groups[self._group_of[i]]
-            lr, mu = group["lr"], group["momentum"]
-            wd = group["weight_decay"]
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
             plain = not self.orthogonalized(i)
             if plain and wd:
                 g = g + wd * p  # coupled, as SGD's
@@ -168,15 +173,27 @@ class Muon(Optimizer):
                 d = g + mu * buf if group["nesterov"] else buf
             if plain:
                 p -= lr * d
-                continue
-            if wd:
-                p *= 1.0 - lr * wd
-            weight = self.params[i].data
-            rows = weight.shape[0]
-            if group["normalize_weights"]:
-                norm = float(np.linalg.norm(p))
-                if norm > 0:
-                    p *= math.sqrt(rows) / norm
-            update = zeropower_via_newtonschulz(d.reshape(rows, -1), group["ns_steps"])
-            update *= -lr
-            p += update.reshape(-1).astype(p.dtype, copy=False)
+            else:
+                orthogonal.append((i, p, d, group))
+
+        def work(start, stop, slot):
+            for i, p, d, group in orthogonal[start:stop]:
+                self._orthogonal_step(self.params[i].data.shape[0], p, d, group)
+
+        size = sum(p.size for _, p, _, _ in orthogonal)
+        map_chunks(work, len(orthogonal), 1, elements=size)
+
+    @staticmethod
+    def _orthogonal_step(rows, p, d, group) -> None:
+        """p (flat view of a (rows, ...) parameter) after its decay, normalisation and
+        orthogonalised step along d."""
+        lr, wd = group["lr"], group["weight_decay"]
+        if wd:
+            p *= 1.0 - lr * wd
+        if group["normalize_weights"]:
+            norm = float(np.linalg.norm(p))
+            if norm > 0:
+                p *= math.sqrt(rows) / norm
+        update = zeropower_via_newtonschulz(d.reshape(rows, -1), group["ns_steps"])
+        update *= -lr
+        p += update.reshape(-1).astype(p.dtype, copy=False)
