@@ -318,6 +318,8 @@ def test_test_time_shifts_average_six_views_with_weights(data):
         ({"bias_lr_factor": 0}, "bias_lr_factor must be a positive number"),
         ({"flips": "sometimes"}, 'flips must be "random" or "alternate"'),
         ({"test_time_shift": -1}, "test_time_shift must be a non-negative int"),
+        ({"muon_lr": 0}, "muon_lr must be a positive number"),
+        ({"muon_momentum": 1.0}, r"muon_momentum must be in \(0, 1\)"),
     ],
 )
 def test_bad_recipe_options_name_the_problem(data, bad, message):
@@ -330,9 +332,38 @@ def test_recipe_options_on_the_command_line():
     spec = get_model_spec("cnn")
     params, _ = spec.read_options(
         {"--init": "dirac", "--bias-lr-factor": "64", "--flips": "alternate",
-         "--test-time-shift": "1"}
+         "--test-time-shift": "1", "--muon-lr": "0.2", "--muon-momentum": "0.5"}
     )  # fmt: skip
     assert params == {"init": "dirac", "bias_lr_factor": 64.0, "flips": "alternate",
-                      "test_time_shift": 1}  # fmt: skip
+                      "test_time_shift": 1, "muon_lr": 0.2, "muon_momentum": 0.5}  # fmt: skip
     with pytest.raises(ValueError, match="--test-time-shift: expected a non-negative integer"):
         spec.read_options({"--test-time-shift": "x"})
+
+
+def test_muon_orthogonalises_the_filters_and_steps_the_rest_by_nesterov_sgd(data):
+    from chainrule import optim
+
+    (X, y), (Xt, yt) = data
+    kw = dict(TINY, optimizer="muon", learning_rate=0.05, muon_lr=0.2, muon_momentum=0.6,
+              weight_decay=5e-4, bias_lr_factor=4, lr_schedule="onecycle")  # fmt: skip
+    model = ConvNet(**kw, epochs=6).fit(X, y)
+    assert model.score(Xt, yt) > 0.8
+    opt = model._make_optimizer(model.net_)
+    assert isinstance(opt, optim.Muon)
+    filters, weights, shifts = opt.param_groups
+    convs = [m.weight for m in model.net_.modules() if isinstance(m, nn.Conv2d)]
+    assert filters["params"] == convs and filters["orthogonalize"]
+    assert filters["normalize_weights"] and filters["weight_decay"] == 0.0
+    assert (filters["lr"], filters["momentum"]) == (0.2, 0.6)
+    assert [p.ndim for p in weights["params"]] == [2] and not weights["orthogonalize"]
+    assert (weights["lr"], weights["momentum"], weights["weight_decay"]) == (0.05, 0.9, 5e-4)
+    assert shifts["lr"] == pytest.approx(0.2) and not shifts["orthogonalize"]
+    # the one-cycle schedule scales the rates and leaves each group's momentum alone
+    sched = model._schedule_factory()(opt, 10)
+    for _ in range(3):
+        sched.step()
+    assert filters["momentum"] == 0.6 and weights["momentum"] == 0.9
+    assert filters["lr"] / weights["lr"] == pytest.approx(4.0)
+    # the filters keep the norm sqrt(out_channels) they are given at each step
+    for conv in convs:
+        assert np.linalg.norm(conv.data) == pytest.approx(np.sqrt(conv.shape[0]), rel=0.2)

@@ -71,6 +71,12 @@ class ConvNet(FullyConnectedNet):
         With s > 0, prediction also averages views shifted by s pixels up-left and
         down-right (each, with test-time flips, mirrored too), weighted half as much
         as the unshifted ones; 0: off.
+    muon_lr, muon_momentum : float
+        With ``optimizer="muon"``: the rate and the (Nesterov) momentum of the
+        convolution filters, whose steps `chainrule.optim.Muon` orthogonalises, their
+        norm held fixed (a batch norm follows each convolution, so only the filters'
+        direction matters, and no weight decay acts on them); the Linear weights,
+        biases and shifts take Nesterov SGD steps at `learning_rate` and `momentum`.
     aug_padding : int
         Largest translation of the random crops of `augment`, in pixels.
     image_shape : (H, W, C) or None
@@ -120,6 +126,8 @@ class ConvNet(FullyConnectedNet):
         bias_lr_factor=1.0,
         flips="random",
         test_time_shift=0,
+        muon_lr=0.1,
+        muon_momentum=0.6,
         early_stopping_patience=None,
         random_state=None,
         verbose=0,
@@ -148,6 +156,8 @@ class ConvNet(FullyConnectedNet):
         self.bias_lr_factor = bias_lr_factor
         self.flips = flips
         self.test_time_shift = test_time_shift
+        self.muon_lr = muon_lr
+        self.muon_momentum = muon_momentum
         self.early_stopping_patience = early_stopping_patience
         self.random_state = random_state
         self.verbose = verbose
@@ -205,6 +215,11 @@ class ConvNet(FullyConnectedNet):
         shift = self.test_time_shift
         if not _is_int(shift) or shift < 0:
             raise ValueError(f"test_time_shift must be a non-negative int, got {shift!r}")
+        if not _is_real(self.muon_lr) or self.muon_lr <= 0:
+            raise ValueError(f"muon_lr must be a positive number, got {self.muon_lr!r}")
+        mu = self.muon_momentum
+        if not _is_real(mu) or not 0 < mu < 1:
+            raise ValueError(f"muon_momentum must be in (0, 1), got {mu!r}")
         if self.image_shape is not None:
             _shape_of(self.image_shape)
 
@@ -241,7 +256,9 @@ class ConvNet(FullyConnectedNet):
     def _make_optimizer(self, net):
         """The optimizer over two parameter groups: the convolution and Linear weights
         at `learning_rate` with `weight_decay`; biases and batch-norm shifts at
-        ``bias_lr_factor * learning_rate`` without decay; in `Lookahead` if asked."""
+        ``bias_lr_factor * learning_rate`` without decay; with ``optimizer="muon"`` a
+        third group of the convolution filters (see `muon_lr`); in `Lookahead` if
+        asked."""
         from chainrule import optim
 
         lr, wd = self.learning_rate, self.weight_decay
@@ -252,12 +269,34 @@ class ConvNet(FullyConnectedNet):
         groups = optim.network_groups(
             net, float(lr), float(wd), bias_lr_factor=float(self.bias_lr_factor)
         )
-        opt = optim.make_optimizer(
-            self.optimizer, groups, float(lr), momentum=self.momentum, weight_decay=float(wd)
-        )
+        if self.optimizer == "muon":
+            opt = self._muon(net, groups)
+        else:
+            opt = optim.make_optimizer(
+                self.optimizer, groups, float(lr), momentum=self.momentum, weight_decay=float(wd)
+            )
         if self.lookahead:
             opt = optim.Lookahead(opt, k=int(self.lookahead), alpha=0.5)
         return opt
+
+    def _muon(self, net, groups):
+        """`Muon` over the filters (orthogonalised, fixed norm) and `groups` without
+        them (Nesterov SGD steps)."""
+        from chainrule import nn, optim
+
+        filters = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d)]
+        rest = [
+            {**g, "params": [p for p in g["params"] if all(p is not f for f in filters)]}
+            for g in groups
+        ]
+        orthogonal = {
+            "params": filters, "lr": float(self.muon_lr), "weight_decay": 0.0,
+            "momentum": float(self.muon_momentum), "normalize_weights": True,
+            "orthogonalize": True,
+        }  # fmt: skip
+        rest = [{**g, "orthogonalize": False} for g in rest if g["params"]]
+        momentum = float(self.momentum)
+        return optim.Muon([orthogonal, *rest], float(self.learning_rate), momentum=momentum)
 
     def _make_augment(self, n_features: int):
         """Random crops of `aug_padding` pixels and random or alternating flips."""

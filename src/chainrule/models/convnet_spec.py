@@ -125,6 +125,13 @@ FLIPS = Option(
     "--flips", "flips", "flips of --augment: random, or alternate (every other epoch)",
     choices=("random", "alternate"),
 )  # fmt: skip
+MUON_LR = Option(
+    "--muon-lr", "muon_lr", "with --optimizer muon: the convolution filters' rate", parse=float
+)
+MUON_MOMENTUM = Option(
+    "--muon-momentum", "muon_momentum", "with --optimizer muon: the filters' momentum",
+    parse=float,
+)  # fmt: skip
 TEST_TIME_SHIFT = Option(
     "--test-time-shift", "test_time_shift",
     "also predict from views shifted by this many pixels (0: off)", parse=non_negative_int,
@@ -157,7 +164,7 @@ def _activations(model, image_shape) -> tuple[int, int]:
 class ConvNetSpec(ModelSpec):
     options = (
         CHANNELS, STEM, *TRAINING, LOOKAHEAD, LOGIT_SCALE, INIT, BIAS_LR_FACTOR, FLIPS,
-        TEST_TIME_SHIFT,
+        TEST_TIME_SHIFT, MUON_LR, MUON_MOMENTUM,
     )  # fmt: skip
     shown = ("channels", "stem", "learning_rate", "epochs")
     searched = ("learning_rate", "weight_decay")

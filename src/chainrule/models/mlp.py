@@ -253,7 +253,8 @@ class FullyConnectedNet(ClassifierMixin, BaseEstimator):
             names = ", ".join(str(s) for s in optim.SCHEDULES)
             raise ValueError(f"lr_schedule must be one of {names}; got {self.lr_schedule!r}")
         kwargs = {}
-        if self.lr_schedule == "onecycle" and self.optimizer in ("sgd", "rmsprop"):
+        # Muon's momentum is its own per group (the orthogonalised filters' differs).
+        if self.lr_schedule == "onecycle" and self.optimizer in ("sgd", "rmsprop", "muon"):
             kwargs["cycle_momentum"] = False
         return functools.partial(optim.make_schedule, self.lr_schedule, **kwargs)
 
