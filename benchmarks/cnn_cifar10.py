@@ -127,7 +127,10 @@ def parse_args(argv=None):
         "--aug-padding", type=int, default=R["aug_padding"], help="largest translation, pixels"
     )
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialisation, order, augmentation")
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="the validation split (0: chainrule train's)"
+    )
     p.add_argument("--subset", type=int, help="train on this many training images only")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument(
@@ -269,8 +272,9 @@ def _eval_rate(net, X) -> float:
 def load_data(a):
     from chainrule.data import Preprocessor, load
 
-    train = load(a.data, split="train", val_fraction=0.2, random_state=a.seed, progress=False)
-    val = load(a.data, split="val", val_fraction=0.2, random_state=a.seed, progress=False)
+    split = dict(val_fraction=0.2, random_state=a.split_seed, progress=False)
+    train = load(a.data, split="train", **split)
+    val = load(a.data, split="val", **split)
     prep = Preprocessor().fit(train.images)
     X, y = prep.transform(train.images), train.labels
     Xv, yv = prep.transform(val.images), val.labels
