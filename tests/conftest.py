@@ -54,3 +54,14 @@ def unprivileged():
         yield folder, run
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def digits_comparison(tmp_path_factory):
+    """A ``chainrule compare`` run folder on the bundled digits (its four default
+    models), made once for the tests that read its files and its page."""
+    from chainrule.cli import main
+
+    out = tmp_path_factory.mktemp("comparison") / "cmp"
+    assert main(["compare", "--out", str(out), "--quiet"]) == 0
+    return out

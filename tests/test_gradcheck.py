@@ -118,6 +118,40 @@ def test_gradcheck_catches_a_wrong_forward_rule():
     assert info.value.check == "fwd vs numeric"
 
 
+class _MultiplyWithoutJvp(Function):
+    """The README's Multiply: forward and backward only (jvp is optional)."""
+
+    grad_scale = 1.0
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y
+
+    @classmethod
+    def backward(cls, ctx, grad_z):
+        x, y = ctx.saved_tensors
+        return cls.grad_scale * y * grad_z, x * grad_z
+
+
+def test_a_function_without_jvp_is_checked_in_reverse_mode_and_says_so():
+    a, b = np.array([0.5, -1.5, 2.0]), np.array([3.0, 0.25, -1.0])
+    with pytest.warns(cr.GradcheckWarning, match=r"_MultiplyWithoutJvp has no forward-mode rule"
+                      r".*reverse mode against finite differences only"):  # fmt: skip
+        assert gradcheck(lambda x, y: _MultiplyWithoutJvp.apply(x, y).sum(), [a, b])
+
+    class WrongBackward(_MultiplyWithoutJvp):
+        grad_scale = 1.5
+
+    # reverse mode is still checked: a wrong backward fails, naming the input
+    with pytest.warns(cr.GradcheckWarning), pytest.raises(GradcheckError, match="input 0"):
+        gradcheck(lambda x, y: WrongBackward.apply(x, y), [a, b])
+    # forward mode asked for explicitly: the missing rule is an error that names it
+    for modes in (("fwd",), ("rev", "fwd")):
+        with pytest.raises(NotImplementedError, match="define _MultiplyWithoutJvp.jvp"):
+            gradcheck(lambda x, y: _MultiplyWithoutJvp.apply(x, y), [a, b], modes=modes)
+
+
 def test_gradcheck_rejects_bad_arguments():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda x: x * 2, [np.ones(3, dtype=np.float32)])
@@ -139,3 +173,46 @@ def test_numeric_gradient_refuses_a_step_that_is_not_positive(h):
         numeric_gradient(lambda a: np.sum(a * a), np.ones(2), h=h)
     with pytest.raises(ValueError, match=r"eps must be a positive step"):
         gradcheck(lambda x: x * 2, [np.ones(2)], eps=h)
+
+
+class _RecordedSquare(Function):
+    """x**2 whose backward runs on Tensors; with `constant_x` it reads x as a constant
+    (a rule that is right in first order and wrong in second)."""
+
+    differentiable_backward = True
+    constant_x = False
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @classmethod
+    def backward(cls, ctx, g):
+        (x,) = ctx.saved_tensors
+        if cls.constant_x:
+            x = x.data if isinstance(x, cr.Tensor) else x
+        return 2 * x * g
+
+
+def test_gradgradcheck_checks_second_derivatives_and_catches_a_wrong_one():
+    from chainrule import gradgradcheck
+
+    x = np.array([0.3, -1.2, 2.0])
+    assert gradgradcheck(_RecordedSquare.apply, [x], modes=("rev",))
+
+    class ConstantInRule(_RecordedSquare):
+        constant_x = True
+
+    assert gradcheck(ConstantInRule.apply, [x], modes=("rev",))  # first order is right
+    with pytest.raises(GradcheckError, match="input 0 .*rev mode") as info:
+        gradgradcheck(ConstantInRule.apply, [x], modes=("rev",))
+    assert info.value.input_index == 0
+    assert gradgradcheck(lambda a, b: (a * b).tanh(), [x, x[::-1].copy()])
+
+
+def test_gradgradcheck_of_a_first_order_function_names_it():
+    from chainrule import gradgradcheck
+
+    with pytest.raises(RuntimeError, match=r"^_Square\.backward works on arrays"):
+        gradgradcheck(_Square.apply, [np.array([0.5, 2.0])], modes=("rev",))

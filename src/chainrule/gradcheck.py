@@ -15,16 +15,27 @@ for an input direction ``v`` and an output direction ``u``, the number ``u^T J v
   step 2 eps, the two combined by Richardson extrapolation to cancel the O(eps^2) error),
 
 and the three must agree. Each input is checked separately, so a failure names the input.
+Forward mode needs a ``jvp`` rule in every Function on the way, which is optional: without
+one, reverse mode is checked alone, and a `GradcheckWarning` says so.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from chainrule.autograd.engine import Tensor, no_grad
-from chainrule.autograd.forward import jvp, vjp
+from chainrule.autograd.transforms import jvp, vjp
 
-__all__ = ["GradcheckError", "gradcheck", "numeric_gradient", "rel_error"]
+__all__ = [
+    "GradcheckError",
+    "GradcheckWarning",
+    "gradcheck",
+    "gradgradcheck",
+    "numeric_gradient",
+    "rel_error",
+]
 
 
 class GradcheckError(AssertionError):
@@ -159,10 +170,21 @@ def _agree(values: dict, tol: float, noise: float, i: int, shape: tuple) -> None
             )
 
 
+class GradcheckWarning(UserWarning):
+    """`gradcheck` checked less than it was asked to (and says what)."""
+
+
+def _forward_mode(fn, arrays, i, v):
+    """J v for input ``i`` along ``v`` (forward mode)."""
+    tangents = [np.zeros_like(a) for a in arrays]
+    tangents[i] = v
+    return jvp(fn, tuple(arrays), tuple(tangents))[1]
+
+
 def gradcheck(
     fn,
     inputs,
-    modes=("rev", "fwd"),
+    modes=None,
     tol: float = 1e-6,
     eps: float = 1e-6,
     random_state=0,
@@ -176,7 +198,10 @@ def gradcheck(
     inputs : sequence of float64 arrays (or one array).
     modes : which of ``"rev"`` (reverse mode, backward) and ``"fwd"`` (forward mode, jvp)
         to check against finite differences; with both, they are also checked against
-        each other.
+        each other. None (default): both, where every Function on the way has a ``jvp``
+        (``jvp`` is optional); where one has none, reverse mode alone, with a
+        `GradcheckWarning` naming it. ``("fwd",)`` asked explicitly of such a Function
+        raises ``NotImplementedError`` naming it.
     tol : largest accepted relative error ``|a - b| / (|a| + |b|)`` between two ways of
         computing ``u^T J v``. A difference within the rounding noise of the finite
         difference itself (estimated from the size of ``u * f(x)`` and `eps`) also passes.
@@ -187,7 +212,8 @@ def gradcheck(
     Returns True, or raises `GradcheckError` naming the input, the two computations that
     disagree and the worst relative error.
     """
-    modes = tuple(modes)
+    fwd_if_defined = modes is None
+    modes = ("rev", "fwd") if modes is None else tuple(modes)
     bad = [m for m in modes if m not in ("rev", "fwd")]
     if bad or not modes:
         raise ValueError(
@@ -245,9 +271,80 @@ def gradcheck(
             if grads is not None:
                 values["rev"] = float(np.sum(np.asarray(grads[i], dtype=np.float64) * v))
             if "fwd" in modes:
-                tangents = [np.zeros_like(a) for a in arrays]
-                tangents[i] = v
-                _, jv = jvp(fn, tuple(arrays), tuple(tangents))
-                values["fwd"] = float(np.sum(u * np.asarray(jv, dtype=np.float64)))
+                try:
+                    jv = _forward_mode(fn, arrays, i, v)
+                except NotImplementedError as e:
+                    if not fwd_if_defined:
+                        raise
+                    modes = ("rev",)
+                    warnings.warn(
+                        GradcheckWarning(
+                            f"{e}: gradcheck checked reverse mode against finite "
+                            "differences only, not forward mode"
+                        ),
+                        stacklevel=2,
+                    )
+                else:
+                    values["fwd"] = float(np.sum(u * np.asarray(jv, dtype=np.float64)))
             _agree(values, tol, noise, i, x.shape)
     return True
+
+
+def gradgradcheck(
+    fn,
+    inputs,
+    modes=None,
+    tol: float = 1e-6,
+    eps: float = 1e-6,
+    random_state=0,
+    n_directions: int = 2,
+) -> bool:
+    """Check the second derivatives of `fn` at `inputs`, as PyTorch's ``gradgradcheck``.
+
+    The gradient of ``sum(u * fn(*inputs))`` with respect to the inputs, for a random
+    upstream gradient ``u``, is a function of the inputs and of ``u``; its derivatives
+    with respect to both (reverse over reverse: the gradient's own graph, recorded with
+    ``create_graph``; forward over reverse: tangents pushed through the backward pass)
+    are checked by `gradcheck` against finite differences of the gradient. First, the
+    gradient computed by rules running on Tensors (recorded) must equal the one from
+    the first-order pass (on arrays).
+
+    Arguments as `gradcheck`'s. Returns True or raises `GradcheckError`.
+    """
+    from chainrule.autograd.function import enable_grad
+    from chainrule.autograd.tensor import Tensor as _Tensor
+
+    arrays = _check_inputs(inputs)
+    rng = np.random.default_rng(random_state)
+    with no_grad():
+        y0 = fn(*(_Tensor(a) for a in arrays))
+    if not isinstance(y0, _Tensor):
+        raise TypeError(f"gradgradcheck: fn must return a Tensor, got {type(y0).__name__}")
+    u = rng.standard_normal(y0.shape)
+
+    def first_order(*args):
+        """The gradients of sum(u * fn(xs)) w.r.t. xs, flattened into one Tensor."""
+        *xs, upstream = args
+        with enable_grad():
+            _, pull = vjp(fn, *xs)
+            grads = pull(upstream)
+            return _flat(grads)
+
+    _, pull = vjp(fn, *arrays)
+    on_arrays = np.concatenate([np.ravel(g) for g in pull(u)])
+    recorded = first_order(*(_Tensor(a) for a in arrays), _Tensor(u)).data
+    err = rel_error(recorded, on_arrays)
+    if err > tol:
+        raise GradcheckError(
+            f"gradgradcheck: the gradient recorded on Tensors differs from the first-order "
+            f"gradient: worst relative error {err:.3e} > tol {tol:.1e}",
+            check="recorded vs first order",
+            error=err,
+        )
+    return gradcheck(first_order, [*arrays, u], modes, tol, eps, rng, n_directions)
+
+
+def _flat(grads):
+    from chainrule.autograd.array_ops import concatenate
+
+    return concatenate([g.reshape(-1) for g in grads])

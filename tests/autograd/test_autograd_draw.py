@@ -122,13 +122,20 @@ def test_writes_dot_files_and_rejects_unknown_suffixes(tmp_path):
         draw_graph(np.ones(3))
 
 
-def test_missing_dot_program_names_it_and_how_to_install(tmp_path, monkeypatch):
+def test_without_dot_matplotlib_draws_and_graphviz_can_be_required(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     *_, f = lecture_graph()
+    f.backward()
+    text = draw_graph(f, tmp_path / "g.svg")  # no `dot` on PATH: matplotlib draws it
+    assert text == draw_graph(f)  # still returns the DOT text
+    svg = (tmp_path / "g.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    draw_graph(f, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(RuntimeError, match=r"Graphviz's `dot` program is not installed") as info:
-        draw_graph(f, tmp_path / "g.svg")
+        draw_graph(f, tmp_path / "h.svg", engine="graphviz")
     assert "apt-get install graphviz" in str(info.value)
-    assert not (tmp_path / "g.svg").exists()
+    assert not (tmp_path / "h.svg").exists()
 
 
 def _fake_dot(folder, body):
@@ -142,20 +149,24 @@ def _fake_dot(folder, body):
 
 @pytest.mark.skipif(os.name != "posix", reason="the fake dot relies on a #! line")
 def test_svg_and_png_are_rendered_by_the_dot_program(tmp_path, monkeypatch):
-    # Records its arguments and copies the DOT text from stdin to the -o file.
+    # Records its arguments and copies the DOT text from stdin to stdout; chainrule writes
+    # the file itself (atomically: a link at the target's name is replaced, not followed).
     bin_dir = _fake_dot(
         tmp_path / "bin",
         "args = sys.argv[1:]\n"
         f"open({str(tmp_path / 'args')!r}, 'w').write(' '.join(args))\n"
-        "open(args[args.index('-o') + 1], 'w').write(sys.stdin.read())\n",
+        "sys.stdout.write(sys.stdin.read())\n",
     )
     monkeypatch.setenv("PATH", str(bin_dir))
     *_, f = lecture_graph()
+    (tmp_path / "victim").write_text("important")
+    (tmp_path / "g.png").symlink_to(tmp_path / "victim")
     for suffix in ("svg", "png"):
         target = tmp_path / f"g.{suffix}"
         text = draw_graph(f, target)
         assert target.read_text() == text
-        assert (tmp_path / "args").read_text().split() == [f"-T{suffix}", "-o", str(target)]
+        assert (tmp_path / "args").read_text().split() == [f"-T{suffix}"]
+    assert (tmp_path / "victim").read_text() == "important"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the fake dot relies on a #! line")

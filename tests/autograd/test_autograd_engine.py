@@ -1,15 +1,11 @@
 """The backward pass and the Tensor: order, accumulation, release, modes, dtypes, errors."""
 
-import itertools
-import operator
-
 import numpy as np
 import pytest
 
 import chainrule as cr
 from chainrule import Function, Tensor
 from chainrule.autograd import Context, ops
-from chainrule.autograd.function import _binary_apply
 
 
 def leaf(v, **kw):
@@ -279,199 +275,6 @@ def test_numpy_arrays_and_numbers_on_either_side():
     assert (np.float64(2.0) * x).grad_fn is not None
 
 
-_BINARY = [
-    (operator.add, ops.Add),
-    (operator.sub, ops.Sub),
-    (operator.mul, ops.Mul),
-    (operator.truediv, ops.Div),
-    (operator.pow, ops.Pow),
-    (operator.matmul, ops.MatMul),
-]
-
-# Operands of every kind an operator meets: leaves, constants, results of operations
-# (0-d values are NumPy scalars inside the engine), numbers, arrays, float32.
-_OPERANDS = {
-    "leaf": lambda: leaf(1.5),
-    "leaf32": lambda: leaf(np.float32(-0.5)),
-    "constant": lambda: Tensor(2.0),
-    "result": lambda: ops.Exp.apply(leaf(0.25)),
-    "int": lambda: 3,
-    "float": lambda: -1.25,
-    "np.float32": lambda: np.float32(0.75),
-    "vector leaf": lambda: leaf(np.array([0.5, 2.0, -1.0])),
-    "matrix leaf32": lambda: leaf(np.arange(6, dtype=np.float32).reshape(2, 3) - 2),
-    "vector array": lambda: np.array([1.0, -3.0, 0.5]),
-    "0-d array leaf": lambda: leaf(np.array(1.25)),
-}
-
-
-def _state(out):
-    """Everything an operation leaves behind: its result and its record."""
-    d = out._data
-    state = [type(d), d.dtype, np.asarray(d).tobytes(), out.requires_grad, out._grad]
-    ctx = out._ctx
-    if ctx is not None:
-        state += [
-            ctx.fn,
-            ctx.needs_input_grad,
-            ctx.retain_grad,
-            ctx.grad_output,
-            ctx.grad_inputs,
-            ctx._consumers,
-            ctx._visit,
-            # A binary operator's Function keeps nothing else (see `_binary_apply`).
-            dict(vars(ctx)),
-            [(type(v), np.asarray(v).tobytes()) for v in ctx.saved_tensors],
-            [type(t) for t in ctx.inputs],
-            [t._ctx._consumers for t in ctx.inputs if isinstance(t, Tensor) and t._ctx],
-        ]
-    return state
-
-
-def _outcome(op, a, b):
-    """The state an operation leaves, its gradients and forward-mode tangent, or its error."""
-    try:
-        out = op(a, b)
-    except Exception as e:  # the same error on both paths
-        return ["error", type(e), str(e)]
-    state = _state(out)
-    if out.requires_grad:
-        out.backward(np.ones(out.shape, dtype=out.dtype))
-        state += [
-            (type(t.grad), t.grad.dtype, t.grad.tobytes())
-            for t in (a, b)
-            if isinstance(t, Tensor) and t.requires_grad and t.is_leaf
-        ]
-    return state
-
-
-@pytest.mark.parametrize("fn, cls", _BINARY, ids=lambda v: getattr(v, "__name__", ""))
-def test_the_binary_operators_give_exactly_what_apply_gives(fn, cls):
-    # The operators are `_binary_apply`'s unrolled `apply`; `cls.apply` is the plain one.
-    checked = 0
-    for ka, kb in itertools.product(_OPERANDS, repeat=2):
-        a, b = _OPERANDS[ka](), _OPERANDS[kb]()
-        if not (isinstance(a, Tensor) or isinstance(b, Tensor)):
-            continue
-        with np.errstate(all="ignore"):
-            fast = _outcome(fn, a, b)
-            plain = _outcome(cls.apply, _OPERANDS[ka](), _OPERANDS[kb]())
-            assert fast == plain, (ka, kb)
-            if fast[0] != "error":
-                checked += 1
-                with cr.no_grad():
-                    assert _state(fn(a, b)) == _state(cls.apply(a, b)), (ka, kb)
-    # Every pair works for the elementwise operators; @ takes the vectors and matrices.
-    assert checked == (5 if cls is ops.MatMul else 105)
-
-
-def test_the_binary_operators_push_the_tangents_apply_pushes():
-    for fn, cls in _BINARY[:-1]:
-        primals, tangents = (1.5, np.array([0.5, 2.0])), (0.25, np.array([1.0, -1.0]))
-        fast = cr.jvp(fn, primals, tangents)
-        plain = cr.jvp(cls.apply, primals, tangents)
-        for x, y in zip(fast, plain):
-            assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), cls.__name__
-
-
-def test_the_binary_operators_give_a_scalar_network_the_gradients_apply_gives():
-    rng = np.random.default_rng(0)
-    values = rng.standard_normal(12)
-
-    def scalar_net(mul, add):
-        ws = [leaf(v) for v in values]
-        xs = [Tensor(v) for v in values[::-1]]  # inputs: no gradient wanted
-        hidden = []
-        for k in range(4):
-            act = ws[k]
-            for w, x in zip(ws[k : k + 9], xs):
-                act = add(act, mul(w, x))
-            hidden.append(act.relu())
-        out = hidden[0]
-        for h in hidden[1:]:
-            out = add(out, mul(h, h))  # forks: each hidden value is used twice
-        out = add(out, mul(ws[0], 0.5))
-        out.backward()
-        return [w.grad for w in ws]
-
-    fast = scalar_net(operator.mul, operator.add)
-    plain = scalar_net(ops.Mul.apply, ops.Add.apply)
-    assert [g.tobytes() for g in fast] == [g.tobytes() for g in plain]
-    assert all(np.isfinite(g) for g in fast) and len({float(g) for g in fast}) > 4
-
-
-def _with_a_constant(cls):
-    """`cls` taking one more, constant argument: `Function.apply` runs its general loop
-    over the arguments, where ``cls.apply(x)`` takes its one-argument path."""
-    return type(
-        f"{cls.__name__}WithConstant",
-        (Function,),
-        {
-            "scalar_inputs": cls.scalar_inputs,
-            "forward": staticmethod(lambda ctx, x, _c: cls.forward(ctx, x)),
-            "backward": staticmethod(lambda ctx, g: (cls.backward(ctx, g), None)),
-        },
-    )
-
-
-class _ArraysOnlyDouble(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.kind = type(x)
-        return 2 * x
-
-    @staticmethod
-    def backward(ctx, g):
-        return 2 * g
-
-
-@pytest.mark.parametrize(
-    "cls",
-    [
-        ops.Neg,
-        ops.Exp,
-        ops.Log,
-        ops.Sqrt,
-        ops.Sigmoid,
-        ops.Tanh,
-        ops.ReLU,
-        ops.Abs,
-        _ArraysOnlyDouble,
-    ],
-    ids=lambda c: c.__name__,
-)
-def test_apply_of_one_argument_gives_exactly_what_its_general_loop_gives(cls):
-    general = _with_a_constant(cls)
-    for kind in ("leaf", "leaf32", "constant", "result", "vector leaf", "0-d array leaf"):
-        outs = []
-        for f in (cls.apply, lambda x: general.apply(x, None)):
-            x = _OPERANDS[kind]()
-            with np.errstate(all="ignore"):
-                out = f(x)
-                state = _state(out)[:5]
-                ctx = out._ctx
-                if ctx is not None:
-                    state += [ctx.needs_input_grad[:1], dict(vars(ctx)), ctx.inputs[0] is x]
-                    state += [type(v) for v in ctx.saved_tensors]
-                    out.backward(np.ones(out.shape, dtype=out.dtype))
-                    if x.is_leaf:
-                        state += [type(x.grad), x.grad.dtype, x.grad.tobytes()]
-                    else:
-                        state.append(x._ctx._consumers)
-            outs.append(state)
-        assert outs[0] == outs[1], kind
-
-
-def test_the_binary_fast_path_takes_only_functions_that_take_numpy_scalars():
-    class ArraysOnly(Function):
-        @staticmethod
-        def forward(ctx, a, b):
-            return a + b
-
-    with pytest.raises(TypeError, match="ArraysOnly does not take NumPy scalars"):
-        _binary_apply(ArraysOnly)
-
-
 def _custom(forward, backward, name):
     return type(
         name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)}
@@ -535,3 +338,149 @@ def test_zero_to_a_power_has_the_derivatives_of_its_limits():
     assert tangent == 0.0
     (0.0**x).backward()
     assert x.grad == 0.0
+
+
+# ------------------------------------------------------------------ the speed paths
+
+
+def _with_a_constant(cls):
+    """`cls` taking one more, constant argument: `Function.apply` then runs its general
+    steps (a loop over the arguments), where ``cls.apply`` of two takes `apply2`."""
+
+    def forward(ctx, a, b, _c):
+        return cls.forward(ctx, a, b)
+
+    def backward(ctx, g):  # cls's rule, seeing its own two arguments
+        return (*cls.backward(ops._Wanted(ctx, ctx.needs_input_grad[:2]), g), None)
+
+    return type(
+        f"{cls.__name__}WithConstant",
+        (Function,),
+        {
+            "scalar_inputs": cls.scalar_inputs,
+            "forward": staticmethod(forward),
+            "backward": staticmethod(backward),
+        },
+    )
+
+
+_OPERANDS = {
+    "leaf": lambda: leaf(1.5),
+    "leaf32": lambda: leaf(np.float32(-0.5)),
+    "constant": lambda: Tensor(2.0),
+    "result": lambda: ops.Exp.apply(leaf(0.25)),
+    "int": lambda: 3,
+    "np.float32": lambda: np.float32(0.75),
+    "vector leaf": lambda: leaf(np.array([0.5, 2.0, -1.0])),
+    "vector array": lambda: np.array([1.0, -3.0, 0.5]),
+    "0-d array leaf": lambda: leaf(np.array(1.25)),
+}
+
+
+def _state(out, operands):
+    """Everything an operation leaves behind: its value, its record, the consumer
+    counts of its inputs, and the gradients a backward pass gives its leaves."""
+    d = out._data
+    state = [type(d), d.dtype, np.asarray(d).tobytes(), out.requires_grad]
+    ctx = out._ctx
+    if ctx is not None:
+        state += [
+            ctx.needs_input_grad[:2],
+            dict(vars(ctx)),
+            [(type(v), np.asarray(v).tobytes()) for v in ctx.saved_tensors],
+            [t._ctx._consumers for t in operands if isinstance(t, Tensor) and t._ctx],
+        ]
+        out.backward(np.ones(out.shape, dtype=out.dtype))
+        state += [
+            (type(t.grad), t.grad.dtype, t.grad.tobytes())
+            for t in operands
+            if isinstance(t, Tensor) and t.requires_grad and t.is_leaf
+        ]
+    return state
+
+
+@pytest.mark.parametrize("cls", [ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Pow, ops.Maximum])
+def test_apply_of_two_arguments_gives_exactly_what_the_general_steps_give(cls):
+    general = _with_a_constant(cls)
+    checked = 0
+    for ka in _OPERANDS:
+        for kb in _OPERANDS:
+            outcomes = []
+            for apply in (cls.apply, lambda a, b: general.apply(a, b, None)):
+                a, b = _OPERANDS[ka](), _OPERANDS[kb]()
+                if not (isinstance(a, Tensor) or isinstance(b, Tensor)):
+                    break
+                with np.errstate(all="ignore"):
+                    try:
+                        outcomes.append(_state(apply(a, b), (a, b)))
+                    except Exception as e:  # the same error on both paths
+                        outcomes.append(["error", type(e), str(e)])
+            if outcomes:
+                assert outcomes[0] == outcomes[1], (ka, kb)
+                checked += outcomes[0][0] != "error"
+    assert checked >= 40
+    assert cr.Tensor.__mul__ is ops.Mul.apply2 and cls.apply2.__qualname__.startswith(cls.__name__)
+
+
+def _integer_network(make):
+    """A small network of scalar operations on small integers (every sum exact, in any
+    order): forks, ReLU, division by powers of two, an output used by an operation
+    outside the backward pass, a Function sending None to one input."""
+
+    class NoGradForFirst(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return None, g
+
+    ws = [make(float(v), True) for v in (3, -2, 1, 4, -1, 2, 5, -3)]
+    xs = [make(float(v), False) for v in (1, 2, -1, 3)]
+    hidden = []
+    for k in range(4):
+        act = ws[k]
+        for w, x in zip(ws[k : k + 4], xs):
+            act = act + w * x
+        hidden.append(act.relu())
+    side = hidden[1] * 7  # never backpropagated: a consumer outside the pass  # noqa: F841
+    out = hidden[0] * 0.5
+    for h in hidden[1:]:
+        out = out + h * h - h / 4
+    out = NoGradForFirst.apply(out, ws[0] * ws[1]) + out * 2
+    return out, ws
+
+
+def test_the_fast_first_order_pass_gives_the_plain_passs_gradients():
+    from chainrule.autograd.backward import run_backward
+
+    grads = []
+    for fast in (True, False):
+        out, ws = _integer_network(lambda v, g: Tensor(v, requires_grad=g))
+        if fast:
+            out.backward()
+        else:
+            run_backward([out], [np.ones(())])
+        grads.append([None if w.grad is None else w.grad.tobytes() for w in ws])
+        assert out._ctx.released
+    assert grads[0] == grads[1]
+    assert len({g for g in grads[0]}) > 3
+    # Arrays with broadcasting, float32, and random values: the same to rounding.
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((4, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    results = []
+    for fast in (True, False):
+        tw, tb = leaf(W), leaf(b)
+        h = (Tensor(x) @ tw + tb).tanh()
+        loss = (h * h).sum() + (h.sum(axis=0) * tb).sum()
+        if fast:
+            loss.backward()
+        else:
+            run_backward([loss], [np.ones((), np.float32)])
+        results.append((tw.grad, tb.grad))
+    for f, p in zip(*results):
+        assert f.dtype == p.dtype == np.float32
+        np.testing.assert_allclose(f, p, rtol=1e-6)

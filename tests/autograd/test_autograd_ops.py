@@ -7,6 +7,11 @@ operation's domain and away from its kinks). Every row is checked the same ways:
 - reverse mode against numeric gradients (the full gradient u^T J, entry by entry),
 - forward mode against numeric gradients and against reverse mode: the number u^T J v
   computed three ways along random directions (`chainrule.gradcheck`),
+- the adjoint identity ``<t, vjp(c)> = <jvp(t), c>``, to rounding error,
+- second derivatives (`chainrule.gradgradcheck`): the gradient recorded on Tensors
+  equals the first-order one, and its derivatives with respect to the inputs and to the
+  upstream gradient, reverse over reverse and forward over reverse, match finite
+  differences of the gradient,
 - float32 in, float32 out: value, gradients and tangents.
 
 A new Function is checked by adding one row.
@@ -25,9 +30,14 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 import chainrule.nn.functional as F
-from chainrule import Tensor, gradcheck, jvp, numeric_gradient
+from chainrule import Context, Tensor, gradcheck, gradgradcheck, jvp, numeric_gradient, vjp
+from chainrule.autograd import tnp
+from chainrule.autograd.array_ops import Identity
+from chainrule.nn.functional import conv as C
+from chainrule.nn.functional import pool as P
 
 TOL = 1e-7
+TOL2 = 1e-6  # second derivatives: finite differences of a gradient
 
 # ------------------------------------------------------------------ value domains
 
@@ -240,6 +250,124 @@ def _checker(shape):
     return (np.arange(int(np.prod(shape))).reshape(shape) % 3) == 0
 
 
+def rows(n=(2, 4), d=(1, 4), elements=ANY, unique=False):
+    """Sizes (N, D) and an array of them."""
+    return st.tuples(st.integers(*n), st.integers(*d)).flatmap(
+        lambda s: _arrays(s, elements, unique)
+    )
+
+
+def linear_inputs(margin=None):
+    """x (N, D), W (D, M), b (M,); with a margin, only those whose x W + b stays that far
+    from 0 (ReLU's kink)."""
+    drawn = st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)).flatmap(
+        lambda s: st.tuples(
+            _arrays((s[0], s[1]), ANY), _arrays((s[1], s[2]), ANY), _arrays(s[2], ANY)
+        )
+    )
+    if margin is not None:
+        drawn = drawn.filter(lambda a: np.all(np.abs(a[0] @ a[1] + a[2]) > margin))
+    return drawn.map(lambda a: (a, {}))
+
+
+def batch_norm_rows(training=True):
+    """x (N, D) (distinct values, N >= 2), gamma, beta (D,); running statistics in
+    evaluation."""
+    sizes = st.tuples(st.integers(2, 4), st.integers(1, 3))
+    drawn = sizes.flatmap(
+        lambda s: st.tuples(
+            _arrays(s, GRID, unique=True), _arrays(s[1], NONZERO), _arrays(s[1], ANY)
+        )
+    )
+    if training:
+        return drawn.map(lambda a: (a, {}))
+    return drawn.flatmap(
+        lambda a: st.tuples(_arrays(a[1].shape, ANY), _arrays(a[1].shape, POSITIVE)).map(
+            lambda r: (a, {"running_mean": r[0], "running_var": r[1]})
+        )
+    )
+
+
+def _margins_away_from_zero(scores, y, margin=1e-2):
+    n = scores.shape[0]
+    m = scores - scores[np.arange(n), y][:, None] + 1
+    m[np.arange(n), y] = 1.0
+    return bool(np.all(np.abs(m) > margin))
+
+
+def scores_and_labels(svm=False):
+    """Class scores (N, C) and labels y (N,) (for the SVM, with no margin near its kink)."""
+    drawn = st.tuples(st.integers(1, 4), st.integers(2, 4)).flatmap(
+        lambda s: st.tuples(
+            _arrays(s, ANY), hnp.arrays(np.intp, s[0], elements=st.integers(0, s[1] - 1))
+        )
+    )
+    if svm:
+        drawn = drawn.filter(lambda a: _margins_away_from_zero(*a))
+    return drawn.map(lambda a: ((a[0],), {"y": a[1]}))
+
+
+def conv_gradient_inputs(weight_grad=False):
+    """For the gradients of a convolution: (g, weight) or (x, g), with the convolution's
+    geometry; g has the output's shape."""
+
+    def arrays(drawn):
+        (xs, ws), kw = drawn[0], drawn[1]
+        out_shape = tuple(np.shape(F.conv2d(np.zeros(xs), np.zeros(ws), **kw)))
+        shapes = (xs, out_shape) if weight_grad else (out_shape, ws)
+        shape_kw = {"w_shape": ws} if weight_grad else {"x_shape": xs}
+        return st.tuples(*(_arrays(s, ANY) for s in shapes)).map(
+            lambda a: (a, {**kw, **shape_kw})
+        )
+
+    shapes = conv_inputs(bias=False).map(lambda a: ((a[0][0].shape, a[0][1].shape), a[1]))
+    return shapes.flatmap(arrays)
+
+
+def window_inputs(pool, spread=False):
+    """For a pool's routing: images x (or, with `spread`, a gradient g of the pool's
+    output shape) and the window the pool found on other, fixed images."""
+
+    def params(drawn):
+        (x,), kw = drawn
+        ctx = Context()
+        pool.forward(ctx, x, C._pair("k", kw["kernel_size"], 1), C._pair("s", kw["stride"], 1))
+        window = ctx.window
+        where = ctx.saved_tensors[0] if ctx.saved_tensors else None
+        shape = x.shape
+        if spread:
+            n, _, _, c = window[0]
+            ho, wo = window[3][:2]
+            shape = (n, c, ho, wo)
+        return _arrays(shape, ANY).map(lambda a: ((a,), {"where": where, "window": window}))
+
+    return pool_inputs().flatmap(params)
+
+
+def global_inputs(spread=False):
+    """Images x (or their channel values g (N, C) with `spread`), and the pixels of the
+    maxima of other, fixed images with distinct values."""
+
+    def params(x):
+        where = _nhwc_rows(x).argmax(axis=1)[:, None, :]
+        shape = x.shape[:2] if spread else x.shape
+        return _arrays(shape, ANY).map(lambda a: ((a,), {"where": where, "shape": x.shape}))
+
+    return images().flatmap(lambda s: _arrays(s, GRID, unique=True)).flatmap(params)
+
+
+def _nhwc_rows(x):
+    n, c, h, w = x.shape
+    return x.transpose(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def index_add_inputs():
+    """g and the index of a pick with repeats, for ``zeros(shape)`` with g added there."""
+    return with_index().map(
+        lambda a: ((np.asarray(a[0][0][a[1]["index"]]),), {"shape": a[0][0].shape, **a[1]})
+    )
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -272,6 +400,8 @@ CASES = [
     Case("log", lambda a: a.log(), one(POSITIVE)),
     Case("sqrt", lambda a: a.sqrt(), one(POSITIVE)),
     Case("sigmoid", lambda a: a.sigmoid(), one()),
+    Case("sin", lambda a: a.sin(), one()),
+    Case("cos", lambda a: a.cos(), one()),
     Case("tanh", lambda a: a.tanh(), one()),
     Case("relu", lambda a: a.relu(), one(NONZERO)),
     Case("abs", lambda a: a.abs(), one(NONZERO)),
@@ -302,6 +432,29 @@ CASES = [
     Case("batch_norm2d", lambda x, g, b: F.batch_norm2d(x, g, b), batch_norm_inputs()),
     Case("batch_norm2d_relu", lambda x, g, b: F.batch_norm2d(x, g, b, relu=True), batch_norm_inputs(relu=True)),  # noqa: E501
     Case("batch_norm2d_eval", lambda x, g, b, **rs: F.batch_norm2d(x, g, b, training=False, **rs), batch_norm_eval_inputs()),  # noqa: E501
+    Case("linear", F.linear, linear_inputs()),
+    Case("linear_relu", F.linear_relu, linear_inputs(margin=1e-2)),
+    Case("leaky_relu", lambda a: F.leaky_relu(a, 0.1), one(NONZERO)),
+    Case("dropout", lambda a: F.dropout(a, 0.5, rng=3), one()),
+    Case("batch_norm", lambda x, g, b: F.batch_norm(x, g, b), batch_norm_rows()),
+    Case("batch_norm_eval", lambda x, g, b, **rs: F.batch_norm(x, g, b, training=False, **rs), batch_norm_rows(training=False)),  # noqa: E501
+    Case("cross_entropy", F.cross_entropy, scores_and_labels()),
+    Case("cross_entropy_smoothed", lambda s, y: F.cross_entropy(s, y, 0.2), scores_and_labels()),
+    Case("svm_loss", F.svm_loss, scores_and_labels(svm=True)),
+    Case("l2_penalty", lambda a, b: F.l2_penalty([a, b], 0.3), two()),
+    Case("conv2d_input_grad", lambda g, w, **kw: C.ConvInputGrad.apply(g, w, kw["x_shape"], C._pair("s", kw["stride"], 1), C._pair("p", kw["padding"], 0)), conv_gradient_inputs()),  # noqa: E501
+    Case("conv2d_weight_grad", lambda x, g, **kw: C.ConvWeightGrad.apply(x, g, kw["w_shape"], C._pair("s", kw["stride"], 1), C._pair("p", kw["padding"], 0)), conv_gradient_inputs(weight_grad=True)),  # noqa: E501
+    Case("max_pool_gather", lambda x, where, window: P.MaxPoolGather.apply(x, where, window), window_inputs(P.MaxPool2d)),  # noqa: E501
+    Case("max_pool_scatter", lambda g, where, window: P.MaxPoolScatter.apply(g, where, window), window_inputs(P.MaxPool2d, spread=True)),  # noqa: E501
+    Case("avg_pool_spread", lambda g, where, window: P.AvgPoolSpread.apply(g, window), window_inputs(P.AvgPool2d, spread=True)),  # noqa: E501
+    Case("global_avg_spread", lambda g, where, shape: P.GlobalAvgSpread.apply(g, shape), global_inputs(spread=True)),  # noqa: E501
+    Case("global_max_gather", lambda x, where, shape: P.GlobalMaxGather.apply(x, where), global_inputs()),  # noqa: E501
+    Case("global_max_scatter", lambda g, where, shape: P.GlobalMaxScatter.apply(g, where, shape), global_inputs(spread=True)),  # noqa: E501
+    Case("index_add", lambda g, shape, index: tnp.index_add(g, shape, index), index_add_inputs()),
+    Case("broadcast_to", lambda a: tnp.broadcast_to(a, (2, *a.shape)), one()),
+    Case("identity", Identity.apply, one()),
+    # To long double and back: exact both ways (x86's 80-bit float holds every float64).
+    Case("cast", lambda a: tnp.astype(tnp.astype(a, np.longdouble), a.dtype), one()),
 ]
 # fmt: on
 
@@ -366,6 +519,11 @@ def test_gradients_match_numeric_in_both_modes(case, data):
 def test_float32_stays_float32(case, data):
     arrays, params = data.draw(case.inputs, label="inputs")
     arrays32 = [a.astype(np.float32) for a in arrays]
+    # Constants of the computation (batch norm's running statistics) in the same dtype.
+    params = {
+        k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
+        for k, v in params.items()
+    }
     tensors = [Tensor(a, requires_grad=True) for a in arrays32]
     out = case.build(*tensors, **params)
     assert out.dtype == np.float32, f"{case.name} forward gave {out.dtype}"
@@ -374,3 +532,39 @@ def test_float32_stays_float32(case, data):
         assert t.grad.dtype == np.float32, f"{case.name} gradient has dtype {t.grad.dtype}"
     _, tangent = jvp(lambda *ts: case.build(*ts, **params), arrays32, arrays32)
     assert tangent.dtype == np.float32, f"{case.name} tangent has dtype {tangent.dtype}"
+
+
+def _dot(a, b) -> float:
+    return float(np.sum(np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_adjoint_identity_holds_to_rounding(case, data):
+    """<t, vjp(c)> = <jvp(t), c>: reverse mode is the transpose of forward mode."""
+    arrays, params = data.draw(case.inputs, label="inputs")
+    fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
+    rng = np.random.default_rng(5)
+    out, pull = vjp(fn, *arrays)
+    c = rng.standard_normal(np.shape(out))
+    t = [rng.standard_normal(a.shape) for a in arrays]
+    _, jt = jvp(fn, tuple(arrays), tuple(t))
+    back = pull(c)
+    lhs = sum(_dot(ti, gi) for ti, gi in zip(t, back))
+    rhs = _dot(jt, c)
+    scale = sum(np.sum(np.abs(ti * gi)) for ti, gi in zip(t, back)) + np.sum(np.abs(jt * c))
+    assert abs(lhs - rhs) <= 1e-12 * max(scale, 1e-300), (lhs, rhs)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_second_derivatives_match_numeric_in_both_modes(case, data):
+    arrays, params = data.draw(case.inputs, label="inputs")
+    fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
+    assert gradgradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL2, random_state=2)

@@ -50,10 +50,15 @@ def test_the_modules_of_the_engine_import_each_other_one_way():
             elif child not in state:
                 state[child] = "open"
                 stack.append((child, iter(sorted(graph[child]))))
-    # The backward pass, the Tensor and Function sit below the primitives they run.
-    assert graph["backward"] == set()
-    assert graph["tensor"] == {"backward"}
+    # The Tensor and Function sit below the primitives; the backward pass and forward
+    # mode above them (their rules run on Tensors, recorded as primitives); the
+    # transformations above both.
+    assert graph["tensor"] == set()
     assert graph["function"] == {"tensor"}
+    assert graph["ops"] == {"function", "tensor"}
+    assert graph["backward"] == {"array_ops", "function", "tensor"}
+    assert "backward" not in graph["forward"] and "forward" not in graph["backward"]
+    assert {"backward", "forward"} <= graph["transforms"]
 
 
 def test_one_relu_function_for_tensors_layers_and_modules():
@@ -68,5 +73,6 @@ def test_one_relu_function_for_tensors_layers_and_modules():
 def test_the_tensor_has_its_operators_once_the_package_is_imported():
     t = cr.Tensor(2.0, requires_grad=True)
     assert (t * t + 1).item() == 5.0
-    assert cr.Tensor.__add__.__qualname__ == "Tensor.__add__"
+    assert cr.Tensor.__add__ is ops.Add.apply2  # `Function.apply` for two arguments
+    assert cr.Tensor.__radd__.__qualname__ == "Tensor.__radd__"
     assert isinstance(cr.Tensor.T, property)

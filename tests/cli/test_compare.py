@@ -100,3 +100,20 @@ def test_compare_refuses_no_validation(tmp_path, capsys):
     _, err = capsys.readouterr()
     assert code == 2 and "validation split" in err.strip().splitlines()[-1]
     assert not (tmp_path / "x").exists()
+
+
+def test_the_table_fits_100_columns_with_long_settings():
+    from chainrule.cli._common import format_table
+
+    headers = ["model", "val acc", "test acc", "fit time", "predict time", "settings"]
+    long = "channels=32,64,128 stem=conv lr=0.2 epochs=10 batchnorm=True dropout=0.1 wd=5e-4"
+    rows = [
+        ["knn", "97.22%", "98.33%", "469 us", "6.2 ms", "k=3 metric=l2"],
+        ["cnn", "98.61%", "99.44%", "3.5 s", "28 ms", long],
+    ]
+    lines = format_table(headers, rows, width=100).splitlines()
+    assert max(map(len, lines)) <= 100
+    assert lines[2].endswith("k=3 metric=l2") and lines[3].startswith("cnn ")
+    # the settings wrap onto a continuation line, whole words, nothing lost
+    assert lines[4].startswith(" " * 40)
+    assert " ".join(line[50:].strip() for line in lines[3:5]) == long

@@ -94,7 +94,7 @@ def test_an_os_error_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
     def denied(path, text):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(run_module, "_atomic_write_text", denied)
+    monkeypatch.setattr(run_module, "write_file", denied)
     code, _, err = cli(capsys, "train", "svm", "--epochs", "1", "--out", tmp_path / "r", "--quiet")
     last = one_line_error(code, err, "ermission denied", str(tmp_path / "r" / "metrics.json"))
     assert "Errno" not in last

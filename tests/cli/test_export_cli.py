@@ -88,7 +88,11 @@ def test_export_then_predict_onnx_gives_the_run_folders_answers(
     code, out, err = cli(capsys, "export", digits_run, "--out", out_file)
     assert code == 0, err
     assert out.startswith(f"wrote {out_file} (") and "svm, 10 classes" in out
-    assert "input images uint8 (N, 8, 8, 1)" in out
+    assert "input images uint8 (N, H, W, 1) of any size, resized to 8x8 pixels" in out
+    assert err.startswith("checked: ONNX Runtime ") and "on 12 test images (8x8, " in err
+    code, out, err = cli(capsys, "export", digits_run, "--out", out_file, "--no-resize")
+    assert code == 0 and "input images uint8 (N, 8, 8, 1)\n" in out
+    assert "on 4 test images (8x8 pixels; probabilities within" in err
     code, onnx_out, err = cli(capsys, "predict", "--onnx", out_file, *digit_pngs, "--json")
     assert code == 0, err
     code, python_out, _ = cli(capsys, "predict", digits_run, *digit_pngs, "--json")
@@ -141,7 +145,7 @@ def test_user_errors_are_one_line(digits_run, digit_pngs, tmp_path, capsys, monk
     from PIL import Image
 
     Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "big.png")
-    code, _, err = cli(capsys, "predict", "--onnx", out_file, tmp_path / "big.png")
+    code, _, err = cli(capsys, "predict", "--onnx", out_file, tmp_path / "big.png", "--no-resize")
     assert_user_error(code, err, "8x9 pixels", "8x8")
     monkeypatch.setitem(sys.modules, "onnx", None)
     code, _, err = cli(capsys, "export", digits_run, "--out", tmp_path / "again.onnx")
@@ -164,7 +168,7 @@ def test_convnet_run_exports_with_its_preprocessing(digit_pngs, tmp_path, capsys
     out_file = tmp_path / "cnn.onnx"
     code, out, err = cli(capsys, "export", run, "--out", out_file)
     assert code == 0, err
-    assert ": cnn, 10 classes" in out and "input images uint8 (N, 8, 8, 1)" in out
+    assert ": cnn, 10 classes" in out and "input images uint8 (N, H, W, 1) of any size" in out
     _, onnx_out, _ = cli(capsys, "predict", "--onnx", out_file, *digit_pngs, "--json", "--top", "2")
     _, python_out, _ = cli(capsys, "predict", run, *digit_pngs, "--json", "--top", "2")
     assert_same_records(onnx_out, python_out)

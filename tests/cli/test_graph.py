@@ -114,11 +114,29 @@ def test_user_errors_are_one_line_with_exit_status_2(capsys, argv, message):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_missing_graphviz_is_a_clear_error(capsys, tmp_path, monkeypatch):
+def test_without_graphviz_the_drawing_is_made_by_matplotlib(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere on PATH
-    code, out, err = run_cli(capsys, "x * 2", "x=1", "--out", str(tmp_path / "g.svg"))
-    assert code == 2
-    assert "Graphviz's `dot` program is not installed" in err and "apt-get install graphviz" in err
+    code, out, err = run_cli(capsys, "x * 2", "x=1", "--out", str(tmp_path / "g.png"))
+    assert code == 0, err
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    assert "graph written to" in err
+
+
+def test_html_page_is_written_with_the_expression_as_title(capsys, tmp_path):
+    page = tmp_path / "neuron.html"
+    code, out, err = run_cli(
+        capsys, "1/(1 + exp(-(w0*x0 + w1*x1 + w2)))", "w0=2", "x0=-1", "w1=-3", "x1=-2",
+        "w2=-3", "--html", str(page),
+    )  # fmt: skip
+    assert code == 0, err
+    text = page.read_text()
+    assert "<title>f = 1/(1 + exp(-(w0*x0 + w1*x1 + w2)))</title>" in text
+    assert f"graph written to {page}" in err
+    # a missing folder is made, as for every file chainrule writes; a failure is one line
+    code, _, err = run_cli(capsys, "x * 2", "x=1", "--html", str(tmp_path / "new" / "p.html"))
+    assert code == 0 and "<title>f = x * 2</title>" in (tmp_path / "new" / "p.html").read_text()
+    code, _, err = run_cli(capsys, "x * 2", "x=1", "--html", str(page / "p.html"))
+    assert code == 2 and "File exists" in err and "Traceback" not in err
 
 
 def test_parser_never_evaluates_python():
@@ -254,3 +272,23 @@ def test_the_drawing_puts_each_branch_gradient_on_its_edge(capsys, tmp_path):
         float(v) for v in re.findall(r'<font color="#c62828">([-\d.]+)</font>', path.read_text())
     }
     assert {2.0, 2.72, 4.72} <= red  # x**2's branch, exp's branch, and their sum at x
+
+
+def test_the_graph_a_gradient_builds_is_drawn_with_second_derivatives(capsys, tmp_path):
+    path = tmp_path / "g.dot"
+    code, out, err = run_cli(capsys, "x * x * y", "x=2", "y=3", "--grad", "x", "--out", str(path))
+    assert code == 0, err
+    values = parse_output(out)
+    assert values["f"] == 12.0 and values["df/dx"] == 12.0 and values["df/dy"] == 4.0
+    assert values["d2f/dxdx"] == 6.0 and values["d2f/dxdy"] == 4.0  # 2y and 2x
+    dot = path.read_text()
+    assert 'label="df/dx"' in dot and 'label="df/df"' in dot  # the output and the seed
+    # df/dx = 12 leaves the drawn graph, whose own gradient there is 1.
+    assert '<font color="#2e7d32">12.00</font><br/><font color="#c62828">1.00</font>' in dot
+    code, out, err = run_cli(capsys, "x * x * x", "x=2", "--grad", "x")
+    assert parse_output(out)["d2f/dxdx"] == 12.0
+    code, out, err = run_cli(capsys, "x * sin(x)", "x=0.5", "--grad", "x")
+    expected = 2 * math.cos(0.5) - 0.5 * math.sin(0.5)  # (x sin x)'' = 2 cos x - x sin x
+    assert parse_output(out)["d2f/dxdx"] == pytest.approx(expected, rel=1e-5)
+    code, out, err = run_cli(capsys, "x * y", "x=2", "y=1", "--grad", "z")
+    assert code == 2 and "--grad z: z is not a variable of the expression" in err

@@ -32,6 +32,7 @@ def test_quiet_is_accepted_by_every_command(svm_run, tmp_path, capsys):
         "eval": ["eval", svm_run],
         "predict": ["predict", svm_run, image],
         "export": ["export", svm_run, "--out", tmp_path / "svm.onnx"],
+        "report": ["report", svm_run],
     }
     for name in COMMANDS:
         if name == "graph":  # its own module, with its own tests

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chainrule._files import FileRecord
 from chainrule.cli import main
 from chainrule.models.io import load_model
 from chainrule.report.run import RunFolder
@@ -289,6 +290,11 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, capsys, monkeypatc
     assert cli(capsys, *other, "--out", b)[0] == 130
     restore()
     (a / "checkpoint.npz").replace(b / "checkpoint.npz")  # a checkpoint moved by hand
+    code, _, err = cli(capsys, "train", "--resume", b, "--quiet")
+    assert "checkpoint.npz, which chainrule did not write" in last_error(code, err)
+    # Even a checkpoint that the folder's record takes for its own is checked against the run.
+    with FileRecord.open(b) as record:
+        record.adopt(["checkpoint.npz"])
     code, _, err = cli(capsys, "train", "--resume", b, "--quiet")
     line = last_error(code, err)
     assert "belongs to another run" in line and "seed" in line

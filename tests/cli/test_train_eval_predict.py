@@ -4,6 +4,7 @@ image folder made here; user errors give one line on stderr and exit status 2.""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -217,8 +218,10 @@ def test_unreadable_image_and_wrong_size(tmp_path, capsys, digits_svm):
     assert_user_error(code, err, "bad.png")
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((9, 8), dtype=np.uint8)).save(big)
-    code, _, err = cli(capsys, "predict", digits_svm, big)
+    code, _, err = cli(capsys, "predict", digits_svm, big, "--no-resize")
     assert_user_error(code, err, "8x9 pixels", "8x8")
+    code, _, err = cli(capsys, "predict", digits_svm, bad, big, tmp_path / "missing.png")
+    assert_user_error(code, err, "bad.png", "no such image file", "missing.png")
 
 
 def test_corrupted_and_foreign_model_files(tmp_path, capsys, digits_svm):
@@ -330,14 +333,19 @@ def test_resume_an_interrupted_run_gives_the_uninterrupted_model(tmp_path, capsy
         real_epoch(self, n)
 
     monkeypatch.setattr(Solver, "_run_epoch", interrupted)
-    code, _, _ = cli(capsys, *argv, "--out", tmp_path / "cut")
+    code, _, err = cli(capsys, *argv, "--out", tmp_path / "cut")
     assert code == 130
     assert (tmp_path / "cut" / "checkpoint.npz").exists()
     assert not (tmp_path / "cut" / "model.npz").exists()
     assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
+    # the message names the command that continues the run: run it
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted; the run folder records it, and chainrule train")
+    command = last.split(", and ")[1].removesuffix(" continues it")
+    assert command == f"chainrule train --resume {tmp_path / 'cut'}"
 
-    code, _, err = cli(capsys, "train", "--resume", tmp_path / "cut", "--quiet")
+    code, _, err = cli(capsys, *shlex.split(command)[1:], "--quiet")
     assert code == 0
     assert err == ""  # --quiet holds for a resumed run too: no progress bars
     whole = load_model(tmp_path / "whole" / "model.npz").model._state_dict()
@@ -350,6 +358,27 @@ def test_resume_an_interrupted_run_gives_the_uninterrupted_model(tmp_path, capsy
     assert a["history"]["val_acc"] == b["history"]["val_acc"]
     code, _, err = cli(capsys, "train", "--resume", tmp_path / "cut")
     assert_user_error(code, err, "has finished")
+
+
+def test_an_interrupted_run_that_cannot_resume_says_how_to_start_it_again(
+    tmp_path, capsys, monkeypatch
+):
+    from chainrule.models import LinearSVM
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    argv = ["train", "svm", "--epochs", "2", "--out", tmp_path / "svm", "--quiet"]
+    monkeypatch.setattr(LinearSVM, "fit", interrupted)
+    code, _, err = cli(capsys, *argv)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == (
+        "interrupted; the run folder records it; the same command starts it again (a "
+        "network's run or a search would continue with chainrule train --resume)"
+    )
+    monkeypatch.undo()
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err
 
 
 def test_predict_names_the_classes_of_a_model_fitted_on_text_labels(tmp_path, capsys):
@@ -384,3 +413,21 @@ def test_predict_names_the_classes_of_a_model_fitted_on_text_labels(tmp_path, ca
         assert r["top"][0]["class"] == label
     code, _, err = cli(capsys, "export", path, "--out", tmp_path / "text.onnx")
     assert_user_error(code, err, "text", "integer labels")
+
+
+def test_search_prints_its_summary_not_every_trials_epochs(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code = main(["train", "twolayer", "--search", "--epochs", "2", "--out", str(out_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    # six trials of two epochs ran; only the final fit's two epoch lines are shown
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    summary = next(i for i, line in enumerate(lines) if line.startswith("search: 6 trials"))
+    assert summary < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/2"))
+    rows = lines[summary + 2 : summary + 8]
+    assert rows[0].startswith("  * ") and all(r.startswith("    ") for r in rows[1:])
+    accs = [float(r.split()[-3].rstrip("%")) for r in rows]
+    assert accs == sorted(accs, reverse=True)
+    best = json.loads((out_dir / "metrics.json").read_text())["search"]["best_val_accuracy"]
+    assert f"(validation {100 * best:.2f}%)" in lines[summary]

@@ -81,9 +81,24 @@ def test_cifar10_corrupt_batch_is_named(tmp_path):
 def test_cifar10_bad_download_leaves_cache_empty(server, tmp_path, monkeypatch):
     server.routes["/c.tgz"] = server.Reply(b"not the archive")
     monkeypatch.setattr(cifar10, "URL", server.url("/c.tgz"))
-    with pytest.raises(ChecksumError):
+    with pytest.raises(ChecksumError) as failed:
         data.load("cifar10", cache_dir=tmp_path, progress=False)
     assert list((tmp_path / "cifar10").iterdir()) == []
+    # the error says how to do without the download
+    message = str(failed.value)
+    assert "checksum mismatch" in message and "--archive FILE" in message
+    assert f"save it as {tmp_path / 'cifar10' / cifar10.ARCHIVE_NAME}" in message
+
+
+def test_cifar10_unreachable_host_names_the_archive_option_and_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10, "URL", "https://127.0.0.1:9/cifar-10-binary.tar.gz")
+    with pytest.raises(DownloadError) as failed:
+        data.load("cifar10", cache_dir=tmp_path, progress=False)
+    message = str(failed.value)
+    assert message.startswith("cannot reach https://127.0.0.1:9/")
+    assert "get the official cifar-10-binary.tar.gz from https://127.0.0.1:9/" in message
+    assert "--archive FILE (archive=FILE from Python)" in message
+    assert str(tmp_path / "cifar10" / "cifar-10-binary.tar.gz") in message
 
 
 def test_cifar10_web_page_instead_of_the_archive(server, tmp_path, monkeypatch):

@@ -92,7 +92,9 @@ def test_google_drive_page_without_link(drive, tmp_path, monkeypatch):
     import chainrule.data.download as dl
 
     monkeypatch.setattr(dl, "GOOGLE_DRIVE_URL", drive("FILEID123", PAYLOAD, "quota"))
-    with pytest.raises(DownloadError, match="web page instead of the file.*archive="):
+    with pytest.raises(
+        DownloadError, match="web page instead of the file.*drive.google.com/file/d/FILEID123"
+    ):
         download_google_drive("FILEID123", tmp_path / "a", progress=False)
     assert leftovers(tmp_path) == []
 

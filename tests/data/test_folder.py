@@ -7,7 +7,10 @@ import pytest
 from PIL import Image
 
 import chainrule.data as data
+from chainrule.data import decode as decode_mod
 from chainrule.data import folder as folder_mod
+from chainrule.data.report import DataWarning
+from chainrule.data.resize import resize_images
 
 
 def write(path, array, fmt=None):
@@ -31,7 +34,8 @@ def test_flat_folder_all_split(tmp_path):
     truth = make_flat(tmp_path / "imgs")
     (tmp_path / "imgs" / "cat" / "notes.txt").write_text("not an image")
     (tmp_path / "imgs" / "cat" / ".hidden.png").write_bytes(b"junk")
-    ds = data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    with pytest.warns(DataWarning, match=r"left out 1 file .*cat/notes\.txt is not an image"):
+        ds = data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
     assert ds.classes == ["bird", "cat", "dog"]
     assert ds.images.shape == (15, 6, 5, 3) and ds.images.dtype == np.uint8
     assert ds.labels.dtype == np.int64
@@ -98,16 +102,105 @@ def test_unreadable_image_is_named(tmp_path):
     make_flat(tmp_path / "imgs")
     bad = tmp_path / "imgs" / "dog" / "002.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
-    with pytest.raises(ValueError, match=f"cannot read image {bad}"):
-        data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    with pytest.warns(DataWarning, match=f"cannot read image {bad}"):
+        ds = data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    assert len(ds) == 14
+    with pytest.raises(ValueError, match=f"cannot use 1 file of .*cannot read image {bad}"):
+        data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "c2", progress=False, strict=True)
 
 
-def test_mismatched_sizes_name_the_file(tmp_path):
-    make_flat(tmp_path / "imgs")
+def test_images_of_another_size_are_resized_to_the_most_common(tmp_path):
+    truth = make_flat(tmp_path / "imgs")
     odd = tmp_path / "imgs" / "dog" / "004.png"
-    write(odd, np.zeros((7, 5, 3), np.uint8))
-    with pytest.raises(ValueError, match=f"{odd} is 5x7 pixels.*same size"):
-        data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    big = np.random.default_rng(3).integers(0, 256, (14, 9, 3), dtype=np.uint8)
+    write(odd, big)
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    message = (
+        r"resized 1 of 15 images of .* to 5x6 pixels, the most common size .*9x14 pixels: dog/"
+    )
+    for _ in range(2):  # decoded, then from the cache: the same images, the same warning
+        with pytest.warns(DataWarning, match=message):
+            ds = data.load(tmp_path / "imgs", "all", **kw)
+        assert ds.images.shape == (15, 6, 5, 3)
+        np.testing.assert_array_equal(ds.images[-1], resize_images(big, 6, 5))
+        np.testing.assert_array_equal(ds.images[0], truth["bird/000.png"])
+    # another size asked for: every image resized to it
+    with pytest.warns(
+        DataWarning, match="resized 15 of 15 images .* to 3x4 pixels, the size asked for"
+    ):
+        small = data.load(tmp_path / "imgs", "all", image_size=(4, 3), **kw)
+    np.testing.assert_array_equal(small.images[0], resize_images(truth["bird/000.png"], 4, 3))
+
+
+def test_the_first_readable_image_need_not_have_the_common_size(tmp_path):
+    make_flat(tmp_path / "imgs")
+    (tmp_path / "imgs" / "bird" / "000.png").write_bytes(b"junk")
+    write(tmp_path / "imgs" / "bird" / "001.png", np.zeros((9, 9, 3), np.uint8))
+    with pytest.warns(DataWarning) as caught:
+        ds = data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    assert ds.images.shape == (14, 6, 5, 3)
+    assert np.all(ds.images[0] == 0)
+    text = " ".join(str(w.message) for w in caught)
+    assert "bird/000.png" in text and "9x9 pixels: bird/001.png" in text
+
+
+def test_every_odd_file_and_empty_class_is_reported_at_once(tmp_path):
+    root = tmp_path / "imgs"
+    make_flat(root)
+    (root / "cat" / "001.png").write_bytes(b"")  # empty file
+    good = np.asarray(Image.open(root / "dog" / "000.png"))
+    write(root / "dog" / "broken.jpg", good)
+    (root / "dog" / "broken.jpg").write_bytes((root / "dog" / "broken.jpg").read_bytes()[:200])
+    (root / "dog" / "labels.csv").write_text("a,b\n")
+    (root / "spoon").mkdir()  # an empty class folder
+    (root / "fork").mkdir()
+    (root / "fork" / "readme.txt").write_text("photos to come")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    with pytest.warns(DataWarning) as caught:
+        ds = data.load(root, "all", **kw)
+    assert ds.classes == ["bird", "cat", "dog"]  # no class without images
+    assert len(ds) == 14 and ds.labels.max() == 2
+    (warning,) = [str(w.message) for w in caught]
+    assert warning.startswith(f"left out 4 files and 2 class folders of {root}")
+    for needle in (
+        "cat/001.png",
+        "broken.jpg",
+        "dog/labels.csv is not an image file",
+        "fork/readme.txt",
+        "'spoon' has no image files",
+        "'fork' has no image",
+    ):
+        assert needle in warning, needle
+    with pytest.raises(ValueError) as refused:
+        data.load(root, "all", strict=True, **kw)
+    assert str(refused.value).startswith(f"cannot use 4 files and 2 class folders of {root}")
+
+
+def test_a_class_whose_images_cannot_be_read_is_not_a_class(tmp_path):
+    make_flat(tmp_path / "imgs")
+    for f in (tmp_path / "imgs" / "cat").iterdir():
+        f.write_bytes(b"not an image")
+    with pytest.warns(DataWarning, match="'cat' has no image that could be read"):
+        ds = data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    assert ds.classes == ["bird", "dog"] and ds.labels.tolist() == [0] * 5 + [1] * 5
+
+
+def test_split_layout_empty_class_and_sizes_of_the_first_split(tmp_path):
+    root = tmp_path / "ds"
+    for c in ("a", "b"):
+        for i in range(3):
+            write(root / "train" / c / f"{i}.png", np.full((6, 8, 3), 40 * i, np.uint8))
+        write(root / "test" / c / "0.png", np.full((12, 16, 3), 90, np.uint8))
+    (root / "train" / "empty").mkdir()
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    with pytest.warns(DataWarning, match="'empty' has no image files"):
+        train = data.load(root, "train", val_fraction=0, **kw)
+    assert train.classes == ["a", "b"]
+    with pytest.warns(DataWarning, match="resized 2 of 8 images .* to 8x6 pixels.*test/a/0.png"):
+        everything = data.load(root, "all", **kw)
+    assert everything.images.shape == (8, 6, 8, 3)
+    test = data.load(root, "test", image_size=(6, 8), **kw)
+    np.testing.assert_array_equal(test.images, np.full((2, 6, 8, 3), 90, np.uint8))
 
 
 def test_parallel_decoding_matches_serial(tmp_path):
@@ -128,12 +221,27 @@ def test_cache_hit_does_not_decode(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("decoded although the cache is valid")
 
-    monkeypatch.setattr(folder_mod, "read_image", refuse)
-    monkeypatch.setattr(folder_mod, "read_images", refuse)
+    monkeypatch.setattr(folder_mod, "decode_photos", refuse)
     second = data.load(tmp_path / "imgs", "all", **kw)
     np.testing.assert_array_equal(first.images, second.images)
     np.testing.assert_array_equal(first.labels, second.labels)
     assert second.classes == first.classes
+
+
+def test_asking_for_the_folders_own_size_reads_its_cache(tmp_path, monkeypatch):
+    """eval asks for the model's size, which is the training folder's own: no decoding."""
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    first = data.load(tmp_path / "imgs", "all", **kw)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded although the cache holds the folder at that size")
+
+    monkeypatch.setattr(folder_mod, "decode_photos", refuse)
+    again = data.load(tmp_path / "imgs", "all", image_size=(6, 5), **kw)
+    np.testing.assert_array_equal(again.images, first.images)
+    with pytest.raises(AssertionError, match="decoded although"):
+        data.load(tmp_path / "imgs", "all", image_size=(3, 3), **kw)
 
 
 def test_cache_invalidated_when_a_file_changes(tmp_path, monkeypatch):
@@ -145,8 +253,10 @@ def test_cache_invalidated_when_a_file_changes(tmp_path, monkeypatch):
     st = changed.stat()
     os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     decoded = []
-    real = folder_mod.read_images
-    monkeypatch.setattr(folder_mod, "read_images", lambda p, **k: decoded.append(p) or real(p, **k))
+    real = folder_mod.decode_photos
+    monkeypatch.setattr(
+        folder_mod, "decode_photos", lambda p, **k: decoded.append(p) or real(p, **k)
+    )
     ds = data.load(tmp_path / "imgs", "all", **kw)
     assert len(decoded) == 1
     np.testing.assert_array_equal(ds.images[1], np.full((6, 5, 3), 7))
@@ -242,7 +352,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, no_decoding):
         data.read_image(bomb, max_pixels=1000)
 
 
-def test_an_oversized_image_in_a_folder_is_not_decoded(tmp_path, monkeypatch):
+def test_an_oversized_image_in_a_folder_is_left_out_without_decoding(tmp_path, monkeypatch):
     make_flat(tmp_path / "imgs", n_per_class=2)
     bomb = png_bomb(tmp_path / "imgs" / "dog" / "zzz.png", width=2000, height=3000)
     from PIL import ImageFile
@@ -250,12 +360,15 @@ def test_an_oversized_image_in_a_folder_is_not_decoded(tmp_path, monkeypatch):
     real_load = ImageFile.ImageFile.load
 
     def small_only(self, *args, **kwargs):
-        assert self.size[0] * self.size[1] <= 100, f"decoded {self.size}"
+        if self.size[0] * self.size[1] > 100:
+            pytest.fail(f"decoded {self.size}")  # not an Exception: never caught on the way
         return real_load(self, *args, **kwargs)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", small_only)
-    with pytest.raises(ValueError, match=f"{bomb} is 2000x3000 pixels but .* is 5x6"):
-        data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.setattr(decode_mod, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.warns(DataWarning, match=f"{bomb} is 2000x3000 pixels, more than the 1,000"):
+        ds = data.load(tmp_path / "imgs", "all", cache_dir=tmp_path / "cache", progress=False)
+    assert len(ds) == 6
 
 
 def test_pillow_decompression_bomb_error_is_a_clear_error(tmp_path, no_decoding):
@@ -265,3 +378,23 @@ def test_pillow_decompression_bomb_error_is_a_clear_error(tmp_path, no_decoding)
     assert 20_000 * 20_000 > 2 * Image.MAX_IMAGE_PIXELS
     with pytest.raises(ValueError, match=r"b\.png is refused as a decompression bomb.*Pillow"):
         data.read_image(bomb, max_pixels=10**9)
+
+
+def test_each_image_keeps_its_file_name_through_splits_and_the_cache(tmp_path):
+    truth = make_flat(tmp_path / "imgs", n_per_class=10)
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    for _ in range(2):  # decoded, then read back from the cache
+        for split in ("train", "val", "all"):
+            ds = data.load(tmp_path / "imgs", split, **kw)
+            assert len(ds.files) == len(ds)
+            for image, label, name in zip(ds.images, ds.labels, ds.files):
+                np.testing.assert_array_equal(image, truth[name])
+                assert name.split("/")[0] == ds.classes[label]
+    root = tmp_path / "split"
+    for part in ("train", "test"):
+        make_flat(root / part, n_per_class=4, seed=len(part))
+    test = data.load(root, "test", **kw)
+    assert test.files[0] == "test/bird/000.png"
+    both = data.load(root, "all", **kw)
+    assert both.files[:1] == ["train/bird/000.png"] and both.files[-1] == "test/dog/003.png"
+    assert data.load("digits", "train", progress=False).files is None

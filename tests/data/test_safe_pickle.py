@@ -6,6 +6,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,14 @@ def op_str(text: str) -> bytes:
     return pickle.BINUNICODE + struct.pack("<I", len(raw)) + raw
 
 
+def int_op(n: int) -> bytes:
+    """An int on the pickle stack (LONG1 beyond 32 bits)."""
+    if -(2**31) <= n < 2**31:
+        return pickle.BININT + struct.pack("<i", n)
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return pickle.LONG1 + bytes([len(raw)]) + raw
+
+
 def dtype_with_state(name: str, order: str = "|", elsize=-1, align=-1, flags=0) -> bytes:
     """Opcodes that leave ``numpy.dtype(name)`` on the stack after a BUILD with the given
     state: the way a pickle can reset a dtype's flags."""
@@ -44,8 +53,7 @@ def dtype_with_state(name: str, order: str = "|", elsize=-1, align=-1, flags=0) 
         + b"\x03"
         + op_str(order)
         + pickle.NONE * 3
-        + pickle.BININT
-        + struct.pack("<i", elsize)
+        + int_op(elsize)
         + pickle.BININT
         + struct.pack("<i", align)
         + pickle.BININT1
@@ -248,6 +256,93 @@ def test_large_files_are_refused_before_reading(tmp_path):
     path.write_bytes(pickle.dumps(b"x" * 5000))
     with pytest.raises(UnsafePickleError, match=r"big\.pkl: refusing a pickle of 5,0\d\d bytes"):
         load_pickle(path, limits=Limits(max_bytes=4096))
+
+
+def test_the_memo_is_bounded_like_a_container():
+    """MEMOIZE opcodes (one byte each) grow the memo by one entry each: 10 MB of them cost
+    651 MB. The memo holds at most ``max_elements`` entries."""
+    limits = Limits(max_elements=1000)
+    payload = pickle.PROTO + b"\x04" + pickle.NONE + pickle.MEMOIZE * 5000 + pickle.STOP
+    with pytest.raises(UnsafePickleError, match="memo of more than 1,000 entries"):
+        loads_pickle(payload, limits=limits)
+    puts = b"N" + b"".join(b"r" + struct.pack("<I", i) for i in range(5000)) + b"."
+    with pytest.raises(UnsafePickleError, match="memo of more than 1,000 entries"):
+        loads_pickle(puts, limits=limits)
+    assert (
+        loads_pickle(pickle.PROTO + b"\x04N" + pickle.MEMOIZE * 999 + b".", limits=limits) is None
+    )
+
+
+def test_the_stack_is_bounded_like_a_container():
+    """Each NONE opcode pushes one item (47 MB of them cost 333 MB): at most
+    ``max_elements`` items wait on the stack, marks included."""
+    limits = Limits(max_elements=1000)
+    with pytest.raises(UnsafePickleError, match="more than 1,000 items on its stack"):
+        loads_pickle(b"N" * 5000 + b".", limits=limits)
+    with pytest.raises(UnsafePickleError, match="more than 1,000 items on its stack"):
+        loads_pickle(b"(" + b"N" * 600 + b"(" + b"N" * 600 + b".", limits=limits)
+    assert loads_pickle(b"(" + b"N" * 900 + b"t.", limits=limits) == (None,) * 900
+
+
+@pytest.mark.parametrize("opcodes", [pickle.MEMOIZE, b"N"])
+def test_a_flood_of_opcodes_is_refused_without_growing_memory(opcodes):
+    payload = pickle.PROTO + b"\x04N" + opcodes * 3_000_000 + b"."
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError):
+            loads_pickle(payload, limits=Limits(max_elements=100_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+
+
+def unicode_scalar(order: str, raw: bytes, width: int) -> bytes:
+    """``multiarray.scalar(dtype("U<width>") with byte order <order>, raw)``."""
+    return (
+        pickle.PROTO
+        + b"\x02cnumpy._core.multiarray\nscalar\n"
+        + dtype_with_state(f"U{width}", order, elsize=4 * width, align=4, flags=8)
+        + pickle.BINBYTES
+        + struct.pack("<I", len(raw))
+        + raw
+        + pickle.TUPLE2
+        + pickle.REDUCE
+        + pickle.STOP
+    )
+
+
+@pytest.mark.parametrize(
+    "order, raw",
+    [
+        ("<", struct.pack("<2I", 0x110000, 65)),  # beyond U+10FFFF
+        ("<", struct.pack("<2I", 0xFFFFFFFF, 65)),
+        (">", struct.pack("<2I", 65, 66)),  # 'A' little-endian read as big-endian: 0x41000000
+    ],
+)
+def test_invalid_code_points_are_refused(order, raw):
+    with pytest.raises(UnsafePickleError, match="not a Unicode code point"):
+        loads_pickle(unicode_scalar(order, raw, 2))
+    array = pickle.dumps(np.array(["AB"], dtype=f"{order}U2"), protocol=3)
+    good = np.array(["AB"], dtype=f"{order}U2").tobytes()
+    assert good in array
+    with pytest.raises(UnsafePickleError, match="not a Unicode code point"):
+        loads_pickle(array.replace(good, raw))
+
+
+def test_valid_big_endian_text_reads_as_the_same_text():
+    text = loads_pickle(unicode_scalar(">", struct.pack(">2I", 65, 0x1F600), 2))
+    assert text == "A\U0001f600" and text.upper() == "A\U0001f600"
+    array = loads_pickle(pickle.dumps(np.array(["AB", "\u00e9"], dtype=">U2"), protocol=2))
+    assert array.tolist() == ["AB", "\u00e9"]
+
+
+def test_a_string_dtype_too_wide_for_numpy_is_refused_cleanly():
+    payload = (
+        pickle.PROTO + b"\x02" + dtype_with_state("S1", "|", elsize=2**31, align=1) + pickle.STOP
+    )
+    with pytest.raises(UnsafePickleError):
+        loads_pickle(payload)
 
 
 # -- what plain data still reads --------------------------------------------------------

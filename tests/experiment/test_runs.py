@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from chainrule._files import FileRecord, write_file
 from chainrule.experiment import ExperimentError, Trial, TrialData, train_run
 from chainrule.models import registry
 from chainrule.models._base import BaseEstimator, ClassifierMixin
@@ -34,7 +35,7 @@ class CheckpointingMean(ClassifierMixin, BaseEstimator):
         if resume and path.exists():
             if json.loads(path.read_text()) != checkpoint_settings:
                 raise ValueError("the checkpoint belongs to another run")
-        path.write_text(json.dumps(checkpoint_settings))
+        write_file(path, json.dumps(checkpoint_settings))  # recorded as the run's file
         self.classes_ = np.unique(y)
         self.means_ = np.stack([X[y == c].mean(0) for c in self.classes_])
         return self
@@ -81,13 +82,15 @@ def test_a_checkpoint_is_told_its_run(tmp_path, checkpointing_family):
     trial = Trial(checkpointing_family, seed=3)
     train_run(trial, digits_split(0), run, args={})
     (run / "metrics.json").unlink()  # as if interrupted: the checkpoint stays
-    (run / "checkpoint.npz").write_text(json.dumps(CheckpointingMean.seen[-1]))
+    with FileRecord.open(run):
+        write_file(run / "checkpoint.npz", json.dumps(CheckpointingMean.seen[-1]))
     resumed = Trial(checkpointing_family, seed=3, resume=True)
     train_run(resumed, digits_split(0), run, args={})
     first, again = CheckpointingMean.seen
     assert first == again and first["seed"] == 3 and first["split_seed"] == 0
     assert first["n_train"] == 1150 and first["data"] == "digits"
-    (run / "checkpoint.npz").write_text(json.dumps(first))
+    with FileRecord.open(run):
+        write_file(run / "checkpoint.npz", json.dumps(first))
     for other, data in ((Trial(checkpointing_family, seed=4, resume=True), digits_split(0)),
                         (resumed, digits_split(1))):  # fmt: skip
         with pytest.raises(ExperimentError, match="belongs to another run"):

@@ -109,8 +109,18 @@ def test_every_model_draws_its_plots(name, digits, tmp_path):
     result = run_trial(Trial(name, QUICK.get(name, {}), verbose=False), digits, output)
     assert result.plot_errors == {}
     assert set(result.plots) == expected
-    assert {p.name for p in tmp_path.iterdir()} == expected | {f"{name}.npz"}
+    mistakes = result.mistakes
+    sheet = {f"{name}_mistakes.png"} if mistakes["total"] else set()
+    assert {p.name for p in tmp_path.iterdir()} == expected | {f"{name}.npz"} | sheet
     assert result.model_file == f"{name}.npz"
+    # the page's record of the validation images it got wrong, most confident first
+    n_val = len(digits.labels("val"))
+    assert mistakes["split"] == "val" and mistakes["n"] == n_val
+    assert mistakes["total"] == round((1 - result.val_accuracy) * n_val)
+    probabilities = [m["probability"] for m in mistakes["items"]]
+    assert len(probabilities) == min(mistakes["total"], 48)
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(m["true"] != m["pred"] for m in mistakes["items"])
 
 
 def test_trial_data_computes_each_layout_once():

@@ -116,7 +116,7 @@ def test_a_corrupted_model_file_is_refused_with_the_member_named(data, tmp_path)
     with pytest.raises(ValueError, match=r"damaged.*net\.4\.weight has shape \(2, 8, 3, 3\)"):
         load_model(tmp_path / "bad.npz")
     arrays = dict(np.load(path, allow_pickle=False))
-    arrays["model/image_shape_"] = np.array([6, 6, 2])
+    arrays["model/image_shape_"] = np.array([6, 3, 1])
     np.savez(tmp_path / "bad2.npz", **arrays)
     with pytest.raises(ValueError, match="image_shape_ .* does not make n_features_in_ = 36"):
         load_model(tmp_path / "bad2.npz")

@@ -10,6 +10,7 @@ import pytest
 
 from chainrule import nn
 from chainrule.data import Preprocessor
+from chainrule.data.resize import resize_images
 from chainrule.models import FullyConnectedNet, KNearestNeighbors, LinearSVM, export_onnx
 from chainrule.models.export import load_onnx
 
@@ -131,6 +132,31 @@ def test_unknown_layer_is_named_and_a_registered_converter_exports_it(tiny, tmp_
     np.testing.assert_allclose(proba, net.predict_proba(X), rtol=0, atol=1e-5)
 
 
+def test_a_graph_that_disagrees_with_chainrule_is_never_written(tiny, tmp_path):
+    """A converter that computes something else (here: triples where the layer doubles)
+    is caught by the check every export passes: ONNX Runtime against chainrule."""
+    from chainrule.models.export import register_converter
+    from chainrule.models.export.modules import _CONVERTERS
+    from chainrule.models.export.verify import ExportMismatch
+
+    _, _, pre = tiny
+    net = _net_with(Doubler(), tiny)
+
+    @register_converter(Doubler)
+    def _wrong(g, m, x, name):
+        return g.op("Mul", [x, g.scalar(3.0, np.float32, f"{name}.three")], name)
+
+    try:
+        with pytest.raises(ExportMismatch, match=r"other answers than chainrule on test images"
+                           r" of 3x4 pixels .*nothing was written"):  # fmt: skip
+            export_onnx(net, tmp_path / "m.onnx", preprocessor=pre)
+        assert not (tmp_path / "m.onnx").exists()
+        # check=False writes it anyway (for a model whose answers are checked elsewhere)
+        assert export_onnx(net, tmp_path / "m.onnx", preprocessor=pre, check=False).exists()
+    finally:
+        del _CONVERTERS[Doubler]
+
+
 @pytest.mark.parametrize(
     "layer", [nn.Tanh(), nn.Sigmoid(), nn.LeakyReLU(0.2), nn.Identity(), nn.Flatten()]
 )
@@ -171,15 +197,22 @@ def test_model_without_preprocessor(tiny, tmp_path):
     X = images.reshape(len(images), -1).astype(np.float32)
     model = KNearestNeighbors(k=3, metric="l1").fit(X, labels)
     open_path = export_onnx(model, tmp_path / "open.onnx")
-    fixed_path = export_onnx(model, tmp_path / "fixed.onnx", image_shape=(4, 3, 2))
+    fixed_path = export_onnx(model, tmp_path / "fixed.onnx", image_shape=(4, 3, 2), resize=False)
+    any_size = export_onnx(model, tmp_path / "any.onnx", image_shape=(4, 3, 2))
     assert load_onnx(open_path).image_shape is None
-    assert load_onnx(fixed_path).image_shape == (4, 3, 2)
-    for path in (open_path, fixed_path):
+    assert load_onnx(fixed_path).image_shape == load_onnx(any_size).image_shape == (4, 3, 2)
+    assert (load_onnx(fixed_path).resizes, load_onnx(any_size).resizes) == (False, True)
+    for path in (open_path, fixed_path, any_size):
         labels_onnx, proba = load_onnx(path).run(images)
         np.testing.assert_array_equal(labels_onnx, model.predict(X))
         np.testing.assert_allclose(proba, model.predict_proba(X), rtol=0, atol=1e-7)
+    turned = images.transpose(0, 2, 1, 3)
     with pytest.raises(ValueError, match=r"shape \(H, W, C\) = \(3, 4, 2\)"):
-        load_onnx(fixed_path).run(images.transpose(0, 2, 1, 3))
+        load_onnx(fixed_path).run(turned)
+    resized = resize_images(turned, 4, 3).reshape(len(images), -1).astype(np.float32)
+    np.testing.assert_array_equal(load_onnx(any_size).run(turned)[0], model.predict(resized))
+    with pytest.raises(ValueError, match="images have 1 channels but the model reads 2"):
+        load_onnx(any_size).run(images[..., :1])
 
 
 def test_load_onnx_refuses_files_that_are_not_chainrule_exports(tmp_path):

@@ -126,17 +126,27 @@ def test_onnx_runtime_gives_chainrule_answers(kind, data, tmp_path):
         assert_same_answers(model, pre, path, test_images[rng.choice(len(test_images), n)])
 
 
-def test_graph_is_checked_with_opset_17_and_declares_its_interface(data, tmp_path):
+@pytest.mark.parametrize("resize", [True, False])
+def test_graph_is_checked_with_opset_18_and_declares_its_interface(resize, data, tmp_path):
     model = fit("mlp", data)
     _, _, _, classes, pre = data
-    path = export_onnx(model, tmp_path / "m.onnx", preprocessor=pre, classes=classes)
+    path = export_onnx(model, tmp_path / "m.onnx", preprocessor=pre, classes=classes, resize=resize)
     proto = onnx.load(path)
     onnx.checker.check_model(proto, full_check=True)
-    assert [o.version for o in proto.opset_import if o.domain == ""] == [17]
+    assert [o.version for o in proto.opset_import if o.domain == ""] == [18]
     (inp,) = proto.graph.input
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    assert dims == ["N", *pre.image_shape_]
+    h, w, c = pre.image_shape_
+    assert dims == (["N", "H", "W", c] if resize else ["N", h, w, c])
+    resizes = [n for n in proto.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == int(resize)
+    if resize:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in resizes[0].attribute}
+        assert attrs == {
+            "mode": b"linear", "coordinate_transformation_mode": b"half_pixel",
+            "antialias": 1, "axes": [1, 2],
+        }  # fmt: skip
     outputs = {o.name: o.type.tensor_type for o in proto.graph.output}
     assert outputs["label"].elem_type == onnx.TensorProto.INT64
     assert outputs["probabilities"].elem_type == onnx.TensorProto.FLOAT
@@ -146,6 +156,12 @@ def test_graph_is_checked_with_opset_17_and_declares_its_interface(data, tmp_pat
     assert json.loads(meta["params"])["hidden_dims"] == [24, 16]
     assert meta["chainrule_version"] and meta["model"] == "mlp"
     assert json.loads(meta["test_time_flip"]) is True
+    resize_meta = json.loads(meta["resize"])
+    if resize:
+        assert (resize_meta["height"], resize_meta["width"]) == (h, w)
+        assert "antialias=1" in resize_meta["method"]
+    else:
+        assert resize_meta is None
     # evaluation graph: no dropout, batch norm folded into the matrix products
     ops = [n.op_type for n in proto.graph.node]
     assert "Dropout" not in ops and "BatchNormalization" not in ops
@@ -183,12 +199,13 @@ def test_preprocessing_in_the_graph_is_bit_exact(data):
         pre.fit(images)
         g = Graph()
         g.fresh("images")
-        rows = images_to_rows(g, "images", pre)
+        pixels = g.op("Cast", ["images"], "pixels", to=1)
+        rows = images_to_rows(g, pixels, pre)
         graph = g.to_graph(
             [value_info("images", np.uint8, ["N", *pre.image_shape_])],
             [value_info(rows, np.float32, ["N", *pre.transform(images[:1]).shape[1:]])],
         )
-        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
         proto.ir_version = 8
         session = ort.InferenceSession(
             proto.SerializeToString(), providers=["CPUExecutionProvider"]

@@ -285,3 +285,64 @@ def test_fitted_estimator_with_test_time_flips(flips, tmp_path):
     np.testing.assert_array_equal(got_labels, model.predict(X))
     meta = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert meta["test_time_flip"] == ("true" if flips else "false")
+
+
+# -- the ConvNet estimator ----------------------------------------------------------------
+
+
+def fitted_convnet(stem: str, flatten: bool, flips: bool = False):
+    """(ConvNet, Preprocessor, test images) on colour images 7 high and 10 wide, fitted on
+    what the preprocessor gives: rows, or images (N, C, H, W) as the command line keeps
+    them for a ConvNet."""
+    from chainrule.models import ConvNet
+
+    shape = (7, 10, 3)
+    labels = np.arange(48) % 2
+    images = reddened(images_of(shape, 48, 0), labels)
+    pre = Preprocessor(flatten=flatten).fit(images)
+    model = ConvNet(
+        channels=(8, 16), stem=stem, image_shape=shape if flatten else None, augment=flips,
+        learning_rate=0.02 if stem == "conv" else 0.003, batch_size=16, epochs=3,
+        random_state=0,
+    )  # fmt: skip
+    model.fit(pre.transform(images), labels)
+    return model, pre, reddened(images_of(shape, 19, 4), np.arange(19) % 2)
+
+
+def reddened(images, labels):
+    """Class 1 gets more red in its top-left corner: a colour and a place to learn."""
+    out = images.astype(np.int64)
+    out[labels == 1, :3, :4, 0] += 120
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("flips", [False, True])
+@pytest.mark.parametrize("flatten", [False, True])
+@pytest.mark.parametrize("stem", ["conv", "whiten"])
+def test_convnet_estimator_on_images_or_rows(stem, flatten, flips, tmp_path):
+    """The estimator turns images (N, C, H, W) into HWC rows before its network: the graph
+    must too (an export that fed the images to the network's first layer as if they were
+    such rows mixed up pixels and channels of colour images)."""
+    model, pre, test = fitted_convnet(stem, flatten, flips)
+    path = export_onnx(model, tmp_path / "cnn.onnx", preprocessor=pre)
+    labels, proba = load_onnx(path).run(test)
+    X = pre.transform(test)
+    want = model.predict_proba(X)
+    assert np.ptp(want, axis=0).max() > 0.05
+    np.testing.assert_allclose(proba, want, rtol=0, atol=PROBA_TOL)
+    np.testing.assert_array_equal(labels, model.predict(X))
+
+
+def test_convnet_whose_network_reads_rows_without_rows_to_images(tmp_path):
+    """Images for a ConvNet whose network does not begin with `RowsToImages` become HWC
+    rows in the graph, as the estimator makes them."""
+    model, pre, test = fitted_convnet("conv", flatten=False)
+    rng = np.random.default_rng(0)
+    model.net_ = nn.Sequential(nn.Linear(7 * 10 * 3, 2, random_state=rng))
+    model.net_[0].weight.data[:] = rng.normal(0.0, 0.1, (7 * 10 * 3, 2))
+    model.net_.eval()
+    path = export_onnx(model, tmp_path / "cnn.onnx", preprocessor=pre)
+    _, proba = load_onnx(path).run(test)
+    want = model.predict_proba(pre.transform(test))
+    assert np.ptp(want, axis=0).max() > 0.05
+    np.testing.assert_allclose(proba, want, rtol=0, atol=PROBA_TOL)

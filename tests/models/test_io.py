@@ -159,6 +159,13 @@ def test_damaged_state_is_reported(tmp_path, fitted):
     with np.load(path) as npz:
         arrays = {k: v for k, v in npz.items() if k != "model/means_"}
     np.savez(tmp_path / "nomeans.npz", **arrays)
+    with pytest.raises(ValueError, match="lacks 'model/means_', which its header declares"):
+        load_model(tmp_path / "nomeans.npz")
+    # A file whose header agrees: the family's own loader finds the state incomplete.
+    header = json.loads(str(arrays["__chainrule__"]))
+    header["members"].remove("model/means_")
+    arrays["__chainrule__"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "nomeans.npz", **arrays)
     with pytest.raises(ValueError, match="model state is invalid"):
         load_model(tmp_path / "nomeans.npz")
 

@@ -229,8 +229,8 @@ def test_a_format_version_of_another_type_says_so(tmp_path, svm_file):
         with pytest.raises(ValueError, match="format version") as info:
             load_model(tmp_path / "v.npz")
         message = str(info.value)
-        assert needle in message and "reads version 1" in message
-        assert "version 1;" not in message.replace("reads version 1", "")
+        assert needle in message and "reads version 2" in message
+        assert "version 2;" not in message.replace("reads version 2", "")
 
 
 # -- damaged archives, unreadable files --------------------------------------------------
@@ -362,9 +362,13 @@ def test_a_family_without_a_declaration_still_gets_the_generic_checks(tmp_path, 
 
 def test_json_nested_beyond_the_parser_is_damaged(tmp_path, svm_file):
     arrays = members(svm_file)
+    arrays["classes_json"] = np.array("[" * 100_000 + "]" * 100_000)
+    write_zip(tmp_path / "deep.npz", arrays)
+    with pytest.raises(ValueError, match="'classes_json' is not valid JSON"):
+        load_model(tmp_path / "deep.npz")
     arrays["params_json"] = np.array("[" * 100_000 + "]" * 100_000)
     write_zip(tmp_path / "deep.npz", arrays)
-    with pytest.raises(ValueError, match="'params_json' is not valid JSON"):
+    with pytest.raises(ValueError, match="hyperparameters are 800,000 bytes long"):
         load_model(tmp_path / "deep.npz")
 
 

@@ -205,6 +205,25 @@ def test_the_model_here_holds_no_rows(client, workers, data):
 # ------------------------------------------------------------------ model files
 
 
+def test_a_sharded_model_refuses_pickle_in_words_and_its_gathered_copy_pickles(
+    client, workers, data
+):
+    import copy
+    import pickle
+
+    X, y, Q = data
+    model = KNearestNeighbors(k=3).fit(scattered_shards(client, X, workers), y)
+    for attempt in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError) as refused:
+            attempt(model)
+        message = str(refused.value)
+        assert message.startswith("cannot pickle or copy a k-NN fitted on Dask shards: the "
+                                  "1,400 training rows of this k-NN live in 3 shards")  # fmt: skip
+        assert "model.gather() brings them here (1.0 MiB)" in message
+    again = pickle.loads(pickle.dumps(model.gather()))
+    np.testing.assert_array_equal(again.predict(Q), model.predict(Q))
+
+
 def test_a_sharded_model_is_saved_by_gathering_it(client, workers, data, tmp_path):
     X, y, Q = data
     model = KNearestNeighbors(k=5, metric="cosine").fit(scattered_shards(client, X, workers), y)

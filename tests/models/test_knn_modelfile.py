@@ -3,6 +3,8 @@ back to exactly the same model."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from knn_reference import smooth_images
@@ -84,6 +86,13 @@ def test_stored_images_without_preprocessing_are_refused(tmp_path):
     path = save_model(tmp_path / "knn.npz", model, prep)
     with np.load(path, allow_pickle=False) as z:
         kept = {k: z[k] for k in z.files if not k.startswith("prep/")}
+    np.savez(tmp_path / "noprep.npz", **kept)
+    with pytest.raises(ValueError, match="lacks 'prep/"):  # the header lists them
+        load_model(tmp_path / "noprep.npz")
+    # A header that agrees (a file written without preprocessing): k-NN's own check.
+    header = json.loads(str(kept["__chainrule__"]))
+    header["members"] = [m for m in header["members"] if not m.startswith("prep/")]
+    kept["__chainrule__"] = np.array(json.dumps(header))
     np.savez(tmp_path / "noprep.npz", **kept)
     with pytest.raises(ValueError, match="no preprocessing"):
         load_model(tmp_path / "noprep.npz")

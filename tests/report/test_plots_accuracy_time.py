@@ -1,4 +1,4 @@
-"""The accuracy-against-minutes curve: cumulative epoch times, and clear refusals."""
+"""The accuracy-against-time curve: cumulative epoch times, and clear refusals."""
 
 import numpy as np
 import pytest
@@ -8,9 +8,9 @@ from chainrule.report.plots import accuracy_time_curve, plot_accuracy_vs_time
 HISTORY = {"epoch_time": [30.0, 60.0, 90.0], "val_acc": [0.5, 0.7, 0.65], "loss": [1.0]}
 
 
-def test_minutes_are_the_cumulative_epoch_times():
-    minutes, accs = accuracy_time_curve(HISTORY)
-    np.testing.assert_allclose(minutes, [0.5, 1.5, 3.0])
+def test_times_are_the_cumulative_epoch_times():
+    seconds, accs = accuracy_time_curve(HISTORY)
+    np.testing.assert_allclose(seconds, [30.0, 90.0, 180.0])
     np.testing.assert_array_equal(accs, [0.5, 0.7, 0.65])
 
 

@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -71,3 +72,47 @@ def test_default_run_dir_is_unique(tmp_path):
     first.mkdir()
     second = default_run_dir("compare", root=tmp_path)
     assert second != first and not second.exists()
+
+
+# -- the record of chainrule's files -----------------------------------------------------------
+
+
+def test_another_writer_records_its_file_with_one_call(tmp_path):
+    """A file written with ``write_file`` while a run holds the folder is chainrule's:
+    ``force`` clears it like the rest."""
+    with RunFolder.start(tmp_path / "run") as folder:
+        folder.write_metrics({"command": "train", "status": "done"})
+        assert folder.write_file("report.html", "<html></html>\n") == folder.path / "report.html"
+        assert folder.record.ours("report.html")
+    with RunFolder.start(tmp_path / "run", force=True) as folder:
+        assert [p.name for p in folder._entries()] == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_a_plot_is_never_drawn_through_a_link_or_over_a_users_file(tmp_path):
+    from chainrule.report.plots import plot_loss_curve
+
+    target = tmp_path / "victim.png"
+    target.write_bytes(b"important")
+    with RunFolder.start(tmp_path / "run") as folder:
+        (folder.path / "loss.png").symlink_to(target)
+        (folder.path / "curve.png").write_bytes(b"mine")
+        history = {"loss": [1.0, 0.5]}
+        assert folder.plot(plot_loss_curve, "loss.png", history) is None
+        assert folder.plot(plot_loss_curve, "curve.png", history) is None
+        assert folder.plot(plot_loss_curve, "fresh.png", history) == folder.path / "fresh.png"
+        assert "did not write" in folder.plot_errors["loss.png"]
+        assert "did not write" in folder.plot_errors["curve.png"]
+        assert folder.record.ours("fresh.png")
+    assert target.read_bytes() == b"important"
+    assert (tmp_path / "run" / "curve.png").read_bytes() == b"mine"
+
+
+def test_metrics_are_never_read_through_a_link_nor_unbounded(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    if os.name == "posix":
+        (tmp_path / "other.json").write_text('{"command": "train"}')
+        (run.path / "metrics.json").symlink_to(tmp_path / "other.json")
+        with pytest.raises(OSError, match="symbolic link"):
+            run.read_metrics()
+        assert not run.is_run()

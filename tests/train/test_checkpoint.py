@@ -100,6 +100,38 @@ def test_foreign_damaged_and_missing_files_are_refused(tmp_path):
         load_checkpoint(path)
 
 
+def test_a_checkpoint_claiming_more_than_memory_is_refused_before_reading(tmp_path):
+    """A checkpoint is data from a run folder anyone may have written: its headers are
+    checked before any array is allocated, and a FIFO in its place is not waited on."""
+    import io
+    import tracemalloc
+    import zipfile
+
+    path = save_checkpoint(tmp_path / CHECKPOINT_NAME, _state())
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    members["model/0.weight.npy"] = header.getvalue()  # claims 4 TB, holds nothing
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="not a readable checkpoint"):
+            load_checkpoint(tmp_path / "huge.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    if os.name == "posix":
+        os.mkfifo(tmp_path / "fifo.npz")
+        with pytest.raises(ValueError, match="not a plain file"):
+            load_checkpoint(tmp_path / "fifo.npz")
+
+
 def test_check_settings_names_every_difference():
     check_settings({"lr": 0.1, "hidden": [10]}, {"lr": 0.1, "hidden": (10,)})  # same run
     check_settings(None, None)

@@ -1,12 +1,18 @@
-"""The computational-graph engine: Tensor, Function, backward and forward mode.
+"""The computational-graph engine: Tensor, Function, backward, forward mode and
+transformations.
 
-`tensor` (the Tensor), `function` (Function, Context, grad modes), `backward` (the
-backward pass), `ops` and `array_ops` (the primitive Functions), `methods` (the Tensor's
-operators), `forward` (jvp, vjp, grad), `draw` (graph drawings); `engine` gathers the
+`tensor` (the Tensor), `function` (Function, Context, grad modes), `ops` and
+`array_ops` (the primitive Functions), `backward` (the backward pass; `fast_backward`,
+the same first-order pass scheduled for speed), `methods` (the Tensor's operators and
+`backward`), `forward` (forward mode, `jvp`), `transforms` (`grad`, `vjp`, Jacobians,
+Hessians, `gradients`), `tnp` (NumPy functions for rules that run on arrays and
+Tensors), `draw` (graph drawings: DOT text, a matplotlib picture, the page that steps
+through backprop; `graph_view` reads the graph for all of them); `engine` gathers the
 core in one import.
 """
 
 from chainrule.autograd import methods as _methods  # noqa: F401  (gives Tensor its operators)
+from chainrule.autograd import tnp
 from chainrule.autograd.array_ops import concatenate, stack
 from chainrule.autograd.draw import draw_graph
 from chainrule.autograd.engine import (
@@ -17,8 +23,18 @@ from chainrule.autograd.engine import (
     is_grad_enabled,
     no_grad,
 )
-from chainrule.autograd.forward import grad, jvp, vjp
 from chainrule.autograd.ops import maximum, where
+from chainrule.autograd.transforms import (
+    grad,
+    gradients,
+    hessian,
+    hvp,
+    jacfwd,
+    jacrev,
+    jvp,
+    value_and_grad,
+    vjp,
+)
 
 __all__ = [
     "Context",
@@ -28,11 +44,18 @@ __all__ = [
     "draw_graph",
     "enable_grad",
     "grad",
+    "gradients",
+    "hessian",
+    "hvp",
     "is_grad_enabled",
+    "jacfwd",
+    "jacrev",
     "jvp",
     "maximum",
     "no_grad",
     "stack",
+    "tnp",
+    "value_and_grad",
     "vjp",
     "where",
 ]

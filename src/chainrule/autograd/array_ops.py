@@ -1,9 +1,16 @@
 """Operations on whole arrays: reductions, softmax, reshaping, indexing and joining.
 
-Each is a `Function` with its rules written once: `forward` on arrays, `backward` turning
-the upstream gradient into one downstream gradient per input, `jvp` pushing tangents
-forward. The elementwise primitives (and the conventions at ties) are in
-`chainrule.autograd.ops`.
+Each is a `Function` with its rules written once, on arrays or Tensors alike (see
+`chainrule.autograd.function`): `forward` on arrays, `backward` turning the upstream
+gradient into one downstream gradient per input, `jvp` pushing tangents forward. The
+elementwise primitives (and the conventions at ties) are in `chainrule.autograd.ops`.
+
+Most of these operations are linear (`LinearPrimitive`): a sum, a reshape, a
+transpose, picking entries, joining arrays. Such an operation needs no derivative rule
+of its own: its tangent is the operation itself applied to the tangent, and its
+backward is its transpose, another linear operation of this module (the transpose of
+a sum is a broadcast, of picking entries is adding into zeros, ...), whose own
+backward is the first again: every order of derivative stays in this closed family.
 
 At ties, ``max`` shares the gradient equally among the entries equal to the maximum
 (each gets upstream / count), so the gradient sums to the upstream value.
@@ -15,11 +22,17 @@ import numpy as np
 
 from chainrule.autograd.arraymath import log_softmax, softmax
 from chainrule.autograd.function import Primitive
+from chainrule.autograd.ops import Exp
 from chainrule.autograd.tensor import Tensor
 
 __all__ = [
+    "BroadcastTo",
+    "Cast",
     "Concatenate",
     "GetItem",
+    "Identity",
+    "IndexAdd",
+    "LinearPrimitive",
     "LogSoftmax",
     "Max",
     "Mean",
@@ -30,16 +43,48 @@ __all__ = [
     "Transpose",
     "concatenate",
     "stack",
+    "sum_to",
 ]
+
+
+class LinearPrimitive(Primitive):
+    """An operation linear in its Tensor arguments (the others are constants: an axis, a
+    shape, an index). Its tangent comes from its definition: the operation applied to
+    the tangents in place of the inputs (zeros for an input without one). A subclass
+    writes `forward` and `backward`, the transpose."""
+
+    @classmethod
+    def jvp(cls, ctx, *tangents):
+        args = [
+            raw if not isinstance(a, Tensor) else (np.zeros_like(raw) if t is None else t)
+            for a, raw, t in zip(ctx.inputs, ctx._raw, tangents)
+        ]
+        return cls.call(*args)
+
 
 # ------------------------------------------------------------------ reductions
 
 
 def _expand(g, shape, axis, keepdims):
-    """Broadcast a reduced gradient back to the input's shape."""
-    if axis is not None and not keepdims:
-        g = np.expand_dims(g, axis)
-    return np.broadcast_to(g, shape)
+    """Broadcast a reduced gradient (of ``sum(axis, keepdims)`` of an input of `shape`)
+    back to the input's shape."""
+    if not keepdims:
+        kept = tuple(1 if axis is None or i in axis else n for i, n in enumerate(shape))
+        g = g.reshape(kept)
+    return BroadcastTo.call(g, shape)
+
+
+def sum_to(g, shape):
+    """`g` summed over the axes along which an array of `shape` was broadcast to g's
+    shape (the transpose of broadcasting)."""
+    gshape = np.shape(g)
+    if gshape == tuple(shape):
+        return g
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and gshape[lead + i] != 1
+    )
+    return g.sum(axis=axes).reshape(shape)
 
 
 def _normalize_axis(axis, ndim):
@@ -52,7 +97,7 @@ def _normalize_axis(axis, ndim):
         raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}") from None
 
 
-class Sum(Primitive):
+class Sum(LinearPrimitive):
     """x.sum(axis, keepdims); the gradient is the upstream value copied to every entry."""
 
     @staticmethod
@@ -67,12 +112,8 @@ class Sum(Primitive):
     def backward(ctx, g):
         return _expand(g, ctx.shape, ctx.axis, ctx.keepdims), None, None
 
-    @staticmethod
-    def jvp(ctx, t, _ta, _tk):
-        return np.sum(t, axis=ctx.axis, keepdims=ctx.keepdims)
 
-
-class Mean(Primitive):
+class Mean(LinearPrimitive):
     """x.mean(axis, keepdims)."""
 
     @staticmethod
@@ -88,10 +129,6 @@ class Mean(Primitive):
     @staticmethod
     def backward(ctx, g):
         return _expand(g / ctx.count, ctx.shape, ctx.axis, ctx.keepdims), None, None
-
-    @staticmethod
-    def jvp(ctx, t, _ta, _tk):
-        return np.mean(t, axis=ctx.axis, keepdims=ctx.keepdims)
 
 
 class Max(Primitive):
@@ -112,16 +149,17 @@ class Max(Primitive):
     @staticmethod
     def backward(ctx, g):
         (weights,) = ctx.saved_tensors
-        if ctx.axis is None:
-            g = np.reshape(g, (1,) * weights.ndim)
-        elif not ctx.keepdims:
-            g = np.expand_dims(g, ctx.axis)
-        return (g * weights).astype(weights.dtype, copy=False), None, None
+        if not ctx.keepdims:
+            axis = ctx.axis
+            g = g.reshape(
+                tuple(1 if axis is None or i in axis else n for i, n in enumerate(weights.shape))
+            )
+        return g * weights, None, None
 
     @staticmethod
     def jvp(ctx, t, _ta, _tk):
         (weights,) = ctx.saved_tensors
-        return np.sum(weights * t, axis=ctx.axis, keepdims=ctx.keepdims)
+        return (t * weights).sum(axis=ctx.axis, keepdims=ctx.keepdims)
 
 
 # ------------------------------------------------------------------ softmax
@@ -143,10 +181,11 @@ class Softmax(Primitive):
         gs = g * s
         return gs - s * gs.sum(axis=ctx.axis, keepdims=True), None
 
-    @staticmethod
-    def jvp(ctx, t, _ta):
-        (s,) = ctx.saved_tensors
-        return s * (t - (s * t).sum(axis=ctx.axis, keepdims=True))
+    @classmethod
+    def jvp(cls, ctx, t, _ta):
+        # The Jacobian diag(s) - s s^T is symmetric: pushing a tangent forward is the
+        # same product as pulling a gradient back.
+        return cls.backward(ctx, t)[0]
 
 
 class LogSoftmax(Primitive):
@@ -162,18 +201,20 @@ class LogSoftmax(Primitive):
     @staticmethod
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
-        return g - np.exp(out) * g.sum(axis=ctx.axis, keepdims=True), None
+        return g - Exp.call(out) * g.sum(axis=ctx.axis, keepdims=True), None
 
     @staticmethod
     def jvp(ctx, t, _ta):
         (out,) = ctx.saved_tensors
-        return t - (np.exp(out) * t).sum(axis=ctx.axis, keepdims=True)
+        return t - (Exp.call(out) * t).sum(axis=ctx.axis, keepdims=True)
 
 
 # ------------------------------------------------------------------ shape
 
 
-class Reshape(Primitive):
+class Reshape(LinearPrimitive):
+    """x.reshape(shape); its transpose reshapes back."""
+
     @staticmethod
     def forward(ctx, x, shape):
         ctx.shape = np.shape(x)
@@ -188,14 +229,12 @@ class Reshape(Primitive):
 
     @staticmethod
     def backward(ctx, g):
-        return np.reshape(g, ctx.shape), None
-
-    @staticmethod
-    def jvp(ctx, t, _ts):
-        return np.reshape(t, ctx.out_shape)
+        return Reshape.call(g, ctx.shape), None
 
 
-class Transpose(Primitive):
+class Transpose(LinearPrimitive):
+    """x.transpose(axes); its transpose permutes back."""
+
     @staticmethod
     def forward(ctx, x, axes):
         ctx.axes = axes
@@ -203,13 +242,8 @@ class Transpose(Primitive):
 
     @staticmethod
     def backward(ctx, g):
-        if ctx.axes is None:
-            return np.transpose(g), None
-        return np.transpose(g, np.argsort(ctx.axes)), None
-
-    @staticmethod
-    def jvp(ctx, t, _ta):
-        return np.transpose(t, ctx.axes)
+        axes = ctx.axes
+        return Transpose.call(g, None if axes is None else tuple(np.argsort(axes))), None
 
 
 def _selects_each_entry_once(index) -> bool:
@@ -250,8 +284,9 @@ def _selects_each_entry_once(index) -> bool:
     return False
 
 
-class GetItem(Primitive):
-    """x[index] with slices, integers, masks and integer arrays.
+class GetItem(LinearPrimitive):
+    """x[index] with slices, integers, masks and integer arrays; its transpose is
+    `IndexAdd`.
 
     Entries selected several times by an integer array receive the sum of their
     gradients.
@@ -266,38 +301,85 @@ class GetItem(Primitive):
 
     @staticmethod
     def backward(ctx, g):
-        out = np.zeros(ctx.shape, dtype=np.result_type(g))
-        index = ctx.index
+        return IndexAdd.call(g, ctx.shape, ctx.index), None
+
+
+class IndexAdd(LinearPrimitive):
+    """``zeros(shape)`` with `g` added at `index` (``np.add.at``): the transpose of
+    ``x[index]``, whose own transpose is `GetItem` again."""
+
+    @staticmethod
+    def forward(ctx, g, shape, index):
+        ctx.index = index
+        out = np.zeros(shape, dtype=np.result_type(g))
         if _selects_each_entry_once(index):
             out[index] = g
         else:
             np.add.at(out, index, g)
-        return out, None
+        return out
 
     @staticmethod
-    def jvp(ctx, t, _ti):
-        return t[ctx.index]
+    def backward(ctx, g):
+        return GetItem.call(g, ctx.index), None, None
 
 
-class Concatenate(Primitive):
+class BroadcastTo(LinearPrimitive):
+    """x broadcast to `shape` (a read-only view for arrays); its transpose sums back."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = np.shape(x)
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return sum_to(g, ctx.shape), None
+
+
+class Identity(LinearPrimitive):
+    """x itself as a node of its own (a view of its array): where a transformation takes
+    its input, so that its tangent or gradient belongs to a value of its own while the
+    computations around it still see through it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return np.asarray(x).view()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class Cast(LinearPrimitive):
+    """x as `dtype` (float32 <-> float64); its transpose casts back."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.dtype = np.result_type(x)
+        return np.asarray(x).astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return Cast.call(g, ctx.dtype), None
+
+
+class Concatenate(LinearPrimitive):
     """concatenate(tensors, axis); apply as Concatenate.apply(axis, *tensors)."""
 
     @staticmethod
     def forward(ctx, axis, *xs):
         ctx.axis = axis
-        ctx.splits = np.cumsum([np.shape(x)[axis] for x in xs])[:-1]
+        ctx.splits = [int(v) for v in np.cumsum([np.shape(x)[axis] for x in xs])[:-1]]
         return np.concatenate(xs, axis=axis)
 
     @staticmethod
     def backward(ctx, g):
-        return (None, *np.split(g, ctx.splits, axis=ctx.axis))
-
-    @staticmethod
-    def jvp(ctx, _ta, *ts):
-        return np.concatenate(ts, axis=ctx.axis)
+        before = (slice(None),) * (ctx.axis % g.ndim)
+        bounds = zip([0, *ctx.splits], [*ctx.splits, g.shape[ctx.axis]])
+        return (None, *(GetItem.call(g, (*before, slice(a, b))) for a, b in bounds))
 
 
-class Stack(Primitive):
+class Stack(LinearPrimitive):
     """stack(tensors, axis); apply as Stack.apply(axis, *tensors)."""
 
     @staticmethod
@@ -307,12 +389,8 @@ class Stack(Primitive):
 
     @staticmethod
     def backward(ctx, g):
-        n = g.shape[ctx.axis]
-        return (None, *(np.take(g, i, axis=ctx.axis) for i in range(n)))
-
-    @staticmethod
-    def jvp(ctx, _ta, *ts):
-        return np.stack(ts, axis=ctx.axis)
+        before = (slice(None),) * (ctx.axis % g.ndim)
+        return (None, *(GetItem.call(g, (*before, i)) for i in range(g.shape[ctx.axis])))
 
 
 # ------------------------------------------------------------------ functions

@@ -1,174 +1,177 @@
 """The backward pass: upstream gradient x local gradient = downstream gradient.
 
-`run_backward` walks the graph of recorded operations from the output to the leaves in
-reverse topological order, without recursion. Each operation runs its Function's
-`backward` once, after every operation that consumed its output has sent its gradient,
-and hands the resulting gradients to its inputs (`_run_ready`, the one place where
-gradients are delivered), where gradients reaching the same value add up (the lecture's
-"copy gate").
+`run_backward` is the chain rule over a whole graph, as the lecture runs it by hand:
 
-How the order is found without a separate pass over the graph: `Function.apply` counts,
-on each operation's context, how many recorded operations consume its output
-(``_consumers``). A pass marks the operations it reaches (``_visit``) and counts down the
-consumers each still waits for (``_left``); an operation whose count reaches 0 is ready.
-Consumers that are not part of this pass (an output also used by another loss) never
-send a gradient; if the pass stalls on them, `_recount` counts exactly which consumers
-are still to come and the pass goes on.
+1. put the recorded operations in reverse topological order, each after every
+   operation that uses its output (`topological_order`, a depth-first search without
+   recursion, so a chain of any length works);
+2. visit them in that order: call the Function's backward with the gradient of its
+   output (upstream x local), shape each gradient like its input, and add gradients
+   where a value is used more than once (the lecture's copy gate).
 
-The pass works on the engine's private fields (``_data``, ``_ctx``, ``_grad`` of a
-Tensor; the fields of a `Context`) and imports neither: it runs below both.
+The loop is the same whether the gradients are arrays (a first-order pass, at NumPy's
+speed) or Tensors (``create_graph=True``: every operation of every rule is recorded, so
+the gradients can be differentiated again); `chainrule.autograd.function` explains how
+one rule serves both.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["run_backward"]
+from chainrule.autograd.array_ops import Cast
+from chainrule.autograd.function import _RELEASED_MESSAGE, recording, run_rule
+from chainrule.autograd.tensor import Tensor
+
+__all__ = ["run_backward", "topological_order"]
 
 _ndarray = np.ndarray
 
-_RELEASED_MESSAGE = (
-    "trying to backward through the graph a second time: its saved values were "
-    "released by the first backward; use backward(retain_graph=True) the first time "
-    "to keep them"
-)
 
+def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=False):
+    """Backpropagate `grads` (dL/d root for each of `roots`, shaped like it) through the
+    graph of the roots.
 
-def run_backward(root, grad, retain_graph: bool = False) -> None:
-    """Backpropagate `grad` (dL/d root, shaped like root) through the graph of `root`.
-
-    The leaves' ``.grad`` grow by the gradients that reach them. Unless `retain_graph`,
-    what each forward saved is released as soon as its backward has run.
+    inputs : None: every leaf that requires grad gets its gradient added to ``.grad``.
+        Otherwise a sequence of Tensors: their gradients are returned (a list, None
+        where no path leads to one) and no ``.grad`` changes.
+    retain_graph : keep what forward saved (by default it is released as each operation's
+        backward has run), so another backward pass can run through the graph.
+    create_graph : run the rules on Tensors, recording them: the gradients are Tensors
+        with a graph of their own.
     """
-    ctx = root._ctx
-    if ctx is None:  # a leaf: its gradient is the upstream gradient itself
-        g = np.array(grad, dtype=root._data.dtype)
-        root._grad = g if root._grad is None else root._grad + g
-        return
+    order = topological_order(roots, inputs)
+    outputs = _output_tensors(order, roots) if create_graph else None
+    grad_of = {}  # node (an operation's context, or a leaf) -> gradient of its value
+    for root, g in zip(roots, grads):
+        _add(grad_of, root._ctx or root, g)
+    wanted = () if inputs is None else {t._ctx or t for t in inputs}
+    reached = {}
+    with recording(create_graph):
+        for ctx in order:
+            g = grad_of.pop(ctx, None)  # the gradient of this operation's output
+            if ctx in wanted:
+                reached[ctx] = g
+            if g is None:
+                continue
+            in_grads = _local_gradients(ctx, g, outputs)  # upstream x local
+            for x, gx in zip(ctx.inputs, in_grads):
+                if gx is not None:
+                    gx = _shaped(gx, x, ctx, g)  # like its input
+                    _add(grad_of, x._ctx or x, gx)  # add where a value is used twice
+            _keep_or_release(ctx, g, in_grads, inputs is None, retain_graph)
+    if inputs is None:
+        _store_leaf_gradients(grad_of)
+        return None
+    return [reached.get(n, grad_of.get(n)) for n in (t._ctx or t for t in inputs)]
 
-    visit = object()  # marks the operations this pass has reached
-    ctx._visit = visit
-    ctx._left = 0
-    ctx._gsum = grad
-    ready = [ctx]
-    leaf_grads = {}
-    waiting = _run_ready(ready, visit, retain_graph, leaf_grads)
-    while waiting:
-        # Stalled on consumers outside this pass: count exactly which are still to come.
-        waiting = _recount(ctx, visit, ready.append)
-        if not ready:
-            raise RuntimeError("backward: the graph has a cycle")
-        waiting += _run_ready(ready, visit, retain_graph, leaf_grads)
-    _store_leaf_gradients(leaf_grads)
+
+def _add(grad_of: dict, node, g) -> None:
+    prev = grad_of.get(node)
+    grad_of[node] = g if prev is None else prev + g
 
 
-def _run_ready(ready: list, visit, retain_graph: bool, leaf_grads: dict) -> int:
-    """Run the backward of every operation in `ready`, and of every operation that
-    becomes ready meanwhile, until none is left.
+def _sum(a, b):
+    return b if a is None else a + b
 
-    An operation takes the gradient of its output (``_gsum``, summed over its consumers),
-    runs its Function's backward (upstream x local) and hands each input that wants a
-    gradient its own: a leaf's add up in `leaf_grads`, an operation's in its ``_gsum``;
-    once an operation's last consumer has sent its part, it joins `ready`. Returns the
-    change in the number of reached operations that still wait for consumers.
-    """
-    push = ready.append
-    pop = ready.pop
-    waiting = 0
-    while ready:
-        c = pop()
-        inputs = c.inputs
-        g = c._gsum
-        if g is None:
-            # Every consumer sent None: nothing to pass on, but the inputs must still hear
-            # from this consumer.
-            in_grads = (None,) * len(inputs)
-        else:
-            if c.saved_tensors is None:
-                raise RuntimeError(_RELEASED_MESSAGE)
-            if retain_graph or c.retain_grad:
-                prev = c.grad_output
-                c.grad_output = g if prev is None else prev + g
-            backward = c._operator_backward
-            if backward is not None:
-                # A binary operator's Function (see Context._operator_backward): it
-                # takes NumPy scalars and returns two gradients.
-                in_grads = backward(c, g)
-            else:
-                fn = c.fn
-                if not (g.__class__ is _ndarray or fn.scalar_inputs):
-                    g = np.asarray(g)
-                in_grads = fn.backward(c, g)
-                if in_grads.__class__ is not tuple:
-                    in_grads = (in_grads,)
-                if len(in_grads) != len(inputs):
-                    raise _count_error(fn, in_grads, inputs)
+
+def _local_gradients(ctx, g, outputs) -> tuple:
+    """The gradients operation `ctx` sends its inputs for the gradient `g` of its output:
+    its Function's backward, recorded when `outputs` (the output Tensor of each
+    operation) is given, None for the inputs that want none."""
+    if ctx.saved_tensors is None:
+        raise RuntimeError(_RELEASED_MESSAGE)
+    fn = ctx.fn
+    if outputs is not None:
+        grads = run_rule(fn, fn.backward, ctx, (g,), outputs[ctx], "gradient")
+    else:
+        if not (g.__class__ is _ndarray or fn.scalar_inputs):
+            g = np.asarray(g)
+        grads = fn.backward(ctx, g)
+    if grads.__class__ is not tuple:
+        grads = (grads,)
+    if len(grads) != len(ctx.inputs):
+        raise RuntimeError(
+            f"{fn.__name__}.backward returned {len(grads)} gradients for "
+            f"{len(ctx.inputs)} inputs"
+        )
+    return tuple(gx if need else None for gx, need in zip(grads, ctx.needs_input_grad))
+
+
+def _keep_or_release(ctx, g, in_grads, backward_pass: bool, retain_graph: bool) -> None:
+    """After operation `ctx` has sent its gradients: a backward pass that retains the
+    graph (or a value kept by ``retain_grad()``) keeps them for drawings (`gradients`
+    keeps none); a pass that does not retain the graph frees what forward saved."""
+    if backward_pass and (retain_graph or ctx.retain_grad):
+        ctx.grad_output = _sum(ctx.grad_output, g)
         if retain_graph:
-            in_grads = _keep_edge_gradients(c, in_grads)
-        else:
-            # Free what forward saved as soon as it has been used.
-            c.saved_tensors = None
-            if c._operator_backward is None:
-                c.__dict__.clear()
-        # Downstream: each input that wants a gradient gets its own (None: this consumer
-        # sends none), with the input's shape and dtype.
-        needs = c.needs_input_grad
-        i = 0
-        for t in inputs:
-            if needs[i]:
-                ig = in_grads[i]
-                if ig is not None:
-                    d = t._data
-                    cls = ig.__class__
-                    if cls is not d.__class__ or (
-                        cls is _ndarray and (ig.shape != d.shape or ig.dtype != d.dtype)
-                    ):
-                        ig = _conform(ig, d, c)
-                pc = t._ctx
-                if pc is None:  # a leaf
-                    if ig is not None:
-                        prev = leaf_grads.get(t)
-                        leaf_grads[t] = ig if prev is None else prev + ig
-                elif pc._visit is visit:
-                    if ig is not None:
-                        prev = pc._gsum
-                        pc._gsum = ig if prev is None else prev + ig
-                    left = pc._left - 1
-                    pc._left = left
-                    if left == 0:
-                        push(pc)
-                        waiting -= 1
-                else:  # the first consumer to reach this operation in this pass
-                    pc._visit = visit
-                    pc._gsum = ig
-                    left = pc._consumers - 1
-                    pc._left = left
-                    if left == 0:
-                        push(pc)
-                    else:
-                        waiting += 1
-            i += 1
-        c._gsum = None
-    return waiting
+            _keep_edge_gradients(ctx, in_grads, g)
+    if not retain_graph:
+        ctx.release()
 
 
-def _count_error(fn, in_grads, inputs) -> RuntimeError:
-    return RuntimeError(
-        f"{fn.__name__}.backward returned {len(in_grads)} gradients for {len(inputs)} inputs"
+def topological_order(roots, inputs=None) -> list:
+    """The contexts of every recorded operation the roots depend on, each after every
+    operation that uses its output (reverse topological order).
+
+    A depth-first search without recursion: an operation is listed once everything
+    below it is (it comes off the stack a second time, after them); the list reversed
+    puts the outputs first. With `inputs` (Tensors), only the operations on a path to
+    one of them are kept.
+    """
+    post = []  # operations after the operations they use
+    state = {}  # 1: what is below it is being searched; 2: listed
+    stack = [r._ctx for r in roots if r._ctx is not None]
+    while stack:
+        c = stack.pop()
+        seen = state.get(c)
+        if seen is None:
+            state[c] = 1
+            stack.append(c)  # comes off again once everything below it is listed
+            for a, need in zip(c.inputs, c.needs_input_grad):
+                if need and a._ctx is not None and a._ctx not in state:
+                    stack.append(a._ctx)
+        elif seen == 1:
+            state[c] = 2
+            post.append(c)
+    if inputs is not None:
+        post = _leading_to(post, {t._ctx or t for t in inputs})
+    post.reverse()
+    return post
+
+
+def _leading_to(post: list, targets: set) -> list:
+    """The operations of `post` (inputs first) that are, or use, one of `targets`."""
+    useful = set(targets)
+    kept = []
+    for c in post:
+        if c in useful or any(
+            need and (a._ctx or a) in useful for a, need in zip(c.inputs, c.needs_input_grad)
+        ):
+            useful.add(c)
+            kept.append(c)
+    return kept
+
+
+def _output_tensors(order: list, roots) -> dict:
+    """The output Tensor of each operation of `order` (rules on Tensors read it)."""
+    outputs = {r._ctx: r for r in roots if r._ctx is not None}
+    for c in order:
+        for a in c.inputs:
+            if isinstance(a, Tensor) and a._ctx is not None:
+                outputs.setdefault(a._ctx, a)
+    return outputs
+
+
+def _keep_edge_gradients(ctx, in_grads, g) -> None:
+    """Add the gradients operation `ctx` sent its inputs (shaped like them) to
+    ``ctx.grad_inputs``, summed over the passes that retain the graph: the gradient
+    along each edge of the graph, for drawings."""
+    shaped = tuple(
+        None if gx is None else _shaped(gx, x, ctx, g) for x, gx in zip(ctx.inputs, in_grads)
     )
-
-
-def _keep_edge_gradients(c, in_grads) -> tuple:
-    """The gradients operation `c` sends its inputs, given their inputs' shapes and
-    added to ``c.grad_inputs`` (summed over the passes that retain the graph): the
-    gradient along each edge of the graph, for drawings."""
-    in_grads = tuple(
-        _conform(ig, t._data, c) if need and ig is not None else None
-        for t, ig, need in zip(c.inputs, in_grads, c.needs_input_grad)
-    )
-    prev = c.grad_inputs
-    c.grad_inputs = in_grads if prev is None else tuple(map(_add_or_none, prev, in_grads))
-    return in_grads
+    prev = ctx.grad_inputs
+    ctx.grad_inputs = shaped if prev is None else tuple(map(_add_or_none, prev, shaped))
 
 
 def _add_or_none(a, b):
@@ -177,34 +180,38 @@ def _add_or_none(a, b):
     return a if b is None else a + b
 
 
-def _conform(ig, data, c):
-    """The gradient `ig` that operation `c` sends to an input of value `data`, with that
-    input's shape and dtype.
+def _shaped(gx, x, ctx, g):
+    """The gradient `gx` that operation `ctx` sends to its input `x`, with that input's
+    shape and dtype.
 
     A gradient may have a larger shape only where forward broadcast the input to the
-    output's shape (that of ``c._gsum``, the output's gradient): over axes the input
-    lacked, and axes where it had length 1, each as long as the output's. There it is
-    summed back; any other shape is an error naming the Function and both shapes.
+    output's shape (that of `g`, the output's gradient): over axes the input lacked, and
+    axes where it had length 1, each as long as the output's. There it is summed back;
+    any other shape is an error naming the Function and both shapes.
     """
-    if not isinstance(ig, (_ndarray, np.generic)):
-        ig = np.asarray(ig)
-    shape = data.shape
-    if ig.shape != shape:
-        out_shape = np.shape(c._gsum)
-        if not _broadcast_from(shape, ig.shape, out_shape):
+    d = x._data
+    cls = gx.__class__
+    if cls is d.__class__ and (cls is not _ndarray or gx.shape == d.shape and gx.dtype == d.dtype):
+        return gx  # already like its input
+    if not isinstance(gx, (_ndarray, np.generic, Tensor)):
+        gx = np.asarray(gx)
+    shape = d.shape
+    if gx.shape != shape:
+        out_shape = np.shape(g)
+        if not _broadcast_from(shape, gx.shape, out_shape):
             raise RuntimeError(
-                f"{c.fn.__name__}.backward returned a gradient of shape {ig.shape} for an "
+                f"{ctx.fn.__name__}.backward returned a gradient of shape {gx.shape} for an "
                 f"input of shape {shape} (the output has shape {out_shape}): a gradient "
                 "has its input's shape, or the shape forward broadcast that input to"
             )
-        lead = ig.ndim - len(shape)
+        lead = gx.ndim - len(shape)
         axes = tuple(range(lead)) + tuple(
-            lead + i for i, n in enumerate(shape) if n == 1 and ig.shape[lead + i] != 1
+            lead + i for i, n in enumerate(shape) if n == 1 and gx.shape[lead + i] != 1
         )
-        ig = np.asarray(ig).sum(axis=axes).reshape(shape)
-    if ig.dtype != data.dtype:
-        ig = ig.astype(data.dtype)
-    return ig
+        gx = gx.sum(axis=axes).reshape(shape)
+    if gx.dtype != d.dtype:
+        gx = Cast.call(gx, d.dtype)
+    return gx
 
 
 def _broadcast_from(shape: tuple, gshape: tuple, out_shape: tuple) -> bool:
@@ -224,14 +231,19 @@ def _broadcast_from(shape: tuple, gshape: tuple, out_shape: tuple) -> bool:
     return True
 
 
-def _store_leaf_gradients(leaf_grads: dict) -> None:
+def _store_leaf_gradients(grad_of: dict) -> None:
     """Add the gradients of this pass to the leaves' ``.grad``.
 
     A leaf owns its gradient: a view, or an array also handed to another leaf, is
     copied, so changing one ``.grad`` in place never changes another.
     """
     handed = set()
-    for t, g in leaf_grads.items():
+    for t, g in grad_of.items():
+        if not isinstance(t, Tensor):
+            continue  # an operation no pass reached (its gradient is None)
+        if isinstance(g, Tensor):
+            t._grad = _sum(t._grad, g)
+            continue
         if g.__class__ is not _ndarray:
             g = np.asarray(g)
         elif g.base is not None or id(g) in handed:
@@ -242,49 +254,4 @@ def _store_leaf_gradients(leaf_grads: dict) -> None:
             t._grad = g
         else:
             s = prev + g
-            t._grad = s if s.__class__ is _ndarray else np.asarray(s)
-
-
-def _recount(root_ctx, visit, push) -> int:
-    """Count exactly which consumers are still to send a gradient, for every operation
-    of the graph below `root_ctx` that has not run yet; queue those that wait for none.
-
-    Called when the pass stalls (nothing queued): then an operation has run exactly when
-    it was reached (marked `visit`) and waits for nobody (``_left == 0``).
-    Returns how many operations still wait for a consumer.
-    """
-    pending = [c for c in _graph_contexts(root_ctx) if not (c._visit is visit and c._left == 0)]
-    for c in pending:
-        if c._visit is not visit:  # not reached yet
-            c._visit = visit
-            c._gsum = None
-        c._left = 0
-    for c in pending:
-        for t, need in zip(c.inputs, c.needs_input_grad):
-            if need and t._ctx is not None:
-                t._ctx._left += 1
-    waiting = 0
-    for c in pending:
-        if c._left == 0:
-            push(c)
-        else:
-            waiting += 1
-    return waiting
-
-
-def _graph_contexts(root_ctx) -> list:
-    """The contexts of every recorded operation that `root_ctx` depends on (itself
-    included), found without recursion."""
-    seen = {root_ctx}
-    stack = [root_ctx]
-    found = []
-    while stack:
-        c = stack.pop()
-        found.append(c)
-        for t, need in zip(c.inputs, c.needs_input_grad):
-            if need:
-                pc = t._ctx
-                if pc is not None and pc not in seen:
-                    seen.add(pc)
-                    stack.append(pc)
-    return found
+            t._grad = s if s.__class__ is _ndarray or isinstance(s, Tensor) else np.asarray(s)

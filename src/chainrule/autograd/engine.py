@@ -2,17 +2,18 @@
 
 The pieces live in their own modules, each below the next:
 
-- `chainrule.autograd.backward`: the backward pass (`run_backward`);
-- `chainrule.autograd.tensor`: `Tensor`, which starts the backward pass;
+- `chainrule.autograd.tensor`: `Tensor`;
 - `chainrule.autograd.function`: `Function` and `Context` (making and recording the
   results of operations), `no_grad`, `enable_grad`;
 - `chainrule.autograd.ops` and `chainrule.autograd.array_ops`: the primitive Functions;
-- `chainrule.autograd.methods`: the Tensor's operators and methods, built on them.
+- `chainrule.autograd.backward`: the backward pass (`run_backward`);
+- `chainrule.autograd.methods`: the Tensor's operators, methods and `backward`.
 
 ``from chainrule.autograd.engine import Function, Tensor`` is the import for code that
 defines new Functions (as `chainrule.nn.functional` does).
 """
 
+from chainrule.autograd import methods as _methods  # noqa: F401  (gives Tensor its methods)
 from chainrule.autograd.backward import run_backward
 from chainrule.autograd.function import (
     Context,

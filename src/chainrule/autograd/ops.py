@@ -3,7 +3,9 @@
 An elementwise operation ``z = f(a, b, ...)`` states its partial derivatives dz/da,
 dz/db, ... once, in `backward`: downstream = upstream x local derivative, per input
 (reverse mode). Its Jacobian is diagonal, so the same products give forward mode: the
-`Elementwise` base's `jvp` sums ``backward`` applied to each input's tangent.
+`Elementwise` base's `jvp` sums ``backward`` applied to each input's tangent. The
+rules are written with operations that run on arrays and on Tensors (see
+`chainrule.autograd.function`), so every primitive is differentiable to any order.
 
 Broadcasting is handled by the engine, which sums a gradient back to its input's shape,
 so a derivative may have the broadcast shape. Operations on whole arrays (reductions,
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule.autograd.function import Function, Primitive
+from chainrule.autograd.function import Primitive, value
 from chainrule.autograd.tensor import Tensor
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "Pow",
     "ReLU",
     "Sigmoid",
+    "Sin",
+    "Cos",
     "Sqrt",
     "Sub",
     "Tanh",
@@ -62,7 +66,7 @@ def _add_t(a, b):
 
 def _anywhere(mask) -> bool:
     """Whether a comparison's result (a bool, NumPy bool or bool array) holds anywhere."""
-    return mask is True or (mask is not False and bool(mask.any()))
+    return mask is True or (mask is not False and bool(np.any(mask)))
 
 
 def _broadcast_error(op, a, b):
@@ -86,7 +90,8 @@ class _Wanted:
 
 
 class Elementwise(Primitive):
-    """Base of the elementwise operations: a subclass writes `forward` and `backward`.
+    """Base of the elementwise operations: a subclass writes `forward` and `backward`
+    (and keeps what backward needs in ``save_for_backward``, setting no attributes).
 
     ``backward(ctx, g)`` multiplies the upstream gradient by the local derivative with
     respect to each argument whose gradient is wanted (``ctx.needs_input_grad``): the
@@ -94,6 +99,8 @@ class Elementwise(Primitive):
     diagonal, so the same products push tangents forward: the output's tangent is
     ``sum_i backward(ctx, tangent_i)[i]``, which is the `jvp` every subclass inherits.
     """
+
+    trusted_rule = True
 
     @classmethod
     def jvp(cls, ctx, *tangents):
@@ -208,29 +215,33 @@ class Pow(Elementwise):
         with np.errstate(divide="ignore", invalid="ignore"):
             if need_a:
                 da = b * a ** (b - 1)
-                zero_exponent = b == 0
-                if _anywhere(zero_exponent):  # b * a**(b-1) is 0 * inf = nan at a = 0
-                    da = np.where(zero_exponent, 0, da)
+                # b * a**(b-1) is 0 * inf = nan at a = 0 (elsewhere it is 0 at b = 0, and
+                # its derivative with respect to b is not)
+                zero_exponent = (value(b) == 0) & (value(a) == 0)
+                if _anywhere(zero_exponent):
+                    da = Where.call(zero_exponent, 0, da)
                 ga = g * da
             if need_b:
-                db = out * np.log(a)
-                zero_base = (a == 0) & (b >= 0)
+                db = out * Log.call(a)
+                zero_base = (value(a) == 0) & (value(b) >= 0)
                 if _anywhere(zero_base):  # 0 * log 0 = nan where 0**b is constant
-                    db = np.where(zero_base, 0, db)
+                    db = Where.call(zero_base, 0, db)
                 gb = g * db
         return ga, gb
 
 
-class MatMul(Function):
+class MatMul(Primitive):
     """a @ b (NumPy matmul semantics: 1-D, 2-D and batched).
 
-    For y = x w: dL/dx = dL/dy w^T and dL/dw = x^T dL/dy.
+    For y = x w: dL/dx = dL/dy w^T and dL/dw = x^T dL/dy. Bilinear: the tangent is
+    ``ta @ b + a @ tb``, the product itself applied to each tangent.
     """
 
-    scalar_inputs = True
+    trusted_rule = True
 
     @staticmethod
     def forward(ctx, a, b):
+        # The same arrays when a and b are arrays (saved: a rule on Tensors finds them).
         a = np.asarray(a)
         b = np.asarray(b)
         if a.ndim == 0 or b.ndim == 0:
@@ -253,9 +264,9 @@ class MatMul(Function):
         if a.ndim >= 2 and b.ndim >= 2:
             # Batch dimensions that were broadcast are summed back by the engine.
             if need_a:
-                ga = g @ np.swapaxes(b, -1, -2)
+                ga = g @ _swap_last(b)
             if need_b:
-                gb = np.swapaxes(a, -1, -2) @ g
+                gb = _swap_last(a) @ g
         elif a.ndim == 1 and b.ndim == 1:  # inner product, g is a number
             if need_a:
                 ga = g * b
@@ -263,20 +274,28 @@ class MatMul(Function):
                 gb = g * a
         elif b.ndim == 1:  # (..., n, k) @ (k,) -> (..., n)
             if need_a:
-                ga = g[..., None] * b
+                ga = g.reshape(g.shape + (1,)) * b
             if need_b:
                 gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1)
         else:  # (k,) @ (..., k, m) -> (..., m)
             if need_a:
-                ga = (b @ g[..., None])[..., 0]
+                ga = (b @ g.reshape(g.shape + (1,))).reshape(g.shape[:-1] + (b.shape[-2],))
             if need_b:
-                gb = a[:, None] * g[..., None, :]
+                gb = a.reshape(-1, 1) * g.reshape(g.shape[:-1] + (1, g.shape[-1]))
         return ga, gb
 
     @staticmethod
     def jvp(ctx, ta, tb):
         a, b = ctx.saved_tensors
         return _add_t(None if ta is None else ta @ b, None if tb is None else a @ tb)
+
+
+def _swap_last(x):
+    """x with its last two axes swapped (a matrix transposed, a batch of them each)."""
+    if x.ndim == 2:
+        return x.T
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return x.transpose(axes)
 
 
 # ------------------------------------------------------------------ functions of one value
@@ -324,6 +343,34 @@ class Sqrt(Elementwise):
     def backward(ctx, g):
         (out,) = ctx.saved_tensors
         return g / (2 * out)
+
+
+class Sin(Elementwise):
+    """sin(x); local derivative cos(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * Cos.call(x)
+
+
+class Cos(Elementwise):
+    """cos(x); local derivative -sin(x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.cos(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return -(g * Sin.call(x))
 
 
 def _sigmoid(x):
@@ -394,7 +441,7 @@ class Abs(Elementwise):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * np.sign(x)
+        return g * np.sign(value(x))
 
 
 class Clip(Elementwise):
@@ -429,7 +476,7 @@ class Maximum(Elementwise):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
+        a, b = (value(v) for v in ctx.saved_tensors)
         wa = np.asarray((a > b) + 0.5 * (a == b), dtype=np.result_type(a, b))
         need_a, need_b = ctx.needs_input_grad
         return (g * wa if need_a else None), (g * (1 - wa) if need_b else None)
@@ -452,14 +499,14 @@ class Where(Primitive):
         need_a, need_b = ctx.needs_input_grad[1:]
         return (
             None,
-            np.where(cond, g, 0) if need_a else None,
-            np.where(cond, 0, g) if need_b else None,
+            Where.call(cond, g, 0) if need_a else None,
+            Where.call(cond, 0, g) if need_b else None,
         )
 
     @staticmethod
     def jvp(ctx, _tc, ta, tb):
         (cond,) = ctx.saved_tensors
-        return np.where(cond, 0 if ta is None else ta, 0 if tb is None else tb)
+        return Where.call(cond, 0 if ta is None else ta, 0 if tb is None else tb)
 
 
 def maximum(a, b) -> Tensor:

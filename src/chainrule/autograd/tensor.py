@@ -3,20 +3,19 @@
 A Tensor holds its values (``data``), whether gradients are wanted for it
 (``requires_grad``) and, when an operation recorded in the graph made it, that
 operation's `Context` (``_ctx``: the Function, its inputs, what forward saved). Those
-contexts are the computational graph; `Tensor.backward` hands it to the backward pass
-(`chainrule.autograd.backward`).
+contexts are the computational graph.
 
-The arithmetic operators (``+ - * / ** @``, unary minus, indexing) and the math methods
-(``exp``, ``sum``, ``reshape``, ...) each apply one primitive Function; they are defined
-in `chainrule.autograd.methods`, which attaches them to this class. This module does not
-import the primitives, because the primitives import it (to make their results).
+The arithmetic operators (``+ - * / ** @``, unary minus, indexing), the math methods
+(``exp``, ``sum``, ``reshape``, ...) and `backward` are defined in
+`chainrule.autograd.methods`, which attaches them to this class: each operator applies
+one primitive Function, and `backward` runs the backward pass
+(`chainrule.autograd.backward`). This module imports neither, because both import it
+(to make their results).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from chainrule.autograd.backward import run_backward
 
 __all__ = ["Tensor"]
 
@@ -51,10 +50,12 @@ class Tensor:
     `chainrule.autograd.methods` (see the module docstring).
     """
 
-    # `_name` and `_tangent` stay unset on the results of operations (fewer writes per
-    # operation); `name` and `_tangent_of` read them with a default.
-    __slots__ = ("_data", "requires_grad", "_grad", "_ctx", "_tangent", "_name", "__weakref__")
-    # Makes NumPy hand `array * tensor` over to Tensor.__rmul__.
+    # `_name` and `_tangents` stay unset on the results of operations (fewer writes per
+    # operation); `name` and `tangent_of` read them with a default. `_tangents` maps a
+    # forward-mode level (see `chainrule.autograd.function`) to this value's tangent.
+    __slots__ = ("_data", "requires_grad", "_grad", "_ctx", "_tangents", "_name", "__weakref__")
+    # Makes NumPy hand `array * tensor` over to Tensor.__rmul__, so that an expression
+    # mixing arrays and Tensors is a Tensor expression (and recorded).
     __array_ufunc__ = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
@@ -89,19 +90,20 @@ class Tensor:
 
         Leaves keep theirs across backward calls until `zero_grad`. For a tensor made
         by an operation it is kept only after `retain_grad()` or a backward pass with
-        ``retain_graph=True``.
+        ``retain_graph=True``. After ``backward(create_graph=True)`` it is a Tensor that
+        carries its own graph, so it can be differentiated again (as in PyTorch).
         """
         ctx = self._ctx
         if ctx is not None:
             g = ctx.grad_output
-            if g is not None and g.__class__ is not _ndarray:
+            if g is not None and g.__class__ is not _ndarray and not isinstance(g, Tensor):
                 g = ctx.grad_output = np.asarray(g)
             return g
         return self._grad
 
     @grad.setter
     def grad(self, value):
-        if value is not None:
+        if value is not None and not isinstance(value, Tensor):
             value = np.asarray(value, dtype=self._data.dtype)
             if value.shape != self._data.shape:
                 raise ValueError(
@@ -183,9 +185,13 @@ class Tensor:
         return self.data
 
     def detach(self) -> Tensor:
-        """A new leaf sharing this tensor's data, cut off from the graph."""
+        """A new leaf sharing this tensor's data, cut off from the graph (a constant
+        where a gradient is differentiated again)."""
         t = Tensor.__new__(Tensor)
-        t._data = self._data
+        d = self._data
+        # A view: another array object over the same memory, which a rule on Tensors
+        # does not mistake for this tensor's own data.
+        t._data = d.view() if d.__class__ is _ndarray else d.copy()
         t.requires_grad = False
         t._grad = t._ctx = None
         return t
@@ -207,37 +213,6 @@ class Tensor:
         if self._ctx is not None:
             self._ctx.retain_grad = True
         return self
-
-    # ----------------------------------------------------------------- backward
-    def backward(self, grad=None, retain_graph: bool = False) -> None:
-        """Compute the gradient of this tensor with respect to every leaf that requires grad.
-
-        ``grad`` is the upstream gradient dL/d(self): implicitly 1 for a single-element
-        tensor, otherwise an array of this tensor's shape. Gradients add up in the
-        leaves' ``.grad``. Saved buffers are released afterwards unless
-        ``retain_graph=True``.
-        """
-        if not self.requires_grad:
-            raise RuntimeError(
-                "backward() on a tensor that does not require grad: no input of the "
-                "computation has requires_grad=True"
-            )
-        data = self._data
-        if grad is None:
-            if data.size != 1:
-                raise RuntimeError(
-                    f"backward() on a non-scalar output of shape {data.shape} needs "
-                    "an upstream gradient of that shape: call backward(grad)"
-                )
-            grad = np.ones(data.shape, dtype=data.dtype)
-        else:
-            grad = np.array(grad._data if isinstance(grad, Tensor) else grad, dtype=data.dtype)
-            if grad.shape != data.shape:
-                raise ValueError(
-                    f"backward(grad): grad has shape {grad.shape} but the output has "
-                    f"shape {data.shape}"
-                )
-        run_backward(self, grad, retain_graph)
 
     # Comparisons give plain boolean arrays: they have no gradient.
     def __lt__(self, other):

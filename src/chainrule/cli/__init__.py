@@ -9,10 +9,13 @@ so ``chainrule --help`` stays fast.
 What the user can get wrong is reported in one line on stderr with exit status 2: a
 :class:`CommandError` raised by a command, an argument argparse refuses, and any
 ``OSError`` (a folder that cannot be written, a full disk: the environment, not the
-code) or ``MemoryError``. Other exceptions are bugs and keep their traceback. Output
+code) or ``MemoryError``; control characters in it (from class names or paths) are
+escaped. Other exceptions are bugs and keep their traceback. Output
 into a pipe that was closed (``chainrule eval ... | head -c 5``) ends the command quietly
 with status 141, as a program killed by SIGPIPE. SIGTERM stops a command the way Ctrl-C
-does (a run folder records ``interrupted``), with status 143.
+does (a run folder records ``interrupted``), with status 143; the message names the
+command that continues the run. What loading data left out or resized is one warning
+line on stderr each.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import os
 import signal
 import sys
 
+from chainrule._text import escaped
+
 # command name -> (module, one-line help)
 COMMANDS = {
     "compare": ("chainrule.cli.compare", "train several models and compare their accuracy"),
@@ -32,6 +37,7 @@ COMMANDS = {
     "predict": ("chainrule.cli.predict", "classify image files with a trained model"),
     "export": ("chainrule.cli.export", "write a trained model as an ONNX graph"),
     "graph": ("chainrule.cli.graph", "evaluate an expression and draw its computational graph"),
+    "report": ("chainrule.cli.report", "write the page of a run folder, or one comparing several"),
 }
 
 
@@ -104,6 +110,39 @@ def _quiet_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+@contextlib.contextmanager
+def _data_warnings(command: str):
+    """What loading data left out or changed (`chainrule.data.DataWarning`), printed once
+    each on stderr as ``chainrule COMMAND: warning: ...``; other warnings as Python
+    shows them."""
+    import warnings
+
+    from chainrule.data import DataWarning
+
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, DataWarning):
+            original(message, category, filename, lineno, file, line)
+        elif str(message) not in shown:
+            shown.add(str(message))
+            print(f"chainrule {command}: warning: {escaped(str(message))}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = show
+        yield
+
+
+def _stopped(how: str, args) -> str:
+    """``interrupted``, and how to go on with the run where there is one (a command sets
+    ``args.on_stop`` once its run folder is open)."""
+    on_stop = getattr(args, "on_stop", None)
+    return f"{how}; {on_stop}" if on_stop else how
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
@@ -114,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = ["chainrule", *argv]
     module = importlib.import_module(args._module)
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _data_warnings(args.command):
             code = int(module.run(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
@@ -122,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_stdout()
         return 128 + 13  # as a program killed by SIGPIPE
     except Terminated:
-        print("terminated", file=sys.stderr)
+        print(_stopped("terminated", args), file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(_stopped("interrupted", args), file=sys.stderr)
         return 130
     except CommandError as e:
         message = str(e)
@@ -133,5 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         message = describe_os_error(e)
     except MemoryError as e:
         message = f"out of memory{': ' + str(e) if str(e) else ''}"
-    print(f"chainrule {args.command}: error: {message}", file=sys.stderr)
+    # Messages quote class names and paths, which may hold control characters.
+    print(f"chainrule {args.command}: error: {escaped(message)}", file=sys.stderr)
     return 2

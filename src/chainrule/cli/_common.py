@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 
 DATA_HELP = (
@@ -27,8 +28,25 @@ DATA_HELP = (
 # -- arguments -----------------------------------------------------------------------------
 
 
-def add_data_arguments(parser, default: str | None = "digits") -> None:
+def add_data_arguments(parser, default: str | None = "digits", image_size: bool = False) -> None:
+    """--data, --cache-dir, --archive, --strict (and --image-size for commands that train)."""
     parser.add_argument("--data", default=default, metavar="NAME_OR_DIR", help=DATA_HELP)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse an image folder holding files that cannot be read or are not images, "
+        "or class folders without images (default: leave them out with a warning)",
+    )
+    if image_size:
+        parser.add_argument(
+            "--image-size",
+            type=image_size_arg,
+            default=None,
+            metavar="HxW",
+            help="resize every image to HEIGHTxWIDTH pixels, e.g. 48x64 (default: images of "
+            "an image folder that have another size than its most common one are resized "
+            "to it)",
+        )
     parser.add_argument(
         "--cache-dir",
         default=None,
@@ -91,6 +109,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def image_size_arg(text: str) -> list[int]:
+    """argparse type: ``48x64`` -> [48, 64], height and width in pixels."""
+    import argparse
+
+    from chainrule.data.resize import parse_size
+
+    try:
+        return list(parse_size(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def fraction(text: str) -> float:
     """argparse type: a float in [0, 1)."""
     import argparse
@@ -116,6 +146,8 @@ def load_split(
     cache_dir=None,
     archive=None,
     progress: bool = True,
+    image_size=None,
+    strict: bool = False,
 ):
     """``chainrule.data.load`` with its errors as one-line :class:`CommandError`."""
     from chainrule.data import load
@@ -129,6 +161,8 @@ def load_split(
             val_fraction=val_fraction,
             random_state=seed,
             progress=progress,
+            image_size=None if image_size is None else tuple(image_size),
+            strict=strict,
         )
     except (OSError, ValueError, TypeError) as e:
         raise CommandError(f"cannot load {data!r} ({split}): {e}") from None
@@ -142,18 +176,21 @@ def prepare_data(args, progress: bool, *, test: bool = False):
     """
     from chainrule.experiment import TrialData
 
-    common = {"seed": args.seed, "cache_dir": args.cache_dir, "progress": progress}
-    archive = getattr(args, "archive", None)
+    common = {
+        "seed": args.seed, "cache_dir": args.cache_dir, "progress": progress,
+        "archive": getattr(args, "archive", None), "strict": getattr(args, "strict", False),
+    }  # fmt: skip
+    size = getattr(args, "image_size", None)
     loaded = {"train": None, "val": None, "test": None}
     wanted = ["train"] + (["val"] if args.val_fraction > 0 else [])
     for split in wanted:
         loaded[split] = load_split(
-            args.data, split, val_fraction=args.val_fraction, archive=archive, **common
+            args.data, split, val_fraction=args.val_fraction, image_size=size, **common
         )
     if test and "test" in splits_of(args.data):
-        loaded["test"] = load_split(
-            args.data, "test", cache_dir=args.cache_dir, archive=archive, progress=progress
-        )
+        # the test images at the size of the training images
+        size = loaded["train"].image_shape[:2]
+        loaded["test"] = load_split(args.data, "test", image_size=size, **common)
     source = {"name": str(args.data), "val_fraction": args.val_fraction, "seed": args.seed}
     return TrialData(loaded["train"], loaded["val"], loaded["test"], source=source)
 
@@ -285,22 +322,53 @@ def progress_enabled(args) -> bool:
 
 
 def info(args, message: str) -> None:
-    """A progress line on stderr (stdout stays for results), unless ``--quiet``."""
+    """A progress line on stderr (stdout stays for results), unless ``--quiet``; control
+    characters (of class names, paths) escaped."""
     if progress_enabled(args):
-        print(message, file=sys.stderr, flush=True)
+        print(escaped(message), file=sys.stderr, flush=True)
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain text table: first column left-aligned, the others right-aligned."""
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], width: int | None = None
+) -> str:
+    """A plain text table: first column left-aligned, the others right-aligned.
+
+    With ``width`` (a text column last, such as settings), the last column is
+    left-aligned and, where a line would be longer than ``width``, wrapped at spaces onto
+    continuation lines (the other columns blank there).
+    """
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    room = None if width is None else width - sum(widths[:-1]) - 2 * (len(headers) - 1)
+    wrap = room is not None and len(headers) > 1 and widths[-1] > room and room >= 12
+    if wrap:
+        widths[-1] = room
     lines = []
     for n, row in enumerate(cells):
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        lines.append("  ".join(parts).rstrip())
+        last = _wrap(row[-1], room) if wrap else [row[-1]]
+        for k, text in enumerate(last):
+            first = row[:-1] if k == 0 else [""] * (len(row) - 1)
+            parts = [first[0].ljust(widths[0])] if first else []
+            parts += [c.rjust(w) for c, w in zip(first[1:], widths[1:-1])]
+            parts.append(text.ljust(widths[-1]) if width is not None else text.rjust(widths[-1]))
+            if len(row) == 1:
+                parts = [text.ljust(widths[0])]
+            lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _wrap(text: str, room: int) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``room`` characters (a longer
+    word stays whole)."""
+    lines = [""]
+    for word in text.split(" "):
+        if lines[-1] and len(lines[-1]) + 1 + len(word) > room:
+            lines.append(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+    return lines
 
 
 def _cell(value: object) -> str:
@@ -312,21 +380,15 @@ def _cell(value: object) -> str:
 
 
 def fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 0.001:
-        return f"{seconds * 1e6:.0f} us"
-    if seconds < 0.01:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"
+    from chainrule.report.text import format_seconds
+
+    return format_seconds(seconds)
 
 
 def fmt_acc(acc: float | None) -> str:
-    return "-" if acc is None else f"{100 * acc:.2f}%"
+    from chainrule.report.text import format_accuracy
+
+    return format_accuracy(acc)
 
 
 def match_channels(images: np.ndarray, channels: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._cluster import add_cluster_arguments, cluster_client
 from chainrule.cli._common import (
@@ -29,6 +30,9 @@ from chainrule.cli._common import (
     user_errors,
 )
 
+# The printed table fits a terminal of this many columns (its settings column wraps).
+TABLE_WIDTH = 100
+
 
 def default_models() -> str:
     """The models compared without ``--models``: those whose spec asks for it."""
@@ -36,7 +40,7 @@ def default_models() -> str:
 
 
 def add_arguments(parser) -> None:
-    add_data_arguments(parser)
+    add_data_arguments(parser, image_size=True)
     default = default_models()
     parser.add_argument(
         "--models",
@@ -98,15 +102,14 @@ def run(args) -> int:
     where = "test" if data.has("test") else "validation"
     n_test_text = f"{n_test} test images" if data.has("test") else "no test split"
     print(
-        f"{args.data}: {n_train} training, {n_val} validation, {n_test_text}; "
+        f"{escaped(args.data)}: {n_train} training, {n_val} validation, {n_test_text}; "
         f"predict time on the {where} images"
     )
-    print(
-        format_table(["model", "val acc", "test acc", "fit time", "predict time", "settings"], rows)
-    )
-    print(f"run folder: {folder.path}  (total {fmt_seconds(total)})")
+    headers = ["model", "val acc", "test acc", "fit time", "predict time", "settings"]
+    print(format_table(headers, rows, width=TABLE_WIDTH))
+    print(f"run folder: {escaped(folder.path)}  (total {fmt_seconds(total)})")
     for plot, err in folder.plot_errors.items():
-        print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
+        print(escaped(f"warning: plot {plot} failed: {err}"), file=sys.stderr)
     return 0
 
 
@@ -126,7 +129,7 @@ def compare(args, names: list[str], data, folder, client=None) -> list:
     progress = not args.quiet
     results = []
     metrics = comparison_record(data, results, search=args.search)
-    with recording(folder, metrics, getattr(args, "command_line", None)):
+    with recording(folder, metrics, getattr(args, "command_line", None), data, args.seed):
         for i, name in enumerate(names, 1):
             info(args, f"[{i}/{len(names)}] {name}")
             # verbose=False: one line per epoch of every network would bury the table
@@ -138,6 +141,11 @@ def compare(args, names: list[str], data, folder, client=None) -> list:
             results.append(result)
             val, test = fmt_acc(result.val_accuracy), fmt_acc(result.test_accuracy)
             info(args, f"      {name}: validation {val}, test {test}")
+            search = result.tuning.get("search")
+            if isinstance(search, dict):
+                from chainrule.report.text import search_summary
+
+                info(args, "      " + search_summary(search)[0])
         metrics.update(comparison_record(data, results, search=args.search))
         metrics.update(
             {

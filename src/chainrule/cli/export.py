@@ -1,12 +1,17 @@
 """``chainrule export RUN_DIR [--model NAME] --out model.onnx``: a trained model as one
 ONNX graph, preprocessing included, for ONNX Runtime, TensorRT or OpenVINO.
 
-The graph reads uint8 images (N, H, W, C) and returns ``label`` and ``probabilities``;
-``chainrule predict --onnx model.onnx IMAGE...`` runs it on image files.
+The graph reads uint8 images (N, H, W, C) of any height and width (resized to the model's
+size inside it; ``--no-resize``: of the model's size only) and returns ``label`` and
+``probabilities``; ``chainrule predict --onnx model.onnx IMAGE...`` runs it on image
+files. Before the file is written, ONNX Runtime runs the graph on test images and must
+give chainrule's answers (``chainrule.models.export.verify``); the last line on stderr
+says what was checked.
 """
 
 from __future__ import annotations
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._common import load_trained
 
@@ -27,7 +32,13 @@ def add_arguments(parser) -> None:
         help="weights in FILE.data beside the model (default: when over 1 GiB)",
     )
     parser.add_argument(
-        "--quiet", action="store_true", help="no progress output (export shows none)"
+        "--no-resize",
+        action="store_true",
+        help="the graph reads images of the model's size only (default: images of any "
+        "size, resized to it inside the graph)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no notes on stderr (what the export checked)"
     )
 
 
@@ -41,21 +52,34 @@ def _size(path) -> str:
 
 
 def run(args) -> int:
-    from chainrule.models import export_onnx
+    from chainrule.cli._common import info
+    from chainrule.data.resize import format_size
+    from chainrule.models.export import export_checked
     from chainrule.models.export.write import data_file
 
     loaded = load_trained(args.run, args.model)
     external = {"auto": None, "yes": True, "no": False}[args.external_data]
     try:
-        path = export_onnx(loaded, args.out, external_data=external)
+        path, check = export_checked(
+            loaded, args.out, external_data=external, resize=not args.no_resize
+        )
     except (ImportError, OSError, TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
     prep = loaded.preprocessor
-    shape = "(N, H, W, C)" if prep is None else "(N, {}, {}, {})".format(*prep.image_shape_)
+    if prep is None:
+        shape = "(N, H, W, C)"
+    else:
+        h, w, c = prep.image_shape_
+        shape = f"(N, {h}, {w}, {c})"
+        if not args.no_resize:
+            shape = f"(N, H, W, {c}) of any size, resized to {format_size(h, w)} in the graph"
     data = data_file(path)
     side = f" + {data} {_size(data)}" if data.exists() else ""
     print(
-        f"wrote {path} ({_size(path)}{side}): {loaded.name}, {len(loaded.classes)} classes, "
-        f"input images uint8 {shape}"
+        escaped(
+            f"wrote {path} ({_size(path)}{side}): {loaded.name}, {len(loaded.classes)} classes, "
+            f"input images uint8 {shape}"
+        )
     )
+    info(args, check.describe())
     return 0

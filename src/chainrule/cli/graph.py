@@ -5,11 +5,22 @@
 The expression is read by a small operator-precedence parser (never `eval`; no limit on
 nesting or length but memory): numbers
 (``3``, ``0.5``, ``1e-3``), variables, ``+ - * / **``, unary minus, parentheses and the
-functions exp, log, sqrt, sigmoid, tanh, relu and abs. ``**`` binds tighter than unary
-minus and groups to the right, as in Python (``-x**2`` is ``-(x**2)``, ``2**3**2`` is
+functions exp, log, sqrt, sin, cos, sigmoid, tanh, relu and abs. ``**`` binds tighter
+than unary minus and groups to the right, as in Python (``-x**2`` is ``-(x**2)``, ``2**3**2`` is
 ``2**9``). Each variable becomes a scalar Tensor; the output and every variable's
-gradient are printed, and with ``--out`` the graph is drawn with values and gradients
-on its edges (.dot text, or .svg/.png/.pdf through Graphviz's ``dot``).
+gradient are printed. With ``--out`` the graph is drawn with values and gradients on its
+edges (.dot text, or an .svg/.png/.pdf drawing: by Graphviz's ``dot`` where it is
+installed, else by matplotlib); with ``--html`` it becomes a page that steps through the
+forward pass node by node and the backward pass gate by gate::
+
+    chainrule graph "1/(1 + exp(-(w0*x0 + w1*x1 + w2)))" w0=2 x0=-1 w1=-3 x1=-2 w2=-3 \\
+        --html neuron.html
+
+With ``--grad x`` the drawing is of the graph that computing df/dx itself builds (the
+backward pass recording its own operations, from the upstream gradient df/df = 1), with
+that gradient's gradients, the second derivatives d2f/dxd., on its edges::
+
+    chainrule graph "x * x * x" x=2 --grad x --out d2.svg     # d2f/dxdx = 6x = 12
 """
 
 from __future__ import annotations
@@ -21,9 +32,10 @@ import sys
 
 import numpy as np
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 
-FUNCTIONS = ("exp", "log", "sqrt", "sigmoid", "tanh", "relu", "abs")
+FUNCTIONS = ("exp", "log", "sqrt", "sin", "cos", "sigmoid", "tanh", "relu", "abs")
 
 _TOKEN = re.compile(
     r"\s*(?:"
@@ -232,6 +244,8 @@ _CONSTANT_FUNCTIONS = {
     "exp": np.exp,
     "log": np.log,
     "sqrt": np.sqrt,
+    "sin": np.sin,
+    "cos": np.cos,
     "sigmoid": _sigmoid,
     "tanh": np.tanh,
     "relu": lambda v: max(v, 0.0),
@@ -327,7 +341,22 @@ def add_arguments(parser) -> None:
         "--out",
         metavar="FILE",
         default=None,
-        help="draw the graph to FILE: .dot text, or .svg/.png/.pdf with Graphviz's dot",
+        help="draw the graph to FILE: .dot text, or an .svg/.png/.pdf drawing (by Graphviz's "
+        "dot when it is installed, else by matplotlib)",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        default=None,
+        help="write a page that steps through the forward and backward pass (open it in a "
+        "browser; FILE#step=end shows every value and gradient)",
+    )
+    parser.add_argument(
+        "--grad",
+        metavar="NAME",
+        default=None,
+        help="draw the graph that computing df/dNAME builds (a backward pass that records "
+        "itself), with that gradient's own gradients on its edges: the second derivatives",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no status lines on stderr (results stay)"
@@ -434,24 +463,68 @@ def run(args) -> int:
                 "log, sqrt, a division by zero, or an overflow)"
             )
         out.name = "f"
-        # Keep every intermediate gradient, so the drawing shows them on all edges.
-        out.backward(retain_graph=True)
+        if args.grad is None:
+            # Keep every intermediate gradient, so the drawing shows them on all edges.
+            out.backward(retain_graph=True)
+            drawn, firsts = out, {n: env[n].grad for n in names}
+        else:
+            drawn, firsts = _gradient_graph(out, env, args.grad)
 
-    if args.out is not None:
-        try:
-            cr.draw_graph(out, args.out)
-        except (RuntimeError, ValueError, OSError) as e:
-            raise CommandError(str(e)) from None
+    written = _draw(drawn, args)
     print(f"f = {_fmt(out.item())}")
     for n in names:
-        g = env[n].grad
+        g = firsts[n]
         print(f"df/d{n} = {_fmt(0.0 if g is None else g)}")
     for n in names:
-        g = env[n].grad
-        if g is not None and not np.isfinite(g):
+        g = firsts[n]
+        if drawn is out and g is not None and not np.isfinite(g):
             why = _why_not_finite(out, env[n])
             note = f"df/d{n} is {_fmt(g)}" + (f": {why}" if why else "")
             print(f"chainrule graph: note: {note}", file=sys.stderr)
-    if args.out is not None and not args.quiet:
-        print(f"graph written to {args.out}", file=sys.stderr)
+    if drawn is not out:
+        for n in names:
+            g = env[n].grad
+            print(f"d2f/d{args.grad}d{n} = {_fmt(0.0 if g is None else g)}")
+    if written and not args.quiet:
+        print(escaped(f"graph written to {' and '.join(written)}"), file=sys.stderr)
     return 0
+
+
+def _gradient_graph(out, env, name):
+    """(df/d`name`, the first derivatives by name): df/d`name` computed by a backward
+    pass that records itself (create_graph), then backpropagated so that its graph's
+    edges carry its own gradients; the variables keep those, the second derivatives
+    d2f/d`name`dx, in ``.grad``."""
+    import chainrule as cr
+
+    if name not in env:
+        raise CommandError(
+            f"--grad {name}: {name} is not a variable of the expression "
+            f"(its variables: {', '.join(env)})"
+        )
+    leaves = list(env.values())
+    firsts = cr.gradients(out, leaves, retain_graph=True, allow_unused=True)
+    seed = cr.Tensor(np.ones_like(out.data), name="df/df")  # the upstream gradient, 1
+    (g,) = cr.gradients(out, env[name], seed, retain_graph=True, create_graph=True)
+    g.name = f"df/d{name}"
+    if g.requires_grad:
+        g.backward(retain_graph=True)
+    return g, dict(zip(env, firsts))
+
+
+def _draw(out, args) -> list[str]:
+    """Write the drawing (``--out``) and the stepping page (``--html``); their names."""
+    import chainrule as cr
+
+    title = f"f = {args.expression}"
+    written = []
+    try:
+        if args.out is not None:
+            cr.draw_graph(out, args.out, title=title)
+            written.append(args.out)
+        if args.html is not None:
+            cr.draw_graph(out, args.html, format="html", title=title)
+            written.append(args.html)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise CommandError(str(e)) from None
+    return written

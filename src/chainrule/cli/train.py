@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from chainrule._text import escaped
 from chainrule.cli import CommandError
 from chainrule.cli._cluster import add_cluster_arguments, cluster_client
 from chainrule.cli._common import (
@@ -34,7 +35,7 @@ from chainrule.cli._common import (
 )
 
 # The arguments a run records (with every model option) so that a resume restores them.
-BASE_ARGS = ("model", "data", "cache_dir", "val_fraction", "seed", "search")
+BASE_ARGS = ("model", "data", "cache_dir", "val_fraction", "seed", "search", "image_size", "strict")
 
 
 def add_arguments(parser) -> None:
@@ -46,7 +47,7 @@ def add_arguments(parser) -> None:
         metavar="MODEL",
         help=f"one of {', '.join(model_names())} (not needed with --resume)",
     )
-    add_data_arguments(parser)
+    add_data_arguments(parser, image_size=True)
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder to write (required)")
     parser.add_argument(
         "--force",
@@ -122,7 +123,21 @@ def run(args) -> int:
     with user_errors():
         folder = open_run(args.out, force=args.force, args=recorded_args(args))
     with folder:
+        args.on_stop = on_stop(args, trial, folder.path)
         return train_and_report(args, trial, folder)
+
+
+def on_stop(args, trial, path) -> str:
+    """What the message of an interrupted run adds: the command that continues it."""
+    import shlex
+
+    if model_spec(trial.model).checkpoints or args.search:
+        command = f"chainrule train --resume {shlex.quote(str(path))}"
+        return f"the run folder records it, and {command} continues it"
+    return (
+        "the run folder records it; the same command starts it again (a network's run or "
+        "a search would continue with chainrule train --resume)"
+    )
 
 
 def recorded_args(args) -> dict:
@@ -159,6 +174,8 @@ def restore_args(args, stored: dict, where) -> None:
         bad = not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
         if key == "val_fraction" and not bad:
             bad = not 0.0 <= value < 1.0
+        if key == "image_size" and value is not None and not bad:
+            bad = len(value) != 2 or not all(type(v) is int and v > 0 for v in value)
         if bad:
             raise CommandError(
                 f"cannot resume {where}: its metrics.json is damaged ({key} is {value!r})"
@@ -180,11 +197,21 @@ def resume(args) -> int:
         restore_args(args, stored, args.resume)
         args.out = args.resume
         trial = trial_from_args(args, resume=True)
+        args.on_stop = on_stop(args, trial, folder.path)
         if params is not None:
             # The settings the interrupted run had chosen (after any search), as they were.
             trial = dataclasses.replace(trial, params=params, sources={}, tune=False)
         check(args, trial)
         return train_and_report(args, trial, folder)
+
+
+def show_search(settings) -> None:
+    """The search's summary, as soon as it has chosen (before the final fit's output)."""
+    from chainrule.report.text import search_summary
+
+    search = settings.tuning.get("search")
+    if isinstance(search, dict):
+        print("\n".join(search_summary(search)), flush=True)
 
 
 def train_and_report(args, trial, folder) -> int:
@@ -204,16 +231,21 @@ def train_and_report(args, trial, folder) -> int:
         with user_errors():
             result, folder = train_run(
                 trial, data, folder, args=recorded_args(args), client=client,
-                command_line=getattr(args, "command_line", None),
+                command_line=getattr(args, "command_line", None), on_settings=show_search,
             )  # fmt: skip
 
     print(f"model:      {trial.model} {spec.describe(result.params)}")
-    print(f"data:       {args.data} ({n_train} train, {n_val} validation images)")
+    print(f"data:       {escaped(args.data)} ({n_train} train, {n_val} validation images)")
     sample = f"on {result.train_accuracy_n} training images"
     print(f"train acc:  {fmt_acc(result.train_accuracy)} ({sample})")
     print(f"val acc:    {fmt_acc(result.val_accuracy)}")
     print(f"fit time:   {fmt_seconds(result.fit_time_s)}")
-    print(f"written:    {folder.path}/ (model.npz, metrics.json, {len(folder.plots)} plots)")
+    wrote_page = "report.html" not in folder.plot_errors and folder.file("report.html").is_file()
+    page = "report.html, " if wrote_page else ""
+    print(
+        f"written:    {escaped(folder.path)}/ "
+        f"(model.npz, metrics.json, {page}{len(folder.plots)} plots)"
+    )
     for plot, err in folder.plot_errors.items():
-        print(f"warning: plot {plot} failed: {err}", file=sys.stderr)
+        print(escaped(f"warning: plot {plot} failed: {err}"), file=sys.stderr)
     return 0

@@ -7,6 +7,7 @@ Main entry points::
     pre = data.Preprocessor(bias=False).fit(train.images)
     X = pre.transform(train.images)                   # (N, H*W*C) float32
     Xb = data.random_crop_flip_flat(X, train.image_shape, rng=rng)
+    frame = data.resize_images(frame, 48, 64)        # any size -> 48 high, 64 wide, uint8
 
 Submodules that need Pillow, tqdm, urllib or tarfile (``folder``, ``download``, ``cifar10``,
 ``props``, ``safe_pickle``, ``archive``, ``digits``, ``samples``) are imported on first use,
@@ -23,6 +24,8 @@ from .cache import cache_root
 from .dataset import Dataset
 from .loading import DATASETS, SPLITS, available_splits, load
 from .preprocess import Preprocessor
+from .report import DataWarning
+from .resize import resize_images
 from .splits import stratified_split_indices, train_val_split
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "alternating_flips",
     "DATASETS",
     "SPLITS",
+    "DataWarning",
     "Dataset",
     "Preprocessor",
     "available_splits",
@@ -40,6 +44,7 @@ __all__ = [
     "random_crop_flip_flat",
     "read_image",
     "read_images",
+    "resize_images",
     "stratified_split_indices",
     "train_val_split",
     "write_digit_pngs",
@@ -48,6 +53,7 @@ __all__ = [
 _LAZY_MODULES = (
     "archive",
     "cifar10",
+    "decode",
     "digits",
     "download",
     "folder",
@@ -61,9 +67,9 @@ def read_image(path, mode: str = "RGB", max_pixels: int | None = None):
     """Decode one image file to (H, W, C) uint8 exactly as image folders are decoded,
     refusing from its header an image of more than ``max_pixels`` pixels.
 
-    See :func:`chainrule.data.folder.read_image`.
+    See :func:`chainrule.data.decode.read_image`.
     """
-    from .folder import read_image as _read_image
+    from .decode import read_image as _read_image
 
     return _read_image(path, mode, max_pixels)
 
@@ -77,9 +83,9 @@ def read_images(
 ):
     """Decode same-size image files to (N, H, W, C) uint8 in parallel.
 
-    See :func:`chainrule.data.folder.read_images`.
+    See :func:`chainrule.data.decode.read_images`.
     """
-    from .folder import read_images as _read_images
+    from .decode import read_images as _read_images
 
     return _read_images(paths, mode=mode, progress=progress, workers=workers, max_pixels=max_pixels)
 

@@ -24,12 +24,15 @@ class Dataset:
         Where the images came from (``"digits"``, ``"cifar10"``, a folder path, ...).
     split : str or None
         Which part of the source this is (``"train"``, ``"val"``, ``"test"``, ``"all"``).
+    files : list of str or None
+        Where each image came from, for images read from files (an image folder: the
+        path relative to the folder, ``"train/cat/0001.png"``); None otherwise.
 
     Integer labels of another integer dtype are converted to int64; anything else that does
     not fit the description above is refused with a ``TypeError`` or ``ValueError``.
     """
 
-    __slots__ = ("images", "labels", "classes", "name", "split")
+    __slots__ = ("images", "labels", "classes", "name", "split", "files")
 
     def __init__(
         self,
@@ -38,6 +41,7 @@ class Dataset:
         classes: Sequence[str],
         name: str = "",
         split: str | None = None,
+        files: Sequence[str] | None = None,
     ) -> None:
         self.name = str(name)
         self.split = split
@@ -49,6 +53,9 @@ class Dataset:
             raise ValueError(f"{self._what()}: {n_img} images but {n_lab} labels")
         if n_img == 0:
             raise ValueError(f"{self._what()} has no images")
+        self.files = None if files is None else [str(f) for f in files]
+        if self.files is not None and len(self.files) != n_img:
+            raise ValueError(f"{self._what()}: {n_img} images but {len(self.files)} file names")
         lo, hi = int(self.labels.min()), int(self.labels.max())
         if lo < 0 or hi >= len(self.classes):
             raise ValueError(
@@ -87,6 +94,7 @@ class Dataset:
             self.classes,
             name=self.name,
             split=self.split if split is None else split,
+            files=None if self.files is None else [self.files[i] for i in indices],
         )
 
     def __repr__(self) -> str:

@@ -94,7 +94,8 @@ def obtain_archive(
     With ``archive`` (a file downloaded by hand) that file, checked against ``md5``; its
     checksum error ends with ``; expected ...`` when ``expected`` names the right file.
     Otherwise the ``cached`` copy when its checksum is good (a bad one is deleted), else a
-    fresh download by ``fetch(cached)``.
+    fresh download by ``fetch(cached)``; a failed download's error then says how to do
+    without one (the ``--archive`` option, ``archive=``, or the file at ``cached``).
     """
     if archive is not None:
         path = Path(archive).expanduser()
@@ -111,7 +112,13 @@ def obtain_archive(
         except ChecksumError:
             cached.unlink()
     if not cached.is_file():
-        fetch(cached)
+        try:
+            fetch(cached)
+        except DownloadError as exc:  # ChecksumError too: the same remedy
+            raise type(exc)(
+                f"{exc}. Without a download: get {expected or cached.name} by hand and give "
+                f"it with --archive FILE (archive=FILE from Python), or save it as {cached}"
+            ) from None
     return cached
 
 
@@ -359,10 +366,7 @@ def download_google_drive(
     jar = http.cookiejar.CookieJar()
     opener = _opener(hosts, urllib.request.HTTPCookieProcessor(jar))
     headers = {"User-Agent": USER_AGENT}
-    by_hand = (
-        f"download https://drive.google.com/file/d/{file_id} in a browser and pass the file "
-        "with archive="
-    )
+    by_hand = f"the file is at https://drive.google.com/file/d/{file_id} (download it in a browser)"
 
     response = _open(opener.open, urllib.request.Request(url, headers=headers), url, timeout)
     with response:

@@ -5,9 +5,12 @@ arrays are cached as an ``.npz`` file (no pickle) in the cache folder, keyed on 
 file list, sizes and modification times: a second load reads one file instead of decoding
 every image again, and any added, removed or changed image makes a fresh decode.
 
-An image's size is read from its header before any pixel is decoded: an image larger than
-:data:`MAX_IMAGE_PIXELS`, or of another size than the dataset's first image, is refused
-without being decoded (a PNG of 9500 x 9500 pixels can fit in 88 KB).
+A folder is taken as it is. Images of other sizes are resized to one size, the most common
+one or ``image_size`` (:mod:`chainrule.data.resize`). A file that cannot be read, is too
+large to decode (judged from its header: :data:`MAX_IMAGE_PIXELS`) or is not an image,
+and a class folder without images, are left out, and one warning names them all
+(:class:`chainrule.data.report.DataWarning`); ``strict=True`` refuses the folder instead,
+with the same list.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from chainrule._files import atomic_write
 
 from .cache import cache_root, remove_stale_temps
 from .dataset import Dataset
+from .decode import MAX_IMAGE_PIXELS, decode_photos, read_image, read_images
+from .report import FolderReport
 from .splits import carve
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "SPLIT_FOLDERS",
     "folder_splits",
+    "image_files",
     "load_folder",
     "read_image",
     "read_images",
@@ -38,138 +43,8 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLIT_FOLDERS = ("train", "val", "test")
-#: The most pixels (width x height) an image may have: 2**25, e.g. 8192 x 4096, about
-#: 100 MB decoded as RGB. Larger images are refused from their header, before decoding.
-MAX_IMAGE_PIXELS = 1 << 25
-_CACHE_VERSION = 1
-_CHUNK = 256
+_CACHE_VERSION = 2
 _STALE_TEMP_S = 600.0  # a cache file being written is never unchanged this long
-_HEADER_LOCK = threading.Lock()
-
-
-# -- decoding -----------------------------------------------------------------------------
-
-
-def read_image(
-    path: str | os.PathLike, mode: str = "RGB", max_pixels: int | None = None
-) -> np.ndarray:
-    """Decode one image file to an array (H, W, C) uint8, exactly as the folder loader does.
-
-    ``mode`` is a Pillow mode: ``"RGB"`` gives C = 3, ``"L"`` (grayscale) gives C = 1.
-    ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) bounds width x height; the size is
-    checked from the file's header, before decoding. Raises ``ValueError`` naming the file
-    when it cannot be read as an image or is too large.
-    """
-    return _decode(os.fspath(path), mode, max_pixels)
-
-
-class _Refused(ValueError):
-    """An image refused from its header (raised as is, not as "cannot read image")."""
-
-
-def _decode(path: str, mode: str, max_pixels: int | None, like: tuple | None = None):
-    """``read_image``; with ``like = (first_path, (W, H))`` an image of another size than
-    the first is refused before it is decoded."""
-    from PIL import Image
-
-    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
-    try:
-        with _open_header(path) as im:
-            width, height = im.size
-            if width * height > limit:
-                raise _Refused(
-                    f"image {path} is {width}x{height} pixels, more than the {limit:,} pixels "
-                    "chainrule decodes (chainrule.data.folder.MAX_IMAGE_PIXELS)"
-                )
-            if like is not None and (width, height) != like[1]:
-                raise _Refused(
-                    f"image {path} is {width}x{height} pixels but {like[0]} is "
-                    f"{like[1][0]}x{like[1][1]}; all images of a dataset must have the same size"
-                )
-            if im.mode != mode:
-                im = im.convert(mode)
-            arr = np.asarray(im)
-    except (FileNotFoundError, _Refused):
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ValueError(
-            f"image {path} is refused as a decompression bomb: {exc} (Pillow's "
-            "PIL.Image.MAX_IMAGE_PIXELS)"
-        ) from None
-    except Exception as exc:  # Pillow raises many kinds of errors for broken files
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.dtype != np.uint8:
-        raise ValueError(f"cannot read image {path}: mode {mode} is not 8-bit")
-    return arr
-
-
-def _open_header(path: str):
-    """``PIL.Image.open``: reads the header only. Pillow warns about images above its own
-    limit (``PIL.Image.MAX_IMAGE_PIXELS``) here; chainrule's own limit, checked right
-    after, decides instead, so that warning is silenced (Pillow's hard limit, twice its
-    own, still raises DecompressionBombError). The warning filters are process-wide,
-    hence the lock around the (short) header read."""
-    import warnings
-
-    from PIL import Image
-
-    with _HEADER_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(path)
-
-
-def read_images(
-    paths,
-    mode: str = "RGB",
-    progress: bool = True,
-    workers: int | None = None,
-    desc: str = "decoding images",
-    max_pixels: int | None = None,
-) -> np.ndarray:
-    """Decode image files that all have the same size into one array (N, H, W, C) uint8.
-
-    Decoding runs in a thread pool (Pillow releases the GIL while it decodes) with a tqdm
-    progress bar. Raises ``ValueError`` naming the first file that cannot be read, is
-    larger than ``max_pixels`` (see :func:`read_image`) or whose size differs from the
-    first image's (checked from its header, before decoding).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    paths = [os.fspath(p) for p in paths]
-    if not paths:
-        raise ValueError("no image files given")
-    first = _decode(paths[0], mode, max_pixels)
-    out = np.empty((len(paths), *first.shape), dtype=np.uint8)
-    out[0] = first
-    like = (paths[0], (first.shape[1], first.shape[0]))
-
-    def decode(lo: int, hi: int) -> int:
-        for i in range(lo, hi):
-            out[i] = _decode(paths[i], mode, max_pixels, like)
-        return hi - lo
-
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1)
-    bounds = [(lo, min(lo + _CHUNK, len(paths))) for lo in range(1, len(paths), _CHUNK)]
-    with tqdm(total=len(paths), initial=1, unit="img", desc=desc, disable=not progress) as bar:
-        if workers <= 1 or len(bounds) <= 1:
-            for lo, hi in bounds:
-                bar.update(decode(lo, hi))
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(decode, lo, hi) for lo, hi in bounds]
-                try:
-                    for future in futures:
-                        bar.update(future.result())
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
-    return out
 
 
 # -- listing ------------------------------------------------------------------------------
@@ -184,18 +59,45 @@ def _subdirs(folder: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
-def _walk_images(folder: Path, rel: str, out: list[tuple[str, int, int]]) -> None:
-    """Append (relative path, size, mtime_ns) of every image below ``folder``, sorted."""
+def _walk_images(folder: Path, rel: str, out: list, odd: list | None = None) -> None:
+    """Append (relative path, size, mtime_ns) of every image below ``folder``, sorted, and
+    the relative path of every other file to ``odd`` (hidden files are ignored)."""
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            _walk_images(Path(entry.path), f"{rel}/{entry.name}", out)
+            _walk_images(Path(entry.path), f"{rel}/{entry.name}", out, odd)
         elif entry.is_file() and _is_image(entry.name):
             st = entry.stat()
             out.append((f"{rel}/{entry.name}", st.st_size, st.st_mtime_ns))
+        elif odd is not None:
+            odd.append(f"{rel}/{entry.name}")
+
+
+def image_files(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) below ``folder``, each sorted by path; hidden files
+    and folders are left out."""
+    folder = Path(folder)
+    found: list = []
+    odd: list = []
+    _walk_images(folder, ".", found, odd)
+    return [folder / rel for rel, _, _ in found], [folder / rel for rel in odd]
+
+
+def _list_classes(folder: Path) -> tuple[dict, list[str], list[str]]:
+    """({class: [(relative path, size, mtime)]} of the class folders of ``folder`` that
+    hold images, the class folders without images, the files that are not images)."""
+    listing, empty, odd = {}, [], []
+    for c in _subdirs(folder):
+        files: list = []
+        _walk_images(folder / c, c, files, odd)
+        if files:
+            listing[c] = files
+        else:
+            empty.append(c)
+    return listing, empty, odd
 
 
 def _layout(root: Path) -> dict[str, Path] | None:
@@ -229,72 +131,110 @@ def _check_root(path) -> Path:
 # -- loading with a cache -----------------------------------------------------------------
 
 
-def _load_set(
-    folder: Path, classes: list[str], name: str, cache_dir, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of ``folder/<class>/...`` for the given class list, cached."""
-    files: list[tuple[str, int, int]] = []
-    present = set(_subdirs(folder))
-    for c in classes:
-        if c in present:
-            _walk_images(folder / c, c, files)
+def _load_set(folder: Path, listing: dict, classes: list[str], how: dict, report: FolderReport):
+    """Images, labels and file names (relative to ``folder``) of the files in ``listing``
+    ({class: files}) of ``folder`` that could be read, all at ``how["size"]`` (None:
+    their most common size), cached; what was skipped or resized goes to ``report``.
+    ``how``: size, name, cache_dir, progress, shown (the prefix of the files' names in
+    messages)."""
+    files = [f for c in classes for f in listing.get(c, [])]
     if not files:
         raise ValueError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in the class folders of {folder}"
         )
+    size = None if how["size"] is None else (int(how["size"][0]), int(how["size"][1]))
+    cached = None
+    if size is not None:
+        # The folder at its most common size is that size's images when it is that size.
+        natural = _read_cache(*_cache_entry(folder, classes, files, None, how), len(files))
+        if natural is not None and tuple(natural[3]["size"]) == size:
+            cached = natural
+    entry = _cache_entry(folder, classes, files, size, how)
+    if cached is None:
+        cached = _read_cache(*entry, len(files))
+    if cached is None:
+        cached = _decode_set(folder, classes, files, size, how)
+        _write_cache(*entry, *cached)
+    images, labels, kept, notes = cached
+    report.unreadable += notes["unreadable"]
+    for h, w, rel in notes["resized"]:
+        report.resized.setdefault((h, w), []).append(how["shown"] + rel)
+    report.n_images += len(labels)
+    report.size = tuple(notes["size"])
+    return images, labels, [files[i][0] for i in kept]
+
+
+def _cache_entry(folder: Path, classes, files, size, how) -> tuple[Path | None, str, str]:
+    """(the cache file, or None without a cache folder; its key; its prefix): one entry per
+    state of the folder's files and size asked for (None: the most common size)."""
     resolved = str(folder.resolve())
-    key = hashlib.sha256(
-        json.dumps(
-            {"version": _CACHE_VERSION, "root": resolved, "classes": classes, "files": files},
-            separators=(",", ":"),
-        ).encode()
-    ).hexdigest()[:32]
-    prefix = hashlib.sha256(resolved.encode()).hexdigest()[:16]
+    state = {"version": _CACHE_VERSION, "root": resolved, "classes": classes, "files": files,
+             "size": None if size is None else list(size)}  # fmt: skip
+    key = hashlib.sha256(json.dumps(state, separators=(",", ":")).encode()).hexdigest()[:32]
+    # Entries of an older state of the folder at the same size share the prefix.
+    prefix = hashlib.sha256(f"{resolved}|{size}".encode()).hexdigest()[:16]
     try:
-        cache = cache_root(cache_dir) / "folders"
+        cache = cache_root(how["cache_dir"]) / "folders"
     except OSError:
-        if cache_dir is not None:
+        if how["cache_dir"] is not None:
             raise
-        cache = None  # no usable default cache folder: decode every time
-    entry = cache / f"{prefix}-{key}.npz" if cache is not None else None
+        return None, key, prefix  # no usable default cache folder: decode every time
+    return cache / f"{prefix}-{key}.npz", key, prefix
 
-    cached = _read_cache(entry, key, len(files)) if entry is not None else None
-    if cached is not None:
-        return cached
 
+def _decode_set(folder: Path, classes, files, size, how):
+    """(images, labels, indices of the files read, notes) of ``files``, decoded."""
     class_index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([class_index[rel.split("/", 1)[0]] for rel, _, _ in files], dtype=np.int64)
-    images = read_images(
-        [folder / rel for rel, _, _ in files], progress=progress, desc=f"decoding {name}"
-    )
-    if entry is not None:
-        _write_cache(cache, entry, prefix, key, images, labels)
-    return images, labels
+    labels = np.array([class_index[rel.split("/", 1)[0]] for rel, _, _ in files], np.int64)
+    decoded = decode_photos(
+        [folder / rel for rel, _, _ in files], size=size, progress=how["progress"],
+        desc=f"decoding {how['name']}",
+    )  # fmt: skip
+    notes = {
+        "unreadable": [reason for _, reason in decoded.failed],
+        "resized": [[*s, files[i][0]] for i, s in decoded.resized],
+        "size": list(decoded.size),
+    }
+    if len(decoded.kept) == 0:
+        raise ValueError(f"no image in {folder} could be read: " + "; ".join(notes["unreadable"]))
+    return decoded.images, labels[decoded.kept], decoded.kept, notes
 
 
-def _read_cache(entry: Path, key: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    if not entry.is_file():
+def _read_cache(entry: Path | None, key: str, prefix: str, n_files: int):
+    if entry is None or not entry.is_file():
         return None
     try:
         with np.load(entry, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            images, labels = z["images"], z["labels"]
+            images, labels, kept = z["images"], z["labels"], z["kept"]
+            notes = json.loads(str(z["notes"]))
     except Exception:  # an unreadable cache entry is rebuilt, never trusted
         return None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n:
+    n = images.shape[0] if images.ndim == 4 else -1
+    if images.dtype != np.uint8 or labels.dtype != np.int64 or labels.shape != (n,):
         return None
-    if labels.dtype != np.int64 or labels.shape != (n,):
+    if (
+        kept.dtype != np.int64
+        or kept.shape != (n,)
+        or (n and (kept.min() < 0 or kept.max() >= n_files))
+    ):
         return None
-    return images, labels
+    if not isinstance(notes, dict) or {"unreadable", "resized", "size"} - set(notes):
+        return None
+    return images, labels, kept, notes
 
 
-def _write_cache(cache: Path, entry: Path, prefix: str, key: str, images, labels) -> None:
+def _write_cache(entry: Path | None, key: str, prefix: str, images, labels, kept, notes) -> None:
+    if entry is None:
+        return
+    cache = entry.parent
     try:
         cache.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(cache, f"{prefix}-*.npz", ".tmp", _STALE_TEMP_S)
         with atomic_write(entry) as f:
-            np.savez(f, images=images, labels=labels, key=np.array(key))
+            np.savez(f, images=images, labels=labels, kept=kept, key=np.array(key),
+                     notes=np.array(json.dumps(notes)))  # fmt: skip
         # Entries for an older state of the same folder can never be hit again.
         for old in cache.glob(f"{prefix}-*.npz"):
             if old != entry:
@@ -304,6 +244,18 @@ def _write_cache(cache: Path, entry: Path, prefix: str, key: str, images, labels
         pass
 
 
+def _without_empty_classes(ds: Dataset, report: FolderReport) -> Dataset:
+    """``ds`` without the classes none of whose images could be read."""
+    counts = ds.class_counts()
+    if counts.all():
+        return ds
+    keep = [c for c, n in zip(ds.classes, counts) if n]
+    report.empty_classes += [(c, "has no image that could be read") for c, n in
+                             zip(ds.classes, counts) if not n]  # fmt: skip
+    new_label = np.cumsum(counts > 0) - 1
+    return Dataset(ds.images, new_label[ds.labels], keep, ds.name, ds.split, ds.files)
+
+
 def load_folder(
     path: str | os.PathLike,
     split: str = "train",
@@ -311,55 +263,86 @@ def load_folder(
     val_fraction: float = 0.2,
     random_state: int = 0,
     progress: bool = True,
+    image_size: tuple[int, int] | None = None,
+    strict: bool = False,
 ) -> Dataset:
-    """Load an image folder (see :func:`chainrule.data.load` for the splits)."""
+    """Load an image folder (see :func:`chainrule.data.load` for the splits, the sizes and
+    what is skipped)."""
     root = _check_root(path)
     name = os.fspath(path)
+    report = FolderReport(name, size_chosen_by="the most common size")
+    if image_size is not None:
+        report.size_chosen_by = "the size asked for"
+    how = {"size": image_size, "name": name, "cache_dir": cache_dir, "progress": progress,
+           "shown": ""}  # fmt: skip
     layout = _layout(root)
-
     if layout is None:
-        classes = _subdirs(root)
-        if not classes:
-            raise ValueError(
-                f"{root} has no class folders: expected {root}/<class>/*.png (or .jpg, .jpeg, "
-                f".bmp), or {root}/train/<class>/... and {root}/test/<class>/..."
-            )
-        if split == "test":
-            raise ValueError(
-                f"{root} has no test/ folder (its images are in {root}/<class>/); use "
-                "split='all' to take every image in it, e.g. to evaluate on it"
-            )
-        images, labels = _load_set(root, classes, name, cache_dir, progress)
-        return carve(
-            Dataset(images, labels, classes, name, "all"), split, val_fraction, random_state
-        )
+        ds = _load_flat(root, split, how, report)
+        ds = _without_empty_classes(ds, report)
+        report.emit(strict)
+        return carve(ds, split, val_fraction, random_state)
+    ds = _load_split_layout(root, layout, split, how, report)
+    report.emit(strict)
+    if split in ("train", "val") and not (split in layout and "val" in layout):
+        return carve(ds, split, val_fraction, random_state)
+    return ds
 
-    classes = sorted({c for d in layout.values() for c in _subdirs(d)})
+
+def _load_flat(root: Path, split: str, how: dict, report: FolderReport) -> Dataset:
+    if not _subdirs(root):
+        raise ValueError(
+            f"{root} has no class folders: expected {root}/<class>/*.png (or .jpg, .jpeg, "
+            f".bmp), or {root}/train/<class>/... and {root}/test/<class>/..."
+        )
+    if split == "test":
+        raise ValueError(
+            f"{root} has no test/ folder (its images are in {root}/<class>/); use "
+            "split='all' to take every image in it, e.g. to evaluate on it"
+        )
+    listing, empty, odd = _list_classes(root)
+    report.odd += odd
+    report.empty_classes += [(c, "has no image files") for c in empty]
+    if not listing:
+        raise ValueError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in the class folders of {root}"
+        )
+    classes = sorted(listing)
+    images, labels, files = _load_set(root, listing, classes, how, report)
+    return Dataset(images, labels, classes, how["name"], "all", files)
+
+
+def _load_split_layout(root: Path, layout: dict, split: str, how: dict, report) -> Dataset:
+    """The split of a ``root/{train,val,test}/<class>`` folder (train and val still to
+    be carved when there is no val/ folder). Classes are the class folders holding
+    images in any split folder; images of every split folder get the size of the first
+    one loaded."""
+    listings = {part: _list_classes(folder) for part, folder in layout.items()}
+    classes = sorted({c for listing, _, _ in listings.values() for c in listing})
+    named = {c for _, empty, _ in listings.values() for c in empty}
+    report.empty_classes += [(c, "has no image files") for c in sorted(named - set(classes))]
     if not classes:
-        raise ValueError(f"the split folders of {root} have no class folders in them")
-
-    def load_part(part: str) -> Dataset:
-        images, labels = _load_set(layout[part], classes, f"{name}/{part}", cache_dir, progress)
-        return Dataset(images, labels, classes, name, part)
-
+        raise ValueError(f"the split folders of {root} have no class folders with images")
     if split == "all":
-        parts = [load_part(p) for p in SPLIT_FOLDERS if p in layout]
-        if len({p.image_shape for p in parts}) > 1:
-            shapes = ", ".join(f"{p.split}: {p.image_shape}" for p in parts)
-            raise ValueError(
-                f"the split folders of {root} hold images of different sizes ({shapes})"
-            )
-        return Dataset(
-            np.concatenate([p.images for p in parts]),
-            np.concatenate([p.labels for p in parts]),
-            classes,
-            name,
-            "all",
+        parts = [p for p in SPLIT_FOLDERS if p in layout]
+    elif split in layout and (split != "train" or "val" in layout):
+        parts = [split]
+    elif split in ("train", "val") and "train" in layout:
+        parts = ["train"]
+    else:
+        raise ValueError(
+            f"{root} has no {split}/ folder; its splits are {', '.join(folder_splits(root))}"
         )
-    if split in layout and (split != "train" or "val" in layout):
-        return load_part(split)
-    if split in ("train", "val") and "train" in layout:
-        return carve(load_part("train"), split, val_fraction, random_state)
-    raise ValueError(
-        f"{root} has no {split}/ folder; its splits are {', '.join(folder_splits(root))}"
+    images, labels, files = [], [], []
+    for part in parts:
+        listing, _, odd = listings[part]
+        report.odd += [f"{part}/{rel}" for rel in odd]
+        part_how = {**how, "name": f"{how['name']}/{part}", "shown": f"{part}/"}
+        x, y, names = _load_set(layout[part], listing, classes, part_how, report)
+        how = {**how, "size": report.size}  # the next parts at the first part's size
+        images.append(x)
+        labels.append(y)
+        files += [f"{part}/{name}" for name in names]
+    split_name = "all" if split == "all" else parts[0]
+    return Dataset(
+        np.concatenate(images), np.concatenate(labels), classes, how["name"], split_name, files
     )

@@ -38,6 +38,8 @@ def load(
     val_fraction: float = 0.2,
     random_state: int = 0,
     progress: bool = True,
+    image_size: tuple[int, int] | None = None,
+    strict: bool = False,
 ) -> Dataset:
     """Load a dataset split as a :class:`Dataset` (images (N, H, W, C) uint8, labels int64).
 
@@ -49,8 +51,9 @@ def load(
         the official binary archive. ``"props"``: PROPS (32, 32, 3), 10 YCB objects,
         downloaded once from Google Drive. A path: an image folder ``DIR/<class>/*.png``
         (``.jpg``, ``.jpeg``, ``.bmp``) or ``DIR/{train,val,test}/<class>/...``, classes
-        the sorted folder names, images decoded to RGB (all must have the same size),
-        decoded arrays cached. (A folder named like a dataset is loaded as ``./digits``.)
+        the class folders that hold images (sorted by name), images decoded to RGB and
+        resized to one size (``image_size``), decoded arrays cached. (A folder named like a
+        dataset is loaded as ``./digits``.)
     split : ``"train"``, ``"val"``, ``"test"`` or ``"all"``
         Where a source has no validation part, ``"val"`` is carved out of its training
         part: a stratified ``val_fraction`` of it, chosen by ``random_state``, and ``"train"``
@@ -75,6 +78,14 @@ def load(
     random_state : int, default 0. An int only (not a Generator), so that separate calls for
         ``"train"`` and ``"val"`` always agree on the split.
     progress : show progress bars for downloads and decoding.
+    image_size : (height, width) of the images of a folder. Images of another size are
+        resized to it (:func:`chainrule.data.resize.resize_images`: linear, antialiased
+        when shrinking); None: the most common size of the folder (of its first split
+        folder). A warning (:class:`chainrule.data.report.DataWarning`) says which
+        images were resized.
+    strict : for a folder: refuse it (``ValueError``) when a file in a class folder cannot
+        be read or is not an image, or a class folder has no images, listing them all.
+        Without it they are left out, and one warning lists them all.
 
     Raises
     ------
@@ -102,8 +113,38 @@ def load(
     if not is_name:
         from .folder import load_folder
 
-        return load_folder(name_or_path, split, cache_dir, val_fraction, random_state, progress)
+        return load_folder(
+            name_or_path, split, cache_dir, val_fraction, random_state, progress,
+            image_size=image_size, strict=strict,
+        )  # fmt: skip
 
+    ds = _load_named(name_or_path, split, cache_dir, archive, val_fraction, random_state, progress)
+    return ds if image_size is None else _resized(ds, image_size)
+
+
+def _resized(ds: Dataset, image_size) -> Dataset:
+    """Every image of ``ds`` at ``image_size`` (height, width), with a warning."""
+    import warnings
+
+    from .report import DataWarning
+    from .resize import format_size, resize_images
+
+    h, w = (int(v) for v in image_size)
+    if ds.image_shape[:2] == (h, w):
+        return ds
+    warnings.warn(
+        DataWarning(
+            f"resized all {len(ds)} images of {ds.name} from {format_size(*ds.image_shape[:2])} "
+            f"to {format_size(h, w)}, the size asked for (linear, antialiased when shrinking)"
+        ),
+        stacklevel=3,
+    )
+    images = resize_images(ds.images, h, w)
+    return Dataset(images, ds.labels, ds.classes, ds.name, ds.split, ds.files)
+
+
+def _load_named(name_or_path, split, cache_dir, archive, val_fraction, random_state, progress):
+    """``load`` of digits, cifar10 or props."""
     if name_or_path == "digits":
         from .digits import CLASSES, TEST_FRACTION, TEST_SEED, read_digits
 

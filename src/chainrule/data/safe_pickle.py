@@ -21,8 +21,12 @@ library's pure-Python unpickler with the dangerous opcodes replaced) that builds
 and refuses everything else with :class:`UnsafePickleError` before anything is called. It
 also bounds what the pickle may build (:class:`Limits`): the size of every container as if
 each shared reference were a copy (elements and bytes), its nesting depth, and the file's
-size. Recursive containers and containers changed after being placed in another one are
-refused too, which keeps those bounds exact.
+size; and the unpickler's own memory by the same element limit: the items waiting on its
+stack (marks included) and the entries of its memo (one MEMOIZE opcode, one byte, adds an
+entry). Recursive containers and containers changed after being placed in another one are
+refused too, which keeps those bounds exact. Text is checked as well: a NumPy unicode
+array or scalar whose code points are not Unicode's (beyond U+10FFFF, in either byte
+order) would make strings that break Python's own invariants, and is refused.
 """
 
 from __future__ import annotations
@@ -33,22 +37,21 @@ import io
 import math
 import os
 import pickle
-import re
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._pickle_numpy import (
+    NumpyStandIns,
+    UnsafePickleError,
+    check_shape,
+    check_text,
+    dtype_state,
+    raw_bytes,
+)
+
 __all__ = ["Limits", "RestrictedUnpickler", "UnsafePickleError", "load_pickle", "loads_pickle"]
-
-
-class UnsafePickleError(pickle.UnpicklingError, ValueError):
-    """The pickle refers to something other than plain data and NumPy arrays, or would
-    build more than :class:`Limits` allows.
-
-    Also a ``ValueError``, like every other "this data is not what it should be" error of
-    :mod:`chainrule.data`.
-    """
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class Limits:
 
     max_elements : the most items any container may hold, counting the items of nested
         containers and counting a container referenced twice twice (what a copy of the
-        data, ``str()`` or ``np.asarray`` would have to visit).
+        data, ``str()`` or ``np.asarray`` would have to visit); also the most items on
+        the unpickler's stack and the most entries in its memo.
     max_bytes : the most bytes of string, bytes and array data, counted the same way; also
         the largest file accepted.
     max_depth : the deepest nesting of containers.
@@ -70,96 +74,8 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
-#: NumPy dtype kinds an array may have: bool, signed and unsigned integers, floats, complex
-#: numbers, byte strings, unicode strings. Not "O" (Python objects: raw bytes would be read
-#: as pointers), "V" (records, sub-arrays), "M"/"m" (datetimes).
-_DTYPE_KINDS = "biufcSU"
-_DTYPE_NAME = re.compile(r"^[biufcSU][0-9]{1,10}$")
-_TYPECODES = (b"b", "b")  # what ndarray.__reduce__ passes to _reconstruct
-_CODECS = ("latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii")
-_MAX_NDIM = 32
 _CONTAINERS = (list, tuple, dict, set, frozenset)
-
-
-class _Numpy:
-    """Stand-ins for the NumPy callables that pickles of arrays name (see the module doc)."""
-
-    def __init__(self, unpickler: RestrictedUnpickler):
-        self.u = unpickler
-
-    def dtype(self, name, align=False, copy=False):
-        if not isinstance(name, str) or not _DTYPE_NAME.match(name):
-            raise UnsafePickleError(
-                f"refusing NumPy dtype {name!r} in a pickle: only bool, integer, float, "
-                "complex and fixed-width string dtypes are allowed (no Python objects)"
-            )
-        try:
-            # copy=True always: the state that BUILD sets must never reach NumPy's shared
-            # built-in dtype objects.
-            dt = np.dtype(name, align=bool(align), copy=True)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise UnsafePickleError(f"bad NumPy dtype {name!r} in a pickle: {exc}") from None
-        if dt.kind not in _DTYPE_KINDS or dt.fields is not None or dt.subdtype is not None:
-            raise UnsafePickleError(f"refusing NumPy dtype {name!r} in a pickle")
-        self.u._pending[id(dt)] = dt
-        return dt
-
-    def reconstruct(self, subtype, shape, typecode):
-        # ndarray.__reduce__ always asks for an empty int8 array, which BUILD then fills.
-        if subtype is not np.ndarray or shape != (0,) or typecode not in _TYPECODES:
-            raise UnsafePickleError("refusing an unusual NumPy array reconstruction in a pickle")
-        arr = np.empty((0,), dtype=np.int8)
-        self.u._pending[id(arr)] = arr
-        return arr
-
-    def scalar(self, dtype, raw=None):
-        dt = self.u._final_dtype(dtype)
-        raw = _raw_bytes(raw, dt.itemsize, "a NumPy scalar")
-        return np.frombuffer(raw, dtype=dt, count=1)[0]
-
-    def frombuffer(self, buf, dtype, shape, order, axis_order=None):
-        dt = self.u._final_dtype(dtype)
-        shape = _check_shape(shape)
-        if isinstance(buf, memoryview):
-            buf = buf.tobytes()
-        buf = _raw_bytes(buf, math.prod(shape) * dt.itemsize, "a NumPy array")
-        arr = np.frombuffer(buf, dtype=dt)
-        if order in ("C", "F") and axis_order is None:
-            return arr.reshape(shape, order=order)
-        if order == "K" and isinstance(axis_order, tuple | list):
-            if sorted(axis_order) != list(range(len(shape))):
-                raise UnsafePickleError("bad axis order for a NumPy array in a pickle")
-            return arr.reshape(shape, order="C").transpose(axis_order)
-        raise UnsafePickleError(f"bad memory order {order!r} for a NumPy array in a pickle")
-
-
-def _check_shape(shape) -> tuple[int, ...]:
-    if (
-        not isinstance(shape, tuple)
-        or len(shape) > _MAX_NDIM
-        or not all(type(s) is int and s >= 0 for s in shape)
-    ):
-        raise UnsafePickleError(f"bad NumPy array shape in a pickle: {shape!r}")
-    return shape
-
-
-def _raw_bytes(raw, nbytes: int, what: str) -> bytes | bytearray:
-    if isinstance(raw, str):
-        # Python 2 pickles (read with encoding="latin1") hold the raw data as text.
-        try:
-            raw = raw.encode("latin1")
-        except UnicodeEncodeError:
-            raise UnsafePickleError(f"the data of {what} in a pickle is not bytes") from None
-    if not isinstance(raw, bytes | bytearray):
-        raise UnsafePickleError(
-            f"the data of {what} in a pickle must be raw bytes, got {type(raw).__name__}"
-        )
-    if len(raw) != nbytes:
-        raise UnsafePickleError(
-            f"the data of {what} in a pickle has {len(raw)} bytes; its shape and dtype "
-            f"need {nbytes}"
-        )
-    return raw
+_CODECS = ("latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii")
 
 
 def _codecs_encode(obj, encoding="utf-8", errors="strict"):
@@ -204,7 +120,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, file, *, encoding="latin1", limits: Limits = DEFAULT_LIMITS):
         super().__init__(file, encoding=encoding)
         self.limits = limits
-        self._np = _Numpy(self)
+        self._np = NumpyStandIns(self)
         # Weights of the containers built so far: id -> (elements, bytes, depth). Every
         # weighed object is kept alive in _keep so that its id is never reused.
         self._weights: dict[int, tuple[int, int, int]] = {}
@@ -216,10 +132,24 @@ class RestrictedUnpickler(pickle._Unpickler):
         self._callable_ids = {id(f) for f in self._callables.values()}
 
     def load(self):
+        self._held = 0  # items of the stacks put aside by MARK
         obj = super().load()
         if self._pending:
             raise UnsafePickleError("a NumPy array or dtype in the pickle lacks its state")
         return obj
+
+    def _check_size(self) -> None:
+        """After each opcode: the stack (with what MARK put aside) and the memo hold at
+        most ``max_elements`` items each."""
+        most = self.limits.max_elements
+        if len(self.stack) + self._held > most:
+            raise UnsafePickleError(
+                f"refusing a pickle that puts more than {most:,} items on its stack"
+            )
+        if len(self.memo) > most:
+            raise UnsafePickleError(
+                f"refusing a pickle that builds a memo of more than {most:,} entries"
+            )
 
     # -- names -------------------------------------------------------------------------
 
@@ -337,7 +267,13 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise UnsafePickleError(
                 f"refusing a pickle nested more than {self.limits.max_depth} containers deep"
             )
+        self._held += len(self.stack)
         super().load_mark()
+
+    def pop_mark(self):
+        items = super().pop_mark()
+        self._held -= len(self.stack)
+        return items
 
     def load_append(self):
         value = self.stack.pop()
@@ -388,7 +324,7 @@ class RestrictedUnpickler(pickle._Unpickler):
                 f"refusing a pickle that sets the state of a {type(inst).__name__}"
             )
         if isinstance(inst, np.dtype):
-            inst.__setstate__(_dtype_state(inst, state))
+            inst.__setstate__(dtype_state(inst, state))
             self._final.add(id(inst))
             self._keep.append(inst)
         else:
@@ -400,9 +336,10 @@ class RestrictedUnpickler(pickle._Unpickler):
         if not isinstance(state, tuple) or len(state) != 5 or state[0] != 1:
             raise UnsafePickleError("bad NumPy array state in a pickle")
         _, shape, dtype, fortran, raw = state
-        shape = _check_shape(shape)
+        shape = check_shape(shape)
         dtype = self._final_dtype(dtype)
-        raw = _raw_bytes(raw, math.prod(shape) * dtype.itemsize, "a NumPy array")
+        raw = raw_bytes(raw, math.prod(shape) * dtype.itemsize, "a NumPy array")
+        check_text(raw, dtype, "a NumPy array")
         return 1, shape, dtype, bool(fortran), bytes(raw)
 
     def load_bytearray8(self):
@@ -423,6 +360,16 @@ def _weigh_after(op):
         op(self)
         container = self.stack[-1]
         self._register(container, _children(container))
+
+    return run
+
+
+def _bounded(op):
+    """The opcode ``op``, then the check of the stack's and the memo's sizes."""
+
+    def run(self):
+        op(self)
+        self._check_size()
 
     return run
 
@@ -461,6 +408,8 @@ def _complete_dispatch(table: dict) -> None:
         (pickle.NEXT_BUFFER, "out-of-band buffers"),
     ):
         table[code[0]] = _refuse(what)
+    for code, op in list(table.items()):
+        table[code] = _bounded(op)
 
 
 _complete_dispatch(RestrictedUnpickler.dispatch)
@@ -473,29 +422,6 @@ def _children(container):
             yield v
     else:
         yield from container
-
-
-def _dtype_state(dt: np.dtype, state) -> tuple:
-    """``state`` if it is exactly what a genuine dtype of ``dt``'s kind has, else refuse.
-
-    Only the byte order and, for strings, the width may differ from ``dt``: nothing that
-    could change the dtype's flags, fields or memory layout."""
-    bad = UnsafePickleError(f"refusing a pickle that sets an unusual state on dtype {dt}")
-    if not isinstance(state, tuple) or len(state) != 8 or state[0] != 3:
-        raise bad
-    order, elsize = state[1], state[5]
-    if order not in ("<", ">", "|", "=") or type(elsize) is not int:
-        raise bad
-    if dt.kind in "SU":
-        width, rest = divmod(elsize, dt.alignment)
-        if rest or width < 1:
-            raise bad
-        genuine = np.dtype(f"{'' if order == '|' else order}{dt.kind}{width}")
-    else:
-        genuine = dt if order == "|" else dt.newbyteorder(order)
-    if genuine.__reduce__()[2] != state:
-        raise bad
-    return state
 
 
 def loads_pickle(data: bytes, encoding: str = "latin1", limits: Limits = DEFAULT_LIMITS):

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from chainrule._files import atomic_write
+
 __all__ = ["write_digit_pngs"]
 
 
@@ -36,7 +38,8 @@ def write_digit_pngs(folder: str | os.PathLike = ".", n_per_class: int = 1) -> l
         for i, index in enumerate(((test.labels == c).nonzero()[0])[:n_per_class]):
             stem = f"digit{name}" if n_per_class == 1 else f"digit{name}_{i}"
             path = folder / f"{stem}.png"
-            Image.fromarray(test.images[index, :, :, 0]).save(path, format="PNG")
+            with atomic_write(path) as f:  # never through a link at that name
+                Image.fromarray(test.images[index, :, :, 0]).save(f, format="PNG")
             written.append(path)
     return written
 

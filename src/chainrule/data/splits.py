@@ -135,7 +135,7 @@ def carve(ds: Dataset, split: str, val_fraction: float, random_state: int) -> Da
     if split in ("test", "all"):
         return ds
     if split == "train" and val_fraction == 0:
-        return Dataset(ds.images, ds.labels, ds.classes, ds.name, "train")
+        return Dataset(ds.images, ds.labels, ds.classes, ds.name, "train", ds.files)
     if split == "val" and val_fraction == 0:
         raise ValueError("val_fraction=0 leaves no validation split")
     train_idx, val_idx = stratified_split_indices(ds.labels, val_fraction, random_state)

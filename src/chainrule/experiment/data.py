@@ -49,6 +49,14 @@ class TrialData:
         """Labels (N,) of the split, None without it."""
         return None if not self.has(split) else np.asarray(self._splits[split].labels)
 
+    def images(self, split: str) -> np.ndarray | None:
+        """The split's images as loaded (N, H, W, C) uint8, None without the split."""
+        return None if not self.has(split) else self._splits[split].images
+
+    def files(self, split: str) -> list[str] | None:
+        """The split's file names (images read from a folder), else None."""
+        return None if not self.has(split) else getattr(self._splits[split], "files", None)
+
     def preprocessor(self, layout: str) -> Preprocessor:
         """The fitted preprocessing that makes ``layout`` (kept in model files)."""
         if layout not in LAYOUTS:

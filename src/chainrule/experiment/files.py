@@ -1,4 +1,5 @@
-"""What a trial leaves in a run folder: the model file and the plots."""
+"""What a trial leaves in a run folder: the model file, the plots and the pictures of
+the images it got wrong."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from chainrule.experiment.data import TrialData
 from chainrule.experiment.records import Result
 from chainrule.models.spec import FitSummary, ModelSpec, Plot
 
-__all__ = ["draw_plots", "plots_of", "save"]
+__all__ = ["draw_plots", "plots_of", "record_mistakes", "save"]
 
 
 def save(output, spec: ModelSpec, model, data: TrialData, result: Result) -> None:
@@ -75,3 +76,33 @@ def draw_plots(output, spec: ModelSpec, model, data: TrialData, result: Result) 
         folder.plot(function, name, *plot.args, **plot.kwargs)
     result.plots = folder.plots[start:]
     result.plot_errors = {k: v for k, v in folder.plot_errors.items() if k not in errors_before}
+
+
+def record_mistakes(output, spec: ModelSpec, model, data: TrialData, result: Result, predictions,
+                    seed: int = 0) -> None:  # fmt: skip
+    """The images of the validation split (else the test split) the model got wrong, into
+    ``result.mistakes`` and the contact sheet ``<prefix>mistakes.png``; a failure is
+    recorded in ``result.plot_errors``, never lost with the run."""
+    from chainrule.report.examples import mistakes_record, predicted_probability
+
+    split = next((s for s in ("val", "test") if s in predictions), None)
+    if split is None:
+        return
+    name = f"{output.prefix}mistakes.png"
+    pred = predictions[split]
+    inputs = data.inputs(spec.input_layout, split)
+
+    def probability(rows):
+        proba = model.predict_proba(inputs[rows])
+        return predicted_probability(proba, pred[rows], getattr(model, "classes_", None))
+
+    try:
+        result.mistakes = mistakes_record(
+            output.folder.path, name, data.images(split), data.labels(split), pred,
+            data.classes, split=split, files=data.files(split),
+            probability=probability if hasattr(model, "predict_proba") else None, seed=seed,
+        )  # fmt: skip
+    except Exception as e:  # the page loses a picture, the run keeps its model
+        message = f"{type(e).__name__}: {e}"
+        output.folder.plot_errors[name] = message
+        result.plot_errors[name] = message

@@ -68,6 +68,7 @@ class Result(_Record):
     """What a trial measured.
 
     model : the registered name; params : the fitted model's hyperparameters
+    settings : the hyperparameters that matter, in words (``"k=3 metric=l2"``)
     train_accuracy : on ``train_accuracy_n`` training images (a seeded sample)
     val_accuracy, test_accuracy : None without that split
     fit_time_s : seconds of ``fit`` (of the search's fit when its model was kept)
@@ -77,10 +78,14 @@ class Result(_Record):
     tuning : how hyperparameters were chosen: ``{"knn_cv": {...}, "search": {...}}``
     model_file : the model file's name in the run folder, None when not saved
     plots, plot_errors : the plots written, and those that failed with their error
+    mistakes : the misclassified images of the validation split (else the test split),
+        most confident first, with their contact sheet in the run folder (see
+        ``chainrule.experiment.examples``); None when not recorded
     """
 
     model: str
     params: dict[str, Any]
+    settings: str | None = None
     train_accuracy: float | None = None
     train_accuracy_n: int = 0
     val_accuracy: float | None = None
@@ -95,6 +100,7 @@ class Result(_Record):
     model_file: str | None = None
     plots: list[str] = field(default_factory=list)
     plot_errors: dict[str, str] = field(default_factory=dict)
+    mistakes: dict | None = None
 
     @property
     def predict_time_s(self) -> float | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from chainrule._files import ForeignFileError
 from chainrule.experiment.data import TrialData
 from chainrule.experiment.records import Result, Trial
 from chainrule.experiment.trial import (
@@ -30,8 +31,8 @@ from chainrule.experiment.trial import (
 )
 from chainrule.models.registry import MODEL_REGISTRY, get_model_spec
 from chainrule.report.environment import environment, now
-from chainrule.report.lock import RunFolderBusy
-from chainrule.report.run import RunFolder, RunFolderError, to_jsonable
+from chainrule.report.lock import LockFileError, RunFolderBusy
+from chainrule.report.run import METRICS_FILE, RunFolder, RunFolderError, to_jsonable
 
 __all__ = [
     "compare_output",
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 CHECKPOINT_FILE = "checkpoint.npz"
+MODEL_FILE = Output.model_file  # "model.npz"
+# What a training run writes into its folder besides its plots.
+TRAINING_FILES = (METRICS_FILE, MODEL_FILE, CHECKPOINT_FILE)
 
 
 def open_run(
@@ -55,7 +59,9 @@ def open_run(
     own, cleaned of killed writers' temporary files. Release it when the run ends.
 
     ``args``: the arguments of a training run; a folder holding an unfinished training
-    run started with the same arguments is that run's, taken without ``force``.
+    run started with the same arguments is that run's, taken without ``force``. A
+    training run (``args`` given, or ``resume``) that continues in its folder is refused
+    when its metrics, model file or checkpoint is there and not chainrule's.
     """
 
     def same_run(saved: dict) -> bool:
@@ -66,20 +72,28 @@ def open_run(
             and saved.get("status") != "done"
         )
 
+    writes = TRAINING_FILES if args is not None or resume else (METRICS_FILE,)
     try:
-        return RunFolder.start(out, resume=resume, force=force, same_run=same_run)
-    except (RunFolderError, RunFolderBusy) as e:
+        return RunFolder.start(out, resume=resume, force=force, same_run=same_run, writes=writes)
+    except (RunFolderError, RunFolderBusy, LockFileError) as e:
         raise ExperimentError(str(e)) from None
 
 
 @contextlib.contextmanager
-def recording(folder: RunFolder, metrics: dict, command_line=None) -> Iterator[dict]:
+def recording(
+    folder: RunFolder, metrics: dict, command_line=None, data: TrialData | None = None,
+    seed: int = 0,
+) -> Iterator[dict]:  # fmt: skip
     """Record a run in ``folder``'s ``metrics.json``: ``running`` now, with the
-    environment (versions, BLAS, machine, ``command_line``, start time); ``interrupted``
-    or ``failed`` (with the error) if the block stops with an exception. The block
-    updates ``metrics`` and sets ``done`` itself."""
+    environment (versions, BLAS, machine, ``command_line``, start time) and, given the
+    ``data``, sample images of each class (``samples.png``); ``interrupted`` or
+    ``failed`` (with the error) if the block stops with an exception. The block updates
+    ``metrics`` and sets ``done`` itself. When the block ends, however it ends, the run's
+    page (``report.html``) is written from ``metrics``."""
     metrics["status"] = "running"
     metrics["environment"] = environment(command_line)
+    if data is not None:
+        _record_samples(folder, metrics, data, seed)
     folder.write_metrics(metrics)
     try:
         yield metrics
@@ -91,7 +105,38 @@ def recording(folder: RunFolder, metrics: dict, command_line=None) -> Iterator[d
             metrics["error"] = f"{type(e).__name__}: {e}"
         with contextlib.suppress(Exception):  # the error that stopped the run matters more
             folder.write_metrics(metrics)
+            write_page(folder, metrics)
         raise
+    write_page(folder, metrics)
+
+
+def _record_samples(folder: RunFolder, metrics: dict, data: TrialData, seed: int) -> None:
+    import numpy as np
+
+    from chainrule.report.examples import SAMPLES_FILE, samples_record
+
+    counts = {
+        split: np.bincount(data.labels(split), minlength=len(data.classes)).tolist()
+        for split in ("train", "val", "test")
+        if data.has(split)
+    }
+    try:
+        metrics["samples"] = samples_record(
+            folder.path, data.images("train"), data.labels("train"), data.classes, counts, seed
+        )
+    except Exception as e:  # a picture for the page must not stop the run
+        folder.plot_errors[SAMPLES_FILE] = f"{type(e).__name__}: {e}"
+
+
+def write_page(folder: RunFolder, metrics: dict) -> None:
+    """Write the run's ``report.html``; a failure is recorded in the folder's
+    ``plot_errors`` (the command warns about it), never raised."""
+    from chainrule.report.pages import REPORT_FILE, write_run_report
+
+    try:
+        write_run_report(folder.path, to_jsonable(metrics))
+    except Exception as e:
+        folder.plot_errors[REPORT_FILE] = f"{type(e).__name__}: {e}"
 
 
 def _version() -> str:
@@ -142,12 +187,21 @@ def recorded_trials(folder: RunFolder, metrics: dict) -> list[dict]:
 
 
 def train_run(
-    trial: Trial, data: TrialData, out, *, args: dict, client=None, command_line=None
+    trial: Trial,
+    data: TrialData,
+    out,
+    *,
+    args: dict,
+    client=None,
+    command_line=None,
+    on_settings=None,
 ) -> tuple[Result, RunFolder]:
     """Train one model into run folder ``out`` (a path, or a `RunFolder` already opened
     with `open_run`); ``args`` is the command's record of its arguments (what a resume
     restores), ``command_line`` the command (recorded with the environment); ``client``,
-    a ``dask.distributed.Client``, runs the search's trials on its cluster. A new run
+    a ``dask.distributed.Client``, runs the search's trials on its cluster;
+    ``on_settings(settings)`` is called once the settings are chosen, before the fit
+    (the command line shows the search's summary there). A new run
     takes a missing or empty folder, or its own unfinished run's; ``trial.resume``
     continues the one in it. Returns the result and the folder."""
     opened = out if isinstance(out, RunFolder) else open_run(out, resume=trial.resume, args=args)
@@ -163,16 +217,21 @@ def train_run(
         if recorded:
             metrics["search_trials"] = recorded
         if not trial.resume:  # a fit that does not resume starts from nothing
-            opened.file(CHECKPOINT_FILE).unlink(missing_ok=True)
-        with recording(opened, metrics, command_line):
-            result = _train(trial, data, opened, metrics, client=client, recorded=recorded)
+            opened.remove(CHECKPOINT_FILE)
+        with recording(opened, metrics, command_line, data, trial.seed):
+            result = _train(
+                trial, data, opened, metrics, client=client, recorded=recorded,
+                on_settings=on_settings,
+            )  # fmt: skip
     finally:
         if opened is not out:
             opened.release()
     return result, opened
 
 
-def _train(trial, data, folder: RunFolder, metrics: dict, *, client, recorded) -> Result:
+def _train(
+    trial, data, folder: RunFolder, metrics: dict, *, client, recorded, on_settings
+) -> Result:
     def record(row):  # each trial as it finishes, so that an interrupted search continues
         metrics.setdefault("search_trials", []).append(row)
         folder.write_metrics(metrics)
@@ -182,14 +241,18 @@ def _train(trial, data, folder: RunFolder, metrics: dict, *, client, recorded) -
     metrics["params"] = dict(settings.params)
     metrics.update(settings.tuning)
     folder.write_metrics(metrics)
+    if on_settings is not None:
+        on_settings(settings)
     output = Output(folder, checkpoints=True, extra=model_extra(data))
     result, _ = finish(trial, data, settings, output)
     metrics.update(result_record(result, test=data.has("test")))
     metrics.update({"status": "done", "finished": now()})
     metrics.update({"plots": folder.plots, "plot_errors": folder.plot_errors})
     folder.write_metrics(metrics)
-    # The finished model is in model.npz; the per-epoch checkpoint only served a resume.
-    folder.file(CHECKPOINT_FILE).unlink(missing_ok=True)
+    # The finished model is in model.npz; the per-epoch checkpoint only served a resume
+    # (one that a family wrote past chainrule's writer is not chainrule's to delete).
+    with contextlib.suppress(ForeignFileError):
+        folder.remove(CHECKPOINT_FILE)
     return result
 
 

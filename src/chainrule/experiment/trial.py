@@ -245,6 +245,8 @@ def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: Tria
     if not grid:
         raise ExperimentError(f"model {spec.name} has no search grid; leave out the search")
     layout = spec.input_layout
+    if "verbose" in params:  # one progress bar for the search, not every trial's epochs
+        template.set_params(verbose=False)
     start = time.perf_counter()
     try:
         result = grid_search(
@@ -265,7 +267,10 @@ def grid_search_settings(trial: Trial, spec: ModelSpec, params: dict, data: Tria
     if not spec.reuse_search_fit:
         return Settings(best, to_jsonable({"search": record}))
     fit_time = next(r["fit_time"] for r in result.results if r["params"] == result.best_params)
-    return Settings(best, to_jsonable({"search": record}), result.best_estimator, fit_time)
+    model = result.best_estimator
+    if "verbose" in params:
+        model.set_params(verbose=params["verbose"])
+    return Settings(best, to_jsonable({"search": record}), model, fit_time)
 
 
 # -- fitting, evaluating --------------------------------------------------------------------
@@ -319,9 +324,10 @@ def sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def evaluate(model, layout: str, data: TrialData, seed: int) -> dict:
+def evaluate(model, layout: str, data: TrialData, seed: int, predictions=None) -> dict:
     """Accuracy on a training sample; accuracy, confusion matrix and prediction time on
-    the validation and test splits (those that exist): the fields of a `Result`."""
+    the validation and test splits (those that exist): the fields of a `Result`.
+    ``predictions``, a dict, receives each split's predicted labels."""
     from chainrule.report.metrics import accuracy, confusion_matrix
 
     y = data.labels("train")
@@ -338,6 +344,8 @@ def evaluate(model, layout: str, data: TrialData, seed: int) -> dict:
         pred = np.asarray(model.predict(data.inputs(layout, split)))
         seconds = time.perf_counter() - start
         truth = data.labels(split)
+        if predictions is not None:
+            predictions[split] = pred
         out[f"{split}_accuracy"] = accuracy(truth, pred)
         out[f"{split}_predict_time_s"] = seconds
         out[f"confusion_matrix_{split}"] = confusion_matrix(truth, pred, len(data.classes))
@@ -360,7 +368,7 @@ def finish(trial: Trial, data: TrialData, settings: Settings, output: Output | N
 
     Returns ``(result, model)``.
     """
-    from chainrule.experiment.files import draw_plots, save
+    from chainrule.experiment.files import draw_plots, record_mistakes, save
 
     spec = spec_of(trial.model)
     X = data.inputs(spec.input_layout, "train")
@@ -373,10 +381,13 @@ def finish(trial: Trial, data: TrialData, settings: Settings, output: Output | N
                 spec, settings.params, data, checkpoint_dir=folder, resume=trial.resume,
                 seed=trial.seed,
             )  # fmt: skip
-        scores = evaluate(model, spec.input_layout, data, trial.seed)
+        predictions: dict = {}
+        scores = evaluate(model, spec.input_layout, data, trial.seed, predictions)
+    params = model.get_params()
     result = Result(
         model=spec.name,
-        params=model.get_params(),
+        params=params,
+        settings=spec.describe(params),
         fit_time_s=fit_time,
         history=history_of(model),
         tuning=settings.tuning,
@@ -385,6 +396,7 @@ def finish(trial: Trial, data: TrialData, settings: Settings, output: Output | N
     if output is not None:
         save(output, spec, model, data, result)
         draw_plots(output, spec, model, data, result)
+        record_mistakes(output, spec, model, data, result, predictions, trial.seed)
     return Result.from_dict(result.to_dict()), model
 
 

@@ -74,13 +74,20 @@ def check_layout(headers: dict, declared: dict[str, Member], prefix: str) -> dic
 
 
 def check_values(key: str, value: np.ndarray, member: Member, sizes: dict) -> None:
-    """Check an array read from member ``key``: a scalar size against the size its name
-    stands for in ``sizes`` (from `check_layout`), floats finite where declared."""
+    """Check an array read from member ``key``: a scalar size (or each entry of a 1-D
+    array) against the size its name stands for in ``sizes`` (from `check_layout`), floats
+    finite where declared."""
     if member.value is not None:
         n = int(value)
         if member.value in sizes and sizes[member.value][0] != n:
             size, source = sizes[member.value]
             raise ValueError(f"{key} is {n}, but {source} makes {member.value} = {size}")
+    for i, name in enumerate(member.entries or ()):
+        if name in sizes and i < value.size and int(value.flat[i]) != sizes[name][0]:
+            size, source = sizes[name]
+            raise ValueError(
+                f"{key}[{i}] is {int(value.flat[i])}, but {source} makes {name} = {size}"
+            )
     if member.finite and value.dtype.kind == "f" and not np.isfinite(value).all():
         raise ValueError(f"{key} holds NaN or infinite values")
 

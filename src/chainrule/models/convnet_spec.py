@@ -232,7 +232,8 @@ class ConvNetSpec(ModelSpec):
         members = {
             "classes_": Member(("C",), "iuU"),
             "n_features_in_": Member((), "iu", value="D"),
-            "image_shape_": Member((3,), "iu"),
+            # its channels are those the first layer's weights read
+            "image_shape_": Member((3,), "iu", entries=(None, None, "channels")),
         }
 
         def batch_norm(i, width):

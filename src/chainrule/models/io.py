@@ -3,7 +3,8 @@
 Layout of the archive (every member a plain array; nothing is pickled):
 
 ==================  ===========================================================
-``__chainrule__``   JSON string: ``{"format": "chainrule-model", "version": 1, ...}``
+``__chainrule__``   JSON string: ``{"format": "chainrule-model", "version": 2,
+                    "members": [...], ...}``: the names of all other members
 ``model_class``     registered name of the model (``"knn"``, ``"mlp"``, ...)
 ``params_json``     JSON string of the model's hyperparameters (``get_params()``)
 ``classes_json``    JSON list of class names (``classes[label]`` names a label)
@@ -13,15 +14,22 @@ Layout of the archive (every member a plain array; nothing is pickled):
 ==================  ===========================================================
 
 Files are read with ``allow_pickle=False``, and nothing a file claims is believed before it
-is checked: the members are listed from the zip directory and only those the model's
-family declares (``ModelSpec.stored``: names, dtypes, sizes named ``D``, ``C``... that
-must agree with each other and with the hyperparameters) and those of the preprocessing
-are admitted; each member's ``.npy`` header must describe exactly the bytes it holds; the
-arrays together must fit in memory (``max_bytes``) before one of them is read; float
-weights must be finite; every label the model predicts must have a name. Anything that is
-not such an archive, or is truncated, damaged or inconsistent, is refused with a
-``ValueError`` that names the file and the problem. ``save_model`` checks a state against
-the same declaration, so that what is written can be read.
+is checked (``models/_modelfile.py``, in order): the members are listed from the zip
+directory and must be exactly those the file's header lists (a file that lost one, its
+preprocessing say, is damaged, not a model without preprocessing); only those the model's
+family declares (``ModelSpec.stored``: names, dtypes, sizes named ``D``, ``C``... that must
+agree with each other and with the hyperparameters) and those of the preprocessing are
+admitted, and hyperparameters that call for more arrays than the file holds are refused
+as the declaration is made; each member's ``.npy`` header must describe exactly the bytes
+it holds; the arrays together must fit in memory (``max_bytes``) before one of them is
+read, and the family's memory bound for one image before the model is built; float
+weights must be finite; every label the model predicts must have a name. Files of format
+version 1 list no members: they load when they hold preprocessing (which is all or
+nothing; the family declares the rest), and are refused otherwise, with the way to
+convert them (`upgrade_model_file`). Anything that is not such an archive, or is
+truncated, damaged or inconsistent, is refused with a ``ValueError`` that names the file
+and the problem. ``save_model`` checks a state against the same declaration, so that what
+is written can be read.
 """
 
 from __future__ import annotations
@@ -35,22 +43,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from chainrule._files import atomic_write
+from chainrule._files import atomic_write, open_file
 from chainrule._memory import physical_memory
-from chainrule.models._layout import (
-    PREPROCESSING,
-    any_members,
-    check_layout,
-    check_values,
-    declared_members,
-)
-from chainrule.models._npz import DamagedArchive, NotAnArchive, NpzArchive
-from chainrule.models.registry import (
-    MODEL_REGISTRY,
-    get_model_class,
-    get_model_spec,
-    model_name,
-)
+from chainrule._npz import DamagedArchive, NotAnArchive, NpzArchive
+from chainrule.models._layout import check_layout, check_values, declared_members
+from chainrule.models._modelfile import FORMAT, FORMAT_VERSION, MARKER, read_model
+from chainrule.models.registry import get_model_spec, model_name
 
 __all__ = [
     "FORMAT",
@@ -60,17 +58,11 @@ __all__ = [
     "find_model_file",
     "load_model",
     "save_model",
+    "upgrade_model_file",
 ]
 
-FORMAT = "chainrule-model"
-FORMAT_VERSION = 1
 # The model file of a training run folder (a comparison names each after its model).
 MODEL_FILE = "model.npz"
-
-_MARKER = "__chainrule__"
-_HEADER_MEMBERS = (_MARKER, "model_class", "params_json", "classes_json", "extra_json")
-# Longest JSON member read (bytes of its text array): hyperparameters, class names, extras.
-_JSON_LIMIT = 64 << 20
 
 
 @dataclass
@@ -209,9 +201,6 @@ def save_model(path, model, preprocessor=None, classes=None, extra=None) -> Path
     from chainrule import __version__
 
     arrays: dict[str, np.ndarray] = {
-        _MARKER: _json_array(
-            {"format": FORMAT, "version": FORMAT_VERSION, "chainrule": __version__}
-        ),
         "model_class": np.array(name),
         "params_json": _json_array(params),
         "classes_json": _json_array(classes),
@@ -222,8 +211,19 @@ def save_model(path, model, preprocessor=None, classes=None, extra=None) -> Path
     if preprocessor is not None:
         for key, arr in _check_arrays(preprocessor.state_dict(), "preprocessor state").items():
             arrays[f"prep/{key}"] = arr
-    _write_npz(path, arrays)
+    _write_npz(path, _with_header(arrays, __version__))
     return path
+
+
+def _with_header(arrays: dict[str, np.ndarray], version: str) -> dict[str, np.ndarray]:
+    """``arrays`` after the header member that names them all."""
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "chainrule": version,
+        "members": list(arrays),
+    }
+    return {MARKER: _json_array(header), **arrays}
 
 
 # -- which file ----------------------------------------------------------------------------
@@ -301,7 +301,9 @@ def _check_state(name: str, spec, model, state: dict[str, np.ndarray]) -> None:
 
 
 def _open_file(path: Path) -> IO[bytes]:
-    return open(path, "rb")
+    """The model file, for reading: a plain file (a link to one is followed; a FIFO or a
+    device is refused rather than waited on)."""
+    return open_file(path)
 
 
 def load_model(path, model: str | None = None, *, max_bytes: int | None = None) -> LoadedModel:
@@ -311,13 +313,16 @@ def load_model(path, model: str | None = None, *, max_bytes: int | None = None) 
     ----------
     path : a model file, or a run folder (its ``model.npz``, or its only model file)
     model : in a run folder of several models (a comparison), which one (``"svm"``)
-    max_bytes : refuse a file whose arrays take more memory than this (default: the
-        machine's physical memory)
+    max_bytes : refuse a file whose arrays, or whose model built for one image, take
+        more memory than this (default: the machine's physical memory)
 
-    The file is checked before its arrays are read: only the members its model family
-    declares (see ``ModelSpec.stored``), with sizes that agree with each other and with
-    the hyperparameters, each holding exactly the bytes its header describes, in all no
-    more than ``max_bytes``; float weights must be finite.
+    The file is checked before its arrays are read: exactly the members its header
+    lists, only those its model family declares (see ``ModelSpec.stored``), with sizes
+    that agree with each other and with the hyperparameters, each holding exactly the
+    bytes its header describes, in all no more than ``max_bytes``; then, before the model
+    is built, the family's memory bound (``ModelSpec.memory``) for one image; float
+    weights must be finite. A file of format version 1 without preprocessing is refused
+    with the way to convert it (`upgrade_model_file`).
 
     Raises ``FileNotFoundError`` if there is no such file, ``PermissionError`` if it
     cannot be read, and ``ValueError`` (naming the file and the problem) if it is not a
@@ -325,17 +330,25 @@ def load_model(path, model: str | None = None, *, max_bytes: int | None = None) 
     version.
     """
     path = find_model_file(path, model)
+    return LoadedModel(**_load(path, max_bytes), path=path)
+
+
+def _load(path: Path, max_bytes: int | None, *, trust_v1: bool = False, keep=None) -> dict:
+    """The parts of the `LoadedModel` in ``path`` (and with ``keep``, a dict, every
+    member's array in it, for `upgrade_model_file`)."""
     where = f"model file {str(path)!r}"
     limit = physical_memory() if max_bytes is None else int(max_bytes)
     try:
         f = _open_file(path)
     except PermissionError:
         raise PermissionError(f"{where} cannot be read: permission denied") from None
+    except OSError as e:
+        raise OSError(f"{where} cannot be read: {e}") from None
     with f:
         try:
             archive = NpzArchive(f)
         except NotAnArchive:
-            if _MARKER.encode() in _head(f):
+            if MARKER.encode() in _head(f):
                 raise ValueError(f"{where} is truncated or damaged (no zip directory)") from None
             raise ValueError(
                 f"{where} is not a chainrule model file (not an .npz archive)"
@@ -344,174 +357,30 @@ def load_model(path, model: str | None = None, *, max_bytes: int | None = None) 
             raise ValueError(f"{where} is truncated or damaged ({e})") from None
         with archive:
             try:
-                return _read_model(archive, path, where, limit)
+                parts = read_model(archive, path, where, limit, trust_v1=trust_v1)
+                if keep is not None:
+                    keep.update((k, archive.read(k)) for k in archive.names)
+                return parts
             except DamagedArchive as e:
                 raise ValueError(f"{where} is truncated or damaged ({e})") from None
 
 
-def _read_json(archive: NpzArchive, key: str, where: str) -> Any:
-    if key not in archive.names:
-        raise ValueError(f"{where} is damaged: it has no {key!r}")
-    header = archive.header(key)
-    if header.shape != () or header.dtype.kind != "U":
-        raise ValueError(f"{where} is damaged: {key!r} is not a string")
-    if header.nbytes > _JSON_LIMIT:
-        raise ValueError(f"{where} is damaged: {key!r} is {header.nbytes} bytes long")
-    try:
-        return json.loads(str(archive.read(key)))
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ValueError(f"{where} is damaged: {key!r} is not valid JSON ({e})") from None
+def upgrade_model_file(path, out=None, *, max_bytes: int | None = None) -> Path:
+    """Rewrite a model file of format version 1 in the current format (to ``out``, by
+    default over ``path`` itself, atomically); returns the path written.
 
-
-def _check_header(archive: NpzArchive, where: str) -> None:
-    if _MARKER not in archive.names:
-        raise ValueError(f"{where} is not a chainrule model file")
-    header = _read_json(archive, _MARKER, where)
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{where} is not a chainrule model file")
-    version = header.get("version")
-    if type(version) is not int:  # noqa: E721 -- True and 1.0 are not version 1
-        raise ValueError(
-            f"{where} is damaged: its format version is {_describe(version)}, not an "
-            f"integer; this chainrule reads version {FORMAT_VERSION}"
-        )
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"{where} has format version {version}; this chainrule reads version {FORMAT_VERSION}"
-        )
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "missing"
-    kinds = {str: "the string", float: "the float", bool: "the boolean"}
-    return f"{kinds.get(type(value), 'the ' + type(value).__name__)} {value!r}"
-
-
-def _read_model_class(archive: NpzArchive, where: str) -> str:
-    if "model_class" not in archive.names:
-        raise ValueError(f"{where} is damaged: no model class")
-    header = archive.header("model_class")
-    if header.shape != () or header.dtype.kind != "U" or header.nbytes > 4096:
-        raise ValueError(f"{where} is damaged: no model class")
-    name = str(archive.read("model_class"))
-    if name not in MODEL_REGISTRY:
-        known = ", ".join(MODEL_REGISTRY)
-        raise ValueError(f"{where} holds a model of unknown class {name!r} (known: {known})")
-    return name
-
-
-def _member_names(archive: NpzArchive, where: str) -> dict[str, list[str]]:
-    """``{"model/": [key, ...], "prep/": [...]}`` from the zip directory alone; any other
-    member is refused."""
-    if archive.others:
-        raise ValueError(f"{where} has an unknown member {archive.others[0]!r}")
-    parts: dict[str, list[str]] = {"model/": [], "prep/": []}
-    for key in archive.names:
-        if key in _HEADER_MEMBERS:
-            continue
-        prefix = key[: key.find("/") + 1]
-        if prefix not in parts:
-            raise ValueError(f"{where} has an unknown member {key!r}")
-        parts[prefix].append(key[len(prefix) :])
-    return parts
-
-
-def _check_names(names: dict[str, list[str]], declared: dict, where: str) -> None:
-    """Refuse a member that a declaration (None: no declaration) does not name."""
-    for prefix, keys in names.items():
-        if declared[prefix] is None:
-            continue
-        unknown = [k for k in keys if k not in declared[prefix]]
-        if unknown:
-            raise ValueError(f"{where} has an unknown member {prefix + unknown[0]!r}")
-
-
-def _read_states(archive, where, headers, declared, limit) -> dict[str, dict]:
-    """The arrays of the ``model/`` and ``prep/`` parts, each part's headers checked
-    against its declaration before anything is read, and their total size against
-    ``limit``."""
-    try:
-        sizes = {p: check_layout(headers[p], declared[p], p) for p in headers}
-    except ValueError as e:
-        raise ValueError(f"{where} is damaged: {e}") from None
-    total = sum(archive.header(k).nbytes for k in archive.names)
-    if total > limit:
-        raise ValueError(
-            f"{where} needs {total:,} bytes of memory, more than the limit of {limit:,} bytes"
-        )
-    states: dict[str, dict] = {}
-    for prefix, part in headers.items():
-        states[prefix] = {}
-        # Scalars first: a size they contradict is found before any large array is read.
-        for key in sorted(part, key=lambda k: part[k].nbytes):
-            arr = archive.read(prefix + key)
-            try:
-                check_values(prefix + key, arr, declared[prefix][key], sizes[prefix])
-            except ValueError as e:
-                raise ValueError(f"{where} is damaged: {e}") from None
-            states[prefix][key] = arr
-    return states
-
-
-def _check_class_names(model, classes: list, where: str) -> None:
-    """Every label the model predicts must name a class."""
-    labels = np.asarray(getattr(model, "classes_", []))
-    if labels.size and labels.dtype.kind in "iu":
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= len(classes):
-            raise ValueError(
-                f"{where} is damaged: it names {len(classes)} classes but the model predicts "
-                f"{labels.size} (labels {low}..{high})"
-            )
-
-
-def _read_model(archive: NpzArchive, path: Path, where: str, limit: int) -> LoadedModel:
-    _check_header(archive, where)
-    name = _read_model_class(archive, where)
-    cls, spec = get_model_class(name), get_model_spec(name)
-    params = _read_json(archive, "params_json", where)
-    classes = _read_json(archive, "classes_json", where)
-    extra = _read_json(archive, "extra_json", where) if "extra_json" in archive.names else {}
-    if not isinstance(params, dict) or not isinstance(classes, list):
-        raise ValueError(f"{where} is damaged: bad params or class names")
-    names = _member_names(archive, where)
-    try:
-        model = cls(**params)  # hyperparameters only: nothing is allocated yet
-        spec.check(model)
-        declared = {"model/": spec.stored(model), "prep/": PREPROCESSING if names["prep/"] else {}}
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: its hyperparameters do not fit {cls.__name__} ({e})") from None
-    _check_names(names, declared, where)  # before any member's header is read
-    headers = {p: {k: archive.header(p + k) for k in keys} for p, keys in names.items()}
-    if declared["model/"] is None:
-        declared["model/"] = any_members(headers["model/"])
-    states = _read_states(archive, where, headers, declared, limit)
-    preprocessor = None
-    if states["prep/"]:
-        from chainrule.data import Preprocessor
-
-        try:
-            preprocessor = Preprocessor.from_state_dict(states["prep/"])
-        except (KeyError, ValueError, TypeError) as e:
-            raise ValueError(f"{where} is damaged: bad preprocessing state ({e})") from None
-    try:
-        if hasattr(model, "_load_state_dict_with"):
-            model._load_state_dict_with(states["model/"], preprocessor)
-        else:
-            model._load_state_dict(states["model/"])
-    except (KeyError, ValueError, TypeError, IndexError) as e:
-        raise ValueError(f"{where} is damaged: the {name} model state is invalid ({e})") from None
-    _check_class_names(model, classes, where)
-    return LoadedModel(
-        model=model,
-        preprocessor=preprocessor,
-        classes=[str(c) for c in classes],
-        name=name,
-        params=params,
-        extra=extra if isinstance(extra, dict) else {},
-        path=path,
-    )
+    A version 1 file does not list its members, so one without preprocessing cannot be
+    told from one whose preprocessing was lost, and `load_model` refuses it: convert it
+    once, if it was saved without preprocessing. The arrays are copied as they are,
+    after every check `load_model` makes; the header then lists them.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    _load(path, max_bytes, trust_v1=True, keep=arrays)
+    header = json.loads(str(arrays.pop(MARKER)))
+    out = path if out is None else Path(out)
+    _write_npz(out, _with_header(arrays, header.get("chainrule", "")))
+    return out
 
 
 def _head(f: IO[bytes], size: int = 4096) -> bytes:

@@ -59,9 +59,11 @@ listing the command line's options stays cheap.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,10 +74,12 @@ __all__ = [
     "DataSummary",
     "FitSummary",
     "Member",
+    "MemberBudgetExceeded",
     "ModelSpec",
     "Option",
     "Plot",
     "layer_sizes",
+    "members_at_most",
     "positive_int",
     "round1",
 ]
@@ -229,6 +233,33 @@ class Plot:
     kwargs: dict = field(default_factory=dict)
 
 
+class MemberBudgetExceeded(ValueError):
+    """A declaration names more arrays than `members_at_most` allows."""
+
+
+_MEMBER_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "member_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def members_at_most(n: int) -> Iterator[None]:
+    """Within the block, creating more than ``n`` `Member` objects raises
+    `MemberBudgetExceeded` at the ``n + 1``-th.
+
+    A model file is checked against its family's declaration (`ModelSpec.stored`), which
+    the file's hyperparameters shape: ``convs_per_stage=10**7`` would have ``stored``
+    declare tens of millions of members before any could be compared with the file. The
+    reader declares within the number of arrays the file holds, so such a declaration
+    stops after that many, whatever family made it.
+    """
+    token = _MEMBER_BUDGET.set([int(n)])
+    try:
+        yield
+    finally:
+        _MEMBER_BUDGET.reset(token)
+
+
 @dataclass(frozen=True)
 class Member:
     """One array that a model file keeps of a fitted model (``model/<name>``).
@@ -247,6 +278,9 @@ class Member:
     value : for a scalar integer member, the size name its value must equal
         (``n_features_in_`` is ``"D"``, the rows of the first weight matrix)
     required : a file without it is damaged
+    entries : for a 1-D integer member, the size name (or None) each entry must equal
+        (an image shape ``(None, None, "channels")`` whose channels are those of the
+        first convolution's weights)
     """
 
     shape: tuple = ()
@@ -254,6 +288,14 @@ class Member:
     finite: bool = True
     value: str | None = None
     required: bool = True
+    entries: tuple | None = None
+
+    def __post_init__(self):
+        budget = _MEMBER_BUDGET.get()
+        if budget is not None:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise MemberBudgetExceeded("the declaration names more arrays than allowed")
 
 
 # -- the spec -------------------------------------------------------------------------------

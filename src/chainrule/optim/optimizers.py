@@ -164,6 +164,8 @@ class Optimizer:
             g = p._grad
             if g is None:
                 continue
+            if isinstance(g, Tensor):  # kept with its graph by backward(create_graph=True)
+                g = g.data
             if g.shape != p.data.shape:
                 raise ValueError(
                     f"{type(self).__name__}: gradient of shape {g.shape} for a parameter of "
@@ -550,7 +552,7 @@ def clip_grad_norm(
     max_norm = _check_number("clip_grad_norm: max_norm", max_norm)
     if norm_type not in (2, 2.0, math.inf):
         raise ValueError(f"clip_grad_norm: norm_type must be 2 or inf, got {norm_type!r}")
-    grads = [p._grad for p in params if isinstance(p, Tensor) and p._grad is not None]
+    grads = [np.asarray(p._grad) for p in params if isinstance(p, Tensor) and p._grad is not None]
     if not grads:
         return 0.0
     if norm_type == math.inf:

@@ -11,21 +11,33 @@ from pathlib import Path
 
 import numpy as np
 
+from chainrule.report._figure import legend_below, time_unit
+from chainrule.report._figure import new_figure as _new_figure
+from chainrule.report._figure import save as _save
+from chainrule.report.plots_search import plot_search_curve, plot_search_results
+from chainrule.report.text import format_seconds
 
-def _new_figure(figsize):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+__all__ = [
+    "accuracy_time_curve",
+    "plot_accuracy_vs_time",
+    "plot_confusion_matrix",
+    "plot_conv_filters",
+    "plot_first_layer_weights",
+    "plot_knn_cv",
+    "plot_loss_curve",
+    "plot_search_curve",
+    "plot_search_results",
+    "plot_weight_templates",
+]
 
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig
 
+def _label(name) -> str:
+    """A class name as plot text: escaped as the terminal shows it (matplotlib's warnings
+    about missing glyphs would print its control characters raw), ``$`` drawn as itself
+    rather than starting mathematical text."""
+    from chainrule._text import shown
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    return shown(name).replace("$", r"\$")
 
 
 def plot_weight_templates(W, image_shape, classes, path) -> Path:
@@ -53,7 +65,7 @@ def plot_weight_templates(W, image_shape, classes, path) -> Path:
             f"W of shape {W.shape} does not fit images of shape {shape}: expected "
             f"({d}, C) or ({d + 1}, C) with a bias row"
         )
-    classes = [str(c) for c in classes]
+    classes = [_label(c) for c in classes]
     n_classes = W.shape[1]
     if len(classes) != n_classes:
         raise ValueError(f"{len(classes)} class names for {n_classes} columns of W")
@@ -105,7 +117,7 @@ def plot_loss_curve(history, path) -> Path:
         w = max(5, loss.size // 50)
         smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
         ax.plot(steps[w - 1 :], smooth, lw=1.5, label=f"mean of {w}")
-        ax.legend()
+        legend_below(ax)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title("training loss")
@@ -118,15 +130,15 @@ def plot_loss_curve(history, path) -> Path:
         ax2.set_xlabel("epoch")
         ax2.set_ylabel("accuracy")
         ax2.set_title("accuracy")
-        ax2.legend()
+        legend_below(ax2)
         ax2.grid(alpha=0.3)
     return _save(fig, path)
 
 
 def accuracy_time_curve(history) -> tuple[np.ndarray, np.ndarray]:
-    """(minutes, validation accuracy) after each epoch: the cumulative ``epoch_time``
-    (seconds of training including each epoch's accuracy checks) in minutes, and
-    ``val_acc``. ValueError if either is missing or their lengths differ."""
+    """(seconds, validation accuracy) after each epoch: the cumulative ``epoch_time``
+    (seconds of training including each epoch's accuracy checks) and ``val_acc``.
+    ValueError if either is missing or their lengths differ."""
     times = np.asarray(history.get("epoch_time") or [], dtype=np.float64).ravel()
     accs = np.asarray(history.get("val_acc") or [], dtype=np.float64).ravel()
     if times.size == 0 or accs.size == 0:
@@ -135,112 +147,33 @@ def accuracy_time_curve(history) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"history has {times.size} epoch times but {accs.size} validation accuracies"
         )
-    return np.cumsum(times) / 60.0, accs
+    return np.cumsum(times), accs
 
 
 def plot_accuracy_vs_time(history, path) -> Path:
-    """Validation accuracy after each epoch against the minutes of training so far
-    (`accuracy_time_curve`): how much accuracy a time budget buys. The per-epoch
-    accuracies are the `Solver`'s, one view per image (no test-time flips)."""
-    minutes, accs = accuracy_time_curve(history)
-    fig = _new_figure((6, 4))
+    """Validation accuracy after each epoch against the training time so far
+    (`accuracy_time_curve`): how much accuracy a time budget buys. The time axis is in
+    milliseconds, seconds, minutes or hours, whichever reads best; the best epoch is
+    marked and named in the legend under the plot. The per-epoch accuracies are the
+    `Solver`'s, one view per image (no test-time flips)."""
+    seconds, accs = accuracy_time_curve(history)
+    scale, unit = time_unit(seconds)
+    t = seconds / scale
+    fig = _new_figure((6, 4.4))
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(minutes, 100 * accs, marker="o")
+    ax.plot(t, 100 * accs, marker="o", label="after each epoch")
     best = int(np.argmax(accs))
-    ax.annotate(
-        f"{100 * accs[best]:.2f}% at {minutes[best]:.1f} min",
-        (minutes[best], 100 * accs[best]),
-        textcoords="offset points",
-        xytext=(-10, -15),
-        ha="right",
-    )
-    ax.set_xlabel("training time (minutes, including validation)")
+    ax.plot(
+        t[best], 100 * accs[best], marker="*", ms=15, color="#d62728", ls="none",
+        label=f"best: {100 * accs[best]:.2f}% after {format_seconds(seconds[best])} "
+        f"(epoch {best + 1})",
+    )  # fmt: skip
+    ax.set_xlabel(f"training time ({unit}, including validation)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("validation accuracy after each epoch (one view per image)")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_search_results(results, path, x: str = "learning_rate", y: str = "reg") -> Path:
-    """Accuracy of each searched setting as a colored scatter over two parameters.
-
-    Parameters
-    ----------
-    results : list of dict (or an object with ``.results``)
-        Rows of a search: ``params`` (dict with keys ``x`` and ``y``), ``train_acc``
-        (float or None), ``val_acc``.
-    path : where to write the image
-    x, y : parameter names for the axes; positive values are drawn on log scales.
-
-    One panel for validation accuracy, and one for training accuracy when it was measured.
-    """
-    results = getattr(results, "results", results)
-    if not results:
-        raise ValueError("no search results to plot")
-    try:
-        xs = np.array([r["params"][x] for r in results], dtype=np.float64)
-        ys = np.array([r["params"][y] for r in results], dtype=np.float64)
-    except KeyError as e:
-        raise ValueError(f"search results have no parameter {e.args[0]!r}") from None
-    panels = [("validation accuracy", [r["val_acc"] for r in results])]
-    if all(r.get("train_acc") is not None for r in results):
-        panels.insert(0, ("training accuracy", [r["train_acc"] for r in results]))
-
-    fig = _new_figure((5.5 * len(panels), 4.5))
-    for i, (title, acc) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        sc = ax.scatter(xs, ys, c=np.asarray(acc, dtype=np.float64), s=100, cmap="viridis")
-        fig.colorbar(sc, ax=ax)
-        if (xs > 0).all():
-            ax.set_xscale("log")
-        if (ys > 0).all():
-            ax.set_yscale("log")
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.set_title(title)
-    return _save(fig, path)
-
-
-def plot_search_curve(results, param: str, path) -> Path:
-    """Accuracy of each searched value of one parameter, as a curve.
-
-    Parameters
-    ----------
-    results : list of dict (or an object with ``.results``)
-        Rows of a search: ``params`` (dict with key ``param``), ``train_acc`` (float or
-        None), ``val_acc``.
-    param : the parameter on the x axis; positive values are drawn on a log scale
-    path : where to write the image
-
-    Validation accuracy, and training accuracy when it was measured, against the value;
-    the best validation value is marked.
-    """
-    results = getattr(results, "results", results)
-    if not results:
-        raise ValueError("no search results to plot")
-    try:
-        xs = np.array([r["params"][param] for r in results], dtype=np.float64)
-    except KeyError:
-        raise ValueError(f"search results have no parameter {param!r}") from None
-    order = np.argsort(xs, kind="stable")
-    curves = {"validation": np.array([r["val_acc"] for r in results], dtype=np.float64)}
-    if all(r.get("train_acc") is not None for r in results):
-        curves["training"] = np.array([r["train_acc"] for r in results], dtype=np.float64)
-
-    fig = _new_figure((6.5, 4.5))
-    ax = fig.add_subplot(1, 1, 1)
-    for label, acc in curves.items():
-        ax.plot(xs[order], acc[order], marker="o", label=label)
-    best = int(np.argmax(curves["validation"]))
-    ax.axvline(xs[best], color="gray", ls=":", lw=1)
-    if (xs > 0).all():
-        ax.set_xscale("log")
-    ax.set_xlabel(param)
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"search over {param} (best {xs[best]:g}, {curves['validation'][best]:.1%})")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    legend_below(ax, ncol=2)
     return _save(fig, path)
 
 
@@ -261,7 +194,7 @@ def plot_confusion_matrix(cm, classes, path, title: str = "confusion matrix") ->
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
         raise ValueError(f"a confusion matrix must be square (C, C), got shape {cm.shape}")
-    classes = [str(c) for c in classes]
+    classes = [_label(c) for c in classes]
     n = cm.shape[0]
     if len(classes) != n:
         raise ValueError(f"{len(classes)} class names for a {n}x{n} confusion matrix")
@@ -444,5 +377,5 @@ def plot_knn_cv(results, path, title: str = "k-NN cross-validation") -> Path:
     ax.set_ylabel("cross-validation accuracy")
     ax.set_title(f"{title} (best k = {best}, {means[ks.index(best)]:.1%})")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    legend_below(ax)
     return _save(fig, path)

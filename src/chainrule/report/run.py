@@ -4,17 +4,22 @@ A run folder holds the model file(s) (``model.npz`` for ``chainrule train``, ``<
 per model for ``chainrule compare``, written by the experiment layer), ``metrics.json``
 (accuracies, timings, hyperparameters, histories, the data used) and PNG plots. Files
 are written atomically, so an interrupted run never leaves a half-written
-``metrics.json`` or model behind.
+``metrics.json`` or model behind, and never through a link.
 
 A run folder belongs to one run. :meth:`RunFolder.start` opens it for a run: it takes the
 folder's lock (``report/lock.py``: a second process is refused, naming the first one's
-pid), refuses a new run into a folder that holds anything but leftovers of killed
-writers unless told to replace it (``force``, which clears only a chainrule run folder:
-its metrics, model files, checkpoint and plots, nothing else), and removes the temporary
-files that killed writers left. ``metrics.json`` records a ``status``: ``running`` while
-the run goes on, ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` when it stopped, ``done``;
-a ``running`` folder whose lock no live process holds (a SIGKILLed run) reads as
-``interrupted`` (:meth:`RunFolder.status`).
+pid), opens the folder's record of the files chainrule wrote (`chainrule._files.FileRecord`:
+while the run holds the folder, every file written into it is checked against the record
+and added to it, and a file chainrule did not write is never replaced), refuses a new run
+into a folder that holds anything but leftovers of killed writers unless told to replace
+it (``force``, which deletes only the files the record lists, unchanged, and refuses a
+folder holding anything else), and removes the temporary files that killed writers left.
+A file that something other than a run writes into a run folder (a report page) is
+recorded the same way: ``folder.write_file(name, data)`` on a started `RunFolder`.
+
+``metrics.json`` records a ``status``: ``running`` while the run goes on, ``interrupted``
+(Ctrl-C, SIGTERM) or ``failed`` when it stopped, ``done``; a ``running`` folder whose lock
+no live process holds (a SIGKILLed run) reads as ``interrupted`` (:meth:`RunFolder.status`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from chainrule._files import atomic_write, remove_stale_temps
+from chainrule._files import (
+    RECORD_FILE,
+    FileRecord,
+    read_file,
+    remove_stale_temps,
+    write_file,
+)
 from chainrule.report.lock import LOCK_FILE, RunLock, lock_holder
 
 __all__ = [
@@ -43,8 +54,8 @@ __all__ = [
 ]
 
 METRICS_FILE = "metrics.json"
-# What chainrule writes into a run folder; anything else is someone else's file.
-RUN_FILE_SUFFIXES = (".npz", ".png")
+# The longest metrics.json read (histories and search records of long runs take a few MB).
+METRICS_LIMIT = 256 << 20
 # The temporary files of chainrule._files (a writer killed before it renamed its file).
 _TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}(?P<suffix>\.tmp|\.part)$")
 
@@ -77,16 +88,8 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with atomic_write(path, "w") as f:
-        f.write(text)
-
-
-def _written_by_chainrule(p: Path) -> bool:
-    """A plain file of a name chainrule writes into run folders (not a link, not a folder)."""
-    if p.is_symlink() or not p.is_file():
-        return False
-    return p.name == METRICS_FILE or p.suffix in RUN_FILE_SUFFIXES
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
 def default_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:
@@ -113,6 +116,7 @@ class RunFolder:
     path : Path
     plots : list of str, file names of the plots written through :meth:`plot`
     plot_errors : dict file name -> message for plots that could not be drawn
+    record : the folder's `FileRecord` while a run holds it (:meth:`start`), else None
     """
 
     def __init__(self, path: str | os.PathLike, create: bool = True):
@@ -126,6 +130,7 @@ class RunFolder:
         self.plots: list[str] = []
         self.plot_errors: dict[str, str] = {}
         self._lock: RunLock | None = None
+        self.record: FileRecord | None = None
         self._created = False
 
     # -- one run per folder -------------------------------------------------------------
@@ -138,17 +143,24 @@ class RunFolder:
         resume: bool = False,
         force: bool = False,
         same_run: Callable[[dict], bool] | None = None,
+        writes: tuple[str, ...] = (),
     ):
-        """Open ``path`` for one run: lock it, make sure it is the run's own, clean it.
+        """Open ``path`` for one run: lock it, open its record, make sure it is the run's
+        own, clean it.
 
         A new run (``resume=False``) takes a missing or empty folder, or one whose
         ``metrics.json`` ``same_run(metrics)`` recognises as the run's own (the same run
         started again); a folder holding another run is refused unless ``force``, which
-        clears it first (and refuses a folder holding files chainrule does not write).
-        ``resume=True`` takes the existing folder as it is. Temporary files of killed
-        writers are removed. Raises
-        `RunFolderError`, or `RunFolderBusy` (an ``OSError``) while another process
-        holds the folder. Call :meth:`release` (or use ``with``) when the run ends.
+        clears it first: it deletes the files the folder's record says chainrule wrote,
+        and refuses (naming them) a folder holding anything else. ``resume=True`` takes
+        the existing folder as it is. A run that continues in its folder (the same run, or
+        a resume) is refused when a file of ``writes`` (names the run will write) is there
+        and not chainrule's; in a folder of an older chainrule, which kept no record, it
+        takes those files over as its own. Temporary files of killed writers are removed.
+        Raises `RunFolderError`, `RunFolderBusy` (an ``OSError``) while another process
+        holds the folder, or ``LockFileError`` (an ``OSError``) when something that is not
+        a lock file has the lock's name. Call :meth:`release` (or use ``with``) when the
+        run ends.
         """
         path = Path(path)
         created = not path.exists()
@@ -158,7 +170,10 @@ class RunFolder:
         folder._created = created
         folder._lock = RunLock(path).acquire()
         try:
-            if not resume and not (same_run is not None and folder._is_own(same_run)):
+            folder.record = FileRecord.open(path)
+            if resume or (same_run is not None and folder._is_own(same_run)):
+                folder._continue(writes)
+            else:
                 folder._make_fresh(force)
             folder.remove_stale_temps()
         except BaseException:
@@ -167,9 +182,11 @@ class RunFolder:
         return folder
 
     def _entries(self) -> list[Path]:
-        """What the folder holds besides its lock and temporary files."""
+        """What the folder holds besides its lock, its record and temporary files."""
         return sorted(
-            p for p in self.path.iterdir() if p.name != LOCK_FILE and not _TEMP_FILE.match(p.name)
+            p
+            for p in self.path.iterdir()
+            if p.name not in (LOCK_FILE, RECORD_FILE) and not _TEMP_FILE.match(p.name)
         )
 
     def is_run(self) -> bool:
@@ -187,26 +204,48 @@ class RunFolder:
             return False
         return isinstance(metrics, dict) and bool(metrics) and same_run(metrics)
 
+    def _continue(self, writes: tuple[str, ...]) -> None:
+        """A run continuing in its folder: the files it will write must be chainrule's."""
+        if not self.record.known:  # a folder of an older chainrule: its run's own files
+            self.record.adopt(writes)
+        foreign = self.record.unknown(writes)
+        if foreign:
+            raise RunFolderError(
+                f"{self.path} holds {_listed(foreign)}, which chainrule did not write and "
+                "this run would replace; move them away, or choose another folder"
+            )
+
     def _make_fresh(self, force: bool) -> None:
-        entries = self._entries()
+        entries = [p.name for p in self._entries()]
         if not entries:
             return
-        names = ", ".join(p.name for p in entries[:4]) + (" ..." if len(entries) > 4 else "")
+        names = ", ".join(entries[:4]) + (" ..." if len(entries) > 4 else "")
         what = "a run" if self.is_run() else "files"
         if not force:
             raise RunFolderError(
                 f"{self.path} already holds {what} ({names}); replace it with --force, "
                 "or choose another folder"
             )
-        foreign = [p for p in entries if not _written_by_chainrule(p)]
-        if foreign or not self.is_run():
-            shown = ", ".join(p.name for p in (foreign or entries)[:4])
+        record = self.record
+        if not record.known and self.is_run():
             raise RunFolderError(
-                f"not clearing {self.path}: it is not a chainrule run folder (it holds "
-                f"{shown}); choose another folder"
+                f"not clearing {self.path}: it was written by an older chainrule, which kept "
+                "no record of its files, so they cannot be told from files of yours "
+                f"({_listed(entries)}); remove them yourself, or choose another folder"
             )
-        for p in entries:
-            p.unlink()
+        if not record.known:
+            raise RunFolderError(
+                f"not clearing {self.path}: it is not a chainrule run folder ({record.problem}; "
+                f"it holds {_listed(entries)}); choose another folder"
+            )
+        foreign = record.unknown(entries)
+        if foreign:
+            raise RunFolderError(
+                f"not clearing {self.path}: it holds files chainrule did not write "
+                f"({_listed(foreign)}); move them away, or choose another folder"
+            )
+        for name in entries:
+            record.remove(name)
 
     def remove_stale_temps(self) -> list[Path]:
         """Remove the temporary files writers left when they were killed (call it while
@@ -219,7 +258,11 @@ class RunFolder:
         return removed
 
     def release(self) -> None:
-        """Let go of the folder's lock; a folder this run created and left empty goes."""
+        """Close the record and let go of the folder's lock; a folder this run created and
+        left empty goes."""
+        if self.record is not None:
+            self.record.close()
+            self.record = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -249,19 +292,44 @@ class RunFolder:
         """Path of ``name`` inside the folder."""
         return self.path / name
 
+    def write_file(self, name: str, data: bytes | str) -> Path:
+        """Write ``data`` (bytes, or text as UTF-8) to the file ``name`` of the folder,
+        atomically; returns its path. While a run holds the folder (:meth:`start`), the
+        file is checked against the folder's record (a file of that name that chainrule
+        did not write is refused with ``ForeignFileError``) and recorded, so that
+        ``force`` clears it with the run. The one call a writer of another file needs::
+
+            folder.write_file("report.html", html)
+
+        A writer that wants a file object uses the same writer, recorded the same way:
+        ``with chainrule._files.atomic_write(folder.file(name)) as f: ...``. Outside a
+        run, hold the folder first: ``with RunFolder.start(path, resume=True) as folder:
+        folder.write_file(...)``.
+        """
+        return write_file(self.file(name), data)
+
+    def remove(self, name: str) -> None:
+        """Delete the file ``name`` of a started folder if chainrule wrote it (nothing if it
+        is not there); ``ForeignFileError`` for a file chainrule did not write."""
+        if self.record is None:
+            raise RuntimeError(f"{self.path} is not held by a run (use RunFolder.start)")
+        self.record.remove(name)
+
     def write_metrics(self, metrics: dict, name: str = METRICS_FILE) -> Path:
         """Write ``metrics`` as indented JSON (NumPy values converted), atomically."""
-        path = self.file(name)
-        _atomic_write_text(path, json.dumps(to_jsonable(metrics), indent=2) + "\n")
-        return path
+        return self.write_file(name, json.dumps(to_jsonable(metrics), indent=2) + "\n")
 
     def read_metrics(self, name: str = METRICS_FILE) -> dict:
-        """The metrics written earlier; ``{}`` when there are none yet."""
-        path = self.file(name)
-        if not path.is_file():
+        """The metrics written earlier; ``{}`` when there are none yet. ``OSError`` for a
+        link, a FIFO or a file over `METRICS_LIMIT` bytes, ``ValueError`` for bad JSON."""
+        try:
+            data = read_file(self.file(name), METRICS_LIMIT)
+        except FileNotFoundError:
             return {}
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except RecursionError:
+            raise ValueError(f"{self.file(name)} is nested too deeply") from None
 
     def plot(self, function: Callable[..., Any], name: str, *args, **kwargs) -> Path | None:
         """Call ``function(*args, path=<folder>/<name>, **kwargs)``, a ``plot_xxx`` function.

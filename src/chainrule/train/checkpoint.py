@@ -15,7 +15,9 @@ counters, settings) and ``__checkpoint__`` (format name and version).
 
 The file is written atomically (`chainrule._files.atomic_write`): a crash leaves the
 previous checkpoint intact, and temporary files left by a killed writer are removed at
-the next save.
+the next save. It is read as model files are (`chainrule._npz.NpzArchive`): only a plain
+file, each member's header checked against its size and all of them together against
+the machine's memory before any is read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule._files import atomic_write, remove_stale_temps
+from chainrule._files import atomic_write, open_file, remove_stale_temps
+from chainrule._memory import physical_memory
+from chainrule._npz import DamagedArchive, NotAnArchive, NpzArchive
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -163,6 +167,25 @@ def save_checkpoint(path, state: dict) -> Path:
     return path
 
 
+def _read_arrays(path: Path, limit: int | None = None) -> dict[str, np.ndarray]:
+    """Every array of the checkpoint file ``path``, read once their headers are checked
+    against their sizes and their total against ``limit`` (the machine's memory)."""
+    limit = physical_memory() if limit is None else limit
+    try:
+        with open_file(path) as f, NpzArchive(f) as archive:
+            if archive.others:
+                raise DamagedArchive(f"member {archive.others[0]!r} is not an array")
+            total = sum(archive.header(k).nbytes for k in archive.names)
+            if total > limit:
+                raise ValueError(
+                    f"{path} needs {total:,} bytes of memory, more than the limit of "
+                    f"{limit:,} bytes; it is not a checkpoint this machine can resume"
+                )
+            return {k: archive.read(k) for k in archive.names}
+    except (NotAnArchive, DamagedArchive, OSError) as e:
+        raise ValueError(f"{path} is not a readable checkpoint ({e})") from None
+
+
 def load_checkpoint(path) -> dict:
     """Read a checkpoint written by `save_checkpoint` (a run folder or the .npz itself).
 
@@ -179,18 +202,16 @@ def load_checkpoint(path) -> dict:
         path = path / CHECKPOINT_NAME
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile / format errors of a truncated or foreign file
-        raise ValueError(f"{path} is not a readable checkpoint ({e})") from None
+    data = _read_arrays(path)
     if "__checkpoint__" not in data or "meta_json" not in data:
         raise ValueError(f"{path} is not a chainrule checkpoint")
     try:
         head = json.loads(str(data["__checkpoint__"]))
         meta = json.loads(str(data["meta_json"]))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError(f"{path} is a damaged checkpoint (its header is not JSON)") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is a damaged checkpoint (its header is not an object)")
     if not isinstance(head, dict) or (head.get("format"), head.get("version")) != (
         _FORMAT,
         _FORMAT_VERSION,

@@ -3,12 +3,14 @@
     from chainrule.models import export_onnx, load_model
     export_onnx(load_model("runs/mlp/model.npz"), "mlp.onnx")
 
-The graph reads raw images, uint8 (N, H, W, C), exactly as ``chainrule predict`` does,
-and returns ``label`` (int64, N) and ``probabilities`` (float32, N x C), with the class
-names, the chainrule version and the model's settings in its ``metadata_props``. See
-``build`` for the graph, ``modules`` for the table of layer converters (where a new
-layer type is added), ``knn`` for k-nearest neighbours, ``write`` for checking and
-writing, ``runtime`` for running a file with ONNX Runtime.
+The graph reads raw images, uint8 (N, H, W, C) of any height and width (resized to the
+model's size inside the graph, as ``chainrule predict`` resizes them), and returns
+``label`` (int64, N) and ``probabilities`` (float32, N x C), with the class names, the
+chainrule version and the model's settings in its ``metadata_props``. See ``build`` for
+the graph, ``modules`` for the table of layer converters (where a new layer type is
+added), ``knn`` for k-nearest neighbours, ``verify`` for the comparison with chainrule
+that every export passes before it is written, ``write`` for checking and writing,
+``runtime`` for running a file with ONNX Runtime.
 
 The ``onnx`` package (``pip install "chainrule[onnx]"``) is imported when a model is
 exported, never by ``import chainrule``.
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["export_onnx", "load_onnx", "register_converter", "register_fold"]
+import numpy as np
+
+__all__ = ["export_checked", "export_onnx", "load_onnx", "register_converter", "register_fold"]
 
 _EXTRA = 'pip install "chainrule[onnx]"'
 
@@ -30,9 +34,9 @@ def _require_onnx() -> None:
         raise ImportError(f"ONNX export needs the onnx package: {_EXTRA}") from None
 
 
-def _exportable(model, preprocessor, classes, image_shape):
+def _exportable(model, preprocessor, classes, image_shape, resize=True):
     from chainrule.models.export.build import Exportable, family
-    from chainrule.models.io import LoadedModel, _jsonable
+    from chainrule.models.io import LoadedModel, _jsonable, _names_by_label
     from chainrule.models.registry import model_name
 
     if isinstance(model, LoadedModel):
@@ -56,13 +60,17 @@ def _exportable(model, preprocessor, classes, image_shape):
         raise ValueError(f"the {type(model).__name__} is not fitted (it has no classes_)")
     if classes is None:
         classes = [str(c) for c in model.classes_]
+    # The metadata's `classes` names labels (classes[label]), as a model file's do.
+    classes = _names_by_label([str(c) for c in classes], np.asarray(model.classes_))
     if preprocessor is not None:
         image_shape = tuple(int(s) for s in preprocessor.image_shape_)
     elif image_shape is not None:
         image_shape = tuple(int(s) for s in image_shape)
         if len(image_shape) != 3 or min(image_shape) < 1:
             raise ValueError(f"image_shape must be (H, W, C), got {image_shape}")
-    return Exportable(model, preprocessor, [str(c) for c in classes], name, params, image_shape)
+    return Exportable(
+        model, preprocessor, [str(c) for c in classes], name, params, image_shape, bool(resize)
+    )
 
 
 def export_onnx(
@@ -72,6 +80,8 @@ def export_onnx(
     preprocessor=None,
     classes=None,
     image_shape=None,
+    resize: bool = True,
+    check: bool = True,
     external_data: bool | None = None,
 ) -> Path:
     """Write ``model`` as an ONNX graph from raw images to labels and probabilities.
@@ -85,19 +95,46 @@ def export_onnx(
     classes : class names of an estimator, ``classes[label]`` (default: its labels)
     image_shape : (H, W, C) of the input images when there is no preprocessor (default:
         left open in the graph)
+    resize : True (default): the graph reads images of any height and width and resizes
+        them to the model's size as ``chainrule.data.resize_images`` does; False: it reads
+        images of the model's size only
+    check : run the graph with ONNX Runtime (when installed) on test images and refuse to
+        write it unless it gives chainrule's answers (see ``verify``)
     external_data : True writes the weights to ``<path>.data`` beside the model file,
         False into it, None (default) beside it when they exceed 1 GiB
 
     Returns the path written. Raises ``ImportError`` without the onnx package,
     ``TypeError`` for a model (or a layer) that cannot be exported, ``ValueError`` for an
-    unfitted or inconsistent model, ``OSError`` when ``path`` cannot be written.
+    unfitted or inconsistent model (``verify.ExportMismatch`` for a graph that disagrees
+    with chainrule), ``OSError`` when ``path`` cannot be written.
     """
+    return export_checked(
+        model, path, preprocessor=preprocessor, classes=classes, image_shape=image_shape,
+        resize=resize, check=check, external_data=external_data,
+    )[0]  # fmt: skip
+
+
+def export_checked(
+    model,
+    path,
+    *,
+    preprocessor=None,
+    classes=None,
+    image_shape=None,
+    resize: bool = True,
+    check: bool = True,
+    external_data: bool | None = None,
+):
+    """`export_onnx`, returning ``(path, verify.Check)``: what the check compared."""
     _require_onnx()
     from chainrule.models.export.build import build_model
+    from chainrule.models.export.verify import Check, check_graph
     from chainrule.models.export.write import save_checked
 
-    proto = build_model(_exportable(model, preprocessor, classes, image_shape))
-    return save_checked(proto, path, external_data=external_data)
+    ex = _exportable(model, preprocessor, classes, image_shape, resize)
+    proto = build_model(ex)
+    checked = check_graph(proto, ex) if check else Check(skipped="check=False")
+    return save_checked(proto, path, external_data=external_data), checked
 
 
 def load_onnx(path, threads: int | None = None):

@@ -13,11 +13,14 @@ its mirror image, and the argmax that picks the label (the first maximum, as Num
 
 A model family is recognised by its documented fitted attributes: a network by ``net_``
 (an `nn.Module`, converted layer by layer by `modules`), a linear classifier by ``W_``
-(D, C) and ``b_`` (C,), k-NN by its class. A new estimator whose network is an
-``nn.Module`` in ``net_`` reading what its preprocessor gives (rows, or images (N, C, H,
-W) from ``Preprocessor(flatten=False)``) and predicting the argmax of the softmax of its
-scores (averaged with the mirror images' with ``test_time_flip``), as
-``FullyConnectedNet`` and the ConvNet built on it do, exports with no code here.
+(D, C) and ``b_`` (C,), k-NN and the ConvNet by their class. The graph computes what the
+estimator computes between the preprocessing and its network as well: the ConvNet
+estimator turns images (N, C, H, W) into HWC rows before its network reads them, and so
+does its head here. A new estimator whose network is an ``nn.Module`` in ``net_`` reading
+exactly what its preprocessor gives (rows, or images (N, C, H, W) from
+``Preprocessor(flatten=False)``) and predicting the argmax of the softmax of its scores
+(averaged with the mirror images' with ``test_time_flip``), as ``FullyConnectedNet`` does,
+exports with no code here.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from onnx import helper
 
 from chainrule import nn
 from chainrule.models.export.graph import IR_VERSION, OPSET, Graph, value_info
-from chainrule.models.export.modules import convert_module
-from chainrule.models.export.preprocess import images_to_rows
+from chainrule.models.export.modules import convert_children, convert_module
+from chainrule.models.export.preprocess import images_to_rows, resize_pixels
 
 __all__ = ["Exportable", "build_model"]
 
@@ -48,7 +51,8 @@ class Exportable:
     classes : class names, ``classes[label]`` names label ``label``; name : registered
     model name (or the class name); params : JSON-able hyperparameters;
     image_shape : (H, W, C) of the input images, or None (only without a preprocessor:
-    then H, W and C stay symbolic).
+    then H, W and C stay symbolic); resize : images of any other size are resized to
+    ``image_shape`` in the graph (else the input has that size).
     """
 
     model: object
@@ -57,6 +61,12 @@ class Exportable:
     name: str
     params: dict = field(default_factory=dict)
     image_shape: tuple[int, int, int] | None = None
+    resize: bool = True
+
+    @property
+    def resizes(self) -> bool:
+        """Whether the graph reads images of any size and resizes them to the model's."""
+        return self.resize and self.image_shape is not None
 
 
 @dataclass
@@ -72,7 +82,7 @@ class Head:
 # -- the families ----------------------------------------------------------------------
 
 
-def _linear_head(g: Graph, model, rows: str) -> Head:
+def _linear_head(g: Graph, model, rows: str, images: bool) -> Head:
     W = np.asarray(model.W_, dtype=np.float32)
     b = np.asarray(model.b_, dtype=np.float32)
     scores = g.op("Gemm", [rows, g.const(W, "W"), g.const(b, "b")], "scores")
@@ -81,13 +91,39 @@ def _linear_head(g: Graph, model, rows: str) -> Head:
     return Head(proba, scores, "softmax of the class scores x W + b")
 
 
-def _network_head(g: Graph, model, rows: str) -> Head:
+def _network_head(g: Graph, model, rows: str, images: bool) -> Head:
     scores = convert_module(g, model.net_, rows, "net")
     proba = g.op("Softmax", [scores], "softmax", axis=-1)
     return Head(proba, proba, "softmax of the network's class scores")
 
 
-def _knn_head(g: Graph, model, rows: str) -> Head:
+def _convnet_head(g: Graph, model, x: str, images: bool) -> Head:
+    """A `ConvNet`. Its network reads HWC rows (its first layer, `RowsToImages`, views
+    them as images (N, C, H, W)), and the estimator turns the images (N, C, H, W) of
+    ``Preprocessor(flatten=False)`` into such rows before the network sees them
+    (``ConvNet._as_rows``). The graph does the same: for images, that conversion and the
+    first layer cancel out (rows of an image viewed as an image are the image), so the
+    network's other layers read them directly."""
+    net = model.net_
+    first = net[0] if isinstance(net, nn.Sequential) and len(net) else None
+    h, w, c = (int(s) for s in model.image_shape_)
+    if images and isinstance(first, nn.RowsToImages) and first.order == "hwc":
+        if (first.height, first.width, first.channels) != (h, w, c):
+            raise ValueError(
+                f"the ConvNet's first layer ({first.extra_repr()}) does not read its images "
+                f"(H, W, C) = {(h, w, c)}"
+            )
+        scores = convert_children(g, net, x, "net", start=1)
+    else:
+        if images:  # (N, C, H, W) -> rows (N, H*W*C) in HWC order
+            x = g.op("Transpose", [x], "channels_last", perm=[0, 2, 3, 1])
+            x = g.op("Flatten", [x], "hwc_rows", axis=1)
+        scores = convert_module(g, net, x, "net")
+    proba = g.op("Softmax", [scores], "softmax", axis=-1)
+    return Head(proba, proba, "softmax of the network's class scores")
+
+
+def _knn_head(g: Graph, model, rows: str, images: bool) -> Head:
     from chainrule.models.export.knn import knn_votes
 
     counts, proba = knn_votes(g, model, rows)
@@ -97,6 +133,7 @@ def _knn_head(g: Graph, model, rows: str) -> Head:
 def family(model):
     """The head builder of ``model``'s family; a TypeError naming what can be exported,
     or a ValueError for a chainrule model that is not fitted yet."""
+    from chainrule.models.convnet import ConvNet
     from chainrule.models.knn import KNearestNeighbors
     from chainrule.models.registry import model_name
 
@@ -104,6 +141,8 @@ def family(model):
         return _knn_head
     if hasattr(model, "W_") and hasattr(model, "b_"):
         return _linear_head
+    if isinstance(model, ConvNet) and isinstance(getattr(model, "net_", None), nn.Module):
+        return _convnet_head
     if isinstance(getattr(model, "net_", None), nn.Module):
         return _network_head
     try:
@@ -143,14 +182,15 @@ def _check_flips(ex: Exportable) -> None:
 
 def _average_flips(g: Graph, proba: str) -> str:
     """(2N, C) probabilities of [images; mirrored] -> (N, C), their mean per image."""
-    first, second = g.op("Split", [proba], "views", n_out=2, axis=0)
+    first, second = g.op("Split", [proba], "views", n_out=2, axis=0, num_outputs=2)
     total = g.op("Add", [first, second], "views_sum")
     return g.op("Div", [total, g.scalar(2.0, np.float32, "two")], "views_mean")
 
 
 def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str]:
     """Nodes from ``images`` to (label, probabilities, description)."""
-    images = INPUT
+    images = resize_pixels(g, INPUT, *ex.image_shape[:2]) if ex.resizes else INPUT
+    images = g.op("Cast", [images], "pixels", to=1)  # 1: FLOAT
     if flips:
         # Mirror the raw pixels: the per-channel preprocessing commutes with the flip,
         # so this is the mirrored row the model sees in Python.
@@ -167,7 +207,9 @@ def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str
         )
         images = g.op("Concat", [images, mirrored], "views", axis=0)
     rows = images_to_rows(g, images, ex.preprocessor)
-    head = head_of(g, ex.model, rows)
+    # what the preprocessing gives: rows, or images (N, C, H, W) with flatten=False
+    kept = ex.preprocessor is not None and not getattr(ex.preprocessor, "flatten", True)
+    head = head_of(g, ex.model, rows, kept)
     proba, decision = head.probabilities, head.decision
     if flips:
         proba = decision = _average_flips(g, proba)
@@ -188,7 +230,7 @@ def build_model(ex: Exportable):
             "int64 label, so only models fitted on integer labels can be exported"
         )
     head_of = family(ex.model)
-    flips = head_of is _network_head and uses_flips(ex.params)
+    flips = head_of in (_network_head, _convnet_head) and uses_flips(ex.params)
     if flips:
         _check_flips(ex)
     g = Graph(f"chainrule_{ex.name}")
@@ -203,6 +245,8 @@ def build_model(ex: Exportable):
         describes = "mean over the image and its mirror image of the " + describes
     n_classes = len(np.asarray(ex.model.classes_))
     h, w, c = ex.image_shape if ex.image_shape is not None else ("H", "W", "C")
+    if ex.resizes:
+        h, w = "H", "W"
     graph = g.to_graph(
         [value_info(INPUT, np.uint8, ["N", h, w, c])],
         [
@@ -245,5 +289,16 @@ def _metadata(ex: Exportable, flips: bool, describes: str, version: str) -> dict
         "params": json.dumps(ex.params),
         "preprocessing": json.dumps(preprocessing),
         "test_time_flip": json.dumps(flips),
+        "resize": json.dumps(_resize_record(ex)),
         "probabilities": describes,
     }
+
+
+def _resize_record(ex: Exportable) -> dict | None:
+    """What the graph does with images of another size (None: it reads one size only)."""
+    if not ex.resizes:
+        return None
+    from chainrule.data.resize import RESIZE_METHOD
+
+    h, w, _ = ex.image_shape
+    return {"height": int(h), "width": int(w), "method": RESIZE_METHOD}

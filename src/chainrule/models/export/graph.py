@@ -14,10 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["OPSET", "Graph"]
 
-# Opset 17 (ONNX 1.12, 2022) is read by every current runtime (ONNX Runtime >= 1.13,
-# TensorRT 8.5+, OpenVINO 2022.3+); nothing here needs a newer operator. IR version 8 is
-# the one that opset shipped with.
-OPSET = 17
+# Opset 18 (ONNX 1.13, 2022) is the first whose Resize antialiases when it shrinks an
+# image (ONNX Runtime >= 1.14, OpenVINO 2023.0+); nothing here needs a newer operator. IR
+# version 8 is the one that opset shipped with.
+OPSET = 18
 IR_VERSION = 8
 
 _ONNX_TYPES = {

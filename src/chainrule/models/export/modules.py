@@ -40,7 +40,7 @@ from chainrule import nn
 from chainrule.models.convnet_arch import PatchWhitening, Scale
 from chainrule.models.export.graph import Graph
 
-__all__ = ["convert_module", "register_converter", "register_fold"]
+__all__ = ["convert_children", "convert_module", "register_converter", "register_fold"]
 
 Converter = Callable[[Graph, nn.Module, str, str], str]
 Fold = Callable[[Graph, nn.Module, nn.Module, str, str], str]
@@ -98,8 +98,14 @@ def _f32(a) -> np.ndarray:
 
 @register_converter(nn.Sequential)
 def _sequential(g, seq, x, name):
+    return convert_children(g, seq, x, name)
+
+
+def convert_children(g: Graph, seq: nn.Sequential, x: str, name: str, start: int = 0) -> str:
+    """The children of ``seq`` from the ``start``-th on, one after the other (a pair with a
+    registered fold as one computation); returns the last output."""
     # Sequential names its children "0", "1", ... in order.
-    children = [(str(i), m) for i, m in enumerate(seq)]
+    children = [(str(i), m) for i, m in enumerate(seq)][start:]
     i = 0
     while i < len(children):
         key, m = children[i]

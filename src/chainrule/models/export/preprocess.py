@@ -4,7 +4,8 @@
 ``transform`` computes ``x * scale - shift`` in float32 (one rounding each) with
 ``scale = 1 / (255 std)`` and ``shift = mean / std`` rounded to float32; the nodes here do
 the same float32 operations in the same order (Cast, Mul, Sub), so the rows entering the
-model are bit for bit those chainrule computes.
+model are bit for bit those chainrule computes. Images of another size than the model's
+are first resized (`resize_pixels`) as ``chainrule.data.resize_images`` resizes them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from chainrule.models.export.graph import Graph
 
-__all__ = ["images_to_rows", "scale_and_shift"]
+__all__ = ["images_to_rows", "resize_pixels", "scale_and_shift"]
 
 
 def scale_and_shift(preprocessor) -> tuple[np.ndarray, np.ndarray]:
@@ -28,14 +29,32 @@ def scale_and_shift(preprocessor) -> tuple[np.ndarray, np.ndarray]:
     return scale, shift
 
 
-def images_to_rows(g: Graph, images: str, preprocessor) -> str:
-    """uint8 images (N, H, W, C) -> what the model reads, float32: rows (N, H*W*C [+1]) as
-    ``Preprocessor.transform`` gives them, or images (N, C, H, W) with ``flatten=False``.
+def resize_pixels(g: Graph, images: str, height: int, width: int) -> str:
+    """uint8 images (N, H, W, C) of any H and W -> uint8 (N, height, width, C), resized as
+    ``chainrule.data.resize_images`` resizes them: ONNX's own ``Resize`` (linear,
+    half-pixel centres, antialiased when shrinking) on the uint8 pixels, whose integer
+    arithmetic ONNX Runtime shares with chainrule bit for bit. An image of the model's size
+    comes out unchanged."""
+    return g.op(
+        "Resize",
+        [images, "", "", g.ints([height, width], "resize.sizes")],
+        "resized",
+        mode="linear",
+        coordinate_transformation_mode="half_pixel",
+        antialias=1,
+        axes=[1, 2],
+    )
+
+
+def images_to_rows(g: Graph, pixels: str, preprocessor) -> str:
+    """float32 pixels (N, H, W, C) on the 0..255 scale -> what the model reads, float32:
+    rows (N, H*W*C [+1]) as ``Preprocessor.transform`` gives them, or images (N, C, H, W)
+    with ``flatten=False``.
 
     With ``preprocessor=None`` the rows are the pixel values as they are (what
     ``LoadedModel.features`` does for a model saved without preprocessing).
     """
-    x = g.op("Cast", [images], "pixels", to=1)  # 1: FLOAT
+    x = pixels
     if preprocessor is None:
         return g.op("Flatten", [x], "rows", axis=1)
     scale, shift = scale_and_shift(preprocessor)
@@ -47,7 +66,7 @@ def images_to_rows(g: Graph, images: str, preprocessor) -> str:
     rows = g.op("Flatten", [x], "rows", axis=1)
     if preprocessor.bias:
         # The bias trick's column of ones, one per image of the batch.
-        n = g.op("Shape", [images], "batch_size", start=0, end=1)
+        n = g.op("Shape", [pixels], "batch_size", start=0, end=1)
         ones = g.op(
             "ConstantOfShape",
             [g.op("Concat", [n, g.ints([1])], "ones_shape", axis=0)],

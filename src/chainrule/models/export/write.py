@@ -18,7 +18,7 @@ import onnx
 
 from chainrule._files import atomic_write, temp_dir
 
-__all__ = ["EXTERNAL_DATA_BYTES", "data_file", "save_checked"]
+__all__ = ["EXTERNAL_DATA_BYTES", "data_file", "initializer_bytes", "save_checked"]
 
 # Weights beyond this size go to a side file ``<name>.data``: protobuf cannot serialize
 # one message over 2 GiB, and a runtime can memory-map a side file instead of parsing it.
@@ -30,7 +30,7 @@ def data_file(path: Path) -> Path:
     return path.with_name(path.name + ".data")
 
 
-def _initializer_bytes(model: onnx.ModelProto) -> int:
+def initializer_bytes(model: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) for t in model.graph.initializer)
 
 
@@ -52,7 +52,7 @@ def save_checked(model: onnx.ModelProto, path, external_data: bool | None = None
     in the model file, None (default) in the side file when they exceed 1 GiB. A model
     written as one file removes the ``<path>.data`` of an earlier export to ``path``.
     """
-    if external_data is False and _initializer_bytes(model) >= 2**31 - 2**24:
+    if external_data is False and initializer_bytes(model) >= 2**31 - 2**24:
         raise ValueError(
             "the model's weights are too large for one ONNX file (protobuf's 2 GiB limit); "
             "write them as external data"
@@ -60,7 +60,7 @@ def save_checked(model: onnx.ModelProto, path, external_data: bool | None = None
     path = Path(path)
     _check_destination(path)
     if external_data is None:
-        external_data = _initializer_bytes(model) > EXTERNAL_DATA_BYTES
+        external_data = initializer_bytes(model) > EXTERNAL_DATA_BYTES
     try:
         if external_data:
             _save_external(model, path)

@@ -195,12 +195,16 @@ class ShardedRows:
         return int(sum(int(n) * self.shape[1] * np.dtype(t).itemsize
                        for n, t in zip(sizes, self.dtypes, strict=True)))  # fmt: skip
 
-    def __array__(self, dtype=None, copy=None):
-        raise ValueError(
+    def where(self) -> str:
+        """Where the rows are and how to get them, in words."""
+        return (
             f"the {self.shape[0]:,} training rows of this k-NN live in {self.n_shards} "
             f"shards on Dask workers; model.gather() brings them here "
-            f"({_size(self.nbytes)}) as a model with one array (e.g. to save it)"
+            f"({_size(self.nbytes)}) as a model with one array"
         )
+
+    def __array__(self, dtype=None, copy=None):
+        raise ValueError(f"{self.where()} (e.g. to save it)")
 
 
 def _size(nbytes: int) -> str:
@@ -230,6 +234,14 @@ class ShardedSearch:
     @property
     def n_train(self) -> int:
         return self.rows.shape[0]
+
+    def __getstate__(self):
+        # The shards' searches are futures of one client's connection to its cluster: a
+        # copy in another process (pickle) or here (deepcopy) could not use them.
+        raise TypeError(
+            f"cannot pickle or copy a k-NN fitted on Dask shards: {self.rows.where()}, "
+            "which pickles"
+        )
 
     def _check_client(self):
         if self.client.status != "running":

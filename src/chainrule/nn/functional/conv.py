@@ -27,8 +27,14 @@ again. Otherwise ``dW = A^T @ dY`` (A gathered again: recomputing it costs less 
 writing and reading back a matrix kh*kw times the input's size), and ``dA = dY @
 Wmat^T`` is scattered back over the receptive fields (col2im). ``db = sum dY``.
 
-Forward mode: the convolution is bilinear, so the tangent is ``conv(tx, W) + conv(x, tW)
-+ tb``, through the same routine.
+Higher order. The convolution is bilinear in x and W, and so are its two gradients:
+the input gradient (of dY and W) and the weight gradient (of x and dY). Each of the
+three is a Function here whose forward is the fast kernel above (`Conv2d`,
+`ConvInputGrad`, `ConvWeightGrad`), and whose backward is two of the others: the
+family is closed, so a convolution is differentiable to any order. Forward mode takes
+the product rule from the definition: the tangent of ``F(a, b)`` is ``F(ta, b) + F(a,
+tb)``, through the same kernels. A first-order backward pass runs the fused kernel
+that gives all three gradients in one pass over dY.
 """
 
 from __future__ import annotations
@@ -38,11 +44,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from chainrule.autograd import tnp
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
 from chainrule.nn.functional._scratch import empty, padded, scratch
 
-__all__ = ["Conv2d", "conv2d", "conv_output_size"]
+__all__ = ["Conv2d", "ConvInputGrad", "ConvWeightGrad", "conv2d", "conv_output_size"]
 
 
 def _raw(a):
@@ -310,7 +317,26 @@ def _nhwc(a_nchw):
 # ---------------------------------------------------------------- the Function
 
 
-class Conv2d(Function):
+class _Bilinear(Function):
+    """A Function bilinear in its first two arguments (the others are constants): its
+    tangent is ``F(ta, b) + F(a, tb)``, the product rule, from its definition."""
+
+    differentiable_backward = True
+    jvp_takes_none = True
+
+    @classmethod
+    def _product_rule(cls, ctx, ta, tb, *constants):
+        a, b = ctx.saved_tensors[:2]
+        t = None
+        if ta is not None:
+            t = cls.call(ta, b, *constants)
+        if tb is not None:
+            u = cls.call(a, tb, *constants)
+            t = u if t is None else t + u
+        return t
+
+
+class Conv2d(_Bilinear):
     """2-D cross-correlation (what deep learning calls convolution), as PyTorch's.
 
     x: (N, C, H, W), weight: (F, C, kh, kw), bias: (F,) or None, stride and padding:
@@ -336,25 +362,92 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
-        needs = tuple(ctx.needs_input_grad[:3])
-        dx, dw, db = _conv_backward(_nhwc(x), _nhwc(g), weight, ctx.stride, ctx.padding, needs)
-        return (None if dx is None else _nchw(dx)), dw, db, None, None
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        s, p = ctx.stride, ctx.padding
+        if not (tnp.is_tensor(g) or tnp.is_tensor(x) or tnp.is_tensor(weight)):
+            # The three gradients in one pass over g (the kernels' fused backward).
+            needs = (need_x, need_w, need_b)
+            dx, dw, db = _conv_backward(_nhwc(x), _nhwc(g), weight, s, p, needs)
+            return (None if dx is None else _nchw(dx)), dw, db, None, None
+        dx = ConvInputGrad.call(g, weight, tuple(x.shape), s, p) if need_x else None
+        dw = ConvWeightGrad.call(x, g, tuple(weight.shape), s, p) if need_w else None
+        db = g.sum(axis=(0, 2, 3)) if need_b else None
+        return dx, dw, db, None, None
+
+    @classmethod
+    def jvp(cls, ctx, tx, tw, tb, _ts, _tp):
+        t = cls._product_rule(ctx, tx, tw, None, ctx.stride, ctx.padding)
+        if tb is not None:
+            tb = tb.reshape((1, -1, 1, 1))
+            t = tb if t is None else t + tb
+        return t
+
+
+class ConvInputGrad(_Bilinear):
+    """The input gradient of `Conv2d`: dx (N, C, H, W) of the output gradient g (N, F,
+    Ho, Wo) and weight (F, C, kh, kw), for an input of shape `x_shape`. Bilinear in g
+    and weight; its gradients are a convolution (for g) and `ConvWeightGrad` (for W)."""
 
     @staticmethod
-    def jvp(ctx, tx, tw, tb, _ts, _tp):
-        x, weight = ctx.saved_tensors
-        kernel = weight.shape[2:]
+    def forward(ctx, g, weight, x_shape, stride, padding):
+        ctx.save_for_backward(g, weight)
+        ctx.x_shape, ctx.stride, ctx.padding = x_shape, stride, padding
+        shape_only = _shape_only(_nhwc_shape(x_shape), g.dtype)
+        needs = (True, False, False)
+        dx, _, _ = _conv_backward(shape_only, _nhwc(g), weight, stride, padding, needs)
+        return _nchw(dx)
+
+    @staticmethod
+    def backward(ctx, gg):
+        g, weight = ctx.saved_tensors
+        need_g, need_w = ctx.needs_input_grad[:2]
         s, p = ctx.stride, ctx.padding
-        n, _, h, w = x.shape
-        ho, wo = (conv_output_size(*a) for a in zip((h, w), kernel, s, p))
-        t = np.zeros((n, ho, wo, weight.shape[0]), dtype=x.dtype)
-        if tx is not None:
-            t += _conv_nhwc(_nhwc(tx), weight, kernel, s, p)
-        if tw is not None:
-            t += _conv_nhwc(_nhwc(x), tw, kernel, s, p)
-        if tb is not None:
-            t += tb
-        return _nchw(t)
+        dg = Conv2d.call(gg, weight, None, s, p) if need_g else None
+        dw = ConvWeightGrad.call(gg, g, tuple(weight.shape), s, p) if need_w else None
+        return dg, dw, None, None, None
+
+    @classmethod
+    def jvp(cls, ctx, tg, tw, *_constants):
+        return cls._product_rule(ctx, tg, tw, ctx.x_shape, ctx.stride, ctx.padding)
+
+
+class ConvWeightGrad(_Bilinear):
+    """The weight gradient of `Conv2d`: dW (F, C, kh, kw) of the input x (N, C, H, W) and
+    the output gradient g (N, F, Ho, Wo), for a weight of shape `w_shape`. Bilinear in x
+    and g; its gradients are `ConvInputGrad` (for x) and a convolution (for g)."""
+
+    @staticmethod
+    def forward(ctx, x, g, w_shape, stride, padding):
+        ctx.save_for_backward(x, g)
+        ctx.w_shape, ctx.stride, ctx.padding = w_shape, stride, padding
+        shape_only = _shape_only(w_shape, x.dtype)
+        needs = (False, True, False)
+        _, dw, _ = _conv_backward(_nhwc(x), _nhwc(g), shape_only, stride, padding, needs)
+        return dw
+
+    @staticmethod
+    def backward(ctx, gw):
+        x, g = ctx.saved_tensors
+        need_x, need_g = ctx.needs_input_grad[:2]
+        s, p = ctx.stride, ctx.padding
+        dx = ConvInputGrad.call(g, gw, tuple(x.shape), s, p) if need_x else None
+        dg = Conv2d.call(x, gw, None, s, p) if need_g else None
+        return dx, dg, None, None, None
+
+    @classmethod
+    def jvp(cls, ctx, tx, tg, *_constants):
+        return cls._product_rule(ctx, tx, tg, ctx.w_shape, ctx.stride, ctx.padding)
+
+
+def _nhwc_shape(shape):
+    n, c, h, w = shape
+    return (n, h, w, c)
+
+
+def _shape_only(shape, dtype):
+    """A read-only array of `shape` that takes no memory (every entry is one zero): the
+    kernels' argument whose shape, not its values, a gradient depends on."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
 
 
 # ---------------------------------------------------------------- checks and the function

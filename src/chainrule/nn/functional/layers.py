@@ -6,6 +6,13 @@ the cache) and `jvp` pushes tangents forward. One fused Function instead of a ch
 primitives means fewer temporary arrays and fewer passes over memory, which is where
 the time of a fully connected network goes besides the matrix products.
 
+The rules are written with operations that run on arrays and on Tensors (see
+`chainrule.autograd.function`): on arrays in a first-order pass, recorded when a
+gradient is differentiated again, so every layer is differentiable to any order. A
+value a rule needs that forward derived from an input (batch norm's normalised
+``xhat``) is kept as an array for the first order and computed again from the input
+Tensor when the rule runs on Tensors, so that its own derivative is not lost.
+
 Conventions
 - Arrays are ``(N, D)``: N examples of D features. Weights are stored ``(D_in, D_out)``
   as in the course (``out = x @ W + b``), not PyTorch's ``(D_out, D_in)``.
@@ -22,8 +29,14 @@ import numbers
 import numpy as np
 
 from chainrule._random import as_generator
+from chainrule.autograd import tnp
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.autograd.ops import ReLU
+from chainrule.nn.functional.batch_norm_rules import (
+    batch_norm_grads,
+    batch_norm_tangent,
+    normalized_rows,
+)
 
 __all__ = [
     "BatchNorm",
@@ -75,17 +88,26 @@ def _linear_backward(ctx, dz, x, W):
 
 
 def _linear_jvp(ctx, tx, tW, tb, x, W):
+    """The product rule of ``x @ W + b``: ``tx @ W + x @ tW + tb``."""
     t = None
     if tx is not None:
         t = tx @ W
     if tW is not None:
         t = x @ tW if t is None else t + x @ tW
     if tb is not None:
-        t = np.broadcast_to(tb, (x.shape[0], W.shape[1])) if t is None else t + tb
+        t = tnp.broadcast_to(tb, (x.shape[0], W.shape[1])) if t is None else t + tb
     return t
 
 
-class Linear(Function):
+class _Layer(Function):
+    """Base of the layers: rules that run on Tensors too, forward-mode rules that take
+    None for an input without a tangent."""
+
+    differentiable_backward = True
+    jvp_takes_none = True
+
+
+class Linear(_Layer):
     """Affine layer ``out = x @ W + b``.
 
     x: (N, D), W: (D, M), b: (M,) or None -> out: (N, M).
@@ -111,7 +133,7 @@ class Linear(Function):
         return _linear_jvp(ctx, tx, tW, tb, x, W)
 
 
-class LinearReLU(Function):
+class LinearReLU(_Layer):
     """``relu(x @ W + b)`` in one Function: the ReLU runs in place on the product and its
     mask is read from the output, so no pre-activation array is kept.
 
@@ -130,14 +152,14 @@ class LinearReLU(Function):
     @staticmethod
     def backward(ctx, g):
         x, W, out = ctx.saved_tensors
-        dz = np.multiply(g, out > 0)
+        dz = g * (tnp.value(out) > 0)
         return _linear_backward(ctx, dz, x, W)
 
     @staticmethod
     def jvp(ctx, tx, tW, tb):
         x, W, out = ctx.saved_tensors
         t = _linear_jvp(ctx, tx, tW, tb, x, W)
-        return t * (out > 0)
+        return t * (tnp.value(out) > 0)
 
 
 def linear(x, W, b=None) -> Tensor:
@@ -157,13 +179,13 @@ def relu(x) -> Tensor:
     return ReLU.apply(x)
 
 
-class LeakyReLU(Function):
+class LeakyReLU(_Layer):
     """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere."""
 
     @staticmethod
     def forward(ctx, x, negative_slope):
         pos = x > 0
-        out = x * negative_slope
+        out = np.asarray(x * negative_slope)  # an array also for a 0-d x
         np.copyto(out, x, where=pos)
         ctx.save_for_backward(pos)
         ctx.slope = negative_slope
@@ -172,14 +194,12 @@ class LeakyReLU(Function):
     @staticmethod
     def backward(ctx, g):
         (pos,) = ctx.saved_tensors
-        dx = g * ctx.slope
-        np.copyto(dx, g, where=pos)
-        return dx, None
+        return tnp.where(pos, g, g * ctx.slope), None
 
     @staticmethod
     def jvp(ctx, t, _ts):
         (pos,) = ctx.saved_tensors
-        return np.where(pos, t, t * ctx.slope)
+        return tnp.where(pos, t, t * ctx.slope)
 
 
 def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
@@ -189,11 +209,12 @@ def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
     return LeakyReLU.apply(x, float(negative_slope))
 
 
-class Dropout(Function):
+class Dropout(_Layer):
     """Inverted dropout with a given keep mask: ``out = x * mask / (1 - p)``.
 
     The mask (bool, shaped like x) is drawn by `dropout` and saved for backward, where
-    the same entries are zeroed and the same scale applied.
+    the same entries are zeroed and the same scale applied: linear in x, its backward
+    and its tangent are the same product.
     """
 
     @staticmethod
@@ -207,14 +228,13 @@ class Dropout(Function):
     @staticmethod
     def backward(ctx, g):
         (mask,) = ctx.saved_tensors
-        dx = np.multiply(g, mask)
-        dx *= ctx.scale
+        dx = g * mask
+        dx *= ctx.scale  # in place on an array; a new Tensor on a Tensor
         return dx, None, None
 
-    @staticmethod
-    def jvp(ctx, t, _tm, _ts):
-        (mask,) = ctx.saved_tensors
-        return t * mask * ctx.scale
+    @classmethod
+    def jvp(cls, ctx, t, _tm, _ts):
+        return cls.backward(ctx, t)[0]
 
 
 def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
@@ -242,7 +262,7 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     return Dropout.apply(x, mask, scale)
 
 
-class BatchNorm(Function):
+class BatchNorm(_Layer):
     """Batch normalization over the first axis of x (N, D), per feature.
 
     Training: normalise with the batch mean and (biased) variance, and update the
@@ -279,57 +299,37 @@ class BatchNorm(Function):
         out = xhat * gamma if gamma is not None else xhat.copy()
         if beta is not None:
             out += beta
-        ctx.save_for_backward(xhat, gamma, inv_std)
-        ctx.training = training
+        ctx.save_for_backward(x, gamma)
+        ctx.xhat, ctx.inv_std = xhat, inv_std
+        ctx.training, ctx.eps, ctx.running_mean = training, eps, running_mean
         return out
 
     @staticmethod
     def backward(ctx, g):
-        xhat, gamma, inv_std = ctx.saved_tensors
+        x, gamma = ctx.saved_tensors
+        xhat, inv_std = normalized(ctx, x)
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
-        n = g.shape[0]
-        dbeta = g.sum(axis=0) if (need_beta or (need_x and ctx.training)) else None
-        dgamma = (
-            np.einsum("ij,ij->j", g, xhat) if (need_gamma or (need_x and ctx.training)) else None
-        )
-        dx = None
-        if need_x:
-            scale = inv_std if gamma is None else gamma * inv_std
-            if ctx.training:
-                dx = xhat * (dgamma * (-1.0 / n))
-                dx += g
-                dx -= dbeta * (1.0 / n)
-                dx *= scale
-            else:
-                dx = g * scale
+        dx, dgamma, dbeta = batch_norm_grads(g, xhat, inv_std, gamma, ctx.training, need_x)
         return (
             dx,
             dgamma if need_gamma else None,
             dbeta if need_beta else None,
-            None,
-            None,
-            None,
-            None,
-            None,
+            *(None,) * 5,
         )
 
     @staticmethod
     def jvp(ctx, tx, tgamma, tbeta, *_rest):
-        xhat, gamma, inv_std = ctx.saved_tensors
-        t = None
-        if tx is not None:
-            if ctx.training:
-                dxhat = tx - tx.mean(axis=0)
-                dxhat -= xhat * (tx * xhat).mean(axis=0)
-                dxhat *= inv_std
-            else:
-                dxhat = tx * inv_std
-            t = dxhat if gamma is None else dxhat * gamma
-        if tgamma is not None:
-            t = xhat * tgamma if t is None else t + xhat * tgamma
-        if tbeta is not None:
-            t = np.broadcast_to(tbeta, xhat.shape) if t is None else t + tbeta
-        return t
+        x, gamma = ctx.saved_tensors
+        xhat, inv_std = normalized(ctx, x)
+        return batch_norm_tangent(tx, tgamma, tbeta, xhat, inv_std, gamma, ctx.training)
+
+
+def normalized(ctx, x):
+    """``(xhat, inv_std)`` of `BatchNorm`'s forward: the arrays forward kept, or, when
+    the rule runs on Tensors, computed again from the Tensor x (`normalized_rows`)."""
+    if not tnp.is_tensor(x):
+        return ctx.xhat, ctx.inv_std
+    return normalized_rows(x, ctx.training, ctx.eps, ctx.running_mean, ctx.inv_std)
 
 
 def batch_norm(

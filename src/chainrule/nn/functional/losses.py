@@ -9,8 +9,12 @@ scores' dtype (float32 in, float32 out). `l2_penalty` is the regularization term
 Each is one `Function`: `forward` computes the loss on arrays, `backward` is the
 hand-derived gradient with respect to the scores (the ``dW``-free part of cs231n's
 ``svm_loss_vectorized`` / ``softmax_loss_vectorized``), and `jvp` gives the directional
-derivative for forward mode. They can also be used without a graph, in the course's
-``forward -> cache``, ``backward(dout, cache)`` style, with a `Context` as the cache::
+derivative for forward mode. The rules run on arrays and on Tensors (see
+`chainrule.autograd.function`), so the losses are differentiable to any order; the
+softmax probabilities, kept as an array for the first order, are computed again from
+the scores when the rule runs on Tensors. They can also be used without a graph, in
+the course's ``forward -> cache``, ``backward(dout, cache)`` style, with a `Context` as
+the cache::
 
     ctx = Context()
     loss = SVMLoss.forward(ctx, scores, y)
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule.autograd import tnp
 from chainrule.autograd.engine import Function, Tensor
 
 __all__ = [
@@ -71,14 +76,23 @@ def _check_inputs(scores, y, name: str):
     return scores, y.astype(np.intp, copy=False)
 
 
-class SVMLoss(Function):
+class _Loss(Function):
+    """Base of the losses: rules that run on Tensors too."""
+
+    differentiable_backward = True
+    jvp_takes_none = True
+
+
+class SVMLoss(_Loss):
     """Multiclass SVM (hinge) loss, margin 1, summed over the wrong classes, mean over N.
 
     ``L = 1/N sum_i sum_{j != y_i} max(0, s_ij - s_iy_i + 1)``.
 
     Gradient with respect to the scores, row ``i``: ``1/N`` at every wrong class whose
     margin is positive, and minus ``1/N`` times the number of those classes at the correct
-    class. At a margin of exactly 0 (the hinge's kink) the gradient is taken as 0.
+    class. At a margin of exactly 0 (the hinge's kink) the gradient is taken as 0. The
+    loss is piecewise linear: that gradient is constant where it is defined, its
+    derivative 0.
     """
 
     @staticmethod
@@ -95,24 +109,29 @@ class SVMLoss(Function):
         return np.asarray(margins.sum() / n, dtype=scores.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def _dscores(ctx):
+        """The gradient for an upstream gradient of 1, as a fresh array."""
         positive, y = ctx.saved_tensors
         n = positive.shape[0]
         dscores = positive.astype(ctx.dtype)
         dscores[np.arange(n), y] = -dscores.sum(axis=1)
-        dscores *= np.asarray(grad_output, dtype=ctx.dtype) / n
-        return dscores, None
+        dscores /= n
+        return dscores
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        d = SVMLoss._dscores(ctx)
+        if tnp.is_tensor(grad_output):
+            return d * grad_output, None
+        d *= np.asarray(grad_output, dtype=ctx.dtype)
+        return d, None
 
     @staticmethod
     def jvp(ctx, t_scores, _t_y):
-        positive, y = ctx.saved_tensors
-        n = positive.shape[0]
-        # d margin_ij = t_ij - t_iy_i where the margin is positive, 0 elsewhere.
-        dmargins = t_scores - t_scores[np.arange(n), y][:, None]
-        return np.asarray((dmargins * positive).sum() / n, dtype=ctx.dtype)
+        return (SVMLoss._dscores(ctx) * t_scores).sum()
 
 
-class SoftmaxCrossEntropy(Function):
+class SoftmaxCrossEntropy(_Loss):
     """Softmax cross-entropy, mean over N, with optional label smoothing.
 
     With smoothing ``eps`` the target distribution of row ``i`` is
@@ -141,32 +160,41 @@ class SoftmaxCrossEntropy(Function):
             # eps/C * sum_j (-log p_ij) is eps times the row mean of -log p.
             loss = (1.0 - eps) * loss - eps * logp.mean()
         e /= sums  # the probabilities, kept for backward
-        ctx.save_for_backward(e, y)
+        ctx.save_for_backward(scores, y)
+        ctx.probs = e
         ctx.eps = eps
         return np.asarray(loss, dtype=scores.dtype)
 
     @staticmethod
     def _dscores(ctx):
-        """(p - q) / N for an upstream gradient of 1, as a fresh array."""
-        probs, y = ctx.saved_tensors
-        n, c = probs.shape
-        d = probs.copy()
-        d[np.arange(n), y] -= 1.0 - ctx.eps
-        if ctx.eps:
-            d -= ctx.eps / c
+        """(p - q) / N for an upstream gradient of 1: a fresh array, or, when the rule
+        runs on Tensors, recorded from the scores (p = softmax(scores))."""
+        scores, y = ctx.saved_tensors
+        eps = ctx.eps
+        if tnp.is_tensor(scores):
+            n, c = scores.shape
+            q = np.full((n, c), eps / c, dtype=scores.dtype)
+            q[np.arange(n), y] += 1.0 - eps
+            return (tnp.softmax(scores, axis=1) - q) * (1.0 / n)
+        d = ctx.probs.copy()
+        n, c = d.shape
+        d[np.arange(n), y] -= 1.0 - eps
+        if eps:
+            d -= eps / c
         d /= n
         return d
 
     @staticmethod
     def backward(ctx, grad_output):
         d = SoftmaxCrossEntropy._dscores(ctx)
+        if tnp.is_tensor(d) or tnp.is_tensor(grad_output):
+            return d * grad_output, None, None
         d *= np.asarray(grad_output, dtype=d.dtype)
         return d, None, None
 
     @staticmethod
     def jvp(ctx, t_scores, _t_y, _t_eps):
-        d = SoftmaxCrossEntropy._dscores(ctx)
-        return np.asarray((d * t_scores).sum(), dtype=d.dtype)
+        return (SoftmaxCrossEntropy._dscores(ctx) * t_scores).sum()
 
 
 def svm_loss(scores, y) -> Tensor:
@@ -216,7 +244,7 @@ def cross_entropy(scores, y, label_smoothing: float = 0.0) -> Tensor:
     return SoftmaxCrossEntropy.apply(scores, y, eps)
 
 
-class L2Penalty(Function):
+class L2Penalty(_Loss):
     """``reg * sum(W**2)`` of one weight array, a scalar of W's dtype; gradient
     ``2 * reg * W``.
 
@@ -239,6 +267,8 @@ class L2Penalty(Function):
     @staticmethod
     def jvp(ctx, tW, _treg):
         (W,) = ctx.saved_tensors
+        if tnp.is_tensor(W) or tnp.is_tensor(tW):
+            return (W * tW).sum() * (2.0 * ctx.reg)
         return 2.0 * ctx.reg * np.vdot(W, tW)
 
 

@@ -17,15 +17,26 @@ the saved input rather than stored (no extra array of the input's size)::
 
 With ``relu=True`` the output is ``max(0, bn(x))`` and ``dout`` is first masked by
 ``out > 0``: one Function, one output array, no separate pass for the ReLU.
+
+Higher order: when the rule runs on Tensors (a gradient that will be differentiated
+again), the same formula runs on the rows of the input Tensor as 1-D batch norm's rule
+(`chainrule.nn.functional.batch_norm_rules`), recorded, with the statistics computed again from
+the input; forward mode uses that formula on arrays and Tensors alike.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from chainrule.autograd import tnp
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
 from chainrule.nn.functional._scratch import empty, scratch
+from chainrule.nn.functional.batch_norm_rules import (
+    batch_norm_grads,
+    batch_norm_tangent,
+    normalized_rows,
+)
 
 __all__ = ["BatchNorm2d", "batch_norm2d"]
 
@@ -117,6 +128,9 @@ class BatchNorm2d(Function):
     normalise with the running statistics. gamma, beta: (C,) or None (1 and 0).
     """
 
+    differentiable_backward = True
+    jvp_takes_none = True
+
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps, relu):
         n, c, h, w = x.shape
@@ -137,14 +151,19 @@ class BatchNorm2d(Function):
         scale = inv_std if gamma is None else inv_std * gamma
         shift = -mean * scale if beta is None else beta - mean * scale
         out = _affine(rows, scale.astype(dtype), shift.astype(dtype), relu, n)
-        ctx.save_for_backward(rows, out if relu else None, gamma)
+        ctx.save_for_backward(x, gamma)
+        ctx.rows, ctx.out = rows, (out if relu else None)
         ctx.mean, ctx.inv_std, ctx.scale = mean, inv_std, scale
-        ctx.training, ctx.relu, ctx.shape = training, relu, x.shape
+        ctx.training, ctx.relu, ctx.shape, ctx.eps = training, relu, x.shape, eps
+        ctx.running_mean = running_mean
         return out.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, g):
-        rows, out, gamma = ctx.saved_tensors
+        x, gamma = ctx.saved_tensors
+        if tnp.is_tensor(g) or tnp.is_tensor(x) or tnp.is_tensor(gamma):
+            return _recorded_backward(ctx, g, x, gamma)
+        rows, out = ctx.rows, ctx.out
         n = ctx.shape[0]
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
         grows = _rows(g)
@@ -165,26 +184,55 @@ class BatchNorm2d(Function):
 
     @staticmethod
     def jvp(ctx, tx, tgamma, tbeta, *_rest):
-        rows, out, gamma = ctx.saved_tensors
-        xhat = (rows - ctx.mean) * ctx.inv_std
-        t = np.zeros_like(rows)
-        if tx is not None:
-            tr = _rows(tx)
-            if ctx.training:
-                dxhat = tr - tr.mean(axis=0)
-                dxhat -= xhat * (tr * xhat).mean(axis=0)
-                dxhat *= ctx.inv_std
-            else:
-                dxhat = tr * ctx.inv_std
-            t += dxhat if gamma is None else dxhat * gamma
-        if tgamma is not None:
-            t += xhat * tgamma
-        if tbeta is not None:
-            t += tbeta
-        if ctx.relu:
-            t *= out > 0
+        x, gamma = ctx.saved_tensors
         n, c, h, w = ctx.shape
-        return t.astype(rows.dtype, copy=False).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        xhat, inv_std = _normalized(ctx, x)
+        t = batch_norm_tangent(
+            None if tx is None else _rows_of(tx), tgamma, tbeta, xhat, inv_std, gamma, ctx.training
+        )
+        if ctx.relu:
+            t = t * (ctx.out > 0)
+        return t.reshape((n, h, w, c)).transpose((0, 3, 1, 2))
+
+
+def _rows_of(a):
+    """The (N*H*W, C) rows of images a (N, C, H, W): `_rows` on an array, recorded on a
+    Tensor."""
+    if not tnp.is_tensor(a):
+        return _rows(a)
+    n, c, h, w = a.shape
+    return a.transpose((0, 2, 3, 1)).reshape((n * h * w, c))
+
+
+def _normalized(ctx, x):
+    """``(xhat, inv_std)`` over the rows of x, in x's dtype: from what forward kept on
+    arrays, computed again from the input when x is a Tensor."""
+    dtype = x.dtype
+    running_inv_std = ctx.inv_std.astype(dtype)
+    if tnp.is_tensor(x):
+        rows = _rows_of(x)
+        return normalized_rows(rows, ctx.training, ctx.eps, ctx.running_mean, running_inv_std)
+    xhat = (ctx.rows - ctx.mean.astype(dtype)) * running_inv_std
+    return xhat, running_inv_std
+
+
+def _recorded_backward(ctx, g, x, gamma):
+    """The gradients of `BatchNorm2d`, recorded: 1-D batch norm's rule on the rows."""
+    n, c, h, w = ctx.shape
+    need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+    grows = _rows_of(g)
+    if ctx.relu:
+        grows = grows * (ctx.out > 0)
+    xhat, inv_std = _normalized(ctx, x)
+    dx, dgamma, dbeta = batch_norm_grads(grows, xhat, inv_std, gamma, ctx.training, need_x)
+    if dx is not None:
+        dx = dx.reshape((n, h, w, c)).transpose((0, 3, 1, 2))
+    return (
+        dx,
+        dgamma if need_gamma else None,
+        dbeta if need_beta else None,
+        *([None] * 6),
+    )
 
 
 def _grad_sums(ctx, rows, out, grows, n):

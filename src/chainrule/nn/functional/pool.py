@@ -6,6 +6,13 @@ A window pool runs over the kh * kw positions of the window: each position is on
 strided slice of the input holding that position of every window, so the whole pool is
 kh * kw vectorised passes over output-sized arrays, per chunk of images, in threads.
 
+Every pool is linear in its input once the positions of the maxima are known, and
+each is a pair of Functions here: the pool (or its routing, `MaxPoolGather`) and its
+transpose, which spreads a gradient back over the windows (`MaxPoolScatter`,
+`AvgPoolSpread`, ...). The backward of each is the other, and the tangent of each is
+itself applied to the tangent: so the pools are differentiable to any order, with the
+same kernels on arrays.
+
 Max pooling routes the gradient to the maximum of each window, as the lecture's max
 gate. At ties the FIRST maximum in row-major window order (top row first, left to right)
 gets all of it, as in PyTorch's CPU kernel and ``np.argmax``: the forward pass keeps the
@@ -17,16 +24,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule.autograd.engine import Function, Tensor
+from chainrule.autograd.array_ops import LinearPrimitive
+from chainrule.autograd.engine import Tensor
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
 from chainrule.nn.functional._scratch import empty, scratch
 from chainrule.nn.functional.conv import _nchw, _nhwc, _pair, check_images, conv_output_size
 
 __all__ = [
     "AvgPool2d",
+    "AvgPoolSpread",
     "GlobalAvgPool2d",
+    "GlobalAvgSpread",
+    "GlobalMaxGather",
     "GlobalMaxPool2d",
+    "GlobalMaxScatter",
     "MaxPool2d",
+    "MaxPoolGather",
+    "MaxPoolScatter",
     "avg_pool2d",
     "global_avg_pool2d",
     "global_max_pool2d",
@@ -95,61 +109,111 @@ def _spread(g, dx, weight_of, kernel, stride, geometry):
     map_chunks(work, n, chunk_size(n, per_image, 1 << 21), elements=n * ho * wo * c)
 
 
-class MaxPool2d(Function):
+def _max_positions(xh, stride, geometry):
+    """For each window of xh (N, H, W, C), the index in `geometry`'s positions of its
+    first maximum (uint8 for up to 255 positions), and the maxima: (where, out), both
+    (N, Ho, Wo, C)."""
+    n, _, _, c = xh.shape
+    ho, wo, positions, _ = geometry
+    out = empty((n, ho, wo, c), xh.dtype)
+    where = empty((n, ho, wo, c), np.uint8 if len(positions) < 256 else np.intp)
+
+    def work(a, b, _slot):
+        o, w = out[a:b], where[a:b]
+        o[...] = _at(xh[a:b], 0, 0, stride, ho, wo)
+        w[...] = 0
+        step = scratch("pool-step", w.shape, w.dtype)
+        larger = scratch("pool-mask", w.shape, np.bool_)
+        for k, (i, j) in enumerate(positions[1:], 1):
+            v = _at(xh[a:b], i, j, stride, ho, wo)
+            # where = k at a strictly larger value, as arithmetic: a masked copy
+            # (np.copyto with where=) costs ten times as much per element.
+            np.subtract(k, w, out=step)
+            step *= np.greater(v, o, out=larger)
+            w += step
+            np.maximum(o, v, out=o)  # propagates NaN
+
+    per_image = ho * wo * c * xh.itemsize * (len(positions) + 2)
+    map_chunks(work, n, chunk_size(n, per_image, 1 << 21), elements=n * ho * wo * c)
+    return where, out
+
+
+class _Routing(LinearPrimitive):
+    """Base of the pools' linear maps: ``x`` and the constants describing the windows
+    (which the tangent rule passes on unchanged)."""
+
+    scalar_inputs = False
+
+
+class MaxPool2d(_Routing):
     """Max over kh x kw windows moved by (sh, sw): x (N, C, H, W) -> (N, C, Ho, Wo), ``Ho =
-    (H - kh) // sh + 1``. Backward: each window's gradient goes to its (first) maximum."""
+    (H - kh) // sh + 1``. Backward: each window's gradient goes to its (first) maximum
+    (`MaxPoolScatter`); the tangent is the tangent at the maxima (`MaxPoolGather`)."""
 
     @staticmethod
     def forward(ctx, x, kernel, stride):
         xh = _nhwc(x)
-        n, _, _, c = xh.shape
         geo = _geometry(xh.shape, kernel, stride)
-        ho, wo, positions, _ = geo
-        out = empty((n, ho, wo, c), x.dtype)
-        where = empty((n, ho, wo, c), np.uint8 if len(positions) < 256 else np.intp)
-
-        def work(a, b, _slot):
-            o, w = out[a:b], where[a:b]
-            o[...] = _at(xh[a:b], 0, 0, stride, ho, wo)
-            w[...] = 0
-            step = scratch("pool-step", w.shape, w.dtype)
-            larger = scratch("pool-mask", w.shape, np.bool_)
-            for k, (i, j) in enumerate(positions[1:], 1):
-                v = _at(xh[a:b], i, j, stride, ho, wo)
-                # where = k at a strictly larger value, as arithmetic: a masked copy
-                # (np.copyto with where=) costs ten times as much per element.
-                np.subtract(k, w, out=step)
-                step *= np.greater(v, o, out=larger)
-                w += step
-                np.maximum(o, v, out=o)  # propagates NaN
-
-        per_image = ho * wo * c * x.itemsize * (len(positions) + 2)
-        map_chunks(work, n, chunk_size(n, per_image, 1 << 21), elements=n * ho * wo * c)
+        where, out = _max_positions(xh, stride, geo)
         ctx.save_for_backward(where)
-        ctx.shape, ctx.kernel, ctx.stride, ctx.geometry = xh.shape, kernel, stride, geo
+        ctx.window = (xh.shape, kernel, stride, geo)
         return _nchw(out)
 
     @staticmethod
     def backward(ctx, g):
         (where,) = ctx.saved_tensors
+        return MaxPoolScatter.call(g, where, ctx.window), None, None
+
+    @staticmethod
+    def jvp(ctx, tx, _tk, _ts):
+        (where,) = ctx.saved_tensors
+        return MaxPoolGather.call(tx, where, ctx.window)
+
+
+class MaxPoolGather(_Routing):
+    """The value of each window at its maximum: x (N, C, H, W) -> (N, C, Ho, Wo) given
+    `where` (the positions `MaxPool2d` found) and `window`; transpose `MaxPoolScatter`."""
+
+    @staticmethod
+    def forward(ctx, x, where, window):
+        ctx.save_for_backward(where)
+        ctx.window = window
+        _, _, stride, geo = window
+        ho, wo, positions, _ = geo
+        th = _nhwc(x)
+        t = np.array(_at(th, 0, 0, stride, ho, wo))
+        for k, (i, j) in enumerate(positions[1:], 1):
+            np.copyto(t, _at(th, i, j, stride, ho, wo), where=where == k)
+        return _nchw(t)
+
+    @staticmethod
+    def backward(ctx, g):
+        (where,) = ctx.saved_tensors
+        return MaxPoolScatter.call(g, where, ctx.window), None, None
+
+
+class MaxPoolScatter(_Routing):
+    """Each window's value sent to its maximum: g (N, C, Ho, Wo) -> (N, C, H, W) given
+    `where` and `window` (max pooling's backward); transpose `MaxPoolGather`."""
+
+    @staticmethod
+    def forward(ctx, g, where, window):
+        ctx.save_for_backward(where)
+        ctx.window = window
+        shape, kernel, stride, geo = window
 
         def routed(k, gc, a, b, dest):
             hit = np.equal(where[a:b], k, out=scratch("pool-mask", gc.shape, np.bool_))
             return np.multiply(gc, hit, out=dest) if dest is not None else gc * hit
 
-        dx = empty(ctx.shape, g.dtype)
-        _spread(_nhwc(g), dx, routed, ctx.kernel, ctx.stride, ctx.geometry)
-        return _nchw(dx), None, None
+        dx = empty(shape, g.dtype)
+        _spread(_nhwc(g), dx, routed, kernel, stride, geo)
+        return _nchw(dx)
 
     @staticmethod
-    def jvp(ctx, tx, _tk, _ts):
+    def backward(ctx, gg):
         (where,) = ctx.saved_tensors
-        ho, wo, positions, _ = ctx.geometry
-        th = _nhwc(tx)
-        t = np.array(_at(th, 0, 0, ctx.stride, ho, wo))
-        for k, (i, j) in enumerate(positions[1:], 1):
-            np.copyto(t, _at(th, i, j, ctx.stride, ho, wo), where=where == k)
-        return _nchw(t)
+        return MaxPoolGather.call(gg, where, ctx.window), None, None
 
 
 def _window_mean(xh, stride, geometry):
@@ -171,36 +235,49 @@ def _window_mean(xh, stride, geometry):
     return out
 
 
-class AvgPool2d(Function):
+class AvgPool2d(_Routing):
     """Mean over kh x kw windows moved by (sh, sw): x (N, C, H, W) -> (N, C, Ho, Wo).
-    Backward: each window's gradient is shared equally by its kh * kw pixels."""
+    Backward: each window's gradient is shared equally by its kh * kw pixels
+    (`AvgPoolSpread`)."""
 
     @staticmethod
     def forward(ctx, x, kernel, stride):
         xh = _nhwc(x)
         geo = _geometry(xh.shape, kernel, stride)
-        ctx.shape, ctx.kernel, ctx.stride, ctx.geometry = xh.shape, kernel, stride, geo
+        ctx.window = (xh.shape, kernel, stride, geo)
         return _nchw(_window_mean(xh, stride, geo))
 
     @staticmethod
     def backward(ctx, g):
-        scale = 1.0 / len(ctx.geometry[2])
+        return AvgPoolSpread.call(g, ctx.window), None, None
+
+
+class AvgPoolSpread(_Routing):
+    """Each window's value shared equally by its pixels: g (N, C, Ho, Wo) -> (N, C, H, W)
+    for `window` (average pooling's backward); transpose `AvgPool2d`."""
+
+    @staticmethod
+    def forward(ctx, g, window):
+        ctx.window = window
+        shape, kernel, stride, geo = window
+        scale = 1.0 / len(geo[2])
 
         def shared(_k, gc, _a, _b, dest):
             return np.multiply(gc, scale, out=dest) if dest is not None else gc * scale
 
-        dx = empty(ctx.shape, g.dtype)
-        _spread(_nhwc(g), dx, shared, ctx.kernel, ctx.stride, ctx.geometry)
-        return _nchw(dx), None, None
+        dx = empty(shape, g.dtype)
+        _spread(_nhwc(g), dx, shared, kernel, stride, geo)
+        return _nchw(dx)
 
     @staticmethod
-    def jvp(ctx, tx, _tk, _ts):
-        return _nchw(_window_mean(_nhwc(tx), ctx.stride, ctx.geometry))
+    def backward(ctx, gg):
+        _, kernel, stride, _ = ctx.window
+        return AvgPool2d.call(gg, kernel, stride), None
 
 
-class GlobalAvgPool2d(Function):
+class GlobalAvgPool2d(_Routing):
     """Mean over all pixels of each channel: x (N, C, H, W) -> (N, C).
-    Backward: ``dx[n, c, y, x] = dout[n, c] / (H * W)``."""
+    Backward: ``dx[n, c, y, x] = dout[n, c] / (H * W)`` (`GlobalAvgSpread`)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -209,19 +286,28 @@ class GlobalAvgPool2d(Function):
 
     @staticmethod
     def backward(ctx, g):
-        n, c, h, w = ctx.shape
+        return GlobalAvgSpread.call(g, ctx.shape)
+
+
+class GlobalAvgSpread(_Routing):
+    """g (N, C) spread evenly over the pixels of images of `shape` (N, C, H, W), stored
+    channels-last; transpose `GlobalAvgPool2d`."""
+
+    @staticmethod
+    def forward(ctx, g, shape):
+        n, c, h, w = shape
         dx = empty((n, h, w, c), g.dtype)
         dx[...] = (g * (1.0 / (h * w)))[:, None, None, :]
         return _nchw(dx)
 
     @staticmethod
-    def jvp(ctx, tx):
-        return _nhwc(tx).mean(axis=(1, 2))
+    def backward(ctx, gg):
+        return GlobalAvgPool2d.call(gg), None
 
 
-class GlobalMaxPool2d(Function):
+class GlobalMaxPool2d(_Routing):
     """Maximum over all pixels of each channel: x (N, C, H, W) -> (N, C). Backward: the
-    gradient goes to the first maximum in row-major pixel order."""
+    gradient goes to the first maximum in row-major pixel order (`GlobalMaxScatter`)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -235,17 +321,48 @@ class GlobalMaxPool2d(Function):
     @staticmethod
     def backward(ctx, g):
         (where,) = ctx.saved_tensors
-        n, c, h, w = ctx.shape
+        return GlobalMaxScatter.call(g, where, ctx.shape)
+
+    @staticmethod
+    def jvp(ctx, tx):
+        (where,) = ctx.saved_tensors
+        return GlobalMaxGather.call(tx, where)
+
+
+class GlobalMaxGather(_Routing):
+    """x (N, C, H, W) at the pixels `where` (N, 1, C) (row-major pixel indices) -> (N, C);
+    transpose `GlobalMaxScatter`."""
+
+    @staticmethod
+    def forward(ctx, x, where):
+        ctx.save_for_backward(where)
+        ctx.shape = x.shape
+        n, c, h, w = x.shape
+        rows = _nhwc(x).reshape(n, h * w, c)
+        return np.take_along_axis(rows, where, axis=1)[:, 0, :]
+
+    @staticmethod
+    def backward(ctx, g):
+        (where,) = ctx.saved_tensors
+        return GlobalMaxScatter.call(g, where, ctx.shape), None
+
+
+class GlobalMaxScatter(_Routing):
+    """g (N, C) placed at the pixels `where` of zero images of `shape` (N, C, H, W),
+    stored channels-last; transpose `GlobalMaxGather`."""
+
+    @staticmethod
+    def forward(ctx, g, where, shape):
+        ctx.save_for_backward(where)
+        n, c, h, w = shape
         dx = np.zeros((n, h * w, c), dtype=g.dtype)
         np.put_along_axis(dx, where, g[:, None, :], axis=1)
         return _nchw(dx.reshape(n, h, w, c))
 
     @staticmethod
-    def jvp(ctx, tx):
+    def backward(ctx, gg):
         (where,) = ctx.saved_tensors
-        n, c, h, w = ctx.shape
-        rows = _nhwc(tx).reshape(n, h * w, c)
-        return np.take_along_axis(rows, where, axis=1)[:, 0, :]
+        return GlobalMaxGather.call(gg, where), None, None
 
 
 # ---------------------------------------------------------------- the functions
