@@ -319,6 +319,8 @@ def test_test_time_shifts_average_six_views_with_weights(data):
         ({"flips": "sometimes"}, 'flips must be "random" or "alternate"'),
         ({"test_time_shift": -1}, "test_time_shift must be a non-negative int"),
         ({"muon_lr": 0}, "muon_lr must be a positive number"),
+        ({"lookahead": 2, "lookahead_alpha": 0}, r"lookahead_alpha must be in \(0, 1\]"),
+        ({"lookahead": 2, "lookahead_ramp": -0.5}, "lookahead_ramp must be a non-negative"),
         ({"muon_momentum": 1.0}, r"muon_momentum must be in \(0, 1\)"),
     ],
 )
@@ -338,6 +340,27 @@ def test_recipe_options_on_the_command_line():
                       "test_time_shift": 1, "muon_lr": 0.2, "muon_momentum": 0.5}  # fmt: skip
     with pytest.raises(ValueError, match="--test-time-shift: expected a non-negative integer"):
         spec.read_options({"--test-time-shift": "x"})
+
+
+def test_lookahead_alpha_and_ramp_over_a_fraction_of_the_run(data):
+    from chainrule import optim
+    from chainrule.train.solver import batches_per_epoch
+
+    (X, y), (Xt, yt) = data
+    kw = dict(TINY, optimizer="nesterov", learning_rate=0.05, lr_schedule="onecycle", epochs=6,
+              lookahead=3, lookahead_alpha=0.226, lookahead_ramp=0.5)  # fmt: skip
+    model = ConvNet(**kw).fit(X, y)
+    assert model.score(Xt, yt) > 0.8
+    opt = model._make_optimizer(model.net_)
+    assert isinstance(opt, optim.Lookahead) and (opt.k, opt.alpha) == (3, 0.226)
+    steps = batches_per_epoch(len(X), TINY["batch_size"]) * 6
+    assert opt.ramp_steps == round(steps / 2) and opt.current_alpha() == 1.0
+    # without a ramp the pull is alpha from the first step
+    plain = ConvNet(**{**kw, "lookahead_ramp": 0}).fit(X, y)._make_optimizer(model.net_)
+    assert plain.ramp_steps is None and plain.current_alpha() == 0.226
+    spec = get_model_spec("cnn")
+    params, _ = spec.read_options({"--lookahead-alpha": "0.2", "--lookahead-ramp": "1"})
+    assert params == {"lookahead_alpha": 0.2, "lookahead_ramp": 1.0}
 
 
 def test_muon_orthogonalises_the_filters_and_steps_the_rest_by_nesterov_sgd(data):

@@ -55,8 +55,16 @@ class ConvNet(FullyConnectedNet):
     dropout : float in [0, 1)
         Dropout of the pooled features before the last Linear layer.
     lookahead : int
-        ``k`` of `chainrule.optim.Lookahead` (alpha 0.5) around the optimizer: every k
-        steps the weights move halfway back toward their value k steps before; 0: off.
+        ``k`` of `chainrule.optim.Lookahead` around the optimizer: every k steps the
+        slow weights move by `lookahead_alpha` of the way to the fast ones, which then
+        restart from them; 0: off.
+    lookahead_alpha : float in (0, 1]
+        Lookahead's pull toward the fast weights at each sync (0.5: halfway; 1 - 0.95^5
+        = 0.226 at k = 5: a moving average over about 20 steps).
+    lookahead_ramp : float >= 0
+        The pull starts at 1 (no averaging) and reaches `lookahead_alpha` after this
+        fraction of the run's steps, cubically (`Lookahead`'s ``ramp_steps``), so the
+        averaging does not slow the start; 0: `lookahead_alpha` from the first step.
     init : "kaiming" or "dirac"
         Initial 3x3 filters: He normal, or He normal with the first
         ``min(out, in)`` filters of each convolution identities
@@ -122,6 +130,8 @@ class ConvNet(FullyConnectedNet):
         weight_decay=0.0,
         momentum=0.9,
         lookahead=0,
+        lookahead_alpha=0.5,
+        lookahead_ramp=0.0,
         init="kaiming",
         bias_lr_factor=1.0,
         flips="random",
@@ -152,6 +162,8 @@ class ConvNet(FullyConnectedNet):
         self.weight_decay = weight_decay
         self.momentum = momentum
         self.lookahead = lookahead
+        self.lookahead_alpha = lookahead_alpha
+        self.lookahead_ramp = lookahead_ramp
         self.init = init
         self.bias_lr_factor = bias_lr_factor
         self.flips = flips
@@ -202,6 +214,12 @@ class ConvNet(FullyConnectedNet):
         k = self.lookahead
         if not _is_int(k) or k < 0:
             raise ValueError(f"lookahead must be a non-negative int (0: off), got {k!r}")
+        a = self.lookahead_alpha
+        if not _is_real(a) or not 0 < a <= 1:
+            raise ValueError(f"lookahead_alpha must be in (0, 1], got {a!r}")
+        r = self.lookahead_ramp
+        if not _is_real(r) or not 0 <= r < math.inf:
+            raise ValueError(f"lookahead_ramp must be a non-negative number (0: off), got {r!r}")
         pad = self.aug_padding
         if not _is_int(pad) or pad < 0:
             raise ValueError(f"aug_padding must be a non-negative int, got {pad!r}")
@@ -244,6 +262,7 @@ class ConvNet(FullyConnectedNet):
         )  # fmt: skip
 
     def _new_network(self, X, rng):
+        self._fit_rows = len(X)  # sizes Lookahead's ramp (see `_make_optimizer`)
         whiten = X.reshape(-1, *self.image_shape_) if self.stem == "whiten" else None
         return self._build_network(X.shape[1], len(self.classes_), rng, whiten_images=whiten)
 
@@ -276,7 +295,14 @@ class ConvNet(FullyConnectedNet):
                 self.optimizer, groups, float(lr), momentum=self.momentum, weight_decay=float(wd)
             )
         if self.lookahead:
-            opt = optim.Lookahead(opt, k=int(self.lookahead), alpha=0.5)
+            ramp = None
+            if self.lookahead_ramp > 0:
+                from chainrule.train.solver import batches_per_epoch
+
+                steps = batches_per_epoch(self._fit_rows, self.batch_size) * int(self.epochs)
+                ramp = max(1, round(float(self.lookahead_ramp) * steps))
+            alpha = float(self.lookahead_alpha)
+            opt = optim.Lookahead(opt, k=int(self.lookahead), alpha=alpha, ramp_steps=ramp)
         return opt
 
     def _muon(self, net, groups):

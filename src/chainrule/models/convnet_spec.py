@@ -108,7 +108,15 @@ LOOKAHEAD = Option(
     "--lookahead", "lookahead", "Lookahead every K optimizer steps (0: off)",
     parse=non_negative_int,
 )  # fmt: skip
-
+LOOKAHEAD_ALPHA = Option(
+    "--lookahead-alpha", "lookahead_alpha",
+    "with --lookahead: the pull toward the fast weights at each sync, in (0, 1]", parse=float,
+)  # fmt: skip
+LOOKAHEAD_RAMP = Option(
+    "--lookahead-ramp", "lookahead_ramp",
+    "with --lookahead: the fraction of the run over which the pull falls from 1 to "
+    "--lookahead-alpha (0: none)", parse=float,
+)  # fmt: skip
 LOGIT_SCALE = Option(
     "--logit-scale", "logit_scale", "fixed factor on the class scores (1: none)",
     parse=float,
@@ -163,8 +171,8 @@ def _activations(model, image_shape) -> tuple[int, int]:
 
 class ConvNetSpec(ModelSpec):
     options = (
-        CHANNELS, STEM, *TRAINING, LOOKAHEAD, LOGIT_SCALE, INIT, BIAS_LR_FACTOR, FLIPS,
-        TEST_TIME_SHIFT, MUON_LR, MUON_MOMENTUM,
+        CHANNELS, STEM, *TRAINING, LOOKAHEAD, LOOKAHEAD_ALPHA, LOOKAHEAD_RAMP, LOGIT_SCALE,
+        INIT, BIAS_LR_FACTOR, FLIPS, TEST_TIME_SHIFT, MUON_LR, MUON_MOMENTUM,
     )  # fmt: skip
     shown = ("channels", "stem", "learning_rate", "epochs")
     searched = ("learning_rate", "weight_decay")
