@@ -1,6 +1,9 @@
 """Image folders: both layouts, decoding, errors naming files, and the decoded-array cache."""
 
+import io
 import os
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -398,3 +401,73 @@ def test_each_image_keeps_its_file_name_through_splits_and_the_cache(tmp_path):
     both = data.load(root, "all", **kw)
     assert both.files[:1] == ["train/bird/000.png"] and both.files[-1] == "test/dog/003.png"
     assert data.load("digits", "train", progress=False).files is None
+
+
+def _entry_members(entry):
+    with np.load(entry, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _rewrite(entry, members):
+    with open(entry, "wb") as f:
+        np.savez(f, **members)
+
+
+def test_cache_entry_with_more_images_than_files_is_rebuilt(tmp_path):
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    first = data.load(tmp_path / "imgs", "all", **kw)
+    (entry,) = (tmp_path / "cache" / "folders").glob("*.npz")
+    m = _entry_members(entry)
+    n = len(m["labels"]) + 3  # same key, more images than the folder has files
+    m.update(images=np.zeros((n, *m["images"].shape[1:]), np.uint8),
+             labels=np.zeros(n, np.int64), kept=np.zeros(n, np.int64))  # fmt: skip
+    _rewrite(entry, m)
+    again = data.load(tmp_path / "imgs", "all", **kw)
+    np.testing.assert_array_equal(first.images, again.images)
+    np.testing.assert_array_equal(first.labels, again.labels)
+
+
+def test_cache_entry_whose_header_claims_a_huge_array_is_rebuilt(tmp_path):
+    """The header is checked against the member's size before anything is allocated:
+    a header claiming 1.3 GB of images costs a fresh decode, not 1.3 GB."""
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    first = data.load(tmp_path / "imgs", "all", **kw)
+    (entry,) = (tmp_path / "cache" / "folders").glob("*.npz")
+    m = _entry_members(entry)
+    n, h, w, c = m["images"].shape
+    with zipfile.ZipFile(entry, "w") as zf:
+        for k, v in m.items():
+            b = io.BytesIO()
+            np.lib.format.write_array(b, v)
+            raw = b.getvalue()
+            if k == "images":  # the same data under a header claiming far more
+                raw = raw.replace(repr((n, h, w, c)).encode(),
+                                  repr((n, h * 1000, w * 1000, c)).encode())  # fmt: skip
+            zf.writestr(f"{k}.npy", raw)
+    tracemalloc.start()
+    try:
+        again = data.load(tmp_path / "imgs", "all", **kw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(first.images, again.images)
+    assert peak < 100 * 2**20, f"reading the damaged entry allocated {peak:,} bytes"
+
+
+def test_cache_entry_that_is_a_link_is_not_followed(tmp_path, monkeypatch):
+    make_flat(tmp_path / "imgs")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    data.load(tmp_path / "imgs", "all", **kw)
+    (entry,) = (tmp_path / "cache" / "folders").glob("*.npz")
+    target = tmp_path / "elsewhere.npz"
+    entry.rename(target)
+    entry.symlink_to(target)
+    decoded = []
+    real = folder_mod.decode_photos
+    monkeypatch.setattr(
+        folder_mod, "decode_photos", lambda p, **k: decoded.append(p) or real(p, **k)
+    )
+    data.load(tmp_path / "imgs", "all", **kw)
+    assert decoded, "a cache entry behind a link was read"

@@ -383,3 +383,32 @@ def test_knn_external_data(data, tmp_path):
     export_onnx(model, path, preprocessor=pre, external_data=False)
     assert not data_file.exists()
     assert_same_answers(model, pre, path, test_images)
+
+
+def test_export_leaves_a_data_file_it_did_not_write(data, tmp_path):
+    """A file named like the side file, that no export to this path wrote, is the user's:
+    a one-file export leaves it alone, an external-data export refuses to replace it,
+    and a link there is never written through."""
+    images, labels, test_images, _, pre = data
+    model = KNearestNeighbors(k=3).fit(pre.transform(images), labels)
+    path = tmp_path / "knn.onnx"
+    side = tmp_path / "knn.onnx.data"
+    side.write_bytes(b"the user's own data")
+    export_onnx(model, path, preprocessor=pre, external_data=False)
+    assert side.read_bytes() == b"the user's own data"
+    with pytest.raises(OSError, match="knn.onnx.data is in the way"):
+        export_onnx(model, path, preprocessor=pre, external_data=True)
+    assert side.read_bytes() == b"the user's own data"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"important")
+    side.unlink()
+    side.symlink_to(victim)
+    with pytest.raises(OSError, match="in the way"):
+        export_onnx(model, path, preprocessor=pre, external_data=True)
+    export_onnx(model, path, preprocessor=pre, external_data=False)
+    assert side.is_symlink() and victim.read_bytes() == b"important"
+    # a side file an export to this path did write is replaced by the next one
+    side.unlink()
+    export_onnx(model, path, preprocessor=pre, external_data=True)
+    export_onnx(model, path, preprocessor=pre, external_data=True)
+    assert_same_answers(model, pre, path, test_images)

@@ -55,7 +55,7 @@ def run(args) -> int:
     from chainrule.cli._common import info
     from chainrule.data.resize import format_size
     from chainrule.models.export import export_checked
-    from chainrule.models.export.write import data_file
+    from chainrule.models.export.write import data_file, side_file_of
 
     loaded = load_trained(args.run, args.model)
     external = {"auto": None, "yes": True, "no": False}[args.external_data]
@@ -74,7 +74,7 @@ def run(args) -> int:
         if not args.no_resize:
             shape = f"(N, H, W, {c}) of any size, resized to {format_size(h, w)} in the graph"
     data = data_file(path)
-    side = f" + {data} {_size(data)}" if data.exists() else ""
+    side = f" + {data} {_size(data)}" if side_file_of(path) else ""
     print(
         escaped(
             f"wrote {path} ({_size(path)}{side}): {loaded.name}, {len(loaded.classes)} classes, "

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule._files import atomic_write
+from chainrule._files import atomic_write, open_file
+from chainrule._memory import physical_memory
+from chainrule._npz import DamagedArchive, NotAnArchive, NpzArchive
 
 from .cache import cache_root, remove_stale_temps
 from .dataset import Dataset
@@ -201,28 +203,56 @@ def _decode_set(folder: Path, classes, files, size, how):
 
 
 def _read_cache(entry: Path | None, key: str, prefix: str, n_files: int):
-    if entry is None or not entry.is_file():
+    """The cached (images, labels, kept, notes) of ``entry``, or None when it is missing,
+    for another key, or anything but what `_write_cache` writes. Every member's header is
+    checked before any array is read (`chainrule._npz.NpzArchive`): at most ``n_files``
+    images, within the machine's memory, so that a damaged or planted entry costs a
+    fresh decode and never an allocation its header made up."""
+    if entry is None:
         return None
     try:
-        with np.load(entry, allow_pickle=False) as z:
-            if str(z["key"]) != key:
+        with open_file(entry, follow_symlinks=False) as f, NpzArchive(f) as z:
+            if z.others or set(z.names) != _CACHE_MEMBERS or not _cache_headers_fit(z, n_files):
                 return None
-            images, labels, kept = z["images"], z["labels"], z["kept"]
-            notes = json.loads(str(z["notes"]))
-    except Exception:  # an unreadable cache entry is rebuilt, never trusted
-        return None
-    n = images.shape[0] if images.ndim == 4 else -1
-    if images.dtype != np.uint8 or labels.dtype != np.int64 or labels.shape != (n,):
-        return None
-    if (
-        kept.dtype != np.int64
-        or kept.shape != (n,)
-        or (n and (kept.min() < 0 or kept.max() >= n_files))
-    ):
+            if str(z.read("key")) != key:
+                return None
+            images, labels, kept = z.read("images"), z.read("labels"), z.read("kept")
+            notes = json.loads(str(z.read("notes")))
+    except (OSError, NotAnArchive, DamagedArchive, ValueError):
+        return None  # an unreadable cache entry is rebuilt, never trusted
+    n = images.shape[0]
+    if n and (kept.min() < 0 or kept.max() >= n_files):
         return None
     if not isinstance(notes, dict) or {"unreadable", "resized", "size"} - set(notes):
         return None
     return images, labels, kept, notes
+
+
+_CACHE_MEMBERS = {"images", "labels", "kept", "key", "notes"}
+# The key is a short hex digest; the notes name at most every file once or twice.
+_MAX_KEY_BYTES = 4096
+_MAX_NOTE_BYTES_PER_FILE = 16384
+
+
+def _cache_headers_fit(z: NpzArchive, n_files: int) -> bool:
+    """Whether the members' headers describe what `_write_cache` writes for ``n_files``
+    files: uint8 images (n, H, W, C) with n <= n_files within memory, int64 labels and
+    indices of length n, a scalar key and notes of bounded size."""
+    images, labels, kept = z.header("images"), z.header("labels"), z.header("kept")
+    key, notes = z.header("key"), z.header("notes")
+    if images.dtype != np.uint8 or len(images.shape) != 4 or images.shape[0] > n_files:
+        return False
+    if images.nbytes > physical_memory():
+        return False
+    n = images.shape[0]
+    for h in (labels, kept):
+        if h.dtype != np.dtype(np.int64) or h.shape != (n,):
+            return False
+    return (
+        key.shape == () and key.dtype.kind == "U" and key.nbytes <= _MAX_KEY_BYTES
+        and notes.shape == () and notes.dtype.kind == "U"
+        and notes.nbytes <= _MAX_NOTE_BYTES_PER_FILE * (n_files + 1)
+    )  # fmt: skip
 
 
 def _write_cache(entry: Path | None, key: str, prefix: str, images, labels, kept, notes) -> None:

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import onnx
 
-from chainrule._files import atomic_write, temp_dir
+from chainrule._files import atomic_write, read_file, temp_dir
 
-__all__ = ["EXTERNAL_DATA_BYTES", "data_file", "initializer_bytes", "save_checked"]
+__all__ = ["EXTERNAL_DATA_BYTES", "data_file", "initializer_bytes", "save_checked", "side_file_of"]
 
 # Weights beyond this size go to a side file ``<name>.data``: protobuf cannot serialize
 # one message over 2 GiB, and a runtime can memory-map a side file instead of parsing it.
 EXTERNAL_DATA_BYTES = 1 << 30
+# An earlier model file is read (to see whether it owns a side file) up to protobuf's limit.
+_MAX_MODEL_BYTES = 1 << 31
 
 
 def data_file(path: Path) -> Path:
@@ -32,6 +34,26 @@ def data_file(path: Path) -> Path:
 
 def initializer_bytes(model: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def side_file_of(path: Path) -> bool:
+    """Whether ``<path>.data`` is the external data of the ONNX model now at ``path``
+    (an earlier export to ``path``): only then may writing ``path`` replace or remove it.
+    A side file that is a link, or beside a file that is not such a model, belongs to
+    someone else."""
+    data = data_file(path)
+    if not data.is_file() or data.is_symlink():
+        return False
+    try:
+        raw = read_file(path, _MAX_MODEL_BYTES)
+        old = onnx.load_model_from_string(raw)
+    except Exception:  # missing, a link, too large, or not an ONNX model
+        return False
+    for t in old.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            if any(e.key == "location" and e.value == data.name for e in t.external_data):
+                return True
+    return False
 
 
 def _check_destination(path: Path) -> None:
@@ -66,11 +88,12 @@ def save_checked(model: onnx.ModelProto, path, external_data: bool | None = None
             _save_external(model, path)
         else:
             onnx.checker.check_model(model, full_check=True)
+            stale = side_file_of(path)
             with atomic_write(path) as f:
                 f.write(model.SerializeToString())
-            # A side file an earlier export wrote for this path belongs to the file just
-            # replaced; nothing reads it any more.
-            data_file(path).unlink(missing_ok=True)
+            # The side file of the model just replaced: nothing reads it any more.
+            if stale:
+                data_file(path).unlink(missing_ok=True)
     except OSError as e:
         raise OSError(f"cannot write {path}: {e.strerror or e}") from None
     return path
@@ -83,6 +106,11 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
     ``model`` itself is changed: its initializers now point to the data file.
     """
     data = data_file(path)
+    if os.path.lexists(data) and not side_file_of(path):
+        raise FileExistsError(
+            f"{data} is in the way of the model's weights and is not the side file of an "
+            f"ONNX model at {path}; move it, or export under another name"
+        )
     work = temp_dir(path.parent, path.name)
     try:
         staged = work / path.name
