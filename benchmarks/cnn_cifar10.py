@@ -354,6 +354,7 @@ def train(a) -> int:
         "train_s": train_s,
         "images_per_s": len(X) * a.epochs / train_s,
         "peak_rss_gb": peak_rss_gb(),
+        "cpu_s": cpu_s,
         "cpu_share": cpu_s / train_s / (os.cpu_count() or 1),
         "loadavg": [load0[0], os.getloadavg()[0]],
     }
@@ -362,7 +363,8 @@ def train(a) -> int:
         f"({accs['flips and 1-pixel shifts']:.4f} with flips and 1-pixel shifts, "
         f"{final_one_view:.4f} one view); training {train_s / 60:.1f} min, "
         f"{result['images_per_s']:.0f} images/s including validation; peak RSS "
-        f"{result['peak_rss_gb']:.2f} GB; CPU {100 * result['cpu_share']:.0f}% of the cores; "
+        f"{result['peak_rss_gb']:.2f} GB; CPU {cpu_s / 60:.1f} min, "
+        f"{100 * result['cpu_share']:.0f}% of the cores; "
         f"load {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     if a.json:
