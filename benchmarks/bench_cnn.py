@@ -7,18 +7,25 @@ run in this process with the same number of threads (threadpoolctl limits NumPy'
 whose thread count chainrule's convolutions follow; ``torch.set_num_threads`` limits
 PyTorch), in alternating short timing windows so that load from other processes hits
 both alike. The result is the median over window pairs of the ratio of images per
-second, chainrule / PyTorch.
+second, chainrule / PyTorch; next to it, the median ratio of the CPU time (both
+processes' threads) each side spent per step in the same windows, which moves less with
+the load than wall time does, and the load average after the windows. The header names
+each side's libraries and which chainrule kernel runs each convolution (im2col or
+Winograd F(2x2, 3x3), see `chainrule.nn.functional.conv`).
 
 It also times the convolutions alone (forward and backward of every convolution of the
 network on the shapes it sees, in chainrule) and a plain float32 matrix product of the
 same number of floating-point operations, in the same run: the matrix product is the
-limit the convolutions can approach (about 167 GFLOP/s on two cores of this machine).
+limit the convolutions can approach.
 
 Usage::
 
-    python benchmarks/bench_cnn.py                     # 1 and 2 threads, ~2 minutes
+    python benchmarks/bench_cnn.py                     # 1 and 2 threads, 3-8 minutes
     python benchmarks/bench_cnn.py --threads 2 --windows 7
+    python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256   # Winograd layers
+    python benchmarks/bench_cnn.py --widths 32,64,64,128,128,256,256 --kernels-ab
     python benchmarks/bench_cnn.py --profile --threads 1   # where chainrule's time goes
+    python benchmarks/bench_cnn.py --profile --threads 1 --cpu-time   # steadier when busy
 """
 
 from __future__ import annotations
@@ -39,11 +46,21 @@ def parse_args(argv=None):
     p.add_argument("--widths", default="16,32,32,64,64,64,64", help=STAGES_HELP)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--threads", default="1,2", help="thread counts to measure, e.g. 1,2")
-    p.add_argument("--windows", type=int, default=7, help="timing windows per library")
-    p.add_argument("--iters", type=int, default=3, help="training steps per window")
+    p.add_argument("--windows", type=int, default=11, help="timing windows per library")
+    p.add_argument("--iters", type=int, default=2, help="training steps per window")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true", help="time chainrule only")
     p.add_argument("--profile", action="store_true", help="time of each Function in a step")
+    p.add_argument(
+        "--cpu-time", action="store_true", help="--profile in CPU time (with --threads 1)"
+    )
+    p.add_argument("--no-winograd", action="store_true", help="im2col for every convolution")
+    p.add_argument(
+        "--kernels-ab",
+        action="store_true",
+        help="chainrule only: windows with Winograd where it applies against im2col "
+        "everywhere, interleaved (what the Winograd kernels are worth on this network)",
+    )
     return p.parse_args(argv)
 
 
@@ -183,14 +200,15 @@ def torch_backend():
 
 
 def _window(step, data, n, batch):
-    t0 = time.perf_counter()
+    """(images per second, process CPU seconds per step) over n steps."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         step(*data[i % len(data)])
-    return batch * n / (time.perf_counter() - t0)
+    return batch * n / (time.perf_counter() - t0), (time.process_time() - c0) / n
 
 
 def measure_training(args, threads):
-    """Interleaved windows; (chainrule img/s list, torch img/s list)."""
+    """Interleaved windows; (chainrule, torch) lists of (img/s, CPU s per step)."""
     from threadpoolctl import threadpool_limits
 
     data = make_data(args.batch, 2, args.seed)
@@ -257,17 +275,24 @@ def measure_conv_limit(args, threads, repeats=5):
 def report(args, threads):
     cr, th = measure_training(args, threads)
     flops, conv_s, mm_s = measure_conv_limit(args, threads)
-    cr_med = statistics.median(cr)
-    print(f"== {threads} thread(s)")
-    print(f"   chainrule {cr_med:7.0f} img/s (median of {len(cr)} windows of {args.iters} steps)")
+    cr_med = statistics.median(v for v, _ in cr)
+    print(f"== {threads} thread(s), load {os.getloadavg()[0]:.1f} after the windows")
+    print(
+        f"   chainrule {cr_med:7.0f} img/s (median of {len(cr)} windows of {args.iters} steps);"
+        f" {statistics.median(c for _, c in cr) * 1e3:.0f} ms CPU time per step"
+    )
     if th:
-        th_med = statistics.median(th)
-        ratios = [a / b for a, b in zip(cr, th)]
-        print(f"   PyTorch   {th_med:7.0f} img/s")
+        th_med = statistics.median(v for v, _ in th)
+        print(
+            f"   PyTorch   {th_med:7.0f} img/s;"
+            f" {statistics.median(c for _, c in th) * 1e3:.0f} ms CPU time per step"
+        )
+        ratios = sorted(a / b for (a, _), (b, _) in zip(cr, th))
+        cpu = statistics.median(b / a for (_, a), (_, b) in zip(cr, th))
         med = statistics.median(ratios)
         print(
             f"   ratio chainrule / PyTorch: median of per-pair ratios {med:.2f}"
-            f" (range {min(ratios):.2f}-{max(ratios):.2f})"
+            f" (range {ratios[0]:.2f}-{ratios[-1]:.2f}); of CPU time per step {cpu:.2f}"
         )
     step_s = args.batch / cr_med
     print(
@@ -279,7 +304,60 @@ def report(args, threads):
     )
 
 
+def kernels(args):
+    """Which chainrule kernel runs each convolution of the network (forward and both
+    gradients take the same one)."""
+    from chainrule.nn.functional import conv_kernel
+
+    rows = []
+    for (n, c, h, w, f), _ in conv_shapes(args.widths, args.batch):
+        kernel = conv_kernel((n, h, w, c), (f, c, 3, 3), (1, 1), (1, 1))
+        rows.append(f"{c}->{f} at {h}x{w}: {kernel}")
+    return "; ".join(rows)
+
+
+def kernels_ab(args):
+    """Interleaved windows of chainrule's training step with the Winograd kernels where
+    `conv_kernel` picks them and with im2col for every convolution; the median over
+    window pairs of the ratio of CPU time per step, im2col / Winograd."""
+    from threadpoolctl import threadpool_limits
+
+    from chainrule.nn.functional import winograd
+
+    pays = winograd.pays
+    data = make_data(args.batch, 2, args.seed)
+    step, _ = chainrule_trainer(args.widths, args.seed)
+    sides = {"winograd": pays, "im2col": lambda *_: False}
+    times = {name: [] for name in sides}
+    try:
+        for threads in (int(v) for v in args.threads.split(",") if v):
+            for name in times:
+                times[name].clear()
+            with threadpool_limits(limits=threads, user_api="blas"):
+                for w in range(args.windows + 1):
+                    for name, rule in sides.items():
+                        winograd.pays = rule
+                        _, cpu = _window(step, data, args.iters, args.batch)
+                        if w:  # the first round warms both up
+                            times[name].append(cpu)
+            ratio = statistics.median(b / a for a, b in zip(times["winograd"], times["im2col"]))
+            print(
+                f"== {threads} thread(s), load {os.getloadavg()[0]:.1f}: CPU time per step "
+                f"with Winograd {statistics.median(times['winograd']) * 1e3:.0f} ms, "
+                f"im2col only {statistics.median(times['im2col']) * 1e3:.0f} ms; "
+                f"im2col / Winograd, median of {args.windows} pairs: {ratio:.2f}"
+            )
+    finally:
+        winograd.pays = pays
+
+
 # ---------------------------------------------------------------- profile
+
+
+# The clock of --profile: wall time, or with --cpu-time this thread's CPU time (one
+# thread only: it leaves out other threads' work, and the time the machine's other
+# processes take from this one).
+_clock = [time.perf_counter]
 
 
 def _timed(table, cls):
@@ -288,18 +366,40 @@ def _timed(table, cls):
         inner = getattr(cls, name)
 
         def timed(ctx, *a, inner=inner, key=f"{cls.__name__}.{name}"):
-            t0 = time.perf_counter()
+            t0 = _clock[0]()
             try:
                 return inner(ctx, *a)
             finally:
-                table[key] = table.get(key, 0.0) + time.perf_counter() - t0
+                table[key] = table.get(key, 0.0) + _clock[0]() - t0
 
         setattr(cls, name, staticmethod(timed))
 
 
+def _count_threaded(totals):
+    """Wrap the chunk runner of the Functions' modules so that the wall time spent in
+    it (the part that runs on every thread) adds up in totals[0]."""
+    from chainrule.nn.functional import _matmul, conv, norm, pool, winograd
+
+    modules = (conv, norm, pool, winograd, _matmul)
+    inner = conv.map_chunks
+
+    def timed(*a, **k):
+        t0 = _clock[0]()
+        try:
+            return inner(*a, **k)
+        finally:
+            totals[0] += _clock[0]() - t0
+
+    for m in modules:
+        m.map_chunks = timed
+    return lambda: [setattr(m, "map_chunks", inner) for m in modules]
+
+
 def profile(args):
     """Wall time of each Function's forward and backward over a few training steps (the
-    Functions run their chunks in threads, which a Python profiler would not see)."""
+    Functions run their chunks in threads, which a Python profiler would not see), and
+    the time outside the chunked work, which runs on one thread whatever the thread
+    count: with two threads that part does not shrink."""
     from threadpoolctl import threadpool_limits
 
     import chainrule.nn.functional as F
@@ -312,14 +412,19 @@ def profile(args):
     threads = int(args.threads.split(",")[-1])
     data = make_data(args.batch, 2, args.seed)
     step, _ = chainrule_trainer(args.widths, args.seed)
-    steps = 4
-    with threadpool_limits(limits=threads, user_api="blas"):
-        step(*data[0])
-        table.clear()
-        t0 = time.perf_counter()
-        for i in range(steps):
-            step(*data[i % 2])
-        total = (time.perf_counter() - t0) / steps
+    steps, threaded = 4, [0.0]
+    restore = _count_threaded(threaded)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            step(*data[0])
+            table.clear()
+            threaded[0] = 0.0
+            t0 = _clock[0]()
+            for i in range(steps):
+                step(*data[i % 2])
+            total = (_clock[0]() - t0) / steps
+    finally:
+        restore()
     print(
         f"== where a training step goes: {steps} steps of batch {args.batch}, {threads} thread(s)"
     )
@@ -328,12 +433,27 @@ def profile(args):
         print(f"   {key:32s} {t / steps * 1e3:7.1f} ms  {t / steps / total:5.1%}")
     rest = total - sum(table.values()) / steps
     print(f"   {'everything else (engine, SGD)':32s} {rest * 1e3:7.1f} ms  {rest / total:5.1%}")
+    serial = total - threaded[0] / steps
+    print(
+        f"   outside the chunks run in threads (one thread always): {serial * 1e3:.1f} ms "
+        f"{serial / total:.1%}"
+    )
 
 
 def main(argv=None):
     args = parse_args(argv)
     _widths(args.widths)
+    if args.no_winograd:
+        from chainrule.nn.functional import winograd
+
+        winograd.pays = lambda *_: False
+    if args.kernels_ab:
+        print(f"ConvNet widths {args.widths}; convolutions: {kernels(args)}")
+        kernels_ab(args)
+        return 0
     if args.profile:
+        if args.cpu_time:
+            _clock[0] = time.thread_time
         profile(args)
         return 0
     print(
@@ -341,7 +461,7 @@ def main(argv=None):
         f"32x32x3 inputs, batch {args.batch}, float32, Nesterov SGD, cross-entropy; "
         f"{args.windows} windows x {args.iters} steps per library"
     )
-    print(f"   chainrule: NumPy {np.__version__} + {numpy_blas()}")
+    print(f"   chainrule: NumPy {np.__version__} + {numpy_blas()}; convolutions: {kernels(args)}")
     if not args.no_torch:
         print(f"   {torch_backend()}")
     print(

@@ -7,8 +7,9 @@ process with the same number of threads (threadpoolctl limits NumPy's BLAS,
 
 - chainrule's training step (forward, backward, Adam);
 - PyTorch's training step of the same network;
-- the matrix products of one training step alone, as plain ``np.matmul`` calls on
-  preallocated float32 arrays of the same shapes: what this machine's float32
+- the matrix products of one training step alone, on preallocated float32 arrays of
+  the same shapes, through the product chainrule's layers use (``np.matmul`` per
+  thread, the output cut in blocks, one per thread): what this machine's float32
   matrix-product limit allows a step to cost.
 
 The sides take turns in short bursts (``--iters`` steps each, the order rotating every
@@ -139,7 +140,11 @@ def torch_trainer(dims, seed):
 
 
 def matmul_step(dims, batch, seed):
-    """The matrix products of one training step of the network, nothing else."""
+    """The matrix products of one training step of the network, nothing else, through
+    the product chainrule's layers use (split over threads by hand, one-thread BLAS per
+    block: faster than OpenBLAS's own threads wherever the two differ)."""
+    from chainrule.nn.functional._matmul import matmul
+
     rng = np.random.default_rng(seed)
 
     def arr(*shape):
@@ -152,11 +157,11 @@ def matmul_step(dims, batch, seed):
 
     def step(_xb=None, _yb=None):
         for i, W in enumerate(Ws):
-            np.matmul(acts[i], W, out=acts[i + 1])
+            matmul(acts[i], W, out=acts[i + 1])
         for i in reversed(range(len(Ws))):
-            np.matmul(acts[i].T, grads[i + 1], out=dWs[i])
+            matmul(acts[i].T, grads[i + 1], out=dWs[i])
             if i > 0:
-                np.matmul(grads[i + 1], Ws[i].T, out=grads[i])
+                matmul(grads[i + 1], Ws[i].T, out=grads[i])
 
     return step
 

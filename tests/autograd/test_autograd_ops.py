@@ -14,12 +14,17 @@ operation's domain and away from its kinks). Every row is checked the same ways:
   differences of the gradient,
 - float32 in, float32 out: value, gradients and tangents.
 
-A new Function is checked by adding one row.
+A new Function is checked by adding one row. A row may name the kernel its
+convolutions run (``kernel="winograd"``): every check of that row then runs with the
+F(2x2, 3x3) kernels taking each convolution they can compute, whatever its channels and
+size (and fails if none did), so that their derivatives of every order are checked on
+inputs small enough for entry-by-entry finite differences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import hypothesis.extra.numpy as hnp
@@ -35,6 +40,7 @@ from chainrule.autograd import tnp
 from chainrule.autograd.array_ops import Identity
 from chainrule.nn.functional import conv as C
 from chainrule.nn.functional import pool as P
+from chainrule.nn.functional import winograd
 
 TOL = 1e-7
 TOL2 = 1e-6  # second derivatives: finite differences of a gradient
@@ -173,14 +179,18 @@ def images(n=(1, 2), c=(1, 3), side=(1, 6)):
     return st.tuples(st.integers(*n), st.integers(*c), st.integers(*side), st.integers(*side))
 
 
-def conv_inputs(bias=True):
+def conv_inputs(bias=True, winograd=False):
     """x (N, C, H, W), weight (F, C, kh, kw)[, bias (F,)] and stride, padding pairs: odd
-    sizes, rectangular kernels, strides up to 3, padding up to 2 (also past kernel - 1)."""
+    sizes, rectangular kernels, strides up to 3, padding up to 2 (also past kernel - 1).
+    With `winograd`, the geometry F(2x2, 3x3) computes: a 3x3 kernel, stride 1, sides
+    up to 7 (whole and partial 2x2 output tiles)."""
+    pairs = st.tuples(st.integers(1, 3), st.integers(1, 3))
+    kernel, stride = (st.just((3, 3)), st.just((1, 1))) if winograd else (pairs, pairs)
     geometry = st.tuples(
-        images(),
+        images(side=(1, 7) if winograd else (1, 6)),
         st.integers(1, 3),
-        st.tuples(st.integers(1, 3), st.integers(1, 3)),
-        st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        kernel,
+        stride,
         st.tuples(st.integers(0, 2), st.integers(0, 2)),
     ).filter(lambda g: g[2][0] <= g[0][2] + 2 * g[4][0] and g[2][1] <= g[0][3] + 2 * g[4][1])
 
@@ -307,9 +317,9 @@ def scores_and_labels(svm=False):
     return drawn.map(lambda a: ((a[0],), {"y": a[1]}))
 
 
-def conv_gradient_inputs(weight_grad=False):
+def conv_gradient_inputs(weight_grad=False, winograd=False):
     """For the gradients of a convolution: (g, weight) or (x, g), with the convolution's
-    geometry; g has the output's shape."""
+    geometry (`conv_inputs`'); g has the output's shape."""
 
     def arrays(drawn):
         (xs, ws), kw = drawn[0], drawn[1]
@@ -320,7 +330,9 @@ def conv_gradient_inputs(weight_grad=False):
             lambda a: (a, {**kw, **shape_kw})
         )
 
-    shapes = conv_inputs(bias=False).map(lambda a: ((a[0][0].shape, a[0][1].shape), a[1]))
+    shapes = conv_inputs(bias=False, winograd=winograd).map(
+        lambda a: ((a[0][0].shape, a[0][1].shape), a[1])
+    )
     return shapes.flatmap(arrays)
 
 
@@ -368,6 +380,55 @@ def index_add_inputs():
     )
 
 
+def conv_input_grad(g, w, x_shape, stride, padding):
+    return C.ConvInputGrad.apply(g, w, x_shape, C._pair("s", stride, 1), C._pair("p", padding, 0))
+
+
+def conv_weight_grad(x, g, w_shape, stride, padding):
+    return C.ConvWeightGrad.apply(x, g, w_shape, C._pair("s", stride, 1), C._pair("p", padding, 0))
+
+
+# ------------------------------------------------------------------ kernels
+
+
+@contextmanager
+def winograd_runs():
+    """Counts the runs of the Winograd kernels (forward, and the backward that the
+    gradients' Functions run as their forward) inside the block: yields the list of the
+    kernels' names, one per run."""
+    runs = []
+
+    def counted(kernel):
+        def run(*args, **kwargs):
+            runs.append(kernel.__name__)
+            return kernel(*args, **kwargs)
+
+        return run
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("winograd_conv", "winograd_backward"):
+            mp.setattr(winograd, name, counted(getattr(winograd, name)))
+        yield runs
+
+
+def _winograd_computes(x_shape, w_shape, stride, padding):
+    """Whether F(2x2, 3x3) computes the convolution, whatever it costs."""
+    return tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and max(padding) <= 2
+
+
+@contextmanager
+def on_kernel(case):
+    """The case's convolutions on the kernel it names (none: as chosen for speed)."""
+    if case.kernel is None:
+        yield
+        return
+    assert case.kernel == "winograd", case.kernel
+    with pytest.MonkeyPatch.context() as mp, winograd_runs() as runs:
+        mp.setattr(winograd, "pays", _winograd_computes)
+        yield
+    assert runs, f"{case.name}: no convolution ran the Winograd kernels"
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -376,6 +437,7 @@ class Case:
     name: str
     build: Callable  # (*tensors, **params) -> Tensor
     inputs: st.SearchStrategy  # draws (tuple of float64 arrays, params dict)
+    kernel: str | None = None  # the convolutions' kernel (see `on_kernel`)
 
     def __repr__(self):
         return self.name
@@ -442,8 +504,11 @@ CASES = [
     Case("cross_entropy_smoothed", lambda s, y: F.cross_entropy(s, y, 0.2), scores_and_labels()),
     Case("svm_loss", F.svm_loss, scores_and_labels(svm=True)),
     Case("l2_penalty", lambda a, b: F.l2_penalty([a, b], 0.3), two()),
-    Case("conv2d_input_grad", lambda g, w, **kw: C.ConvInputGrad.apply(g, w, kw["x_shape"], C._pair("s", kw["stride"], 1), C._pair("p", kw["padding"], 0)), conv_gradient_inputs()),  # noqa: E501
-    Case("conv2d_weight_grad", lambda x, g, **kw: C.ConvWeightGrad.apply(x, g, kw["w_shape"], C._pair("s", kw["stride"], 1), C._pair("p", kw["padding"], 0)), conv_gradient_inputs(weight_grad=True)),  # noqa: E501
+    Case("conv2d_input_grad", conv_input_grad, conv_gradient_inputs()),
+    Case("conv2d_weight_grad", conv_weight_grad, conv_gradient_inputs(weight_grad=True)),
+    Case("conv2d_winograd", F.conv2d, conv_inputs(winograd=True), kernel="winograd"),
+    Case("conv2d_input_grad_winograd", conv_input_grad, conv_gradient_inputs(winograd=True), kernel="winograd"),  # noqa: E501
+    Case("conv2d_weight_grad_winograd", conv_weight_grad, conv_gradient_inputs(weight_grad=True, winograd=True), kernel="winograd"),  # noqa: E501
     Case("max_pool_gather", lambda x, where, window: P.MaxPoolGather.apply(x, where, window), window_inputs(P.MaxPool2d)),  # noqa: E501
     Case("max_pool_scatter", lambda g, where, window: P.MaxPoolScatter.apply(g, where, window), window_inputs(P.MaxPool2d, spread=True)),  # noqa: E501
     Case("avg_pool_spread", lambda g, where, window: P.AvgPoolSpread.apply(g, window), window_inputs(P.AvgPool2d, spread=True)),  # noqa: E501
@@ -486,52 +551,54 @@ def _fd_error(exact, numeric, u, fx):
 @HARNESS
 @given(data=st.data())
 def test_gradients_match_numeric_in_both_modes(case, data):
-    arrays, params = data.draw(case.inputs, label="inputs")
-    fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
+    with on_kernel(case):
+        arrays, params = data.draw(case.inputs, label="inputs")
+        fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
 
-    # Reverse mode against finite differences, the whole gradient u^T J of each input.
-    tensors = [Tensor(a, requires_grad=True) for a in arrays]
-    out = fn(*tensors)
-    assert out.dtype == np.float64
-    rng = np.random.default_rng(0)
-    u = rng.standard_normal(out.shape)
-    out.backward(u)
-    for i, (t, a) in enumerate(zip(tensors, arrays)):
-        assert t.grad is not None and t.grad.shape == a.shape
+        # Reverse mode against finite differences, the whole gradient u^T J of each input.
+        tensors = [Tensor(a, requires_grad=True) for a in arrays]
+        out = fn(*tensors)
+        assert out.dtype == np.float64
+        rng = np.random.default_rng(0)
+        u = rng.standard_normal(out.shape)
+        out.backward(u)
+        for i, (t, a) in enumerate(zip(tensors, arrays)):
+            assert t.grad is not None and t.grad.shape == a.shape
 
-        def f_i(x, i=i):
-            xs = list(arrays)
-            xs[i] = x
-            with cr.no_grad():
-                return fn(*(Tensor(v) for v in xs)).data
+            def f_i(x, i=i):
+                xs = list(arrays)
+                xs[i] = x
+                with cr.no_grad():
+                    return fn(*(Tensor(v) for v in xs)).data
 
-        num = numeric_gradient(f_i, a.copy(), upstream=u, h=H)
-        err = _fd_error(t.grad, num, u, out.data)
-        assert err < TOL, f"{case.name}: input {i}: reverse vs numeric error {err:.2e}"
+            num = numeric_gradient(f_i, a.copy(), upstream=u, h=H)
+            err = _fd_error(t.grad, num, u, out.data)
+            assert err < TOL, f"{case.name}: input {i}: reverse vs numeric error {err:.2e}"
 
-    # Forward mode against finite differences and reverse mode: u^T J v three ways.
-    assert gradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL, random_state=1)
+        # Forward mode against finite differences and reverse mode: u^T J v three ways.
+        assert gradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL, random_state=1)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_float32_stays_float32(case, data):
-    arrays, params = data.draw(case.inputs, label="inputs")
-    arrays32 = [a.astype(np.float32) for a in arrays]
-    # Constants of the computation (batch norm's running statistics) in the same dtype.
-    params = {
-        k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
-        for k, v in params.items()
-    }
-    tensors = [Tensor(a, requires_grad=True) for a in arrays32]
-    out = case.build(*tensors, **params)
-    assert out.dtype == np.float32, f"{case.name} forward gave {out.dtype}"
-    out.backward(np.ones(out.shape, dtype=np.float32))
-    for t in tensors:
-        assert t.grad.dtype == np.float32, f"{case.name} gradient has dtype {t.grad.dtype}"
-    _, tangent = jvp(lambda *ts: case.build(*ts, **params), arrays32, arrays32)
-    assert tangent.dtype == np.float32, f"{case.name} tangent has dtype {tangent.dtype}"
+    with on_kernel(case):
+        arrays, params = data.draw(case.inputs, label="inputs")
+        arrays32 = [a.astype(np.float32) for a in arrays]
+        # Constants of the computation (batch norm's running statistics) in the same dtype.
+        params = {
+            k: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
+            for k, v in params.items()
+        }
+        tensors = [Tensor(a, requires_grad=True) for a in arrays32]
+        out = case.build(*tensors, **params)
+        assert out.dtype == np.float32, f"{case.name} forward gave {out.dtype}"
+        out.backward(np.ones(out.shape, dtype=np.float32))
+        for t in tensors:
+            assert t.grad.dtype == np.float32, f"{case.name} gradient has dtype {t.grad.dtype}"
+        _, tangent = jvp(lambda *ts: case.build(*ts, **params), arrays32, arrays32)
+        assert tangent.dtype == np.float32, f"{case.name} tangent has dtype {tangent.dtype}"
 
 
 def _dot(a, b) -> float:
@@ -543,18 +610,19 @@ def _dot(a, b) -> float:
 @given(data=st.data())
 def test_the_adjoint_identity_holds_to_rounding(case, data):
     """<t, vjp(c)> = <jvp(t), c>: reverse mode is the transpose of forward mode."""
-    arrays, params = data.draw(case.inputs, label="inputs")
-    fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
-    rng = np.random.default_rng(5)
-    out, pull = vjp(fn, *arrays)
-    c = rng.standard_normal(np.shape(out))
-    t = [rng.standard_normal(a.shape) for a in arrays]
-    _, jt = jvp(fn, tuple(arrays), tuple(t))
-    back = pull(c)
-    lhs = sum(_dot(ti, gi) for ti, gi in zip(t, back))
-    rhs = _dot(jt, c)
-    scale = sum(np.sum(np.abs(ti * gi)) for ti, gi in zip(t, back)) + np.sum(np.abs(jt * c))
-    assert abs(lhs - rhs) <= 1e-12 * max(scale, 1e-300), (lhs, rhs)
+    with on_kernel(case):
+        arrays, params = data.draw(case.inputs, label="inputs")
+        fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
+        rng = np.random.default_rng(5)
+        out, pull = vjp(fn, *arrays)
+        c = rng.standard_normal(np.shape(out))
+        t = [rng.standard_normal(a.shape) for a in arrays]
+        _, jt = jvp(fn, tuple(arrays), tuple(t))
+        back = pull(c)
+        lhs = sum(_dot(ti, gi) for ti, gi in zip(t, back))
+        rhs = _dot(jt, c)
+        scale = sum(np.sum(np.abs(ti * gi)) for ti, gi in zip(t, back)) + np.sum(np.abs(jt * c))
+        assert abs(lhs - rhs) <= 1e-12 * max(scale, 1e-300), (lhs, rhs)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -565,6 +633,44 @@ def test_the_adjoint_identity_holds_to_rounding(case, data):
 )
 @given(data=st.data())
 def test_second_derivatives_match_numeric_in_both_modes(case, data):
-    arrays, params = data.draw(case.inputs, label="inputs")
-    fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
-    assert gradgradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL2, random_state=2)
+    with on_kernel(case):
+        arrays, params = data.draw(case.inputs, label="inputs")
+        fn = lambda *ts: case.build(*ts, **params)  # noqa: E731
+        assert gradgradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL2, random_state=2)
+
+
+WIDE = {  # a layer that takes the Winograd kernels as chosen for speed: 64 -> 128, 8x8
+    "conv2d": (lambda x, w: F.conv2d(x, w, padding=1), [(2, 64, 8, 8), (128, 64, 3, 3)]),
+    "input_grad": (
+        lambda g, w: conv_input_grad(g, w, (2, 64, 8, 8), 1, 1),
+        [(2, 128, 8, 8), (128, 64, 3, 3)],
+    ),
+    "weight_grad": (
+        lambda x, g: conv_weight_grad(x, g, (128, 64, 3, 3), 1, 1),
+        [(2, 64, 8, 8), (2, 128, 8, 8)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", WIDE)
+def test_a_layer_wide_enough_for_winograd_has_its_derivatives_checked_on_it(name):
+    """No threshold changed: the convolution's forward and both gradients run the
+    Winograd kernels at this size, and there the first and second derivatives (both
+    modes, against finite differences in float64 along random directions) and the
+    adjoint identity hold."""
+    assert C.conv_kernel((2, 8, 8, 64), (128, 64, 3, 3), (1, 1), (1, 1)) == "winograd"
+    fn, shapes = WIDE[name]
+    rng = np.random.default_rng(7)
+    arrays = [rng.standard_normal(s) / np.sqrt(s[1] * 9) for s in shapes]
+    with winograd_runs() as runs:
+        out, pull = vjp(fn, *arrays)
+        c = rng.standard_normal(out.shape)
+        t = [rng.standard_normal(a.shape) for a in arrays]
+        _, jt = jvp(fn, tuple(arrays), tuple(t))
+        back = pull(c)
+        assert gradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL, random_state=1)
+        assert gradgradcheck(fn, arrays, modes=("rev", "fwd"), tol=TOL2, random_state=2)
+    assert "winograd_conv" in runs and "winograd_backward" in runs
+    lhs = sum(_dot(ti, gi) for ti, gi in zip(t, back))
+    scale = sum(np.sum(np.abs(ti * gi)) for ti, gi in zip(t, back)) + np.sum(np.abs(jt * c))
+    assert abs(lhs - _dot(jt, c)) <= 1e-12 * scale

@@ -109,3 +109,29 @@ def test_the_pool_frees_the_sizes_asked_for_least_recently_past_its_cap(monkeypa
     del b  # 3 + 4 MB > 5 MB: the 1 MB buffers (asked for first) make room
     assert _scratch._pooled[0] <= 5 << 20 and (2 << 20) in _scratch._pool
     assert (1 << 20) not in _scratch._pool
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((64, 96), (96, 700)), ((700, 96), (96, 64))])
+def test_threaded_matmul_cuts_the_larger_operand_and_gives_the_product(shape_a, shape_b):
+    from chainrule.nn.functional import _matmul
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+    cuts = []
+    real = _parallel.map_chunks
+
+    def spy(work, n, chunk, elements=None):
+        cuts.append((n, chunk))
+        return real(work, n, chunk, elements)
+
+    with threadpool_limits(2, "blas"):
+        _matmul.map_chunks, saved = spy, _matmul.map_chunks
+        try:
+            out = _matmul.matmul(a, b)
+            small = _matmul.matmul(a[:4, :4], b[:4, :4])
+        finally:
+            _matmul.map_chunks = saved
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+    assert out.flags.c_contiguous and out.shape == (shape_a[0], shape_b[1])
+    np.testing.assert_allclose(small, a[:4, :4] @ b[:4, :4], rtol=1e-12)
+    assert cuts == [(700, 350)]  # one cut, through the 700 columns or rows

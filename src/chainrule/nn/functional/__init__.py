@@ -1,7 +1,7 @@
 """Fused differentiable functions: layers, convolutions, pooling and losses with
 hand-derived gradients."""
 
-from chainrule.nn.functional.conv import Conv2d, conv2d
+from chainrule.nn.functional.conv import Conv2d, conv2d, conv_kernel
 from chainrule.nn.functional.layers import *  # noqa: F403  (layers' __all__)
 from chainrule.nn.functional.losses import (
     L2Penalty,
@@ -36,6 +36,7 @@ __all__ = [
     "avg_pool2d",
     "batch_norm2d",
     "conv2d",
+    "conv_kernel",
     "cross_entropy",
     "global_avg_pool2d",
     "global_max_pool2d",

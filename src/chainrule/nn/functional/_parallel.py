@@ -21,7 +21,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["chunk_size", "map_chunks", "num_threads"]
+import numpy as np
+
+__all__ = ["OrderedSum", "chunk_size", "map_chunks", "num_threads"]
 
 # Below this many elements of work a call stays on one thread.
 _SMALL = 1 << 15
@@ -111,3 +113,25 @@ def map_chunks(work, n: int, chunk: int, elements: int | None = None) -> list:
         for lib, k in zip(libs, saved):
             lib.set_num_threads(k)
     return results
+
+
+class OrderedSum:
+    """A sum of per-chunk arrays added in chunk order, whatever order the threads finish
+    the chunks in, so that the result does not depend on the number of threads; at most
+    the chunks that finished ahead of an unfinished one wait, not one array per chunk.
+
+    ``add(i, a)`` from any thread; `total` after all chunks 0 .. n - 1 were added."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._waiting = {}
+        self._next = 0
+        self.total = None
+
+    def add(self, index: int, array) -> None:
+        with self._lock:
+            self._waiting[index] = array
+            while self._next in self._waiting:
+                a = self._waiting.pop(self._next)
+                self.total = a if self.total is None else np.add(self.total, a, out=self.total)
+                self._next += 1

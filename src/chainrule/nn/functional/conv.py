@@ -35,6 +35,18 @@ family is closed, so a convolution is differentiable to any order. Forward mode 
 the product rule from the definition: the tangent of ``F(a, b)`` is ``F(ta, b) + F(a,
 tb)``, through the same kernels. A first-order backward pass runs the fused kernel
 that gives all three gradients in one pass over dY.
+
+Kernels. `_conv_nhwc` and `_conv_backward` are the plain-array entry points the Function
+calls; `conv_kernel` names the kernel they run for a layer. Stride-1 3x3 convolutions
+with many channels take Winograd's F(2x2, 3x3) (`winograd`), 2.25 times fewer
+multiplications; the rest take im2col. Measured with ``benchmarks/bench_cnn.py`` and
+per-layer timings on this project's 2-core machine (NumPy's OpenBLAS), the Winograd
+transforms, a dozen NumPy passes over tiles 4 times the size of a layer's input and
+output, cost about what the saved multiplications do below 64 input x 128 output
+channels, so narrower layers (all of bench_cnn's default network) keep im2col, whose
+gather is a few memcpy-like copies. Fusing the 2x2 max pooling into the convolution's
+chunks was measured too: no faster than the separate pass, so the pool stays its own
+Function.
 """
 
 from __future__ import annotations
@@ -46,10 +58,18 @@ import numpy as np
 
 from chainrule.autograd import tnp
 from chainrule.autograd.engine import Function, Tensor
+from chainrule.nn.functional import winograd
 from chainrule.nn.functional._parallel import chunk_size, map_chunks
 from chainrule.nn.functional._scratch import empty, padded, scratch
 
-__all__ = ["Conv2d", "ConvInputGrad", "ConvWeightGrad", "conv2d", "conv_output_size"]
+__all__ = [
+    "Conv2d",
+    "ConvInputGrad",
+    "ConvWeightGrad",
+    "conv2d",
+    "conv_kernel",
+    "conv_output_size",
+]
 
 
 def _raw(a):
@@ -183,15 +203,37 @@ def _finisher(bias, finite):
     return finish
 
 
+def conv_kernel(x_shape, w_shape, stride, padding) -> str:
+    """The kernel that computes a convolution of images (N, H, W, C) with filters (F, C,
+    kh, kw): ``"winograd"`` (F(2x2, 3x3), see `winograd`), ``"im2col-planes"`` (gathered
+    along channel planes) or ``"im2col"``."""
+    if winograd.pays(x_shape, w_shape, stride, padding):
+        return "winograd"
+    win = _window(x_shape, w_shape[2:], stride, padding)
+    return "im2col-planes" if win.planes else "im2col"
+
+
 def _conv_nhwc(x, weight, kernel, stride, padding, bias=None, finite=None):
     """Correlation of images x (N, H, W, C) (any strides) with weight (F, C, kh, kw).
 
     Returns (N, Ho, Wo, F), C-contiguous, of x's dtype. With a list `finite`, whether
-    the output is free of NaN and infinity is appended to it.
+    the output is free of NaN and infinity is appended to it. Runs the kernel that
+    `conv_kernel` names.
     """
+    finish = _finisher(bias, finite)
+    if conv_kernel(x.shape, weight.shape, stride, padding) == "winograd":
+        out, ok = winograd.winograd_conv(x, weight, padding, finish)
+    else:
+        out, ok = _im2col_conv(x, weight, kernel, stride, padding, finish)
+    if finite is not None:
+        finite.append(all(ok))
+    return out
+
+
+def _im2col_conv(x, weight, kernel, stride, padding, finish):
+    """`_conv_nhwc` by im2col: (out, [finish(rows) of each chunk])."""
     n, _, _, c = x.shape
     f = weight.shape[0]
-    finish = _finisher(bias, finite)
     win = _window(x.shape, kernel, stride, padding)
     wmat = _weight_matrix(weight, win)
     out = empty((n, win.ho, win.wo, f), x.dtype)
@@ -202,10 +244,7 @@ def _conv_nhwc(x, weight, kernel, stride, padding, bias=None, finite=None):
         return finish(dest)
 
     per_image = win.ho * win.wo * wmat.shape[0] * x.itemsize  # im2col: ~1 MB per chunk
-    ok = map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=out.size * c)
-    if finite is not None:
-        finite.append(all(ok))
-    return out
+    return out, map_chunks(work, n, chunk_size(n, per_image, 1 << 20), elements=out.size * c)
 
 
 def _conv_backward(x, g, weight, stride, padding, needs):
@@ -221,6 +260,8 @@ def _conv_backward(x, g, weight, stride, padding, needs):
     i - p] over the pixels). Otherwise ``dW = A^T @ dY`` from the im2col A of x, and
     ``dA = dY @ Wmat^T`` goes back to dx by col2im.
     """
+    if conv_kernel(x.shape, weight.shape, stride, padding) == "winograd":
+        return winograd.winograd_backward(x, g, weight, padding, needs)
     need_x, need_w, need_b = needs
     n, h, w, c = x.shape
     f, _, kh, kw = weight.shape

@@ -32,6 +32,7 @@ from chainrule._random import as_generator
 from chainrule.autograd import tnp
 from chainrule.autograd.engine import Function, Tensor
 from chainrule.autograd.ops import ReLU
+from chainrule.nn.functional._matmul import matmul
 from chainrule.nn.functional.batch_norm_rules import (
     batch_norm_grads,
     batch_norm_tangent,
@@ -81,8 +82,8 @@ def _check_linear(name, x, W, b):
 def _linear_backward(ctx, dz, x, W):
     """dx = dz W^T, dW = x^T dz, db = sum_n dz (only those that are needed)."""
     need_x, need_W, need_b = ctx.needs_input_grad
-    dx = dz @ W.T if need_x else None
-    dW = x.T @ dz if need_W else None
+    dx = matmul(dz, W.T) if need_x else None
+    dW = matmul(x.T, dz) if need_W else None
     db = dz.sum(axis=0) if need_b else None
     return dx, dW, db
 
@@ -116,7 +117,7 @@ class Linear(_Layer):
 
     @staticmethod
     def forward(ctx, x, W, b):
-        out = x @ W
+        out = matmul(x, W)
         if b is not None:
             out += b
         ctx.save_for_backward(x, W)
@@ -142,7 +143,7 @@ class LinearReLU(_Layer):
 
     @staticmethod
     def forward(ctx, x, W, b):
-        out = x @ W
+        out = matmul(x, W)
         if b is not None:
             out += b
         np.maximum(out, 0, out=out)
