@@ -7,11 +7,11 @@ schedules and how to step them. `make_optimizer` and `make_schedule` build both 
 (`OPTIMIZERS`, `SCHEDULES`), which is how the estimators choose them.
 """
 
+from chainrule.optim.factory import OPTIMIZERS, make_optimizer
 from chainrule.optim.groups import network_groups
 from chainrule.optim.lookahead import Lookahead
 from chainrule.optim.muon import Muon
 from chainrule.optim.optimizers import (
-    OPTIMIZERS,
     SGD,
     Adam,
     AdamW,
@@ -19,7 +19,6 @@ from chainrule.optim.optimizers import (
     RMSProp,
     clip_grad_norm,
     get_num_threads,
-    make_optimizer,
     set_num_threads,
     weight_decay_groups,
 )
