@@ -131,14 +131,14 @@ def build_cnn(args):
     from chainrule.models.convnet_arch import build_convnet
 
     images, _, classes = training_images(args)
-    pre = Preprocessor().fit(images)
+    pre = Preprocessor(flatten=False).fit(images)  # images (N, H, W, C), as ConvNet reads
     X = pre.transform(images[:512])
     net = build_convnet(
         (32, 32, 3),
         len(classes),
         tuple(int(w) for w in args.widths.split(",")),
         stem=args.stem,
-        whiten_images=X.reshape(-1, 32, 32, 3),
+        whiten_images=X,
         random_state=args.seed,
     )
     net.train()

@@ -2,8 +2,9 @@
 
 The data are those of ``chainrule train``: the decoded training images of a CIFAR-10
 image folder (cached by `chainrule.data.load`), a stratified validation split of 20%
-(10,000 of 50,000 images, seed 0) held out, the per-channel mean subtracted and the
-images flattened to rows (`chainrule.data.Preprocessor`). The network comes from
+(10,000 of 50,000 images, seed 0) held out, the per-channel mean subtracted, the
+images kept as images, channels-last (`chainrule.data.Preprocessor(flatten=False)`,
+what `chainrule.models.ConvNet` reads). The network comes from
 `chainrule.models.convnet_arch.build_convnet` (widths per stage, a 3x3 or a frozen
 patch-whitening stem), trained by `chainrule.train.Solver` with Nesterov SGD, a
 one-cycle schedule, label smoothing, random crops (translations) and flips, and
@@ -145,7 +146,7 @@ def build(a, image_shape, n_classes, X=None):
     from chainrule.models.convnet_arch import build_convnet
 
     widths = tuple(int(w) for w in a.widths.split(",") if w)
-    whiten = X.reshape(-1, *image_shape) if (a.stem == "whiten" and X is not None) else None
+    whiten = X if (a.stem == "whiten" and X is not None) else None
     if a.stem == "whiten" and whiten is None:  # throughput runs: any images will do
         whiten = np.random.default_rng(a.seed).standard_normal((256, *image_shape))
     return build_convnet(
@@ -218,7 +219,7 @@ def throughput(a) -> int:
     opt, _ = make_optimizer(a, net, 1)
     loss_fn = loss_function(a)
     rng = np.random.default_rng(a.seed)
-    X = rng.standard_normal((2, a.batch_size, 32 * 32 * 3), dtype=np.float32)
+    X = rng.standard_normal((2, a.batch_size, *shape), dtype=np.float32)
     y = rng.integers(0, 10, (2, a.batch_size))
 
     def step(i):
@@ -236,7 +237,7 @@ def throughput(a) -> int:
         cpu_rates.append(2 * a.batch_size / (time.process_time() - c0))
     flops = architecture_flops(net, shape)
     rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
-    eval_rate = _eval_rate(net, X.reshape(-1, X.shape[-1]))
+    eval_rate = _eval_rate(net, X.reshape(-1, *shape))
     # What `chainrule train cnn` does per epoch on the CIFAR-10 split: train on 40,000
     # images, then evaluate 10,000 validation and 1,000 training images (one view).
     minutes = a.epochs * (40000 / rate + 11000 / eval_rate) / 60
@@ -254,7 +255,7 @@ def throughput(a) -> int:
 
 def _eval_rate(net, X) -> float:
     """Images per second of evaluation (eval mode, no graph, batches of 1000; median of
-    3 windows) on the rows X."""
+    3 windows) on the images X (N, H, W, C)."""
     from chainrule.autograd.engine import Tensor, no_grad
 
     net.eval()
@@ -275,7 +276,7 @@ def load_data(a):
     split = dict(val_fraction=0.2, random_state=a.split_seed, progress=False)
     train = load(a.data, split="train", **split)
     val = load(a.data, split="val", **split)
-    prep = Preprocessor().fit(train.images)
+    prep = Preprocessor(flatten=False).fit(train.images)
     X, y = prep.transform(train.images), train.labels
     Xv, yv = prep.transform(val.images), val.labels
     if a.subset:
@@ -292,12 +293,11 @@ def evaluate(solver, Xv, yv, shape) -> dict:
     from chainrule.data.augment import crop_flip
 
     n = len(Xv)
-    images = Xv.reshape(n, *shape)
 
     def probs(dy, dx, flip):
         offsets_y, offsets_x = np.full(n, dy), np.full(n, dx)
-        view = crop_flip(images, offsets_y, offsets_x, np.full(n, flip), padding=1)
-        return softmax(solver.predict_scores(view.reshape(n, -1)))
+        view = crop_flip(Xv, offsets_y, offsets_x, np.full(n, flip), padding=1)
+        return softmax(solver.predict_scores(view))
 
     one, mirror = probs(1, 1, False), probs(1, 1, True)
     shifted = sum(probs(d, d, f) for d in (0, 2) for f in (False, True))

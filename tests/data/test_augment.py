@@ -139,6 +139,12 @@ def test_crop_flip_random_is_random_crop_flip_flat():
     out = CropFlip(shape, padding=2)(x, np.random.default_rng(9), indices=np.arange(16), epoch=3)
     want = random_crop_flip_flat(x, shape, 2, True, np.random.default_rng(9))
     np.testing.assert_array_equal(out, want)
+    # images (N, H, W, C) keep their shape, and are augmented as random_crop_flip does
+    images = x.reshape(16, *shape)
+    out = CropFlip(shape, padding=2)(images, np.random.default_rng(9))
+    assert out.shape == images.shape
+    want = random_crop_flip(images, 2, True, np.random.default_rng(9))
+    np.testing.assert_array_equal(out, want)
     plain = CropFlip(shape, padding=1, flips="none")(x, np.random.default_rng(9))
     rng = np.random.default_rng(9)
     dy, dx = rng.integers(0, 3, 16), rng.integers(0, 3, 16)

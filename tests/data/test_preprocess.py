@@ -73,7 +73,9 @@ def test_errors(images):
     with pytest.raises(RuntimeError, match="not fitted"):
         pre.transform(images)
     pre.fit(images)
-    with pytest.raises(ValueError, match=r"\(4, 5, 3\).*fitted on images of shape \(5, 4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"\(4, 5, 3\).*fitted on images \(H, W, C\) = \(5, 4, 3\)"
+    ):
         pre.transform(images.transpose(0, 2, 1, 3))
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         pre.transform(images[0])
@@ -91,18 +93,19 @@ def test_errors(images):
         Preprocessor.from_state_dict(state)
 
 
-# -- keeping the image shape (channels first) for convolutional models -------------------
+# -- keeping images as images (channels-last) for convolutional models -------------------
 
 
-def test_images_layout_holds_the_values_of_the_rows_channels_first():
+def test_images_layout_holds_the_values_of_the_rows_channels_last():
     images = np.random.default_rng(0).integers(0, 256, size=(5, 4, 3, 2), dtype=np.uint8)
     rows = Preprocessor().fit(images).transform(images)
-    chw = Preprocessor(flatten=False).fit(images).transform(images)
-    assert chw.shape == (5, 2, 4, 3) and chw.dtype == np.float32 and chw.flags.c_contiguous
-    np.testing.assert_array_equal(chw.transpose(0, 2, 3, 1).reshape(5, -1), rows)
+    hwc = Preprocessor(flatten=False).fit(images).transform(images)
+    assert hwc.shape == (5, 4, 3, 2) and hwc.dtype == np.float32 and hwc.flags.c_contiguous
+    # the rows are these images flattened: the same memory order, no transposition
+    np.testing.assert_array_equal(hwc.reshape(5, -1), rows)
     # channel c of image i is that channel's pixels, scaled and centred
     mean = images[..., 1].mean() / 255.0
-    np.testing.assert_allclose(chw[2, 1], images[2, :, :, 1] / 255.0 - mean, atol=1e-6)
+    np.testing.assert_allclose(hwc[2, ..., 1], images[2, :, :, 1] / 255.0 - mean, atol=1e-6)
 
 
 def test_the_layout_travels_with_the_state():

@@ -1,6 +1,6 @@
 """A toy model family registered by the tests alone: the proof that a new family needs an
 estimator, a spec and a registry entry, and nothing in the command line or the experiment
-layer. ``nearest`` takes rows; ``nearest_img`` takes images (N, C, H, W)."""
+layer. ``nearest`` takes rows; ``nearest_img`` takes images (N, H, W, C)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class NearestMean(ClassifierMixin, BaseEstimator):
 
 
 class ImageNearestMean(NearestMean):
-    """The same on images (N, C, H, W): it refuses rows."""
+    """The same on images (N, H, W, C): it refuses rows."""
 
     ndim = 4
 

@@ -102,7 +102,7 @@ def test_an_image_layout_family_gets_images_in_training_eval_and_predict(
     assert code == 0, err
     metrics = json.loads((run / "metrics.json").read_text())
     loaded = load_model(run / "model.npz")
-    assert loaded.model.input_shape_ == (1, 8, 8)  # fit saw (N, C, H, W)
+    assert loaded.model.input_shape_ == (8, 8, 1)  # fit saw images (N, H, W, C)
     assert loaded.preprocessor.flatten is False  # and the model file keeps that
     code, out, _ = cli(capsys, "eval", run, "--split", "val", "--json")
     assert code == 0 and json.loads(out)["accuracy"] == metrics["val_accuracy"]

@@ -98,8 +98,8 @@ def test_trials_that_cannot_run_are_refused_before_any_work():
 def test_every_model_draws_its_plots(name, digits, tmp_path):
     expected = {
         "knn": {"knn_cv.png"},
-        "svm": {"svm_weights.png", "svm_loss.png"},
-        "softmax": {"softmax_weights.png", "softmax_loss.png"},
+        "svm": {"svm_weights.png", "svm_loss.png", "svm_accuracy_time.png"},
+        "softmax": {"softmax_weights.png", "softmax_loss.png", "softmax_accuracy_time.png"},
         "twolayer": {"twolayer_first_layer.png", "twolayer_loss.png", "twolayer_accuracy_time.png"},
         "mlp": {"mlp_first_layer.png", "mlp_loss.png", "mlp_accuracy_time.png"},
         "cnn": {"cnn_filters.png", "cnn_loss.png", "cnn_accuracy_time.png"},
@@ -130,8 +130,8 @@ def test_trial_data_computes_each_layout_once():
     rows = data.inputs("rows", "train")
     assert rows.shape == (1150, 64) and data.inputs("rows", "train") is rows
     images = data.inputs("images", "train")
-    assert images.shape == (1150, 1, 8, 8)
-    np.testing.assert_array_equal(images.reshape(1150, -1), rows)  # one channel: same order
+    assert images.shape == (1150, 8, 8, 1)  # channels-last, as decoded
+    np.testing.assert_array_equal(images.reshape(1150, -1), rows)  # the rows are the images
     assert data.preprocessor("images").flatten is False
     assert data.inputs("rows", "val") is None and data.labels("val") is None
     assert data.size("val") == 0 and data.describe()["n_val"] == 0

@@ -21,7 +21,7 @@ def test_the_same_spec_runs_on_cifar_and_digit_sized_images(stem, shape):
     rng = np.random.default_rng(0)
     images = rng.standard_normal((6, *shape)).astype(np.float32)
     net = build_convnet(shape, 10, (8, 16, 16), stem=stem, whiten_images=images, random_state=0)
-    out = net(images.reshape(6, -1))
+    out = net(images)  # channels-last images, as the preprocessing keeps them
     assert out.shape == (6, 10) and out.dtype == np.float32
     pools = sum(isinstance(m, nn.MaxPool2d) for m in net.modules())
     assert pools == 3 if shape[0] == 32 else pools == (2 if stem == "whiten" else 3)
@@ -77,7 +77,7 @@ def test_flops_count_the_convolutions_and_the_linear_layer():
 
 def test_a_few_steps_fit_a_small_batch():
     rng = np.random.default_rng(2)
-    X = rng.standard_normal((32, 8 * 8 * 3)).astype(np.float32)
+    X = rng.standard_normal((32, 8, 8, 3)).astype(np.float32)
     y = rng.integers(0, 4, 32)
     net = build_convnet((8, 8, 3), 4, (8, 16), random_state=0)
     opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True)

@@ -103,7 +103,9 @@ class Doubler(nn.Module):
 
 def _net_with(layer, tiny):
     images, labels, pre = tiny
-    net = FullyConnectedNet(hidden_dims=(6,), epochs=1, verbose=False, random_state=0)
+    net = FullyConnectedNet(
+        hidden_dims=(6,), batchnorm=False, dropout=0.0, epochs=1, verbose=False, random_state=0
+    )
     net.fit(pre.transform(images), labels)
     net.net_ = nn.Sequential(*list(net.net_)[:-1], layer, list(net.net_)[-1])
     return net
@@ -260,3 +262,18 @@ def test_preprocessing_that_keeps_images_channels_first(tiny, tmp_path):
         want = softmax(net(Tensor(pre.transform(images))).data)
     np.testing.assert_allclose(proba, want, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(labels, want.argmax(axis=1))
+
+
+def test_a_network_that_reads_rows_fitted_on_images(tiny, tmp_path):
+    """An MLP fitted on images (N, H, W, C) flattens them as it reads them (its
+    ``input_shape_`` is (D,)): the graph flattens the images the preprocessing keeps."""
+    images, labels, _ = tiny
+    pre = Preprocessor(flatten=False).fit(images)
+    net = FullyConnectedNet(hidden_dims=(6,), epochs=2, verbose=False, random_state=0)
+    net.fit(pre.transform(images), labels)
+    assert net.input_shape_ == (24,) and net.image_shape_ == (4, 3, 2)
+    path = export_onnx(net, tmp_path / "m.onnx", preprocessor=pre)
+    got_labels, proba = load_onnx(path).run(images)
+    X = pre.transform(images)
+    np.testing.assert_array_equal(got_labels, net.predict(X))
+    np.testing.assert_allclose(proba, net.predict_proba(X), rtol=0, atol=1e-5)

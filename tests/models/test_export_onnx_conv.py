@@ -20,7 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 from chainrule import Tensor, nn, no_grad  # noqa: E402
 from chainrule.autograd.arraymath import softmax  # noqa: E402
 from chainrule.data import Preprocessor  # noqa: E402
-from chainrule.models import FullyConnectedNet, export_onnx  # noqa: E402
+from chainrule.models import ConvNet, export_onnx  # noqa: E402
 from chainrule.models.convnet_arch import Scale, build_convnet  # noqa: E402
 from chainrule.models.export import load_onnx  # noqa: E402
 
@@ -126,9 +126,10 @@ def convnet(name: str, seed: int = 0):
     """(network, Preprocessor, test images) for one entry of CONVNETS."""
     shape, settings = CONVNETS[name]
     images = images_of(shape, 40, seed)
-    pre = Preprocessor().fit(images)
-    whiten = pre.transform(images).reshape(-1, *shape)
-    net = build_convnet(shape, 5, whiten_images=whiten, random_state=seed, **settings)
+    pre = Preprocessor(flatten=False).fit(images)  # images (N, H, W, C), as ConvNet reads
+    net = build_convnet(
+        shape, 5, whiten_images=pre.transform(images), random_state=seed, **settings
+    )
     set_statistics(net, seed + 1)
     return net, pre, images_of(shape, 23, seed + 2)
 
@@ -163,14 +164,14 @@ def test_build_convnet_exports_from_raw_images(name, tmp_path):
         np.testing.assert_array_equal(labels, want.argmax(axis=1))
 
 
-def test_images_kept_as_images_by_the_preprocessor(tmp_path):
-    """A network reading (N, C, H, W) images from ``Preprocessor(flatten=False)``."""
+def test_a_network_reading_rows_of_flattened_images(tmp_path):
+    """The same network behind `RowsToImages`, reading the rows of ``Preprocessor()``."""
     net, _, test = convnet("cifar-whiten")
-    pre = Preprocessor(flatten=False).fit(images_of((32, 32, 3), 40, 0))
-    on_images = nn.Sequential(*list(net)[1:])  # without RowsToImages
-    path = export_onnx(NetworkOnly(on_images, 5), tmp_path / "cnn.onnx", preprocessor=pre)
+    pre = Preprocessor().fit(images_of((32, 32, 3), 40, 0))
+    on_rows = nn.Sequential(nn.RowsToImages(32, 32, 3), *list(net)[1:])  # not Permute
+    path = export_onnx(NetworkOnly(on_rows, 5), tmp_path / "cnn.onnx", preprocessor=pre)
     labels, proba = load_onnx(path).run(test)
-    want = softmax(chainrule_scores(on_images, pre.transform(test)))
+    want = softmax(chainrule_scores(on_rows, pre.transform(test)))
     np.testing.assert_allclose(proba, want, rtol=0, atol=PROBA_TOL)
     np.testing.assert_array_equal(labels, want.argmax(axis=1))
 
@@ -254,16 +255,7 @@ def test_a_layer_without_converter_is_named(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-# -- an estimator whose network is a ConvNet --------------------------------------------
-
-
-class ConvNetOnRows(FullyConnectedNet):
-    """`FullyConnectedNet` training a `build_convnet` network on its rows: the pattern of
-    chainrule's ConvNet estimator (its hyperparameters and fitted attributes)."""
-
-    def _build_network(self, n_features, n_classes, rng, dtype=np.float32):
-        shape = self._image_shape(n_features, "a ConvNet")
-        return build_convnet(shape, n_classes, (8, 16), random_state=rng, dtype=dtype)
+# -- the ConvNet estimator ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("flips", [False, True])
@@ -271,9 +263,9 @@ def test_fitted_estimator_with_test_time_flips(flips, tmp_path):
     shape = (8, 6, 3)
     images = images_of(shape, 48, 0)
     labels = (images.mean(axis=(1, 2, 3)) > np.median(images.mean(axis=(1, 2, 3)))).astype(int)
-    pre = Preprocessor().fit(images)
-    model = ConvNetOnRows(
-        image_shape=shape, augment=True, test_time_flip=flips, batch_size=16, epochs=2,
+    pre = Preprocessor(flatten=False).fit(images)
+    model = ConvNet(
+        channels=(8, 16), augment=True, test_time_flip=flips, batch_size=16, epochs=2,
         random_state=0, verbose=False,
     )  # fmt: skip
     model.fit(pre.transform(images), labels)
@@ -292,7 +284,7 @@ def test_fitted_estimator_with_test_time_flips(flips, tmp_path):
 
 def fitted_convnet(stem: str, flatten: bool, flips: bool = False):
     """(ConvNet, Preprocessor, test images) on colour images 7 high and 10 wide, fitted on
-    what the preprocessor gives: rows, or images (N, C, H, W) as the command line keeps
+    what the preprocessor gives: rows, or images (N, H, W, C) as the command line keeps
     them for a ConvNet."""
     from chainrule.models import ConvNet
 
@@ -303,7 +295,8 @@ def fitted_convnet(stem: str, flatten: bool, flips: bool = False):
     model = ConvNet(
         channels=(8, 16), stem=stem, image_shape=shape if flatten else None, augment=flips,
         learning_rate=0.02 if stem == "conv" else 0.003, batch_size=16, epochs=3,
-        random_state=0,
+        optimizer="adam", lr_schedule=None, weight_decay=0.0, label_smoothing=0.0,
+        logit_scale=1.0, lookahead=0, aug_padding=2, random_state=0,
     )  # fmt: skip
     model.fit(pre.transform(images), labels)
     return model, pre, reddened(images_of(shape, 19, 4), np.arange(19) % 2)
@@ -320,9 +313,9 @@ def reddened(images, labels):
 @pytest.mark.parametrize("flatten", [False, True])
 @pytest.mark.parametrize("stem", ["conv", "whiten"])
 def test_convnet_estimator_on_images_or_rows(stem, flatten, flips, tmp_path):
-    """The estimator turns images (N, C, H, W) into HWC rows before its network: the graph
-    must too (an export that fed the images to the network's first layer as if they were
-    such rows mixed up pixels and channels of colour images)."""
+    """The estimator's network reads channels-last images, or rows viewed as such images:
+    the graph must feed it the same (an export that fed it another layout mixed up pixels
+    and channels of colour images)."""
     model, pre, test = fitted_convnet(stem, flatten, flips)
     path = export_onnx(model, tmp_path / "cnn.onnx", preprocessor=pre)
     labels, proba = load_onnx(path).run(test)
@@ -331,18 +324,3 @@ def test_convnet_estimator_on_images_or_rows(stem, flatten, flips, tmp_path):
     assert np.ptp(want, axis=0).max() > 0.05
     np.testing.assert_allclose(proba, want, rtol=0, atol=PROBA_TOL)
     np.testing.assert_array_equal(labels, model.predict(X))
-
-
-def test_convnet_whose_network_reads_rows_without_rows_to_images(tmp_path):
-    """Images for a ConvNet whose network does not begin with `RowsToImages` become HWC
-    rows in the graph, as the estimator makes them."""
-    model, pre, test = fitted_convnet("conv", flatten=False)
-    rng = np.random.default_rng(0)
-    model.net_ = nn.Sequential(nn.Linear(7 * 10 * 3, 2, random_state=rng))
-    model.net_[0].weight.data[:] = rng.normal(0.0, 0.1, (7 * 10 * 3, 2))
-    model.net_.eval()
-    path = export_onnx(model, tmp_path / "cnn.onnx", preprocessor=pre)
-    _, proba = load_onnx(path).run(test)
-    want = model.predict_proba(pre.transform(test))
-    assert np.ptp(want, axis=0).max() > 0.05
-    np.testing.assert_allclose(proba, want, rtol=0, atol=PROBA_TOL)

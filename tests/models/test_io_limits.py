@@ -96,9 +96,9 @@ def test_a_member_that_is_not_an_npy_array_is_refused(tmp_path, svm_file):
 
 def test_a_missing_member_is_named(tmp_path, svm_file):
     arrays = members(svm_file)
-    del arrays["model/b_"]
+    del arrays["model/net.bias"]
     write_zip(tmp_path / "m.npz", arrays)
-    with pytest.raises(ValueError, match="model/b_"):
+    with pytest.raises(ValueError, match="model/net.bias"):
         load_model(tmp_path / "m.npz")
 
 
@@ -123,7 +123,7 @@ def test_each_family_declares_exactly_what_it_stores():
 def test_a_state_that_breaks_its_declaration_is_not_written(tmp_path, monkeypatch):
     model = fitted("svm")
     spec = registry.get_model_spec("svm")
-    monkeypatch.setattr(type(spec), "stored", lambda self, m: {"W_": Member(("D", "C"))})
+    monkeypatch.setattr(type(spec), "stored", lambda self, m: {"net.weight": Member(("D", "C"))})
     with pytest.raises(ValueError, match="does not declare"):
         save_model(tmp_path / "m.npz", model)
     assert not (tmp_path / "m.npz").exists()
@@ -162,11 +162,11 @@ def npy_header(shape, descr="<f4") -> bytes:
 def test_a_header_claiming_a_huge_array_is_refused_without_allocating(tmp_path, svm_file):
     arrays = members(svm_file)
     path = tmp_path / "m.npz"
-    huge = {"model/W_.npy": npy_header((10**7, 10**7)) + b"\0" * 4096}
-    write_zip(path, {k: v for k, v in arrays.items() if k != "model/W_"}, raw=huge)
+    huge = {"model/net.weight.npy": npy_header((10**7, 10**7)) + b"\0" * 4096}
+    write_zip(path, {k: v for k, v in arrays.items() if k != "model/net.weight"}, raw=huge)
 
     def load():
-        with pytest.raises(ValueError, match="W_"):
+        with pytest.raises(ValueError, match="net.weight"):
             load_model(path)
 
     assert peak_bytes(load) < 4_000_000
@@ -180,8 +180,9 @@ def test_a_consistent_file_larger_than_the_limit_is_refused(svm_file):
 
 def test_a_member_whose_size_disagrees_with_its_header_is_damaged(tmp_path, svm_file):
     arrays = members(svm_file)
-    short = {"model/W_.npy": npy_header((12, 3)) + b"\0" * 8}  # 144 bytes claimed, 8 held
-    write_zip(tmp_path / "m.npz", {k: v for k, v in arrays.items() if k != "model/W_"}, raw=short)
+    short = {"model/net.weight.npy": npy_header((12, 3)) + b"\0" * 8}  # 144 bytes, 8 held
+    kept = {k: v for k, v in arrays.items() if k != "model/net.weight"}
+    write_zip(tmp_path / "m.npz", kept, raw=short)
     with pytest.raises(ValueError, match="damaged"):
         load_model(tmp_path / "m.npz")
 
@@ -191,7 +192,7 @@ def test_a_member_whose_size_disagrees_with_its_header_is_damaged(tmp_path, svm_
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize(
-    "name, key", [("svm", "W_"), ("twolayer", "net.0.weight"), ("knn", "fit_X")]
+    "name, key", [("svm", "net.weight"), ("twolayer", "net.0.weight"), ("knn", "fit_X")]
 )
 def test_non_finite_weights_are_refused(tmp_path, name, key, bad):
     path = save_model(tmp_path / "m.npz", fitted(name))

@@ -40,12 +40,12 @@ def test_full_network_loss_gradient_with_dropout_batchnorm_and_reg_float64():
         hidden_dims=(7, 6), dropout=0.3, batchnorm=True, reg=0.05, label_smoothing=0.1
     )
     rng = np.random.default_rng(0)
-    net = model._build_network(5, 4, rng, dtype=np.float64)
+    net = model._build_network((5,), 4, rng, dtype=np.float64)
     for m in net.modules():  # batch-norm scales and shifts away from 1 and 0
         if type(m).__name__ == "BatchNorm1d":
             m.weight.data[...] = rng.uniform(0.5, 1.5, m.weight.data.shape)
             m.bias.data[...] = rng.uniform(-0.5, 0.5, m.bias.data.shape)
-    loss_fn = model._make_loss(net)
+    loss_fn = model._make_loss(net, model._params())
     X = rng.standard_normal((9, 5))
     y = rng.integers(0, 4, 9)
     start = rng.bit_generator.state
@@ -79,7 +79,10 @@ def test_reg_penalises_weights_only(digits):
 
     net = strong.net_
     scores = net(Tensor(X[:20]))
-    extra = strong._make_loss(net)(scores, y[:20]).item() - cross_entropy(scores, y[:20]).item()
+    extra = (
+        strong._make_loss(net, strong._params())(scores, y[:20]).item()
+        - cross_entropy(scores, y[:20]).item()
+    )
     weights = [m.weight.data for m in net if type(m).__name__ == "Linear"]
     assert extra == pytest.approx(
         0.5 * sum(np.sum(W.astype(np.float64) ** 2) for W in weights), rel=1e-4
@@ -261,7 +264,7 @@ def test_resume_refuses_the_checkpoint_of_other_hyperparameters_or_data(tmp_path
     FullyConnectedNet(**{**kw, "epochs": 1}).fit(X[:300], y[:300], checkpoint_dir=tmp_path)
     kw["epochs"] = 1
     with pytest.raises(
-        ValueError, match=r"params.learning_rate: 0\.001 in the checkpoint, 0\.01 now"
+        ValueError, match=r"params.learning_rate: 0\.003 in the checkpoint, 0\.01 now"
     ):
         FullyConnectedNet(**{**kw, "learning_rate": 1e-2}).fit(
             X[:300], y[:300], checkpoint_dir=tmp_path, resume=True

@@ -44,15 +44,18 @@ def test_spec_names_only_hyperparameters_its_estimator_has(name):
 
 
 def test_linear_defaults_scale_the_step_with_the_data():
+    from chainrule.models.linear_spec import MIN_EPOCHS, TUNED_RATE
+
     svm = get_model_spec("svm")
-    own = svm.estimator_defaults()
-    # on the reference scale the estimator's own step; 10x the squared norm, 1/10 of it
-    assert svm.defaults(CIFAR_LIKE)["learning_rate"] == own["learning_rate"]
+    # on the reference scale the step tuned on CIFAR-10; 10x the squared norm, 1/10 of it
+    assert svm.defaults(CIFAR_LIKE)["learning_rate"] == TUNED_RATE["svm"] == 0.03
     wide = DataSummary(40000, 3072, 10, (32, 32, 3), 2250.0)
-    assert svm.defaults(wide)["learning_rate"] == pytest.approx(own["learning_rate"] / 10)
+    assert svm.defaults(wide)["learning_rate"] == pytest.approx(TUNED_RATE["svm"] / 10)
     # a few hundred updates on small data: 6 minibatches of 200 per epoch -> 50 epochs
     assert svm.defaults(DIGITS_LIKE)["epochs"] == 50
-    assert svm.defaults(CIFAR_LIKE)["epochs"] == own["epochs"]
+    assert svm.defaults(CIFAR_LIKE)["epochs"] == MIN_EPOCHS == 20
+    # the estimator constructed with its defaults takes the same values in fit
+    assert svm.estimator_defaults()["learning_rate"] == "auto"
 
 
 def test_network_defaults_follow_the_data_size():

@@ -209,6 +209,38 @@ def test_rows_to_images_is_a_view_in_hwc_order():
         nn.RowsToImages(4, 3, 3, order="whc")
 
 
+def test_permute_hands_channels_last_images_to_the_image_layers_without_a_copy():
+    images = np.arange(2 * 4 * 3 * 3, dtype=np.float64).reshape(2, 4, 3, 3)  # N, H, W, C
+    x = cr.Tensor(images, requires_grad=True)
+    out = nn.Permute(0, 3, 1, 2)(x)
+    assert out.shape == (2, 3, 4, 3) and np.shares_memory(out.data, images)
+    np.testing.assert_array_equal(out.data, images.transpose(0, 3, 1, 2))
+    # the same result as the rows of these images through RowsToImages
+    rows = nn.RowsToImages(4, 3, 3)(images.reshape(2, -1))
+    np.testing.assert_array_equal(out.data, rows.data)
+    conv = nn.Conv2d(3, 2, 3, padding=1, random_state=0, dtype=np.float64)
+    conv(out).sum().backward()  # the gradient reaches the images in their own layout
+    assert x.grad.shape == images.shape
+    with pytest.raises(ValueError, match=r"Permute\(0, 3, 1, 2\) expects 4-D input"):
+        nn.Permute(0, 3, 1, 2)(images[0])
+    with pytest.raises(ValueError, match="a permutation of 0..n-1"):
+        nn.Permute(0, 3, 1)
+
+
+@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm2d, (6, 4, 3, 2))])
+def test_both_batch_norms_take_the_same_switches(cls, shape):
+    # scale= learns gamma, shift= learns beta; both off is PyTorch's affine=False.
+    x = np.random.default_rng(0).normal(size=shape)
+    for scale, shift in [(True, True), (False, True), (True, False), (False, False)]:
+        bn = cls(4, scale=scale, shift=shift, dtype=np.float64)
+        learned = sorted(name for name, _ in bn.named_parameters())
+        assert learned == [n for n, on in (("bias", shift), ("weight", scale)) if on]
+        assert f"scale={scale}, shift={shift}" in repr(bn)
+        out = bn(x).data
+        axes = (0,) if len(shape) == 2 else (0, 2, 3)
+        np.testing.assert_allclose(out.mean(axis=axes), 0.0, atol=1e-12)  # gamma 1, beta 0
+
+
 def test_modules_run_in_float64_after_to_and_accept_plain_arrays():
     net = small_net(np.float32).to(np.float64)
     x = np.random.default_rng(2).standard_normal((3, 3, 6, 6)).astype(np.float32)

@@ -21,6 +21,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from chainrule._random import as_generator
 
+from .layout import image_shape as _image_shape
+
 __all__ = [
     "CropFlip",
     "alternating_flips",
@@ -170,10 +172,7 @@ def random_crop_flip_flat(
     if not isinstance(X, np.ndarray) or X.ndim != 2:
         shape = getattr(X, "shape", None)
         raise ValueError(f"X must be a 2-D array (N, D), got shape {shape}")
-    try:
-        h, w, c = (int(s) for s in image_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"image_shape must be (H, W, C), got {image_shape!r}") from None
+    h, w, c = _image_shape(image_shape)
     d = h * w * c
     n, cols = X.shape
     if cols not in (d, d + 1):
@@ -211,7 +210,8 @@ def alternating_flips(indices, epoch: int, seed: int = 0) -> np.ndarray:
 
 class CropFlip:
     """Random crops of up to `padding` pixels (zero padding) and horizontal flips of
-    minibatches of rows of images (HWC order), for `chainrule.train.Solver`.
+    minibatches of images of `image_shape` (H, W, C), for `chainrule.train.Solver`: images
+    (B, H, W, C) or rows (B, H*W*C) of them flattened in HWC order.
 
     flips: ``"random"`` (each image mirrored with probability 1/2, drawn from the
     Solver's generator), ``"alternate"`` (`alternating_flips` with `seed`: each image
@@ -219,19 +219,14 @@ class CropFlip:
 
     Called as ``augment(X, rng, indices=..., epoch=...)`` (the Solver passes the rows'
     positions in the training set and the 0-based epoch, because ``uses_indices`` is
-    True); returns a new (B, D) array.
+    True); returns a new batch of X's shape.
     """
 
     uses_indices = True
     FLIPS = ("random", "alternate", "none")
 
     def __init__(self, image_shape, padding: int = 2, flips: str = "random", seed: int = 0):
-        try:
-            self.image_shape = tuple(int(s) for s in image_shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"image_shape must be (H, W, C), got {image_shape!r}") from None
-        if len(self.image_shape) != 3 or min(self.image_shape) <= 0:
-            raise ValueError(f"image_shape must be (H, W, C), got {image_shape!r}")
+        self.image_shape = _image_shape(image_shape)
         self.padding = _check_padding(padding)
         if flips not in self.FLIPS:
             raise ValueError(f"flips must be one of {', '.join(self.FLIPS)}, got {flips!r}")
@@ -246,7 +241,7 @@ class CropFlip:
             if indices is None:
                 raise ValueError('CropFlip(flips="alternate") needs the rows\' indices')
             flips = alternating_flips(indices, epoch, self.seed)
-        return crop_flip(images, dy, dx, flips, padding=self.padding).reshape(n, -1)
+        return crop_flip(images, dy, dx, flips, padding=self.padding).reshape(X.shape)
 
     def __repr__(self) -> str:
         return f"CropFlip(padding={self.padding}, flips={self.flips!r})"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layout import as_images, image_shape
+
 __all__ = ["Preprocessor"]
 
 _FORMAT_VERSION = 1
@@ -15,8 +17,9 @@ class Preprocessor:
     ``transform`` maps images (N, H, W, C) on the 0..255 pixel scale to float32 rows
     (N, H*W*C), in HWC order (row ``i`` is ``images[i].ravel()`` after the pixel-wise
     operations), plus a trailing column of ones when ``bias=True`` (the bias trick: the last
-    row of a weight matrix acts as the bias). With ``flatten=False`` it keeps the image
-    shape instead, channels first as convolutions want: float32 (N, C, H, W).
+    row of a weight matrix acts as the bias). With ``flatten=False`` it keeps the images
+    as images, channels-last as they came: float32 (N, H, W, C), the layout the
+    convolutional networks read (see `chainrule.data.layout`).
 
     Parameters
     ----------
@@ -28,7 +31,7 @@ class Preprocessor:
     bias : bool
         Append a column of ones (rows only).
     flatten : bool
-        Rows (N, H*W*C) when True; images (N, C, H, W) when False.
+        Rows (N, H*W*C) when True; images (N, H, W, C) when False.
 
     Attributes (after ``fit``)
     --------------------------
@@ -103,16 +106,14 @@ class Preprocessor:
     def transform(self, images) -> np.ndarray:
         """Images (N, H, W, C) (uint8 or real, 0..255 scale) -> float32 rows (N, D).
 
-        D is H*W*C, plus one with ``bias=True``; with ``flatten=False`` the result is
-        float32 (N, C, H, W) instead. The image shape must be the one seen by ``fit``.
+        D is H*W*C, plus one with ``bias=True``; with ``flatten=False`` the result is the
+        images, float32 (N, H, W, C), instead (the same numbers, not flattened). The image
+        shape must be the one seen by ``fit``.
         """
         shape = self._fitted_shape()
-        x = _as_images(images, "transform")
-        if x.shape[1:] != shape:
-            raise ValueError(
-                f"images have shape (H, W, C) = {tuple(x.shape[1:])} but this preprocessor was "
-                f"fitted on images of shape {shape}"
-            )
+        x = as_images(
+            _as_images(images, "transform"), shape, name="images", owner="this preprocessor"
+        )
         n = x.shape[0]
         d = shape[0] * shape[1] * shape[2]
         out = np.empty((n, d + int(self.bias)), dtype=np.float32)
@@ -125,9 +126,7 @@ class Preprocessor:
             np.subtract(body, shift, out=body)
         if self.bias:
             out[:, d] = 1.0
-        if not self.flatten:
-            return np.ascontiguousarray(body.transpose(0, 3, 1, 2))
-        return out
+        return out if self.flatten else body
 
     # -- state -------------------------------------------------------------------------
 
@@ -158,10 +157,8 @@ class Preprocessor:
                 f"preprocessor state has format version {version}; this chainrule reads "
                 f"version {_FORMAT_VERSION}"
             )
-        shape = np.asarray(state["image_shape"])
-        if shape.shape != (3,) or not np.issubdtype(shape.dtype, np.integer) or (shape < 1).any():
-            raise ValueError(f"preprocessor state has an invalid image_shape {shape!r}")
-        c = int(shape[2])
+        shape = image_shape(state["image_shape"], name="preprocessor state: image_shape")
+        c = shape[2]
         mean = np.asarray(state["mean"], dtype=np.float32)
         std = np.asarray(state["std"], dtype=np.float32)
         if mean.shape != (c,) or std.shape != (c,):
@@ -178,7 +175,7 @@ class Preprocessor:
             # states written before images could keep their shape are rows
             flatten=bool(np.asarray(state.get("flatten", True))),
         )
-        pre.image_shape_ = tuple(int(s) for s in shape)  # type: ignore[assignment]
+        pre.image_shape_ = shape  # type: ignore[assignment]
         pre.mean_ = mean.copy()
         pre.std_ = std.copy()
         return pre

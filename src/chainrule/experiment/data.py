@@ -26,7 +26,7 @@ class TrialData:
 
     The preprocessing (scale to [0, 1], subtract the training images' channel means) is
     fitted once on the training images; :meth:`inputs` gives each split in the layout a
-    model wants (``"rows"`` (N, H*W*C) or ``"images"`` (N, C, H, W), float32), computed on
+    model wants (``"rows"`` (N, H*W*C) or ``"images"`` (N, H, W, C), float32), computed on
     first use and kept, so several models share it.
     """
 

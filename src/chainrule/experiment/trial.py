@@ -14,7 +14,6 @@ chosen settings before fitting, so that an interrupted run can resume with them)
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from chainrule._blas import SMALL_DATA  # noqa: F401 - where callers found it
+from chainrule._blas import blas_threads_for as _blas_threads_for
 from chainrule._memory import format_bytes, physical_memory
 from chainrule.experiment.data import TrialData
 from chainrule.experiment.records import Result, Trial
@@ -44,9 +45,6 @@ __all__ = [
     "run_trial",
     "starting_params",
 ]
-
-# Below this many input values (rows x features) a data set counts as small.
-SMALL_DATA = 2_000_000
 
 
 class ExperimentError(ValueError):
@@ -134,20 +132,8 @@ def check_trial(trial: Trial, *, validation: bool = True) -> None:
 
 
 def blas_threads_for(X: np.ndarray):
-    """A context that keeps BLAS to one thread while working on a small data set.
-
-    The matrix products of small data (the bundled digits: 1,150 x 64) are far too small
-    to gain from threads, and on a machine whose cores are busy with other work, waking a
-    second BLAS thread for each of them made a small network's training ten times slower.
-    Needs threadpoolctl (installed with scikit-learn); without it nothing changes.
-    """
-    if X.size > SMALL_DATA:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    """One BLAS thread while working on a small data set (`chainrule._blas`)."""
+    return _blas_threads_for(X.size)
 
 
 def summary_of(spec: ModelSpec, data: TrialData) -> DataSummary:

@@ -2,10 +2,13 @@
 
 Each family is an estimator class (``knn``, ``linear``, ``mlp``, ``convnet``; the conventions in
 ``_base``) with a spec beside it (``*_spec``; the protocol in ``spec``): its defaults for
-the data, search grid, command-line options and plots. ``registry`` names them (name ->
+the data, search grid, command-line options and plots. The families trained by gradient
+descent (``linear``, ``mlp``, ``convnet``) are siblings on one base, `NetworkClassifier`
+(``_network``; its training options in ``_options``). ``registry`` names them (name ->
 class and spec, imported on first use); ``io`` writes and reads model files.
 """
 
+from chainrule.models._network import NetworkClassifier  # noqa: F401
 from chainrule.models.convnet import ConvNet  # noqa: F401
 from chainrule.models.export import export_onnx  # noqa: F401
 from chainrule.models.io import LoadedModel, load_model, save_model  # noqa: F401

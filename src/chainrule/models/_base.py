@@ -460,14 +460,15 @@ def check_labels(y, *, name: str = "y", estimator=None) -> np.ndarray:
 
 
 def check_X_y(
-    X, y, *, dtype=None, min_samples: int = 1, estimator=None
+    X, y, *, dtype=None, min_samples: int = 1, estimator=None, ensure_2d: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate training data: ``X`` as in :func:`check_X`, ``y`` as in :func:`check_labels`.
 
-    Returns ``(X, y)``: X (N, D) C-contiguous, y (N,) int64 or strings. Raises
-    ``ValueError`` when the lengths differ or ``N < min_samples``.
+    Returns ``(X, y)``: X (N, D) C-contiguous (any ``ndim >= 1`` with ``ensure_2d=False``),
+    y (N,) int64 or strings. Raises ``ValueError`` when the lengths differ or
+    ``N < min_samples``.
     """
-    X = check_X(X, dtype=dtype)
+    X = check_X(X, dtype=dtype, ensure_2d=ensure_2d)
     y = check_labels(y, estimator=estimator)
     if X.shape[0] != y.shape[0]:
         raise ValueError(

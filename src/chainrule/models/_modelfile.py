@@ -13,7 +13,8 @@
    before the model is built from the arrays.
 
 `read_model` returns the parts of a ``LoadedModel``; every problem is a ``ValueError``
-that names the file.
+that names the file. A file of format 1 is read, from its hyperparameters on, as a file of
+the current format (``models/_compat.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from chainrule._npz import NpzArchive
+from chainrule.models._compat import upgrade
 from chainrule.models._layout import PREPROCESSING, any_members, check_layout, check_values
 from chainrule.models.registry import MODEL_REGISTRY, get_model_class, get_model_spec
 from chainrule.models.spec import DataSummary, MemberBudgetExceeded, members_at_most
@@ -292,6 +294,10 @@ def read_model(archive: NpzArchive, path, where: str, limit: int, *, trust_v1=Fa
         raise ValueError(f"{where} is damaged: bad params or class names")
     if not all(isinstance(c, str) for c in classes):
         raise ValueError(f"{where} is damaged: its class names are not all strings")
+    if header["version"] < FORMAT_VERSION:  # read as the current format from here on
+        extra = extra if isinstance(extra, dict) else {}
+        archive, params, extra = upgrade(archive, header["version"], name, params, extra)
+        names = member_names(archive, where)
     model, declared = declare(name, params, names, where)
     check_names(names, declared, where)  # before any member's header is read
     headers = {p: {k: archive.header(p + k) for k in keys} for p, keys in names.items()}
@@ -318,6 +324,7 @@ def read_model(archive: NpzArchive, path, where: str, limit: int, *, trust_v1=Fa
         "name": name,
         "params": params,
         "extra": extra if isinstance(extra, dict) else {},
+        "archive": archive,
     }
 
 

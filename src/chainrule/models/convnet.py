@@ -8,25 +8,34 @@ spec (channel widths per stage)::
 
 with a ``"conv"`` stem (3x3 convolution, BN, ReLU) or a ``"whiten"`` stem (a frozen 2x2
 convolution that whitens the training images' patches, computed from them before
-training). It trains exactly as `FullyConnectedNet` does (the same `Solver`, optimizers,
-schedules, weight decay, label smoothing, crops and flips, test-time flips,
-best-on-validation, checkpoints and exact resume); only the network differs.
+training). It is an estimator on `chainrule.models.NetworkClassifier` like the linear
+classifiers and the fully connected networks (the same `Solver`, optimizers, schedules,
+weight decay, label smoothing, crops and flips, test-time flips, best-on-validation,
+checkpoints and exact resume); only the network differs.
 
-Input: images (N, C, H, W) float, the layout of ``Preprocessor(flatten=False)``, or
-rows (N, H*W*C) of images flattened in HWC order (with ``image_shape``). Inside, the
-network reads HWC rows (its first layer views them as channels-last images, the memory
-order its convolutions work in without a copy), so images (N, C, H, W) are copied once
-into that order.
+Input: images (N, H, W, C) float, channels-last, the layout of
+``Preprocessor(flatten=False)``; they stay images, in that memory order, from the
+preprocessing to the last convolution (the network's first layer views them as the
+(N, C, H, W) its convolutions take, without a copy). Rows (N, H*W*C) of images
+flattened in HWC order are the same images viewed flat (with ``image_shape``; without
+it, 1x1 images of D channels).
+
+Every training default is ``"auto"``: the recipe of ``chainrule train cnn`` for the
+size of the training data (``models/convnet_spec.py``, the one place of its values).
+The tricks of the fast CIFAR-10 recipes (identity-initialised filters, a larger rate
+for biases and batch-norm shifts, alternating flips, shifted test-time views, Muon on
+the filters, Lookahead's ramped averaging) are options, off by default.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
-from chainrule.models._base import check_is_fitted, check_X
-from chainrule.models.mlp import FullyConnectedNet, _is_int, _is_real
+from chainrule.models._network import NetworkClassifier
+from chainrule.models._options import AUTO, is_auto, is_int, is_real
 
 __all__ = ["ConvNet"]
 
@@ -35,7 +44,7 @@ INITS = ("kaiming", "dirac")
 FLIPS = ("random", "alternate")
 
 
-class ConvNet(FullyConnectedNet):
+class ConvNet(NetworkClassifier):
     """A convolutional network of 3x3 convolutions, batch norm, ReLU and max pooling.
 
     Parameters
@@ -78,7 +87,8 @@ class ConvNet(FullyConnectedNet):
     test_time_shift : int
         With s > 0, prediction also averages views shifted by s pixels up-left and
         down-right (each, with test-time flips, mirrored too), weighted half as much
-        as the unshifted ones; 0: off.
+        as the unshifted ones; 0: off. Like `test_time_flip`, it may be changed with
+        ``set_params`` after fit.
     muon_lr, muon_momentum : float
         With ``optimizer="muon"``: the rate and the (Nesterov) momentum of the
         convolution filters, whose steps `chainrule.optim.Muon` orthogonalises, their
@@ -89,7 +99,7 @@ class ConvNet(FullyConnectedNet):
         Largest translation of the random crops of `augment`, in pixels.
     image_shape : (H, W, C) or None
         For rows: the shape each row was flattened from (HWC order); rows without it
-        are 1x1 images of D channels. Images (N, C, H, W) carry their shape (a given
+        are 1x1 images of D channels. Images (N, H, W, C) carry their shape (a given
         `image_shape` must agree with it).
     reg, optimizer, learning_rate, lr_schedule, schedule_per, batch_size, epochs,
     augment, test_time_flip, label_smoothing, weight_decay, momentum,
@@ -97,39 +107,53 @@ class ConvNet(FullyConnectedNet):
         and `weight_decay` act on the convolution and Linear weights (not on batch norm,
         not on the frozen whitening filters).
 
-    Batch normalization is always part of this architecture (there is no ``batchnorm``
-    parameter: its statistics are what make the high learning rates of the CIFAR-10
-    recipe work); its shift is learned, its scale is not (the next convolution absorbs
-    any scale). Initial weights are He-normal (no ``weight_scale``).
+    ``"auto"`` (the default of channels, stem, logit_scale, lookahead, aug_padding and
+    every training setting of the recipes) takes the value of the command line's recipe
+    for the training data: `convnet_spec.LARGE_DATA` from 20,000 training samples on
+    (CIFAR-10), `convnet_spec.SMALL_DATA_RECIPE` below (the digits, a robot's photos).
+
+    Batch normalization is always part of this architecture (its statistics are what
+    make the high learning rates of the recipes work); its shift is learned, its scale
+    is not (the next convolution absorbs any scale). Initial weights are He-normal
+    (with identity filters first for ``init="dirac"``).
 
     Attributes (after fit)
     ----------------------
-    classes_, n_features_in_ (H*W*C), net_, history_ : as in `FullyConnectedNet`;
-    image_shape_ : (H, W, C) of the images the network reads.
+    classes_, n_features_in_ (H*W*C), image_shape_ ((H, W, C) of the images the network
+    reads), net_, history_, fitted_params_: see `chainrule.models.NetworkClassifier`.
     """
+
+    _reads = "images"
+    _auto = frozenset(
+        {
+            "channels", "stem", "logit_scale", "lookahead", "aug_padding", "optimizer",
+            "learning_rate", "momentum", "weight_decay", "lr_schedule", "label_smoothing",
+            "batch_size", "epochs", "augment",
+        }
+    )  # fmt: skip
 
     def __init__(
         self,
-        channels=(32, 64, 128),
-        stem="conv",
+        channels=AUTO,
+        stem=AUTO,
         convs_per_stage=2,
-        logit_scale=1.0,
+        logit_scale=AUTO,
         dropout=0.0,
         reg=0.0,
-        optimizer="adam",
-        learning_rate=1e-3,
-        lr_schedule=None,
+        optimizer=AUTO,
+        learning_rate=AUTO,
+        lr_schedule=AUTO,
         schedule_per="iteration",
-        batch_size=200,
-        epochs=10,
-        augment=False,
+        batch_size=AUTO,
+        epochs=AUTO,
+        augment=AUTO,
         image_shape=None,
-        aug_padding=2,
+        aug_padding=AUTO,
         test_time_flip=None,
-        label_smoothing=0.0,
-        weight_decay=0.0,
-        momentum=0.9,
-        lookahead=0,
+        label_smoothing=AUTO,
+        weight_decay=AUTO,
+        momentum=AUTO,
+        lookahead=AUTO,
         lookahead_alpha=0.5,
         lookahead_ramp=0.0,
         init="kaiming",
@@ -174,293 +198,190 @@ class ConvNet(FullyConnectedNet):
         self.random_state = random_state
         self.verbose = verbose
 
-    @property
-    def batchnorm(self) -> bool:
-        """Always True: batch norm after every trained convolution."""
-        return True
-
-    @property
-    def weight_scale(self):
-        """Always None: He initialisation."""
-        return None
-
     # ------------------------------------------------------------ architecture
-    def _architecture(self) -> tuple[tuple[int, ...], str, int, float, float]:
-        """(channels, stem, convs_per_stage, dropout, logit_scale), validated."""
-        widths = self.channels
-        if _is_int(widths):
+    def _architecture(self, p=None) -> tuple[tuple[int, ...], str, int, float, float]:
+        """(channels, stem, convs_per_stage, dropout, logit_scale) as the model uses them
+        (or as ``p`` says), checked."""
+        p = self._params() if p is None else p
+        widths = p["channels"]
+        if is_int(widths):
             widths = (widths,)
         try:
             widths = tuple(widths)
         except TypeError:
             widths = ()
-        if not widths or not all(_is_int(w) and w > 0 for w in widths):
-            raise ValueError(f"channels must be a sequence of positive ints, got {self.channels!r}")
-        if self.stem not in STEMS:
-            raise ValueError(f'stem must be "whiten" or "conv", got {self.stem!r}')
-        k = self.convs_per_stage
-        if not _is_int(k) or k < 1:
+        if not widths or not all(is_int(w) and w > 0 for w in widths):
+            raise ValueError(f"channels must be a sequence of positive ints, got {p['channels']!r}")
+        if p["stem"] not in STEMS:
+            raise ValueError(f'stem must be "whiten" or "conv", got {p["stem"]!r}')
+        k = p["convs_per_stage"]
+        if not is_int(k) or k < 1:
             raise ValueError(f"convs_per_stage must be a positive int, got {k!r}")
-        p = self.dropout
-        if not _is_real(p) or not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {p!r}")
-        s = self.logit_scale
-        if not _is_real(s) or s <= 0:
+        drop = p["dropout"]
+        if not is_real(drop) or not 0.0 <= drop < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {drop!r}")
+        s = p["logit_scale"]
+        if not is_real(s) or s <= 0:
             raise ValueError(f"logit_scale must be a positive number, got {s!r}")
-        return tuple(int(w) for w in widths), self.stem, int(k), float(p), float(s)
+        return tuple(int(w) for w in widths), p["stem"], int(k), float(drop), float(s)
 
-    def _check_hyperparameters(self) -> None:
-        super()._check_hyperparameters()
-        k = self.lookahead
-        if not _is_int(k) or k < 0:
-            raise ValueError(f"lookahead must be a non-negative int (0: off), got {k!r}")
-        a = self.lookahead_alpha
-        if not _is_real(a) or not 0 < a <= 1:
-            raise ValueError(f"lookahead_alpha must be in (0, 1], got {a!r}")
-        r = self.lookahead_ramp
-        if not _is_real(r) or not 0 <= r < math.inf:
-            raise ValueError(f"lookahead_ramp must be a non-negative number (0: off), got {r!r}")
-        pad = self.aug_padding
-        if not _is_int(pad) or pad < 0:
-            raise ValueError(f"aug_padding must be a non-negative int, got {pad!r}")
-        if self.init not in INITS:
-            raise ValueError(f'init must be "kaiming" or "dirac", got {self.init!r}')
-        f = self.bias_lr_factor
-        if not _is_real(f) or f <= 0:
-            raise ValueError(f"bias_lr_factor must be a positive number, got {f!r}")
-        if self.flips not in FLIPS:
-            raise ValueError(f'flips must be "random" or "alternate", got {self.flips!r}')
-        shift = self.test_time_shift
-        if not _is_int(shift) or shift < 0:
-            raise ValueError(f"test_time_shift must be a non-negative int, got {shift!r}")
-        if not _is_real(self.muon_lr) or self.muon_lr <= 0:
-            raise ValueError(f"muon_lr must be a positive number, got {self.muon_lr!r}")
-        mu = self.muon_momentum
-        if not _is_real(mu) or not 0 < mu < 1:
-            raise ValueError(f"muon_momentum must be in (0, 1), got {mu!r}")
-        if self.image_shape is not None:
-            _shape_of(self.image_shape)
+    def _check_architecture(self, p) -> None:
+        # "auto" values are chosen from the data in fit; check the rest now.
+        stand_in = {"channels": (1,), "stem": "conv", "logit_scale": 1.0}
+        self._architecture({**p, **{k: v for k, v in stand_in.items() if is_auto(p[k])}})
+        _check_tricks(p)
 
-    def _build_network(self, n_features, n_classes, rng, dtype=np.float32, whiten_images=None):
-        """The `Sequential` for rows of images of shape ``image_shape_``.
+    def _recipe(self, data) -> dict:
+        from chainrule.models.convnet_spec import recipe
 
-        The whitening stem's filters come from `whiten_images` (N, H, W, C); without
-        them (a model file being read) they are zeros until the file's are loaded.
-        """
-        from chainrule.models.convnet_arch import build_convnet
+        return recipe(data)
 
-        widths, stem, k, p, scale = self._architecture()
-        shape = self.image_shape_
-        filters = None
-        if stem == "whiten" and whiten_images is None:
-            c = shape[2]
-            filters = np.zeros((8 * c, c, 2, 2), dtype=dtype)
-        return build_convnet(
-            shape, n_classes, widths, convs_per_stage=k, stem=stem,
-            whiten_images=whiten_images, whiten_filters=filters, logit_scale=scale,
-            random_state=rng, dtype=dtype, dropout=p, init=self.init,
-        )  # fmt: skip
+    def _rows_shape(self, n_features: int):
+        return (1, 1, n_features)
 
-    def _new_network(self, X, rng):
-        self._fit_rows = len(X)  # sizes Lookahead's ramp (see `_make_optimizer`)
-        whiten = X.reshape(-1, *self.image_shape_) if self.stem == "whiten" else None
-        return self._build_network(X.shape[1], len(self.classes_), rng, whiten_images=whiten)
-
-    def _weights(self, net) -> list:
-        """The convolution and Linear weights (what `reg` penalises)."""
-        from chainrule import nn
-
-        return [m.weight for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-
-    def _make_optimizer(self, net):
-        """The optimizer over two parameter groups: the convolution and Linear weights
-        at `learning_rate` with `weight_decay`; biases and batch-norm shifts at
-        ``bias_lr_factor * learning_rate`` without decay; with ``optimizer="muon"`` a
-        third group of the convolution filters (see `muon_lr`); in `Lookahead` if
-        asked."""
-        from chainrule import optim
-
-        lr, wd = self.learning_rate, self.weight_decay
-        if not _is_real(lr) or lr <= 0:
-            raise ValueError(f"learning_rate must be a positive number, got {lr!r}")
-        if not _is_real(wd) or wd < 0:
-            raise ValueError(f"weight_decay must be a non-negative number, got {wd!r}")
-        groups = optim.network_groups(
-            net, float(lr), float(wd), bias_lr_factor=float(self.bias_lr_factor)
-        )
-        if self.optimizer == "muon":
-            opt = self._muon(net, groups)
-        else:
-            opt = optim.make_optimizer(
-                self.optimizer, groups, float(lr), momentum=self.momentum, weight_decay=float(wd)
-            )
-        if self.lookahead:
-            ramp = None
-            if self.lookahead_ramp > 0:
-                from chainrule.train.solver import batches_per_epoch
-
-                steps = batches_per_epoch(self._fit_rows, self.batch_size) * int(self.epochs)
-                ramp = max(1, round(float(self.lookahead_ramp) * steps))
-            alpha = float(self.lookahead_alpha)
-            opt = optim.Lookahead(opt, k=int(self.lookahead), alpha=alpha, ramp_steps=ramp)
-        return opt
-
-    def _muon(self, net, groups):
-        """`Muon` over the filters (orthogonalised, fixed norm) and `groups` without
-        them (Nesterov SGD steps)."""
-        from chainrule import nn, optim
-
-        filters = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d)]
-        rest = [
-            {**g, "params": [p for p in g["params"] if all(p is not f for f in filters)]}
-            for g in groups
-        ]
-        orthogonal = {
-            "params": filters, "lr": float(self.muon_lr), "weight_decay": 0.0,
-            "momentum": float(self.muon_momentum), "normalize_weights": True,
-            "orthogonalize": True,
-        }  # fmt: skip
-        rest = [{**g, "orthogonalize": False} for g in rest if g["params"]]
-        momentum = float(self.momentum)
-        return optim.Muon([orthogonal, *rest], float(self.learning_rate), momentum=momentum)
-
-    def _make_augment(self, n_features: int):
-        """Random crops of `aug_padding` pixels and random or alternating flips."""
-        if not self.augment:
-            return None
-        from chainrule.data.augment import CropFlip
-
-        seed = self.random_state if _is_int(self.random_state) else 0
-        return CropFlip(self.image_shape_, int(self.aug_padding), self.flips, seed=int(seed))
-
-    def _make_eval_views(self, n_features: int):
-        """The other views of each image at prediction: its mirror image (test-time
-        flips), and with `test_time_shift` its shifts (and their mirror images) at
-        half weight; a generator of (rows, weight), or None."""
-        flips, shift = self._flips(), int(self.test_time_shift)
-        if not flips and not shift:
-            return None
-        from chainrule.data.augment import crop_flip
-
-        shape = self.image_shape_
-
-        def views(X):
-            n = X.shape[0]
-            images = X.reshape(n, *shape)
-            if flips:
-                yield images[:, :, ::-1].reshape(n, -1), 1.0
-            for offset in (0, 2 * shift) if shift else ():
-                for mirror in (False, True) if flips else (False,):
-                    at = np.full(n, offset)
-                    view = crop_flip(images, at, at, np.full(n, mirror), padding=shift)
-                    yield view.reshape(n, -1), 0.5
-
-        return views
-
-    def _image_shape(self, n_features: int, why: str) -> tuple[int, int, int]:
-        return self.image_shape_
-
-    # ------------------------------------------------------------ inputs
-    def _as_rows(self, X, name: str = "X") -> np.ndarray:
-        """Images (N, C, H, W) or rows (N, D) -> float32 rows (N, H*W*C) in HWC order.
-
-        Before fitting (no ``image_shape_`` yet) the shape is taken from the input and
-        set; after, the input must have the fitted shape.
-        """
-        X = check_X(X, name=name, dtype=np.float32, estimator=self, ensure_2d=False)
-        fitted = getattr(self, "image_shape_", None)
-        if X.ndim == 4:
-            shape = (X.shape[2], X.shape[3], X.shape[1])
-            given = self.image_shape if fitted is None else fitted
-            if given is not None and _shape_of(given) != shape:
-                h, w, c = _shape_of(given)
-                raise ValueError(
-                    f"{name} holds images (C, H, W) = {X.shape[1:]}, but {type(self).__name__} "
-                    f"{'was fitted on' if fitted else 'has image_shape for'} images "
-                    f"(C, H, W) = {(c, h, w)}"
-                )
-            rows = np.ascontiguousarray(X.transpose(0, 2, 3, 1)).reshape(X.shape[0], -1)
-        elif X.ndim == 2:
-            d = X.shape[1] if fitted is None else math.prod(fitted)
-            rows = check_X(X, name=name, n_features=d, estimator=self)
-            shape = fitted or self._row_shape(X.shape[1])
-        elif X.ndim == 1:
-            check_X(X, name=name)  # raises scikit-learn's "Reshape your data" message
-        else:
-            raise ValueError(
-                f"{name} must be images (N, C, H, W) or rows (N, H*W*C), got shape {X.shape}"
-            )
-        if fitted is None:
-            self.image_shape_ = shape
-        return rows
-
-    def _row_shape(self, n_features: int) -> tuple[int, int, int]:
-        if self.image_shape is None:
-            return (1, 1, n_features)
-        shape = _shape_of(self.image_shape)
-        if math.prod(shape) != n_features:
-            raise ValueError(
-                f"image_shape {self.image_shape!r} does not match rows of {n_features} features"
+    def _image_shape_of(self, X, p):
+        shape = super()._image_shape_of(X, p)
+        if X.ndim == 4 and X.shape[1] in (1, 3) and X.shape[3] > 4 and X.shape[2] > 1:
+            warnings.warn(
+                f"X has shape {X.shape}: ConvNet reads it as channels-last images "
+                f"(N, H, W, C) of {shape[0]}x{shape[1]} pixels with {shape[2]} channels; "
+                "if these are channels-first images (N, C, H, W), pass "
+                "X.transpose(0, 2, 3, 1)",
+                UserWarning,
+                stacklevel=3,
             )
         return shape
 
-    def _check_rows(self, X) -> np.ndarray:
-        check_is_fitted(self, "net_")
-        return self._as_rows(X)
+    def _build_network(self, input_shape, n_classes, rng, dtype=np.float32):
+        """The `Sequential` of `build_convnet` for images of ``input_shape`` (H, W, C).
 
-    # ------------------------------------------------------------ fitting
-    def fit(
-        self,
-        X,
-        y,
-        X_val=None,
-        y_val=None,
-        *,
-        checkpoint_dir=None,
-        resume=False,
-        checkpoint_settings=None,
-    ):
-        """Train on images X (N, C, H, W) or rows X (N, D) with labels y (N,); validate
-        on (X_val, y_val) of the same form if given. Otherwise as
-        `FullyConnectedNet.fit`. Returns self."""
-        self._check_hyperparameters()
-        self.__dict__.pop("image_shape_", None)  # a refit reads the shape again
-        rows = self._as_rows(X)
-        if X_val is not None:
-            X_val = self._as_rows(X_val, "X_val")
-        return super().fit(
-            rows, y, X_val, y_val, checkpoint_dir=checkpoint_dir, resume=resume,
-            checkpoint_settings=checkpoint_settings,
+        A whitening stem's filters are zeros until `_initialise` computes them from the
+        training images (or a model file's are loaded)."""
+        from chainrule.models.convnet_arch import build_convnet
+
+        widths, stem, k, p, scale = self._architecture()
+        filters = None
+        if stem == "whiten":
+            c = input_shape[2]
+            filters = np.zeros((8 * c, c, 2, 2), dtype=dtype)
+        return build_convnet(
+            input_shape, n_classes, widths, convs_per_stage=k, stem=stem,
+            whiten_filters=filters, logit_scale=scale, random_state=rng, dtype=dtype,
+            dropout=p, init=self._params()["init"],
         )  # fmt: skip
 
-    def _run_settings(self, X, X_val, extra) -> dict:
-        return {**super()._run_settings(X, X_val, extra), "image_shape": list(self.image_shape_)}
+    def _initialise(self, net, X) -> None:
+        """The whitening stem's filters, from the training images X (N, H, W, C)."""
+        if self._architecture()[1] == "whiten":
+            from chainrule.models.convnet_arch import patch_whitening_filters
 
-    # ------------------------------------------------------------ model files
-    def _state_dict(self) -> dict[str, np.ndarray]:
-        state = super()._state_dict()
-        state["image_shape_"] = np.array(self.image_shape_, dtype=np.int64)
-        return state
+            stem = net[1].weight
+            np.copyto(stem, patch_whitening_filters(X), casting="same_kind")
 
-    def _load_state_dict(self, state) -> None:
-        if "image_shape_" not in state:
-            raise ValueError(f"{type(self).__name__} state has no 'image_shape_'")
-        shape = _shape_of(np.asarray(state["image_shape_"]).tolist())
-        n_features = int(np.asarray(state.get("n_features_in_", -1)))
-        if math.prod(shape) != n_features:
-            raise ValueError(
-                f"image_shape_ {shape} does not make n_features_in_ = {n_features} features"
+    # ------------------------------------------------------------ training and views
+    def _optimizer(self, net, p, n_samples):
+        """The optimizer over two parameter groups: the convolution and Linear weights
+        at `learning_rate` with `weight_decay`; biases and batch-norm shifts at
+        ``bias_lr_factor * learning_rate`` without decay; with ``optimizer="muon"`` a
+        third group of the convolution filters (see `muon_lr`); in `Lookahead` (alpha
+        `lookahead_alpha`, ramped over `lookahead_ramp` of the run's steps) if asked."""
+        from chainrule import optim
+
+        lr, wd = float(p["learning_rate"]), float(p["weight_decay"])
+        groups = optim.network_groups(net, lr, wd, bias_lr_factor=float(p["bias_lr_factor"]))
+        if p["optimizer"] == "muon":
+            opt = _muon(net, groups, p)
+        else:
+            opt = optim.make_optimizer(
+                p["optimizer"], groups, lr, momentum=p["momentum"], weight_decay=wd
             )
-        self.image_shape_ = shape
-        super()._load_state_dict(state)
+        if p["lookahead"]:
+            ramp = None
+            if p["lookahead_ramp"] > 0:
+                from chainrule.train.solver import batches_per_epoch
+
+                steps = batches_per_epoch(n_samples, int(p["batch_size"])) * int(p["epochs"])
+                ramp = max(1, round(float(p["lookahead_ramp"]) * steps))
+            alpha = float(p["lookahead_alpha"])
+            opt = optim.Lookahead(opt, k=int(p["lookahead"]), alpha=alpha, ramp_steps=ramp)
+        return opt
+
+    def _augmentation(self, p):
+        """Random crops of `aug_padding` pixels with random or alternating flips."""
+        if not p["augment"] or p["flips"] == "random":
+            return super()._augmentation(p)
+        from chainrule.data.augment import CropFlip
+
+        shape = self._need_shape("augment=True")
+        seed = p["random_state"] if is_int(p["random_state"]) else 0
+        return CropFlip(shape, int(p["aug_padding"]), p["flips"], seed=int(seed))
+
+    def _eval_views(self, p):
+        """The other views of each image at prediction: its mirror image (test-time
+        flips), and with `test_time_shift` its shifts (and their mirror images) at
+        half weight."""
+        shift = p["test_time_shift"]
+        if not is_int(shift) or shift < 0:
+            raise ValueError(f"test_time_shift must be a non-negative int, got {shift!r}")
+        if not shift:
+            return super()._eval_views(p)
+        from chainrule.data.augment import crop_flip
+
+        flips = self._flips(p)
+        self._need_shape("test_time_shift")
+
+        def views(X):
+            n = X.shape[0]
+            if flips:
+                yield np.ascontiguousarray(X[:, :, ::-1]), 1.0
+            for offset in (0, 2 * shift):
+                at = np.full(n, offset)
+                for mirror in (False, True) if flips else (False,):
+                    yield crop_flip(X, at, at, np.full(n, mirror), padding=shift), 0.5
+
+        return views
 
 
-def _shape_of(value) -> tuple[int, int, int]:
-    """(H, W, C) of positive ints, or ValueError."""
-    try:
-        shape = tuple(value)
-    except TypeError:
-        shape = ()
-    if len(shape) != 3 or not all(_is_int(s) and s > 0 for s in shape):
-        raise ValueError(f"image_shape must be (H, W, C) of positive ints, got {value!r}")
-    return tuple(int(s) for s in shape)
+def _check_tricks(p: dict) -> None:
+    """Refuse bad values of the options of the fast recipes (off by default)."""
+    a = p["lookahead_alpha"]
+    if not is_real(a) or not 0 < a <= 1:
+        raise ValueError(f"lookahead_alpha must be in (0, 1], got {a!r}")
+    r = p["lookahead_ramp"]
+    if not is_real(r) or not 0 <= r < math.inf:
+        raise ValueError(f"lookahead_ramp must be a non-negative number (0: off), got {r!r}")
+    if p["init"] not in INITS:
+        raise ValueError(f'init must be "kaiming" or "dirac", got {p["init"]!r}')
+    f = p["bias_lr_factor"]
+    if not is_real(f) or f <= 0:
+        raise ValueError(f"bias_lr_factor must be a positive number, got {f!r}")
+    if p["flips"] not in FLIPS:
+        raise ValueError(f'flips must be "random" or "alternate", got {p["flips"]!r}')
+    shift = p["test_time_shift"]
+    if not is_int(shift) or shift < 0:
+        raise ValueError(f"test_time_shift must be a non-negative int, got {shift!r}")
+    if not is_real(p["muon_lr"]) or p["muon_lr"] <= 0:
+        raise ValueError(f"muon_lr must be a positive number, got {p['muon_lr']!r}")
+    mu = p["muon_momentum"]
+    if not is_real(mu) or not 0 < mu < 1:
+        raise ValueError(f"muon_momentum must be in (0, 1), got {mu!r}")
+
+
+def _muon(net, groups, p):
+    """`Muon` over the convolution filters (orthogonalised, fixed norm, at ``muon_lr``
+    and ``muon_momentum``) and `groups` without them (Nesterov SGD steps)."""
+    from chainrule import nn, optim
+
+    filters = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d)]
+    rest = [
+        {**g, "params": [q for q in g["params"] if all(q is not f for f in filters)]}
+        for g in groups
+    ]
+    orthogonal = {
+        "params": filters, "lr": float(p["muon_lr"]), "weight_decay": 0.0,
+        "momentum": float(p["muon_momentum"]), "normalize_weights": True,
+        "orthogonalize": True,
+    }  # fmt: skip
+    rest = [{**g, "orthogonalize": False} for g in rest if g["params"]]
+    lr, momentum = float(p["learning_rate"]), float(p["momentum"])
+    return optim.Muon([orthogonal, *rest], lr, momentum=momentum)

@@ -1,10 +1,14 @@
 """Convolutional network architectures from a short spec: widths per stage.
 
-The network for images of shape (H, W, C), flattened to rows in HWC order as
-chainrule's datasets hold them::
+The network for images of shape (H, W, C), channels-last (N, H, W, C) as chainrule's
+datasets and ``Preprocessor(flatten=False)`` hold them::
 
-    RowsToImages -> stem -> stage(w1) -> stage(w2) -> ... -> global max pool
+    Permute -> stem -> stage(w1) -> stage(w2) -> ... -> global max pool
         -> [Dropout] -> Linear [-> Scale]
+
+The `Permute` views the images as the (N, C, H, W) that `chainrule.nn`'s image layers
+take, without a copy: their Functions read and write channels-last memory, so the images
+keep their memory order from the preprocessing to the last convolution.
 
 - stem ``"conv"``: a 3x3 convolution to `stem_width` channels, batch norm, ReLU;
   ``"whiten"``: a frozen 2x2 convolution that whitens the training images' 2x2 patches
@@ -156,7 +160,7 @@ def build_convnet(
     dropout: float = 0.0,
     init: str = "kaiming",
 ) -> nn.Sequential:
-    """The `nn.Sequential` described in the module docstring, taking rows (B, H*W*C).
+    """The `nn.Sequential` described in the module docstring, taking images (B, H, W, C).
 
     image_shape: (H, W, C). widths: channels of each stage. stem: ``"conv"`` (width
     `stem_width`, default half the first stage's) or ``"whiten"`` (needs
@@ -173,7 +177,7 @@ def build_convnet(
     if not widths or min(widths) <= 0 or convs_per_stage < 1:
         raise ValueError(f"build_convnet: widths must be positive ints, got {widths!r}")
     rng = as_generator(random_state)
-    layers = [nn.RowsToImages(h, w, c)]
+    layers = [nn.Permute(0, 3, 1, 2)]
     side = min(h, w)
     if stem == "whiten":
         if whiten_filters is None and whiten_images is None:

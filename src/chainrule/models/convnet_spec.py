@@ -1,15 +1,22 @@
 """The spec of the convolutional network (``cnn``; see ``models/spec.py``).
 
-The model reads images (``input_layout = "images"``): the preprocessing keeps their
-shape, (N, C, H, W), and the model file records it (the preprocessing's and the model's
-``image_shape_``), so ``chainrule eval`` and ``predict`` feed the network what training
-fed it.
+The model reads images (``input_layout = "images"``): the preprocessing keeps them as
+images, (N, H, W, C), and the model file records their shape (the preprocessing's and
+the model's ``image_shape_``), so ``chainrule eval`` and ``predict`` feed the network
+what training fed it.
+
+`LARGE_DATA` and `SMALL_DATA_RECIPE` are the one place of the ConvNet's recipes:
+``chainrule train cnn`` starts from the one for the data's size (`recipe`), and
+``ConvNet()`` takes every ``"auto"`` hyperparameter from it in ``fit``.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from chainrule.models._options import is_auto
 from chainrule.models.mlp_spec import OPTIMIZER_SLOTS, SMALL_DATA, TRAINING
 from chainrule.models.spec import (
     FitSummary,
@@ -18,10 +25,11 @@ from chainrule.models.spec import (
     Option,
     Plot,
     layer_sizes,
+    network_members,
     round1,
 )
 
-__all__ = ["CNN_SPEC", "ConvNetSpec"]
+__all__ = ["CNN_SPEC", "LARGE_DATA", "SMALL_DATA_RECIPE", "ConvNetSpec", "recipe"]
 
 # The recipe for large data sets (CIFAR-10: 40,000 training images of 32x32x3): a
 # whitening stem and three stages of two 3x3 convolutions, Nesterov SGD on a one-cycle
@@ -56,7 +64,11 @@ LARGE_DATA = {
 # steps, and no augmentation (digits are not mirror-symmetric: no flips, as for the
 # fully connected networks). On digits, 10 epochs take about 5 s on 2 cores; 98.6% to
 # 99.3% validation accuracy over seeds 0-2, against 97.9% for widths (16, 32, 64) at
-# learning rate 0.1 and 97.9% for the two-layer net.
+# learning rate 0.1 and 97.9% for the two-layer net. Its epochs are at least 10, and
+# enough for SMALL_DATA_UPDATES steps: the 180 of the digits' 10 epochs. On 312 photos
+# of 64x48 (benchmarks/small_photos.py, seeds 0-1; 5 minibatches an epoch), 10 epochs
+# reached 55-59% validation accuracy (45-51% with --augment), 36 epochs 76-83% (78-82%
+# with --augment), where the fully connected net reached 73-83%.
 SMALL_DATA_RECIPE = {
     "channels": (32, 64, 128),
     "stem": "conv",
@@ -73,6 +85,34 @@ SMALL_DATA_RECIPE = {
     "lookahead": 0,
     "logit_scale": 1.0,
 }
+
+
+def recipe(data) -> dict:
+    """The recipe for ``data`` (a `DataSummary`): `LARGE_DATA` from `SMALL_DATA`
+    training images on, `SMALL_DATA_RECIPE` below, with its epochs raised to give about
+    `SMALL_DATA_UPDATES` optimizer steps (a few hundred photos are 5 minibatches an
+    epoch), up to `SMALL_DATA_EPOCHS`."""
+    from chainrule.train.solver import batches_per_epoch
+
+    if data.n_samples >= SMALL_DATA:
+        return dict(LARGE_DATA)
+    settings = dict(SMALL_DATA_RECIPE)
+    steps = batches_per_epoch(data.n_samples, settings["batch_size"])
+    enough = math.ceil(SMALL_DATA_UPDATES / steps)
+    settings["epochs"] = min(SMALL_DATA_EPOCHS, max(settings["epochs"], enough))
+    return settings
+
+
+def resolved(model, data) -> dict:
+    """The hyperparameters of ``model`` that are ``"auto"``, with their values for
+    ``data``."""
+    own = recipe(data)
+    return {k: own[k] for k, v in model.get_params().items() if is_auto(v) and k in own}
+
+
+SMALL_DATA_UPDATES = 180
+# More passes over a few dozen images would only memorise them.
+SMALL_DATA_EPOCHS = 50
 
 
 def channel_widths(text) -> tuple[int, ...]:
@@ -146,13 +186,13 @@ TEST_TIME_SHIFT = Option(
 )  # fmt: skip
 
 
-def _activations(model, image_shape) -> tuple[int, int]:
+def _activations(model, image_shape, p) -> tuple[int, int]:
     """(floats of one image's activations that backward keeps, the largest of them).
 
     Each trained convolution's output and its batch norm + ReLU output (the next
     layer's input), at the resolution where they live; the first convolution of a
     stage also its pooled output; the stem's output."""
-    widths, stem, k, _, _ = model._architecture()
+    widths, stem, k, _, _ = model._architecture(p)
     h, w, c = image_shape
     side = min(h, w)
     if stem == "whiten":
@@ -182,9 +222,8 @@ class ConvNetSpec(ModelSpec):
     compared_by_default = False
 
     def defaults(self, data):
-        """`LARGE_DATA` from `SMALL_DATA` training images on, `SMALL_DATA_RECIPE` below."""
-        recipe = LARGE_DATA if data.n_samples >= SMALL_DATA else SMALL_DATA_RECIPE
-        return dict(recipe)
+        """The `recipe` for the data."""
+        return recipe(data)
 
     def grid(self, params):
         lr = params.get("learning_rate", 1e-3)
@@ -203,13 +242,14 @@ class ConvNetSpec(ModelSpec):
         At a training step: the float32 weights, their gradients and the optimizer's
         arrays (Lookahead's slow weights too); a minibatch's activations that backward
         keeps (each convolution's output and its batch norm + ReLU output, counted once,
-        plus the gradient of the largest of them); and the float32 copy of the training
-        images in the order the network reads them (HWC rows). Before that, the
-        whitening stem's float64 statistics of a chunk of images and their 2x2 patches.
-        Parameters, in-flight temporaries of the convolutions (im2col buffers)
-        and the validation images' copy are left out, so training takes more.
+        plus the gradient of the largest of them). Before that, the whitening stem's
+        float64 statistics of a chunk of images and their 2x2 patches. The images are
+        read where the preprocessing left them (channels-last, no copy). Parameters and
+        in-flight temporaries of the convolutions (im2col buffers) are left out, so
+        training takes more. ``"auto"`` hyperparameters count as the `recipe` for data.
         """
-        widths, stem, k, _, _ = model._architecture()
+        p = {**model._params(), **resolved(model, data)}
+        widths, stem, k, _, _ = model._architecture(p)
         h, w, c = data.image_shape
         stem_out = 8 * c if stem == "whiten" else max(8, widths[0] // 2)
         params, c_in = (0 if stem == "whiten" else 9 * c * stem_out), stem_out
@@ -217,12 +257,10 @@ class ConvNetSpec(ModelSpec):
             params += 9 * width * (c_in + (k - 1) * width) + 2 * width * k
             c_in = width
         params += (c_in + 1) * data.n_classes
-        slots = OPTIMIZER_SLOTS.get(str(model.optimizer).lower(), 2) + (model.lookahead > 0)
-        per_image, largest = _activations(model, (h, w, c))
-        batch = min(int(model.batch_size), data.n_samples)
-        training = 4 * (
-            params * (2 + slots) + batch * (per_image + largest) + data.n_samples * h * w * c
-        )
+        slots = OPTIMIZER_SLOTS.get(str(p["optimizer"]).lower(), 2) + (p["lookahead"] > 0)
+        per_image, largest = _activations(model, (h, w, c), p)
+        batch = min(int(p["batch_size"]), data.n_samples)
+        training = 4 * (params * (2 + slots) + batch * (per_image + largest))
         initialising = 0
         if stem == "whiten":
             from chainrule.models.convnet_arch import WHITENING_CHUNK
@@ -237,18 +275,13 @@ class ConvNetSpec(ModelSpec):
         frozen whitening filters included; the labels, the feature count and the image
         shape."""
         widths, stem, k, p, _ = model._architecture()
-        members = {
-            "classes_": Member(("C",), "iuU"),
-            "n_features_in_": Member((), "iu", value="D"),
-            # its channels are those the first layer's weights read
-            "image_shape_": Member((3,), "iu", entries=(None, None, "channels")),
-        }
+        members = network_members(images=True)
 
         def batch_norm(i, width):
             for key in ("bias", "running_mean", "running_var"):  # no learned scale
                 members[f"net.{i}.{key}"] = Member((width,))
 
-        # net.0 turns rows into images and holds nothing.
+        # net.0 views the images (N, H, W, C) as (N, C, H, W) and holds nothing.
         if stem == "whiten":
             members["net.1.weight"] = Member(("F", "channels", 2, 2))
             c_in, i = "F", 3  # then a ReLU
@@ -280,7 +313,7 @@ class ConvNetSpec(ModelSpec):
         filters = weight if isinstance(weight, np.ndarray) else weight.data
         if filters.shape[1] not in (1, 3):
             return []  # not images that can be shown in gray or colour
-        if model.stem == "whiten":
+        if model._architecture()[1] == "whiten":
             title = (
                 f"whitening stem: {filters.shape[0]} fixed 2x2 filters from the training "
                 "images' patch covariance (not trained)"

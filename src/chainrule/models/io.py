@@ -6,7 +6,7 @@ Layout of the archive (every member a plain array; nothing is pickled):
 ``__chainrule__``   JSON string: ``{"format": "chainrule-model", "version": 2,
                     "members": [...], ...}``: the names of all other members
 ``model_class``     registered name of the model (``"knn"``, ``"mlp"``, ...)
-``params_json``     JSON string of the model's hyperparameters (``get_params()``)
+``params_json``     JSON string of the model's hyperparameters as trained (`model_params`)
 ``classes_json``    JSON list of class names (``classes[label]`` names a label)
 ``extra_json``      JSON object of anything else worth keeping (metrics, data source)
 ``model/<key>``     arrays from ``model._state_dict()`` (see ``_model_state``)
@@ -26,7 +26,8 @@ read, and the family's memory bound for one image before the model is built; flo
 weights must be finite; every label the model predicts must have a name. Files of format
 version 1 list no members: they load when they hold preprocessing (which is all or
 nothing; the family declares the rest), and are refused otherwise, with the way to
-convert them (`upgrade_model_file`). Anything that is not such an archive, or is
+convert them (`upgrade_model_file`); they are read as files of the current format
+(``models/_compat.py`` says how the formats differ). Anything that is not such an archive, or is
 truncated, damaged or inconsistent, is refused with a ``ValueError`` that names the file
 and the problem. ``save_model`` checks a state against the same declaration, so that what
 is written can be read.
@@ -57,6 +58,7 @@ __all__ = [
     "LoadedModel",
     "find_model_file",
     "load_model",
+    "model_params",
     "save_model",
     "upgrade_model_file",
 ]
@@ -160,6 +162,17 @@ def _names_by_label(names: list[str], labels: np.ndarray) -> list[str]:
     )
 
 
+def model_params(model) -> dict:
+    """The hyperparameters a model file records of ``model``: ``get_params()``, with each
+    ``"auto"`` replaced by the value fit chose for it (``fitted_params_``)."""
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    fitted = getattr(model, "fitted_params_", None)
+    if isinstance(fitted, dict):
+        auto = [k for k, v in params.items() if isinstance(v, str) and v == "auto"]
+        params.update({k: fitted[k] for k in auto if k in fitted})
+    return params
+
+
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed ``.npz`` atomically (temporary file, then rename)."""
     with atomic_write(path) as f:
@@ -197,7 +210,7 @@ def save_model(path, model, preprocessor=None, classes=None, extra=None) -> Path
             raise ValueError("classes not given and the model has no classes_ (is it fitted?)")
         classes = [str(c) for c in labels]
     classes = _names_by_label([str(c) for c in classes], labels)
-    params = _jsonable(model.get_params()) if hasattr(model, "get_params") else {}
+    params = _jsonable(model_params(model))
     from chainrule import __version__
 
     arrays: dict[str, np.ndarray] = {
@@ -358,8 +371,9 @@ def _load(path: Path, max_bytes: int | None, *, trust_v1: bool = False, keep=Non
         with archive:
             try:
                 parts = read_model(archive, path, where, limit, trust_v1=trust_v1)
+                read = parts.pop("archive")  # as the current format (an earlier one upgraded)
                 if keep is not None:
-                    keep.update((k, archive.read(k)) for k in archive.names)
+                    keep.update((k, read.read(k)) for k in read.names)
                 return parts
             except DamagedArchive as e:
                 raise ValueError(f"{where} is truncated or damaged ({e})") from None
@@ -371,8 +385,9 @@ def upgrade_model_file(path, out=None, *, max_bytes: int | None = None) -> Path:
 
     A version 1 file does not list its members, so one without preprocessing cannot be
     told from one whose preprocessing was lost, and `load_model` refuses it: convert it
-    once, if it was saved without preprocessing. The arrays are copied as they are,
-    after every check `load_model` makes; the header then lists them.
+    once, if it was saved without preprocessing. The arrays are copied as the current
+    format has them (``models/_compat.py``), after every check `load_model` makes; the
+    header then lists them.
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}

@@ -5,263 +5,119 @@ Both score a sample ``x`` (D,) as ``s = x W + b`` with weights ``W`` (D, C) and 
 
     mean data loss over a minibatch  +  reg * sum(W ** 2)
 
-(the biases are not regularized) by minibatch stochastic gradient descent, trained by
-`chainrule.train.Solver` like the networks: the model is one `chainrule.nn.Linear`
-layer, the data loss is the fused `svm_loss` or `cross_entropy` Function plus
-`l2_penalty`, the update is `chainrule.optim.SGD` (a plain step against the gradient),
-and the learning rate is multiplied by ``lr_decay`` after every epoch (an
-`~chainrule.optim.ExponentialLR` schedule).
+(the biases are not regularized) by minibatch stochastic gradient descent. They are
+estimators on `chainrule.models.NetworkClassifier` like the networks: the network is one
+`chainrule.nn.Linear` layer, the data loss the fused `svm_loss` or `cross_entropy`
+Function plus `l2_penalty`, the update plain SGD (a step against the gradient), and the
+learning rate follows ``lr_schedule`` stepped after every epoch (by default
+``"exponential"``: down to 1% of it by the end of the run).
 
 Inputs are already preprocessed feature rows, float (N, D), for example from
 ``chainrule.data.Preprocessor`` (pixels scaled to [0, 1], training mean subtracted,
 flattened); a bias column from the preprocessor's bias trick is simply one more
 (regularized) feature.
 
-The defaults were tuned on the validation split of CIFAR-10 features of that kind
-(D = 3072, 40,000 training images; see ``benchmarks/linear_cifar10.py``): 39.5% for the
-SVM, 41.0% for softmax. A good learning rate scales roughly with ``1 / mean(||x||^2)``,
-so features of a very different size need another one: for the bundled 8x8 digits
-(D = 64) ``LinearSVM(learning_rate=1.0, reg=1e-4)`` and
-``SoftmaxClassifier(learning_rate=10.0, reg=1e-3)``.
+The learning rate a run can take scales roughly with ``1 / mean(||x||^2)``, so its
+default (``"auto"``) is chosen from the training rows: the rate tuned on CIFAR-10
+features of the kind above (D = 3072, 40,000 training images; see
+``benchmarks/linear_cifar10.py``) scaled by their mean squared norm over that of the
+rows at hand, with enough epochs for a few hundred updates (``models/linear_spec.py``,
+the recipe the command line uses too).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import numbers
-
 import numpy as np
 
-from chainrule._random import as_generator
-from chainrule.autograd.arraymath import softmax
-from chainrule.models._base import (
-    BaseEstimator,
-    ClassifierMixin,
-    check_is_fitted,
-    check_labels,
-    check_X,
-    check_X_y,
-    decision_from_scores,
-    label_indices,
-    unique_labels,
-)
-from chainrule.nn.functional.losses import cross_entropy, l2_penalty, svm_loss
+from chainrule.models._base import check_is_fitted
+from chainrule.models._network import NetworkClassifier
+from chainrule.models._options import AUTO
+from chainrule.nn.functional.losses import cross_entropy, svm_loss
 
 __all__ = ["LinearSVM", "SoftmaxClassifier"]
 
-# What ``history_`` keeps of the Solver's history (and what model files store).
-_HISTORY_KEYS = ("loss", "epoch_loss", "train_acc", "val_acc")
-# Rows per matrix product when scoring many samples (bounds the temporary memory).
-_SCORE_CHUNK = 8192
 
-
-def _one_blas_thread():
-    """Limit BLAS to one thread while training, when threadpoolctl is available.
-
-    A minibatch product (200, D) @ (D, 10) is far too small to gain from threads: on a
-    busy machine, waking a second BLAS thread for it made an epoch several times slower
-    (0.35 s against 2.2 s for 40,000 x 3072 CIFAR-10 features on 2 shared cores).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _scores(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """X @ W + b in blocks of rows: (N, C) float32 for X (N, D) float32."""
-    if len(X) <= _SCORE_CHUNK:
-        return X @ W + b
-    out = np.empty((len(X), W.shape[1]), dtype=np.float32)
-    for start in range(0, len(X), _SCORE_CHUNK):
-        np.matmul(X[start : start + _SCORE_CHUNK], W, out=out[start : start + _SCORE_CHUNK])
-    out += b
-    return out
-
-
-class _LinearClassifier(ClassifierMixin, BaseEstimator):
+class _LinearClassifier(NetworkClassifier):
     """Shared training and inference of `LinearSVM` and `SoftmaxClassifier`."""
 
-    def _data_loss(self, scores, y):
-        raise NotImplementedError
+    _auto = NetworkClassifier._auto | {"learning_rate", "epochs"}
+    # plain SGD, one schedule step per epoch; the model of the last epoch is kept
+    _fixed = {"optimizer": "sgd", "schedule_per": "epoch"}
+    _restore_best = False
+    _progress = "run"
+    _one_blas_thread = True
+    _loss = "softmax"  # or "svm"
 
-    # ------------------------------------------------------------------ validation
-    def _check_params(self) -> None:
-        """The rates; `epochs` and `batch_size` are checked by the Solver."""
-        name = type(self).__name__
-        for attr, allow_zero in (("learning_rate", False), ("reg", True), ("lr_decay", False)):
-            v = getattr(self, attr)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
-                raise ValueError(f"{name}: {attr} must be a finite number, got {v!r}")
-            if v < 0 or (v == 0 and not allow_zero):
-                bound = ">= 0" if allow_zero else "> 0"
-                raise ValueError(f"{name}: {attr} must be {bound}, got {v!r}")
+    def _recipe(self, data) -> dict:
+        from chainrule.models.linear_spec import recipe
 
-    # ------------------------------------------------------------------ objective
-    def _build_layer(self, n_features: int, n_classes: int, rng):
-        """The `nn.Linear` layer ``x @ W + b``: W (D, C) float32 from ``0.001 * N(0, 1)``
-        (the course's small random weights, which break the symmetry between classes),
-        b (C,) zeros."""
+        return recipe(data, self._loss, self._params()["batch_size"])
+
+    def _data_loss(self, scores, y, p):
+        return svm_loss(scores, y) if self._loss == "svm" else cross_entropy(scores, y)
+
+    def _build_network(self, input_shape, n_classes, rng, dtype=np.float32):
+        """The `nn.Linear` layer ``x @ W + b``: W (D, C) from ``0.001 * N(0, 1)`` (the
+        course's small random weights, which break the symmetry between classes), b (C,)
+        zeros."""
         from chainrule import nn
 
-        return nn.Linear(n_features, n_classes, init="normal", weight_scale=0.001, random_state=rng)
-
-    def _make_loss(self, weight):
-        """``loss_fn(scores, y)``: mean data loss + ``reg * sum(W**2)`` with `weight` the
-        Tensor W (D, C); the biases are not regularized. Returns a scalar Tensor."""
-        data_loss = self._data_loss
-        reg = float(self.reg)
-
-        def loss_fn(scores, y):
-            loss = data_loss(scores, y)
-            if reg:
-                loss = loss + l2_penalty([weight], reg)
-            return loss
-
-        return loss_fn
-
-    # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, X_val=None, y_val=None):
-        """Train by minibatch SGD on shuffled minibatches (`chainrule.train.Solver`).
-
-        Parameters
-        ----------
-        X : (N, D) float array (converted to float32)
-        y : (N,) class labels, integers (any values) or strings; at least two classes
-        X_val, y_val : optional validation split, (M, D) and (M,); its accuracy is
-            recorded after every epoch in ``history_["val_acc"]`` (the model of the last
-            epoch is kept; a label not seen in `y` counts as a wrong prediction).
-
-        Sets ``W_`` (D, C) float32, ``b_`` (C,) float32, ``classes_`` (C,) the sorted
-        distinct labels (int64 or strings),
-        ``n_features_in_``, ``loss_history_`` (the objective at every iteration, float32
-        array) and ``history_`` (dict of lists: ``loss`` per iteration; ``epoch_loss``,
-        ``train_acc`` and ``val_acc`` per epoch; train accuracy is measured on a fixed
-        random subsample of `chainrule.train.TRAIN_ACC_SAMPLES` training rows,
-        ``val_acc`` is empty without a validation split). Returns self.
-        """
-        from chainrule import optim
-        from chainrule.train.solver import Solver
-
-        self._check_params()
-        X, y = check_X_y(X, y, dtype=np.float32, estimator=self)
-        classes, y_index = unique_labels(y, min_classes=2, estimator=self)
-        if y_val is not None:
-            # A label unseen in y gets -1, which matches no prediction.
-            y_val = label_indices(classes, check_labels(y_val, name="y_val"))
-        rng = as_generator(self.random_state)
-        layer = self._build_layer(X.shape[1], len(classes), rng)
-        solver = Solver(
-            layer,
-            optim.SGD(layer.parameters(), lr=float(self.learning_rate)),
-            self._make_loss(layer.weight),
-            X,
-            y_index,
-            X_val,
-            y_val,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            # The rate is multiplied by lr_decay after every epoch.
-            lr_schedule=functools.partial(optim.make_schedule, "exponential", gamma=self.lr_decay),
-            schedule_per="epoch",
-            restore_best=False,
-            random_state=rng,
-            verbose=self.verbose,
-            progress="run",
-        )
-        with _one_blas_thread():
-            solver.train()
-        self.classes_ = classes
-        self.n_features_in_ = X.shape[1]
-        self.W_ = layer.weight.data
-        self.b_ = layer.bias.data
-        self.loss_history_ = np.asarray(solver.history["loss"], dtype=np.float32)
-        self.history_ = {k: list(solver.history[k]) for k in _HISTORY_KEYS}
-        return self
-
-    # ------------------------------------------------------------------ inference
-    def _class_scores(self, X) -> np.ndarray:
-        """Class scores ``X @ W_ + b_``: (N, C) float32 for X (N, D)."""
-        check_is_fitted(self, "W_")
-        X = check_X(X, dtype=np.float32, n_features=self.n_features_in_, estimator=self)
-        return _scores(
-            X, self.W_.astype(np.float32, copy=False), self.b_.astype(np.float32, copy=False)
+        (d,) = input_shape
+        return nn.Linear(
+            d, n_classes, init="normal", weight_scale=0.001, random_state=rng, dtype=dtype
         )
 
-    def decision_function(self, X) -> np.ndarray:
-        """Class scores ``X @ W_ + b_`` for X (N, D): (N, C) float32, columns in
-        ``classes_``; with two classes, as scikit-learn's classifiers, (N,) float32: the
-        score of ``classes_[1]`` minus that of ``classes_[0]`` (> 0 predicts
-        ``classes_[1]``)."""
-        return decision_from_scores(self._class_scores(X))
+    @property
+    def W_(self) -> np.ndarray:
+        """The weights (D, C), float32: the layer's own array (setting W_ sets them)."""
+        check_is_fitted(self, "net_")
+        return self.net_.weight.data
 
-    def predict(self, X) -> np.ndarray:
-        """Labels (N,) from ``classes_`` with the highest score, for X (N, D)."""
-        scores = self._class_scores(X)  # checks first that the model is fitted
-        return self.classes_[scores.argmax(axis=1)]
+    @W_.setter
+    def W_(self, value) -> None:
+        self._set(self.net_.weight, value, "W_")
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Softmax of the class scores: (N, C) float32, rows sum to 1, columns in ``classes_``."""
-        return softmax(self._class_scores(X))
+    @property
+    def b_(self) -> np.ndarray:
+        """The biases (C,), float32: the layer's own array (setting b_ sets them)."""
+        check_is_fitted(self, "net_")
+        return self.net_.bias.data
 
-    # ------------------------------------------------------------------ model files
-    def _state_dict(self) -> dict[str, np.ndarray]:
-        check_is_fitted(self, "W_")
-        h = getattr(self, "history_", {})
-        return {
-            "W_": np.asarray(self.W_, dtype=np.float32),
-            "b_": np.asarray(self.b_, dtype=np.float32),
-            "classes_": np.asarray(self.classes_),
-            "loss_history_": np.asarray(getattr(self, "loss_history_", []), dtype=np.float32),
-            "epoch_loss": np.asarray(h.get("epoch_loss", []), dtype=np.float64),
-            "train_acc": np.asarray(h.get("train_acc", []), dtype=np.float64),
-            "val_acc": np.asarray(h.get("val_acc", []), dtype=np.float64),
-        }
+    @b_.setter
+    def b_(self, value) -> None:
+        self._set(self.net_.bias, value, "b_")
 
-    def _load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        name = type(self).__name__
-        missing = [k for k in ("W_", "b_", "classes_") if k not in state]
-        if missing:
-            raise ValueError(f"{name} state is missing {', '.join(missing)}")
-        W = np.asarray(state["W_"], dtype=np.float32)
-        b = np.asarray(state["b_"], dtype=np.float32)
-        classes = check_labels(state["classes_"], name="classes_")
-        if W.ndim != 2 or b.shape != (W.shape[1],) or classes.shape != (W.shape[1],):
-            raise ValueError(
-                f"{name} state has inconsistent shapes: W_ {W.shape}, b_ {b.shape}, "
-                f"classes_ {classes.shape}"
-            )
-        self.W_ = W.copy()
-        self.b_ = b.copy()
-        self.classes_ = classes.copy()
-        self.n_features_in_ = W.shape[0]
-        self.loss_history_ = np.asarray(state.get("loss_history_", []), dtype=np.float32)
-        self.history_ = {
-            "loss": self.loss_history_.tolist(),
-            "epoch_loss": [float(v) for v in state.get("epoch_loss", [])],
-            "train_acc": [float(v) for v in state.get("train_acc", [])],
-            "val_acc": [float(v) for v in state.get("val_acc", [])],
-        }
+    def _set(self, param, value, name: str) -> None:
+        check_is_fitted(self, "net_")
+        value = np.asarray(value, dtype=param.data.dtype)
+        if value.shape != param.data.shape:
+            raise ValueError(f"{name} must have shape {param.data.shape}, got {value.shape}")
+        param.data[...] = value
+
+    @property
+    def loss_history_(self) -> np.ndarray:
+        """The objective at every minibatch of the last fit, float32 (iterations,)."""
+        check_is_fitted(self, "history_")
+        return np.asarray(self.history_["loss"], dtype=np.float32)
 
 
-class LinearSVM(_LinearClassifier):
-    """Multiclass linear SVM (hinge loss with margin 1) trained by minibatch SGD.
-
+_PARAMETERS = """
     Parameters
     ----------
-    learning_rate : float > 0
-        SGD step size.
+    learning_rate : float > 0, or "auto"
+        SGD step size; "auto": chosen from the training rows (see the module doc).
     reg : float >= 0
-        L2 regularization strength: ``reg * sum(W ** 2)`` is added to the mean hinge loss.
-    epochs : int
-        Passes over the training data.
+        L2 regularization strength: ``reg * sum(W ** 2)`` is added to the mean {loss}.
+    epochs : int, or "auto"
+        Passes over the training data; "auto": at least 20, enough for about 300
+        updates, at most 50.
     batch_size : int
         Samples per minibatch (capped at N); the last, smaller minibatch of an epoch is
         dropped when it holds fewer than half a batch.
-    lr_decay : float > 0
-        Factor applied to the learning rate after every epoch (1.0: constant).
+    lr_schedule : None, "constant", "exponential", "step", "cosine", "warmup" or "onecycle"
+        How the learning rate changes, stepped after every epoch and sized for the whole
+        run (`chainrule.optim.make_schedule`); "exponential" decays it to 1% of its
+        starting value by the end.
     random_state : None, int or numpy.random.Generator
         Seeds the initial weights and the shuffling: the same seed gives the same model.
     verbose : int or bool, default 0
@@ -270,61 +126,69 @@ class LinearSVM(_LinearClassifier):
 
     Attributes (after ``fit``)
     --------------------------
-    W_ : (D, C) float32; b_ : (C,) float32; classes_ : (C,) labels, int64 or strings
-    loss_history_ : (iterations,) float32, the objective at every minibatch
-    history_ : dict with ``loss``, ``epoch_loss``, ``train_acc``, ``val_acc``
+    W_ : (D, C) float32; b_ : (C,) float32; classes_ : (C,) labels, int64 or strings;
+    loss_history_ : (iterations,) float32, the objective at every minibatch; history_,
+    net_ (the `nn.Linear`), fitted_params_: see `chainrule.models.NetworkClassifier`.
+"""
 
+
+class LinearSVM(_LinearClassifier):
+    __doc__ = (
+        """Multiclass linear SVM (hinge loss with margin 1) trained by minibatch SGD.
+    """
+        + _PARAMETERS.format(loss="hinge loss")
+        + """
     ``predict_proba`` is the softmax of the SVM's scores: a monotone map of the scores
     that sums to 1, not a calibrated probability (the hinge loss does not estimate
     probabilities). ``decision_function`` gives the raw scores.
     """
+    )
 
     def __init__(
         self,
-        learning_rate: float = 3e-2,
-        reg: float = 1e-2,
-        epochs: int = 20,
-        batch_size: int = 200,
-        lr_decay: float = 0.9,
+        learning_rate=AUTO,
+        reg=1e-2,
+        epochs=AUTO,
+        batch_size=200,
+        lr_schedule="exponential",
         random_state=None,
-        verbose: int = 0,
+        verbose=0,
     ):
         self.learning_rate = learning_rate
         self.reg = reg
         self.epochs = epochs
         self.batch_size = batch_size
-        self.lr_decay = lr_decay
+        self.lr_schedule = lr_schedule
         self.random_state = random_state
         self.verbose = verbose
 
-    def _data_loss(self, scores, y):
-        return svm_loss(scores, y)
+    _loss = "svm"
 
 
 class SoftmaxClassifier(_LinearClassifier):
-    """Softmax (multinomial logistic regression) classifier trained by minibatch SGD.
-
-    Parameters and attributes as in `LinearSVM`; the data loss is the softmax
-    cross-entropy, and ``predict_proba`` gives the model's class probabilities.
+    __doc__ = (
+        """Softmax (multinomial logistic regression) classifier trained by minibatch SGD.
     """
+        + _PARAMETERS.format(loss="cross-entropy")
+        + """
+    ``predict_proba`` gives the model's class probabilities.
+    """
+    )
 
     def __init__(
         self,
-        learning_rate: float = 3e-1,
-        reg: float = 1e-4,
-        epochs: int = 20,
-        batch_size: int = 200,
-        lr_decay: float = 0.9,
+        learning_rate=AUTO,
+        reg=1e-4,
+        epochs=AUTO,
+        batch_size=200,
+        lr_schedule="exponential",
         random_state=None,
-        verbose: int = 0,
+        verbose=0,
     ):
         self.learning_rate = learning_rate
         self.reg = reg
         self.epochs = epochs
         self.batch_size = batch_size
-        self.lr_decay = lr_decay
+        self.lr_schedule = lr_schedule
         self.random_state = random_state
         self.verbose = verbose
-
-    def _data_loss(self, scores, y):
-        return cross_entropy(scores, y)

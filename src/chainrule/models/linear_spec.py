@@ -1,4 +1,9 @@
-"""The specs of the linear classifiers (``svm``, ``softmax``; see ``models/spec.py``)."""
+"""The specs of the linear classifiers (``svm``, ``softmax``; see ``models/spec.py``).
+
+`recipe` is the one place of their defaults for a data set: ``chainrule train`` starts
+from it, and ``LinearSVM()`` and ``SoftmaxClassifier()`` take their ``"auto"`` learning
+rate and epochs from it in ``fit``.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +14,43 @@ from chainrule.models.spec import (
     EPOCHS,
     LEARNING_RATE,
     REG,
+    SCHEDULE,
     FitSummary,
     Member,
     ModelSpec,
     Plot,
+    network_members,
     round1,
 )
 
-__all__ = ["SOFTMAX_SPEC", "SVM_SPEC", "LinearSpec"]
+__all__ = ["SOFTMAX_SPEC", "SVM_SPEC", "LinearSpec", "recipe"]
 
 # Mean squared norm of a CIFAR-10 row after the course preprocessing (pixels in [0, 1],
 # channel means subtracted, 3,072 values), the data the linear classifiers' default
 # learning rates were tuned on. Other data scale the step by this over their own norm.
 REFERENCE_SQ_NORM = 225.0
-# Enough epochs for about this many updates on a small data set, and at most this many.
+# The learning rates tuned on those rows (benchmarks/linear_cifar10.py), per data loss.
+TUNED_RATE = {"svm": 3e-2, "softmax": 3e-1}
+# At least this many epochs; more for about MIN_UPDATES updates on a small data set, but
+# at most MAX_EPOCHS.
+MIN_EPOCHS = 20
 MIN_UPDATES = 300
 MAX_EPOCHS = 50
 
 
+def recipe(data, loss: str, batch_size: int = 200) -> dict:
+    """The learning rate and epochs for ``data`` (a `DataSummary`) and the data loss
+    ``"svm"`` or ``"softmax"``: the rate tuned on CIFAR-10 scaled inversely with the mean
+    squared norm of a row (the step that keeps SGD stable shrinks as rows grow), and
+    enough epochs for a few hundred updates of ``batch_size`` rows."""
+    per_epoch = max(1, -(-data.n_samples // batch_size))
+    scale = REFERENCE_SQ_NORM / max(data.mean_sq_norm, 1e-12)
+    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_UPDATES / per_epoch)))
+    return {"learning_rate": round1(TUNED_RATE[loss] * scale), "epochs": epochs}
+
+
 class LinearSpec(ModelSpec):
-    options = (LEARNING_RATE, REG, EPOCHS, BATCH_SIZE)
+    options = (LEARNING_RATE, REG, EPOCHS, BATCH_SIZE, SCHEDULE)
     shown = ("learning_rate", "reg", "epochs")
     searched = ("learning_rate", "reg")
     fit_validation = True
@@ -37,15 +59,8 @@ class LinearSpec(ModelSpec):
     reuse_search_fit = True
 
     def defaults(self, data):
-        """The estimator's defaults (tuned on CIFAR-10), the step scaled inversely with
-        the mean squared norm of a row (the step that keeps SGD stable shrinks as rows
-        grow), and enough epochs for a few hundred updates on a small data set."""
-        own = self.estimator_defaults()
-        batch = int(own.get("batch_size", 200))
-        per_epoch = max(1, -(-data.n_samples // batch))
-        scale = REFERENCE_SQ_NORM / max(data.mean_sq_norm, 1e-12)
-        epochs = min(MAX_EPOCHS, max(int(own["epochs"]), math.ceil(MIN_UPDATES / per_epoch)))
-        return {"learning_rate": round1(float(own["learning_rate"]) * scale), "epochs": epochs}
+        """The `recipe` for the data and the estimator's batch size."""
+        return recipe(data, self.name, int(self.estimator_defaults()["batch_size"]))
 
     def grid(self, params):
         """3 x 3 around the step and the regularization strength."""
@@ -57,18 +72,15 @@ class LinearSpec(ModelSpec):
         }
 
     def check(self, model):
-        model._check_params()
+        model._check_hyperparameters()
 
     def stored(self, model):
-        """Weights (D, C) and biases (C,) float32, labels (C,), the loss histories."""
+        """The weights (D, C) and biases (C,) of the layer, and what every network
+        stores (`network_members`)."""
         return {
-            "W_": Member(("D", "C")),
-            "b_": Member(("C",)),
-            "classes_": Member(("C",), "iuU"),
-            "loss_history_": Member((None,), finite=False),
-            "epoch_loss": Member((None,), finite=False),
-            "train_acc": Member((None,), finite=False),
-            "val_acc": Member((None,), finite=False),
+            "net.weight": Member(("D", "C")),
+            "net.bias": Member(("C",)),
+            **network_members(),
         }
 
     def plots(self, model, fitted: FitSummary):

@@ -1,9 +1,15 @@
-"""The specs of the fully connected networks (``twolayer``, ``mlp``; see ``models/spec.py``)."""
+"""The specs of the fully connected networks (``twolayer``, ``mlp``; see ``models/spec.py``).
+
+`recipe` is the one place of their defaults for a data size: ``chainrule train`` starts
+from it, and ``TwoLayerNet()`` and ``FullyConnectedNet()`` take their ``"auto"`` values
+from it in ``fit``.
+"""
 
 from __future__ import annotations
 
 import math
 
+from chainrule.models._options import is_auto
 from chainrule.models.spec import (
     AUGMENT,
     BATCH_SIZE,
@@ -22,10 +28,11 @@ from chainrule.models.spec import (
     Option,
     Plot,
     layer_sizes,
+    network_members,
     round1,
 )
 
-__all__ = ["MLP_SPEC", "TWOLAYER_SPEC", "MLPSpec", "TwoLayerSpec"]
+__all__ = ["MLP_SPEC", "TWOLAYER_SPEC", "MLPSpec", "TwoLayerSpec", "recipe"]
 
 # Below this many training images a data set counts as small: fewer updates per epoch,
 # so a larger step and more epochs; a narrower network without the need for width.
@@ -47,6 +54,24 @@ def one_layer_size(text) -> int:
     return sizes[0]
 
 
+def recipe(data, deep: bool = False) -> dict:
+    """The training settings for ``data`` (a `DataSummary`): Adam (the estimators'
+    default) with a larger step on small data sets, and enough epochs for about
+    `MIN_UPDATES` updates within `MIN_EPOCHS`..`MAX_EPOCHS`. ``deep``: also the widths of
+    the hidden layers of `FullyConnectedNet`, wider on large data."""
+    small = data.n_samples < SMALL_DATA
+    batch = 200 if small else 256
+    per_epoch = max(1, -(-data.n_samples // batch))
+    settings = {
+        "learning_rate": 3e-3 if small else 1e-3,
+        "epochs": min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_UPDATES / per_epoch))),
+        "batch_size": batch,
+    }
+    if deep:
+        settings["hidden_dims"] = (256, 256) if small else (1024, 1024)
+    return settings
+
+
 TRAINING = (
     LEARNING_RATE, REG, EPOCHS, BATCH_SIZE, DROPOUT, OPTIMIZER, SCHEDULE, AUGMENT,
     LABEL_SMOOTHING, WEIGHT_DECAY,
@@ -64,17 +89,9 @@ class TwoLayerSpec(ModelSpec):
     checkpoints = True
 
     def defaults(self, data):
-        """Adam with a larger step and more epochs on small data sets (few updates per
-        epoch); the image shape, which random crops and flips (``--augment``) need."""
-        small = data.n_samples < SMALL_DATA
-        batch = 200 if small else 256
-        per_epoch = max(1, -(-data.n_samples // batch))
-        return {
-            "learning_rate": 3e-3 if small else 1e-3,
-            "epochs": min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_UPDATES / per_epoch))),
-            "batch_size": batch,
-            "image_shape": tuple(data.image_shape),
-        }
+        """The `recipe` for the data, and the image shape of its rows, which random crops
+        and flips (``--augment``) need."""
+        return {**recipe(data), "image_shape": tuple(data.image_shape)}
 
     def grid(self, params):
         lr = params.get("learning_rate", 1e-3)
@@ -90,13 +107,17 @@ class TwoLayerSpec(ModelSpec):
         matrix drawn in float64 beside the float32 weights. Measured with tracemalloc on
         400 rows of 64 features, fitting takes 1.2 times this bound where the weights
         dominate (Adam, hidden sizes 1,024 to 3,000) and up to 2.3 times where a
-        minibatch's activations do (SGD, one hidden layer of 512 to 4,096)."""
-        dims, _, _ = model._architecture()
+        minibatch's activations do (SGD, one hidden layer of 512 to 4,096). ``"auto"``
+        hyperparameters count as the `recipe` for the data."""
+        own = recipe(data, deep=True)
+        p = model._params()
+        p.update({k: own[k] for k, v in p.items() if is_auto(v) and k in own})
+        dims, _, _ = model._architecture(p)
         sizes = [data.n_features, *dims, data.n_classes]
         params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
         largest = max(a * b for a, b in zip(sizes, sizes[1:]))
-        slots = OPTIMIZER_SLOTS.get(str(model.optimizer).lower(), 2)
-        batch = min(int(model.batch_size), data.n_samples)
+        slots = OPTIMIZER_SLOTS.get(str(p["optimizer"]).lower(), 2)
+        batch = min(int(p["batch_size"]), data.n_samples)
         training = 4 * params * (2 + slots) + 4 * batch * sum(dims)
         initialising = 4 * params + 8 * largest
         return max(training, initialising)
@@ -104,9 +125,9 @@ class TwoLayerSpec(ModelSpec):
     def stored(self, model):
         """The parameters of the network ``_build_network`` makes, by their names in its
         ``Sequential`` (Linear, [BatchNorm1d], ReLU, [Dropout] per hidden layer, then the
-        output Linear), the labels and the feature count."""
+        output Linear), and what every network stores (`network_members`)."""
         dims, p, bn = model._architecture()
-        members = {"classes_": Member(("C",), "iuU"), "n_features_in_": Member((), "iu", value="D")}
+        members = network_members()
         index, d_in = 0, "D"
         for d in dims:
             members[f"net.{index}.weight"] = Member((d_in, d))
@@ -147,15 +168,9 @@ class MLPSpec(TwoLayerSpec):
     compared_by_default = False
 
     def defaults(self, data):
-        """Those of the two-layer network, wider on large data sets, with batch norm and
-        dropout."""
-        small = data.n_samples < SMALL_DATA
-        return {
-            **super().defaults(data),
-            "hidden_dims": (256, 256) if small else (1024, 1024),
-            "batchnorm": True,
-            "dropout": 0.1,
-        }
+        """Those of the two-layer network, wider on large data sets (the estimator's own
+        defaults add batch norm and dropout 0.1)."""
+        return {**recipe(data, deep=True), "image_shape": tuple(data.image_shape)}
 
 
 TWOLAYER_SPEC = TwoLayerSpec("twolayer")

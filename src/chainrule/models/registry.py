@@ -1,7 +1,8 @@
 """Names of the model families, as used by model files and the command line.
 
-A registry entry is a name -> (estimator class, spec): the class fits and predicts, the
-spec (``models/spec.py``) tells the experiment layer and the command line how to run it.
+A registry entry is one line, name -> where its estimator class and its spec live
+(``"module:attribute"`` each): the class fits and predicts, the spec
+(``models/spec.py``) tells the experiment layer and the command line how to run it.
 Each class and each spec is imported the first time its name is looked up, so that
 importing the registry stays cheap and a model module that fails to import does not hide
 the others.
@@ -22,23 +23,21 @@ __all__ = [
     "register_model",
 ]
 
-# name -> (module, class name)
-_LOCATIONS: dict[str, tuple[str, str]] = {
-    "knn": ("chainrule.models.knn", "KNearestNeighbors"),
-    "svm": ("chainrule.models.linear", "LinearSVM"),
-    "softmax": ("chainrule.models.linear", "SoftmaxClassifier"),
-    "twolayer": ("chainrule.models.mlp", "TwoLayerNet"),
-    "mlp": ("chainrule.models.mlp", "FullyConnectedNet"),
-    "cnn": ("chainrule.models.convnet", "ConvNet"),
+# name -> (estimator class, spec), each as "module:attribute"
+_FAMILIES: dict[str, tuple[str, str]] = {
+    "knn": ("chainrule.models.knn:KNearestNeighbors", "chainrule.models.knn_spec:KNN_SPEC"),
+    "svm": ("chainrule.models.linear:LinearSVM", "chainrule.models.linear_spec:SVM_SPEC"),
+    "softmax": (
+        "chainrule.models.linear:SoftmaxClassifier",
+        "chainrule.models.linear_spec:SOFTMAX_SPEC",
+    ),
+    "twolayer": ("chainrule.models.mlp:TwoLayerNet", "chainrule.models.mlp_spec:TWOLAYER_SPEC"),
+    "mlp": ("chainrule.models.mlp:FullyConnectedNet", "chainrule.models.mlp_spec:MLP_SPEC"),
+    "cnn": ("chainrule.models.convnet:ConvNet", "chainrule.models.convnet_spec:CNN_SPEC"),
 }
-# name -> (module, attribute) of its spec; a name without one runs with a plain ModelSpec
-_SPEC_LOCATIONS: dict[str, tuple[str, str]] = {
-    "knn": ("chainrule.models.knn_spec", "KNN_SPEC"),
-    "svm": ("chainrule.models.linear_spec", "SVM_SPEC"),
-    "softmax": ("chainrule.models.linear_spec", "SOFTMAX_SPEC"),
-    "twolayer": ("chainrule.models.mlp_spec", "TWOLAYER_SPEC"),
-    "mlp": ("chainrule.models.mlp_spec", "MLP_SPEC"),
-    "cnn": ("chainrule.models.convnet_spec", "CNN_SPEC"),
+# name -> (module, class name) of the estimator
+_LOCATIONS: dict[str, tuple[str, str]] = {
+    name: tuple(cls.split(":")) for name, (cls, _) in _FAMILIES.items()
 }
 _SPECS: dict = {}
 
@@ -109,8 +108,8 @@ def get_model_spec(name: str):
     if name in _SPECS:
         return _SPECS[name]
     spec = ModelSpec(name)
-    if name in _SPEC_LOCATIONS:
-        module_name, attr = _SPEC_LOCATIONS[name]
+    if name in _FAMILIES:
+        module_name, attr = _FAMILIES[name][1].split(":")
         try:
             spec = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as e:

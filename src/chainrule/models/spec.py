@@ -38,9 +38,9 @@ template per class::
 
     NEAREST_MEAN_SPEC = NearestMeanSpec("nearest")
 
-    # models/registry.py: one entry in _LOCATIONS and one in _SPEC_LOCATIONS
-    "nearest": ("chainrule.models.nearest_mean", "NearestMean"),
-    "nearest": ("chainrule.models.nearest_mean_spec", "NEAREST_MEAN_SPEC"),
+    # models/registry.py: one entry in _FAMILIES
+    "nearest": ("chainrule.models.nearest_mean:NearestMean",
+                "chainrule.models.nearest_mean_spec:NEAREST_MEAN_SPEC"),
 
 After that ``chainrule train nearest --shrink 0.2``, ``chainrule train nearest --search``
 and ``chainrule compare --models knn,nearest`` work, and model files of it load.
@@ -80,13 +80,15 @@ __all__ = [
     "Plot",
     "layer_sizes",
     "members_at_most",
+    "network_members",
     "positive_int",
     "round1",
 ]
 
 # The input a model's fit and predict take: "rows" (N, H*W*C) float32 in HWC order, as
-# the linear classifiers and fully connected networks want; "images" (N, C, H, W)
-# float32, as convolutions want. Both come from one preprocessing (scale, centre).
+# the linear classifiers and fully connected networks want; "images" (N, H, W, C)
+# float32, channels-last, as convolutions want. Both come from one preprocessing (scale,
+# centre): the rows are the images flattened.
 LAYOUTS = ("rows", "images")
 
 
@@ -298,6 +300,18 @@ class Member:
                 raise MemberBudgetExceeded("the declaration names more arrays than allowed")
 
 
+def network_members(images: bool = False) -> dict[str, Member]:
+    """What every estimator on `chainrule.models.NetworkClassifier` stores besides its
+    network's ``net.*`` arrays: the labels, the values per sample (``D``) and the image
+    shape (required for a network that reads images; rows may have none)."""
+    return {
+        "classes_": Member(("C",), "iuU"),
+        "n_features_in_": Member((), "iu", value="D"),
+        # its channels are those the first layer's weights read, where they say
+        "image_shape_": Member((3,), "iu", required=images, entries=(None, None, "channels")),
+    }
+
+
 # -- the spec -------------------------------------------------------------------------------
 
 
@@ -368,7 +382,11 @@ class ModelSpec:
     # -- choosing hyperparameters --------------------------------------------------------
 
     def defaults(self, data: DataSummary) -> dict:
-        """Starting hyperparameters for this data (``{}``: the estimator's own)."""
+        """Starting hyperparameters for this data (``{}``: the estimator's own).
+
+        An estimator on `chainrule.models.NetworkClassifier` whose hyperparameters
+        default to ``"auto"`` takes their values from the same recipe in ``fit``, so
+        that it trains in Python as the command line trains it."""
         return {}
 
     def grid(self, params: dict) -> dict | None:

@@ -22,7 +22,7 @@ from chainrule.nn import init as _init
 from chainrule.nn.functional import conv as _conv
 from chainrule.nn.functional import norm as _norm
 from chainrule.nn.functional import pool as _pool
-from chainrule.nn.modules import Module, Parameter, _input_like
+from chainrule.nn.modules import Module, Parameter, _input_like, _learned
 
 __all__ = [
     "AvgPool2d",
@@ -108,11 +108,12 @@ class BatchNorm2d(Module):
     """Batch normalization of (N, num_features, H, W) images per channel over N, H, W.
 
     Parameters ``weight`` (gamma, ones; None with ``scale=False``) and ``bias`` (beta,
-    zeros); buffers ``running_mean`` (zeros) and ``running_var`` (ones), updated in
-    training with ``running = (1 - momentum) * running + momentum * batch`` (unbiased
-    variance, as PyTorch) and used in evaluation. ``scale=False`` leaves gamma out (fixed
-    at 1): a following convolution can absorb any scale, and a ReLU network then has
-    one parameter fewer per channel to decay.
+    zeros; None with ``shift=False``); buffers ``running_mean`` (zeros) and
+    ``running_var`` (ones), updated in training with ``running = (1 - momentum) *
+    running + momentum * batch`` (unbiased variance, as PyTorch) and used in evaluation.
+    ``scale=False`` leaves gamma out (fixed at 1): a following convolution can absorb
+    any scale, and a ReLU network then has one parameter fewer per channel to decay.
+    The switches are those of `BatchNorm1d`.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class BatchNorm2d(Module):
         momentum: float = 0.1,
         eps: float = 1e-5,
         scale: bool = True,
+        shift: bool = True,
         dtype=np.float32,
     ):
         super().__init__()
@@ -131,11 +133,7 @@ class BatchNorm2d(Module):
             raise ValueError(f"BatchNorm2d: eps must be positive, got {eps!r}")
         self.momentum = float(momentum)
         self.eps = float(eps)
-        if scale:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-        self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        _learned(self, num_features, scale, shift, dtype)
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
 
@@ -147,7 +145,7 @@ class BatchNorm2d(Module):
                 f"got shape {xd.shape}"
             )
         return _norm.batch_norm2d(
-            _input_like(x, self.bias),
+            _input_like(x, self.running_mean),
             self.weight,
             self.bias,
             self.running_mean,
@@ -168,7 +166,7 @@ class BatchNorm2d(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, momentum={self.momentum}, eps={self.eps}, "
-            f"scale={self.weight is not None}"
+            f"scale={self.weight is not None}, shift={self.bias is not None}"
         )
 
 

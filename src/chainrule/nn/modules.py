@@ -32,6 +32,7 @@ __all__ = [
     "Linear",
     "Module",
     "Parameter",
+    "Permute",
     "ReLU",
     "Sequential",
     "Sigmoid",
@@ -265,13 +266,14 @@ class Module:
 
 
 def _input_like(x, weight):
-    """Plain-array input (data, not differentiated) in the weight's dtype: float64 or
-    integer data meeting float32 weights would otherwise make every product float64."""
+    """Plain-array input (data, not differentiated) in the dtype of `weight` (a Parameter
+    or an array): float64 or integer data meeting float32 weights would otherwise make
+    every product float64."""
     if isinstance(x, Tensor):
         return x
     x = np.asarray(x)
-    if x.dtype != weight.data.dtype and x.dtype.kind in "fiub":
-        x = x.astype(weight.data.dtype)
+    if x.dtype != weight.dtype and x.dtype.kind in "fiub":
+        x = x.astype(weight.dtype)
     return x
 
 
@@ -387,6 +389,33 @@ class Flatten(Module):
         return x.reshape(x.shape[0], -1)
 
 
+class Permute(Module):
+    """Reorders the axes: ``x.transpose(*dims)``, a view (no copy).
+
+    ``Permute(0, 3, 1, 2)`` turns channels-last images (N, H, W, C) into the (N, C, H, W)
+    that `Conv2d` and the other image layers take; their Functions read such a view in
+    its channels-last memory order, so the images are never copied into another layout.
+    """
+
+    def __init__(self, *dims: int):
+        super().__init__()
+        if sorted(dims) != list(range(len(dims))) or not all(type(d) is int for d in dims):
+            raise ValueError(f"Permute: dims must be a permutation of 0..n-1, got {dims!r}")
+        self.dims = tuple(dims)
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(x)
+        if x.ndim != len(self.dims):
+            raise ValueError(
+                f"Permute{self.dims} expects {len(self.dims)}-D input, got shape {x.shape}"
+            )
+        return x.transpose(*self.dims)
+
+    def extra_repr(self) -> str:
+        return ", ".join(str(d) for d in self.dims)
+
+
 class Dropout(Module):
     """Inverted dropout: in training each entry is zeroed with probability `p` and the
     rest scaled by ``1 / (1 - p)``; identity in evaluation.
@@ -413,10 +442,12 @@ class Dropout(Module):
 class BatchNorm1d(Module):
     """Batch normalization of (N, num_features) inputs, per feature.
 
-    Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros); buffers
-    ``running_mean`` (zeros) and ``running_var`` (ones), updated in training with
-    ``running = (1 - momentum) * running + momentum * batch`` (unbiased variance, as
-    PyTorch) and used in evaluation. Both buffers are in `state_dict`.
+    Parameters ``weight`` (gamma, ones; None with ``scale=False``) and ``bias`` (beta,
+    zeros; None with ``shift=False``); buffers ``running_mean`` (zeros) and
+    ``running_var`` (ones), updated in training with ``running = (1 - momentum) *
+    running + momentum * batch`` (unbiased variance, as PyTorch) and used in evaluation.
+    Both buffers are in `state_dict`. ``scale`` and ``shift`` are the switches of
+    `BatchNorm2d` too (``scale=False, shift=False`` is PyTorch's ``affine=False``).
     """
 
     def __init__(
@@ -424,7 +455,8 @@ class BatchNorm1d(Module):
         num_features: int,
         momentum: float = 0.1,
         eps: float = 1e-5,
-        affine: bool = True,
+        scale: bool = True,
+        shift: bool = True,
         dtype=np.float32,
     ):
         super().__init__()
@@ -439,12 +471,7 @@ class BatchNorm1d(Module):
         self.num_features = int(num_features)
         self.momentum = float(momentum)
         self.eps = float(eps)
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _learned(self, num_features, scale, shift, dtype)
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
 
@@ -467,7 +494,23 @@ class BatchNorm1d(Module):
         )
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+        return (
+            f"{self.num_features}, momentum={self.momentum}, eps={self.eps}, "
+            f"scale={self.weight is not None}, shift={self.bias is not None}"
+        )
+
+
+def _learned(bn: Module, num_features: int, scale: bool, shift: bool, dtype) -> None:
+    """The learned parameters of a batch norm: ``weight`` (gamma, ones) with `scale`,
+    ``bias`` (beta, zeros) with `shift`; each None without its switch."""
+    if scale:
+        bn.weight = Parameter(np.ones(num_features, dtype=dtype))
+    else:
+        bn.register_parameter("weight", None)
+    if shift:
+        bn.bias = Parameter(np.zeros(num_features, dtype=dtype))
+    else:
+        bn.register_parameter("bias", None)
 
 
 class Sequential(Module):

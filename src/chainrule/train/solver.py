@@ -83,12 +83,13 @@ def batches_per_epoch(n: int, batch_size: int) -> int:
 
 
 def _check_rows(X, y, what: str, dtype=None) -> tuple[np.ndarray, np.ndarray]:
-    """X (N, D) finite floats (cast to `dtype` when given) and y (N,) integer labels;
-    `what` is "X_train" or "X_val", for the messages."""
+    """X (N, ...) finite floats (rows (N, D), images (N, H, W, C), any sample shape;
+    cast to `dtype` when given) and y (N,) integer labels; `what` is "X_train" or
+    "X_val", for the messages."""
     X = np.asarray(X)
     y = np.asarray(y)
-    if X.ndim != 2:
-        raise ValueError(f"{what} must have shape (N, D), got {X.shape}")
+    if X.ndim < 2:
+        raise ValueError(f"{what} must have shape (N, D) or (N, H, W, C), got {X.shape}")
     # Validation rows are cast to the training rows' dtype: integers are accepted there.
     if X.dtype.kind != "f" and not (dtype is not None and X.dtype.kind in "iu"):
         raise TypeError(f"{what} must be floating point, got dtype {X.dtype}")
@@ -112,14 +113,15 @@ class Solver:
     Parameters
     ----------
     model : chainrule.nn.Module
-        Maps a Tensor of rows (B, D) to class scores (B, C). Its ``state_dict`` (batch-norm
+        Maps a Tensor of samples (B, ...) to class scores (B, C). Its ``state_dict`` (batch-norm
         running statistics included) is what "the best parameters" means.
     optimizer : chainrule.optim optimizer
         Built over ``model.parameters()``; needs ``zero_grad()``, ``step()``,
         ``state_dict()``, ``load_state_dict(state)``.
     loss_fn : callable (scores Tensor (B, C), y int array (B,)) -> scalar Tensor
         Any regularization term is added inside it.
-    X_train : float array (N, D); y_train : int array (N,), values in 0..C-1
+    X_train : float array of N samples, rows (N, D) or images (N, H, W, C) (what the
+        model reads); y_train : int array (N,), values in 0..C-1
     X_val, y_val : validation rows (M, D) (cast to the training rows' dtype) and labels
         (M,), or None (then the model of the last epoch is kept and early stopping is
         off). A label outside 0..C-1 (a class the model cannot predict) counts as wrong.
@@ -134,10 +136,10 @@ class Solver:
         ``load_state_dict``) built by the caller is used as is.
     schedule_per : "iteration" or "epoch"
         Step the schedule after each optimizer step, or after each epoch.
-    augment : callable (X batch (B, D), rng Generator) -> (B, D), or None
+    augment : callable (X batch (B, ...), rng Generator) -> a batch of that shape, or None
         Applied to each training minibatch (a copy) before the forward pass. One with
         ``uses_indices = True`` (such as `chainrule.data.augment.CropFlip`) is called
-        with the keywords ``indices`` (the rows' positions in X_train) and ``epoch``
+        with the keywords ``indices`` (the samples' positions in X_train) and ``epoch``
         (0-based) too.
     early_stopping_patience : int or None
         Stop when validation accuracy has not improved for this many epochs.
@@ -153,7 +155,7 @@ class Solver:
         Size of the fixed random subsample of training rows used for train accuracy.
     eval_batch_size : int
         Rows per forward pass in evaluation.
-    eval_views : callable (X batch (B, D)) -> list of (B, D) arrays, or None
+    eval_views : callable (X batch (B, ...)) -> list of arrays of that shape, or None
         Other views of each row (e.g. mirrored images) whose predictions are averaged with
         the row's own in evaluation (test-time augmentation); the same evaluation picks
         the best epoch.
@@ -245,9 +247,15 @@ class Solver:
             self.X_val = self.y_val = None
             return
         self.X_val, self.y_val = _check_rows(X_val, y_val, "X_val", dtype=self.X_train.dtype)
-        if self.X_val.shape[1] != self.X_train.shape[1]:
+        if self.X_val.shape[1:] != self.X_train.shape[1:]:
+            if self.X_val.ndim == 2 and self.X_train.ndim == 2:
+                raise ValueError(
+                    f"X_val has {self.X_val.shape[1]} features, but X_train has "
+                    f"{self.X_train.shape[1]}"
+                )
             raise ValueError(
-                f"X_val has {self.X_val.shape[1]} features, but X_train has {self.X_train.shape[1]}"
+                f"X_val has samples of shape {self.X_val.shape[1:]}, but X_train has "
+                f"{self.X_train.shape[1:]}"
             )
 
     def _build_schedule(self, lr_schedule):

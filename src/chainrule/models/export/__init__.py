@@ -36,7 +36,7 @@ def _require_onnx() -> None:
 
 def _exportable(model, preprocessor, classes, image_shape, resize=True):
     from chainrule.models.export.build import Exportable, family
-    from chainrule.models.io import LoadedModel, _jsonable, _names_by_label
+    from chainrule.models.io import LoadedModel, _jsonable, _names_by_label, model_params
     from chainrule.models.registry import model_name
 
     if isinstance(model, LoadedModel):
@@ -54,7 +54,7 @@ def _exportable(model, preprocessor, classes, image_shape, resize=True):
             name = model_name(model)
         except ValueError:
             name = type(model).__name__
-        params = _jsonable(model.get_params()) if hasattr(model, "get_params") else {}
+        params = _jsonable(model_params(model))
     family(model)  # the model is one that can be exported, and fitted
     if not hasattr(model, "classes_"):
         raise ValueError(f"the {type(model).__name__} is not fitted (it has no classes_)")

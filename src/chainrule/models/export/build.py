@@ -13,14 +13,13 @@ its mirror image, and the argmax that picks the label (the first maximum, as Num
 
 A model family is recognised by its documented fitted attributes: a network by ``net_``
 (an `nn.Module`, converted layer by layer by `modules`), a linear classifier by ``W_``
-(D, C) and ``b_`` (C,), k-NN and the ConvNet by their class. The graph computes what the
-estimator computes between the preprocessing and its network as well: the ConvNet
-estimator turns images (N, C, H, W) into HWC rows before its network reads them, and so
-does its head here. A new estimator whose network is an ``nn.Module`` in ``net_`` reading
-exactly what its preprocessor gives (rows, or images (N, C, H, W) from
-``Preprocessor(flatten=False)``) and predicting the argmax of the softmax of its scores
-(averaged with the mirror images' with ``test_time_flip``), as ``FullyConnectedNet`` does,
-exports with no code here.
+(D, C) and ``b_`` (C,), k-NN by its class. A network reads what its preprocessor gives
+(rows, or images (N, H, W, C) from ``Preprocessor(flatten=False)``, which a ConvNet's first
+layer, ``nn.Permute``, views as (N, C, H, W)), viewed as its ``input_shape_`` says (rows
+as images for a network that reads images, as the estimator does), so any estimator whose
+network is an ``nn.Module`` in ``net_`` and that predicts the argmax of the softmax of its
+scores (averaged with the mirror images' with ``test_time_flip``), as every estimator on
+``chainrule.models.NetworkClassifier`` does, exports with no code here.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from onnx import helper
 
 from chainrule import nn
 from chainrule.models.export.graph import IR_VERSION, OPSET, Graph, value_info
-from chainrule.models.export.modules import convert_children, convert_module
+from chainrule.models.export.modules import convert_module
 from chainrule.models.export.preprocess import images_to_rows, resize_pixels
 
 __all__ = ["Exportable", "build_model"]
@@ -91,34 +90,16 @@ def _linear_head(g: Graph, model, rows: str, images: bool) -> Head:
     return Head(proba, scores, "softmax of the class scores x W + b")
 
 
-def _network_head(g: Graph, model, rows: str, images: bool) -> Head:
-    scores = convert_module(g, model.net_, rows, "net")
-    proba = g.op("Softmax", [scores], "softmax", axis=-1)
-    return Head(proba, proba, "softmax of the network's class scores")
-
-
-def _convnet_head(g: Graph, model, x: str, images: bool) -> Head:
-    """A `ConvNet`. Its network reads HWC rows (its first layer, `RowsToImages`, views
-    them as images (N, C, H, W)), and the estimator turns the images (N, C, H, W) of
-    ``Preprocessor(flatten=False)`` into such rows before the network sees them
-    (``ConvNet._as_rows``). The graph does the same: for images, that conversion and the
-    first layer cancel out (rows of an image viewed as an image are the image), so the
-    network's other layers read them directly."""
-    net = model.net_
-    first = net[0] if isinstance(net, nn.Sequential) and len(net) else None
-    h, w, c = (int(s) for s in model.image_shape_)
-    if images and isinstance(first, nn.RowsToImages) and first.order == "hwc":
-        if (first.height, first.width, first.channels) != (h, w, c):
-            raise ValueError(
-                f"the ConvNet's first layer ({first.extra_repr()}) does not read its images "
-                f"(H, W, C) = {(h, w, c)}"
-            )
-        scores = convert_children(g, net, x, "net", start=1)
-    else:
-        if images:  # (N, C, H, W) -> rows (N, H*W*C) in HWC order
-            x = g.op("Transpose", [x], "channels_last", perm=[0, 2, 3, 1])
-            x = g.op("Flatten", [x], "hwc_rows", axis=1)
-        scores = convert_module(g, net, x, "net")
+def _network_head(g: Graph, model, x: str, images: bool) -> Head:
+    # What the estimator does between its preprocessing and its network: a network that
+    # reads images (its `input_shape_` is (H, W, C)) views rows as images, one that reads
+    # rows flattens images.
+    shape = tuple(int(s) for s in getattr(model, "input_shape_", None) or ())
+    if not images and len(shape) == 3:
+        x = g.op("Reshape", [x, g.ints([-1, *shape], "net.input_shape")], "net.input")
+    elif images and len(shape) == 1:
+        x = g.op("Flatten", [x], "net.input", axis=1)
+    scores = convert_module(g, model.net_, x, "net")
     proba = g.op("Softmax", [scores], "softmax", axis=-1)
     return Head(proba, proba, "softmax of the network's class scores")
 
@@ -133,7 +114,6 @@ def _knn_head(g: Graph, model, rows: str, images: bool) -> Head:
 def family(model):
     """The head builder of ``model``'s family; a TypeError naming what can be exported,
     or a ValueError for a chainrule model that is not fitted yet."""
-    from chainrule.models.convnet import ConvNet
     from chainrule.models.knn import KNearestNeighbors
     from chainrule.models.registry import model_name
 
@@ -141,8 +121,6 @@ def family(model):
         return _knn_head
     if hasattr(model, "W_") and hasattr(model, "b_"):
         return _linear_head
-    if isinstance(model, ConvNet) and isinstance(getattr(model, "net_", None), nn.Module):
-        return _convnet_head
     if isinstance(getattr(model, "net_", None), nn.Module):
         return _network_head
     try:
@@ -207,7 +185,7 @@ def _body(g: Graph, ex: Exportable, head_of, flips: bool) -> tuple[str, str, str
         )
         images = g.op("Concat", [images, mirrored], "views", axis=0)
     rows = images_to_rows(g, images, ex.preprocessor)
-    # what the preprocessing gives: rows, or images (N, C, H, W) with flatten=False
+    # what the preprocessing gives: rows, or images (N, H, W, C) with flatten=False
     kept = ex.preprocessor is not None and not getattr(ex.preprocessor, "flatten", True)
     head = head_of(g, ex.model, rows, kept)
     proba, decision = head.probabilities, head.decision
@@ -230,7 +208,7 @@ def build_model(ex: Exportable):
             "int64 label, so only models fitted on integer labels can be exported"
         )
     head_of = family(ex.model)
-    flips = head_of in (_network_head, _convnet_head) and uses_flips(ex.params)
+    flips = head_of is _network_head and uses_flips(ex.params)
     if flips:
         _check_flips(ex)
     g = Graph(f"chainrule_{ex.name}")

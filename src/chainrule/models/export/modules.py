@@ -25,7 +25,8 @@ it needs its own entry. A `Sequential` runs a batch norm directly followed by a 
 as one fused Function; the graph keeps them as two nodes of the same values, which
 runtimes fuse themselves.
 
-Images are NCHW in the graph as in `chainrule.nn`, and the convolution and pooling
+Images are NCHW in the graph as in `chainrule.nn` (a network reading channels-last images
+begins with a `Permute`, a Transpose here), and the convolution and pooling
 layers map one to one onto ONNX's operators: no padding in pooling, windows that do not
 fit are dropped (floor mode), convolution padding is zeros on both sides.
 """
@@ -292,6 +293,12 @@ def _rows_to_images(g, m, x, name):
         return g.op("Reshape", [x, g.ints([-1, c, h, w], f"{name}.shape")], name)
     images = g.op("Reshape", [x, g.ints([-1, h, w, c], f"{name}.shape")], f"{name}.hwc")
     return g.op("Transpose", [images], name, perm=[0, 3, 1, 2])
+
+
+@register_converter(nn.Permute)
+def _permute(g, m, x, name):
+    # Channels-last images (N, H, W, C) enter a ConvNet through Permute(0, 3, 1, 2).
+    return g.op("Transpose", [x], name, perm=[int(d) for d in m.dims])
 
 
 @register_converter(Scale)

@@ -48,8 +48,8 @@ def resize_pixels(g: Graph, images: str, height: int, width: int) -> str:
 
 def images_to_rows(g: Graph, pixels: str, preprocessor) -> str:
     """float32 pixels (N, H, W, C) on the 0..255 scale -> what the model reads, float32:
-    rows (N, H*W*C [+1]) as ``Preprocessor.transform`` gives them, or images (N, C, H, W)
-    with ``flatten=False``.
+    rows (N, H*W*C [+1]) as ``Preprocessor.transform`` gives them, or the images (N, H, W,
+    C) with ``flatten=False``.
 
     With ``preprocessor=None`` the rows are the pixel values as they are (what
     ``LoadedModel.features`` does for a model saved without preprocessing).
@@ -62,7 +62,7 @@ def images_to_rows(g: Graph, pixels: str, preprocessor) -> str:
     if preprocessor.center:
         x = g.op("Sub", [x, g.const(shift, "prep.shift")], "centered")
     if not getattr(preprocessor, "flatten", True):
-        return g.op("Transpose", [x], "channels_first", perm=[0, 3, 1, 2])
+        return x  # images stay images, channels-last
     rows = g.op("Flatten", [x], "rows", axis=1)
     if preprocessor.bias:
         # The bias trick's column of ones, one per image of the batch.
