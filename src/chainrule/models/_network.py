@@ -287,9 +287,9 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         rng = as_generator(p["random_state"])
         net = self._build_network(self._network_shape(), len(self.classes_), rng)
         self._initialise(net, X)
+        optimizer = self._optimizer(net, p, len(X))
         solver = Solver(
-            net, self._optimizer(net, p, len(X)), self._make_loss(net, p), X, y_idx, X_val,
-            y_val,
+            net, optimizer, self._make_loss(net, p), X, y_idx, X_val, y_val,
             batch_size=p["batch_size"], epochs=p["epochs"], lr_schedule=schedule_factory(p),
             schedule_per=p["schedule_per"], augment=augment,
             early_stopping_patience=p["early_stopping_patience"],
@@ -462,7 +462,7 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Labels (N,): the class of the highest score (the highest averaged
-        probability with test-time flips)."""
+        probability with test-time flips or the family's other views)."""
         X = self._inputs(X)
         # Without other views, the argmax of the scores: the sign of the two-class
         # decision_function agrees with it exactly, which a softmax could blur.
