@@ -71,13 +71,67 @@ def parse_args(argv=None):
         default=True,
         help="validate after every epoch (the curve) or only at the end",
     )
+    p.add_argument(
+        "--init",
+        choices=("kaiming", "dirac"),
+        default=R.get("init", "kaiming"),
+        help="3x3 convolutions: He normal, or He normal with identity filters first",
+    )
+    p.add_argument(
+        "--bias-lr-factor",
+        type=float,
+        default=R.get("bias_lr_factor", 1.0),
+        help="learning rate of biases and batch-norm shifts, times --lr",
+    )
+    p.add_argument(
+        "--decay-biases",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="weight decay of biases and shifts too (divided by --bias-lr-factor)",
+    )
+    p.add_argument(
+        "--flips",
+        choices=("random", "alternate"),
+        default=R.get("flips", "random"),
+        help="training flips: random, or each image mirrored in every other epoch",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("nesterov", "muon"),
+        default=R["optimizer"],
+        help="muon: the convolution filters by Muon (--muon-lr, --muon-momentum), the rest "
+        "by Nesterov SGD",
+    )
+    p.add_argument("--muon-lr", type=float, default=R.get("muon_lr", 0.1))
+    p.add_argument("--muon-momentum", type=float, default=R.get("muon_momentum", 0.6))
+    p.add_argument(
+        "--muon-normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep each filter bank's norm fixed (instead of weight decay on the filters)",
+    )
+    p.add_argument(
+        "--lookahead-alpha",
+        type=float,
+        default=R.get("lookahead_alpha", 0.5),
+        help="the pull toward the fast weights at each Lookahead sync",
+    )
+    p.add_argument(
+        "--lookahead-ramp",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the pull grows from none to --lookahead-alpha over the run (cubic)",
+    )
     p.add_argument("--epochs", type=int, default=R["epochs"])
     p.add_argument("--batch-size", type=int, default=R["batch_size"])
     p.add_argument(
         "--aug-padding", type=int, default=R["aug_padding"], help="largest translation, pixels"
     )
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialisation, order, augmentation")
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="the validation split (0: chainrule train's)"
+    )
     p.add_argument("--subset", type=int, help="train on this many training images only")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument(
@@ -106,18 +160,36 @@ def build(a, image_shape, n_classes, X=None):
         bn_scale=a.bn_scale,
         logit_scale=a.logit_scale,
         random_state=a.seed,
+        init=a.init,
     )
 
 
 def make_optimizer(a, net, total_steps):
     from chainrule import optim
 
-    params = optim.weight_decay_groups(net, a.weight_decay)
-    opt = optim.SGD(params, lr=a.lr, momentum=a.momentum, nesterov=True)
+    groups = optim.network_groups(
+        net, a.lr, a.weight_decay, bias_lr_factor=a.bias_lr_factor, decay_biases=a.decay_biases
+    )
+    if a.optimizer == "muon":
+        filters = [p for p in net.parameters() if p.ndim == 4]
+        rest = [
+            {**g, "params": [p for p in g["params"] if p.ndim != 4], "orthogonalize": False}
+            for g in groups
+        ]
+        muon = {
+            "params": filters, "lr": a.muon_lr, "momentum": a.muon_momentum,
+            "weight_decay": 0.0 if a.muon_normalize else a.weight_decay,
+            "normalize_weights": a.muon_normalize,
+        }  # fmt: skip
+        opt = optim.Muon([muon, *rest], lr=a.lr, momentum=a.momentum, nesterov=True)
+    else:
+        opt = optim.SGD(groups, lr=a.lr, momentum=a.momentum, nesterov=True)
     if a.lookahead:
-        opt = optim.Lookahead(opt, k=a.lookahead, alpha=0.5)
+        ramp = total_steps if a.lookahead_ramp else None
+        opt = optim.Lookahead(opt, k=a.lookahead, alpha=a.lookahead_alpha, ramp_steps=ramp)
+    kwargs = {"cycle_momentum": False} if a.optimizer == "muon" else {}
     schedule = optim.make_schedule(
-        None if a.schedule == "constant" else a.schedule, opt, total_steps
+        None if a.schedule == "constant" else a.schedule, opt, total_steps, **kwargs
     )
     return opt, schedule
 
@@ -165,22 +237,45 @@ def throughput(a) -> int:
         cpu_rates.append(2 * a.batch_size / (time.process_time() - c0))
     flops = architecture_flops(net, shape)
     rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
+    eval_rate = _eval_rate(net, X.reshape(-1, *shape))
+    # What `chainrule train cnn` does per epoch on the CIFAR-10 split: train on 40,000
+    # images, then evaluate 10,000 validation and 1,000 training images (one view).
+    minutes = a.epochs * (40000 / rate + 11000 / eval_rate) / 60
     print(
         f"widths {a.widths} stem {a.stem}: {flops / 1e6:.1f} MFLOP/image forward, "
         f"{net.num_parameters()} parameters; {rate:.0f} images/s training "
         f"(batch {a.batch_size}, {a.threads} threads; ~{3 * flops * rate / 1e9:.0f} GFLOP/s); "
         f"{cpu_rate:.0f} images per CPU second (the rate on {a.threads} idle cores if the "
         f"threads were busy all the time: ~{a.threads * cpu_rate:.0f} images/s); "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"{eval_rate:.0f} images/s evaluation; {a.epochs} epochs of 40,000 images with "
+        f"validation would take {minutes:.1f} min at these rates; load {os.getloadavg()[0]:.1f}"
     )
     return 0
+
+
+def _eval_rate(net, X) -> float:
+    """Images per second of evaluation (eval mode, no graph, batches of 1000; median of
+    3 windows) on the images X (N, H, W, C)."""
+    from chainrule.autograd.engine import Tensor, no_grad
+
+    net.eval()
+    rates = []
+    with no_grad():
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for i in range(0, len(X), 1000):
+                net(Tensor(X[i : i + 1000]))
+            rates.append(len(X) / (time.perf_counter() - t0))
+    net.train()
+    return statistics.median(rates)
 
 
 def load_data(a):
     from chainrule.data import Preprocessor, load
 
-    train = load(a.data, split="train", val_fraction=0.2, random_state=a.seed, progress=False)
-    val = load(a.data, split="val", val_fraction=0.2, random_state=a.seed, progress=False)
+    split = dict(val_fraction=0.2, random_state=a.split_seed, progress=False)
+    train = load(a.data, split="train", **split)
+    val = load(a.data, split="val", **split)
     prep = Preprocessor(flatten=False).fit(train.images)
     X, y = prep.transform(train.images), train.labels
     Xv, yv = prep.transform(val.images), val.labels
@@ -215,7 +310,7 @@ def evaluate(solver, Xv, yv, shape) -> dict:
 
 
 def train(a) -> int:
-    from chainrule.data.augment import random_crop_flip
+    from chainrule.data.augment import CropFlip
     from chainrule.train.solver import Solver, batches_per_epoch
 
     t = time.perf_counter()
@@ -227,8 +322,7 @@ def train(a) -> int:
     steps = batches_per_epoch(len(X), a.batch_size) * a.epochs
     opt, schedule = make_optimizer(a, net, steps)
 
-    def augment(xb, rng):
-        return random_crop_flip(xb, a.aug_padding, True, rng)
+    augment = CropFlip(shape, a.aug_padding, a.flips, seed=a.seed)
 
     val = (Xv, yv) if a.val_every_epoch else (None, None)
     solver = Solver(
@@ -260,6 +354,7 @@ def train(a) -> int:
         "train_s": train_s,
         "images_per_s": len(X) * a.epochs / train_s,
         "peak_rss_gb": peak_rss_gb(),
+        "cpu_s": cpu_s,
         "cpu_share": cpu_s / train_s / (os.cpu_count() or 1),
         "loadavg": [load0[0], os.getloadavg()[0]],
     }
@@ -268,7 +363,8 @@ def train(a) -> int:
         f"({accs['flips and 1-pixel shifts']:.4f} with flips and 1-pixel shifts, "
         f"{final_one_view:.4f} one view); training {train_s / 60:.1f} min, "
         f"{result['images_per_s']:.0f} images/s including validation; peak RSS "
-        f"{result['peak_rss_gb']:.2f} GB; CPU {100 * result['cpu_share']:.0f}% of the cores; "
+        f"{result['peak_rss_gb']:.2f} GB; CPU {cpu_s / 60:.1f} min, "
+        f"{100 * result['cpu_share']:.0f}% of the cores; "
         f"load {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     if a.json:

@@ -93,3 +93,62 @@ def test_errors():
         crop_flip(x, np.full(6, 5), np.zeros(6, int), padding=2)
     with pytest.raises(ValueError, match="needs 105"):
         random_crop_flip_flat(x.reshape(6, -1)[:, :50], (5, 7, 3))
+
+
+# ----------------------------------------------------------------- alternating flips
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    from chainrule.data import alternating_flips
+
+    idx = np.arange(10_000)
+    e0, e1, e2 = (alternating_flips(idx, e, seed=3) for e in range(3))
+    np.testing.assert_array_equal(e1, ~e0)
+    np.testing.assert_array_equal(e2, e0)
+    assert abs(e0.mean() - 0.5) < 0.02  # about half the images start mirrored
+    # a fixed bit per image, whatever the batch it comes in; another seed, other bits
+    np.testing.assert_array_equal(alternating_flips(idx[::-7], 4, seed=3), e0[::-7])
+    other = alternating_flips(idx, 0, seed=4)
+    assert 0.4 < np.mean(other != e0) < 0.6
+    # neighbouring rows are not correlated
+    assert abs(np.mean(e0[1:] == e0[:-1]) - 0.5) < 0.02
+
+
+def test_crop_flip_with_alternating_flips():
+    from chainrule.data import CropFlip, alternating_flips
+
+    x = batch(n=8, dtype=np.float32)
+    rows = x.reshape(8, -1)
+    aug = CropFlip(x.shape[1:], padding=0, flips="alternate", seed=1)
+    idx = np.arange(20, 28)
+    for epoch in (0, 1, 2):
+        out = aug(rows, np.random.default_rng(0), indices=idx, epoch=epoch).reshape(x.shape)
+        mirrored = alternating_flips(idx, epoch, seed=1)
+        for i in range(8):
+            want = x[i, :, ::-1] if mirrored[i] else x[i]
+            np.testing.assert_array_equal(out[i], want)
+    with pytest.raises(ValueError, match="indices"):
+        aug(rows, np.random.default_rng(0))
+
+
+def test_crop_flip_random_is_random_crop_flip_flat():
+    from chainrule.data import CropFlip
+
+    x = batch(n=16, dtype=np.float32).reshape(16, -1)
+    shape = (5, 7, 3)
+    out = CropFlip(shape, padding=2)(x, np.random.default_rng(9), indices=np.arange(16), epoch=3)
+    want = random_crop_flip_flat(x, shape, 2, True, np.random.default_rng(9))
+    np.testing.assert_array_equal(out, want)
+    # images (N, H, W, C) keep their shape, and are augmented as random_crop_flip does
+    images = x.reshape(16, *shape)
+    out = CropFlip(shape, padding=2)(images, np.random.default_rng(9))
+    assert out.shape == images.shape
+    want = random_crop_flip(images, 2, True, np.random.default_rng(9))
+    np.testing.assert_array_equal(out, want)
+    plain = CropFlip(shape, padding=1, flips="none")(x, np.random.default_rng(9))
+    rng = np.random.default_rng(9)
+    dy, dx = rng.integers(0, 3, 16), rng.integers(0, 3, 16)
+    want = crop_flip(x.reshape(16, *shape), dy, dx, padding=1).reshape(16, -1)
+    np.testing.assert_array_equal(plain, want)
+    with pytest.raises(ValueError, match="flips must be one of"):
+        CropFlip(shape, flips="sometimes")

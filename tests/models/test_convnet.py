@@ -307,3 +307,164 @@ def test_the_defaults_train_stably_on_a_few_dozen_photos(augment):
     model = ConvNet(augment=augment, random_state=0).fit(X, y)
     assert model.fitted_params_["epochs"] == 50 and model.fitted_params_["stem"] == "conv"
     assert model.score(Xt, yt) >= 0.9  # chance: 1/3
+
+
+# ----------------------------------------------------------------- the fast-CIFAR options
+
+
+def test_dirac_init_and_the_shifts_learning_rate(data):
+    (X, y), _ = data
+    model = ConvNet(**TINY, init="dirac", bias_lr_factor=64, optimizer="nesterov",
+                    learning_rate=0.05, weight_decay=5e-4, epochs=1).fit(X, y)  # fmt: skip
+    net = model._build_network((6, 6, 1), 3, np.random.default_rng(0))
+    convs = [m.weight.data for m in net.modules() if isinstance(m, nn.Conv2d)]
+    for w in convs:
+        k = min(w.shape[:2])
+        np.testing.assert_array_equal(w[:k], nn.init.dirac((k, w.shape[1], 3, 3)))
+    opt = model._optimizer(net, model._params(), len(X))
+    weights, shifts = opt.param_groups
+    assert [p.ndim for p in weights["params"]] == [4, 4, 4, 2]
+    assert weights["lr"] == 0.05 and weights["weight_decay"] == 5e-4
+    assert shifts["lr"] == pytest.approx(3.2) and shifts["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in shifts["params"])
+    opt.lr = 0.01  # as a schedule: the shifts keep their 64x
+    assert shifts["lr"] == pytest.approx(0.64)
+
+
+def test_alternating_flips_train_reproducibly_and_resume_exactly(data, tmp_path, monkeypatch):
+    from chainrule.data.augment import CropFlip
+    from chainrule.train.solver import Solver
+
+    (X, y), (Xv, yv) = data
+    kw = dict(TINY, epochs=3, augment=True, aug_padding=1, flips="alternate",
+              optimizer="nesterov", learning_rate=0.05, lr_schedule="onecycle")  # fmt: skip
+    model = ConvNet(**kw)
+    model.image_shape_ = (6, 6, 1)
+    aug = model._augmentation(model._params())
+    assert isinstance(aug, CropFlip) and aug.flips == "alternate" and aug.seed == 0
+    straight = ConvNet(**kw).fit(X, y, Xv, yv)
+    random_flips = ConvNet(**{**kw, "flips": "random"}).fit(X, y, Xv, yv)
+    assert straight.history_["loss"] != random_flips.history_["loss"]
+    real_epoch = Solver._run_epoch
+
+    def interrupted(self, *args):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        real_epoch(self, *args)
+
+    monkeypatch.setattr(Solver, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ConvNet(**kw).fit(X, y, Xv, yv, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(Solver, "_run_epoch", real_epoch)
+    resumed = ConvNet(**kw).fit(X, y, Xv, yv, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history_["loss"] == straight.history_["loss"]
+
+
+def test_test_time_shifts_average_six_views_with_weights(data):
+    from chainrule.autograd.arraymath import softmax
+    from chainrule.data.augment import crop_flip
+
+    (X, y), (Xt, _) = data
+    model = ConvNet(**TINY, epochs=1, augment=True, test_time_shift=1).fit(X, y)
+    images = Xt  # (N, H, W, C)
+    n = len(images)
+
+    def proba(view):
+        return softmax(model._scores(np.ascontiguousarray(view)))
+
+    def shifted(at, mirror):
+        return crop_flip(images, np.full(n, at), np.full(n, at), np.full(n, mirror), padding=1)
+
+    want = proba(images) + proba(images[:, :, ::-1])
+    want += 0.5 * sum(proba(shifted(at, m)) for at in (0, 2) for m in (False, True))
+    want /= 4.0
+    np.testing.assert_allclose(model.predict_proba(Xt), want, rtol=1e-6, atol=1e-7)
+    assert (model.predict(Xt) == want.argmax(axis=1)).all()
+    no_flips = ConvNet(**TINY, epochs=1, test_time_shift=1).fit(X, y)
+    # without flips: the image and its two shifts
+    p = softmax(no_flips._scores(images))
+    p += 0.5 * sum(softmax(no_flips._scores(shifted(at, False))) for at in (0, 2))
+    np.testing.assert_allclose(no_flips.predict_proba(Xt), p / 2.0, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"init": "orthogonal"}, 'init must be "kaiming" or "dirac"'),
+        ({"bias_lr_factor": 0}, "bias_lr_factor must be a positive number"),
+        ({"flips": "sometimes"}, 'flips must be "random" or "alternate"'),
+        ({"test_time_shift": -1}, "test_time_shift must be a non-negative int"),
+        ({"muon_lr": 0}, "muon_lr must be a positive number"),
+        ({"lookahead": 2, "lookahead_alpha": 0}, r"lookahead_alpha must be in \(0, 1\]"),
+        ({"lookahead": 2, "lookahead_ramp": -0.5}, "lookahead_ramp must be a non-negative"),
+        ({"muon_momentum": 1.0}, r"muon_momentum must be in \(0, 1\)"),
+    ],
+)
+def test_bad_recipe_options_name_the_problem(data, bad, message):
+    (X, y), _ = data
+    with pytest.raises(ValueError, match=message):
+        ConvNet(**{**TINY, **bad}).fit(X, y)
+
+
+def test_recipe_options_on_the_command_line():
+    spec = get_model_spec("cnn")
+    params, _ = spec.read_options(
+        {"--init": "dirac", "--bias-lr-factor": "64", "--flips": "alternate",
+         "--test-time-shift": "1", "--muon-lr": "0.2", "--muon-momentum": "0.5"}
+    )  # fmt: skip
+    assert params == {"init": "dirac", "bias_lr_factor": 64.0, "flips": "alternate",
+                      "test_time_shift": 1, "muon_lr": 0.2, "muon_momentum": 0.5}  # fmt: skip
+    with pytest.raises(ValueError, match="--test-time-shift: expected a non-negative integer"):
+        spec.read_options({"--test-time-shift": "x"})
+
+
+def test_lookahead_alpha_and_ramp_over_a_fraction_of_the_run(data):
+    from chainrule import optim
+    from chainrule.train.solver import batches_per_epoch
+
+    (X, y), (Xt, yt) = data
+    kw = dict(TINY, optimizer="nesterov", learning_rate=0.05, lr_schedule="onecycle", epochs=6,
+              lookahead=3, lookahead_alpha=0.226, lookahead_ramp=0.5)  # fmt: skip
+    model = ConvNet(**kw).fit(X, y)
+    assert model.score(Xt, yt) > 0.8
+    opt = model._optimizer(model.net_, model._params(), len(X))
+    assert isinstance(opt, optim.Lookahead) and (opt.k, opt.alpha) == (3, 0.226)
+    steps = batches_per_epoch(len(X), TINY["batch_size"]) * 6
+    assert opt.ramp_steps == round(steps / 2) and opt.current_alpha() == 1.0
+    # without a ramp the pull is alpha from the first step
+    other = ConvNet(**{**kw, "lookahead_ramp": 0}).fit(X, y)
+    plain = other._optimizer(model.net_, other._params(), len(X))
+    assert plain.ramp_steps is None and plain.current_alpha() == 0.226
+    spec = get_model_spec("cnn")
+    params, _ = spec.read_options({"--lookahead-alpha": "0.2", "--lookahead-ramp": "1"})
+    assert params == {"lookahead_alpha": 0.2, "lookahead_ramp": 1.0}
+
+
+def test_muon_orthogonalises_the_filters_and_steps_the_rest_by_nesterov_sgd(data):
+    from chainrule import optim
+    from chainrule.models._options import schedule_factory
+
+    (X, y), (Xt, yt) = data
+    kw = dict(TINY, optimizer="muon", learning_rate=0.05, muon_lr=0.2, muon_momentum=0.6,
+              weight_decay=5e-4, bias_lr_factor=4, lr_schedule="onecycle")  # fmt: skip
+    model = ConvNet(**kw, epochs=6).fit(X, y)
+    assert model.score(Xt, yt) > 0.8
+    opt = model._optimizer(model.net_, model._params(), len(X))
+    assert isinstance(opt, optim.Muon)
+    filters, weights, shifts = opt.param_groups
+    convs = [m.weight for m in model.net_.modules() if isinstance(m, nn.Conv2d)]
+    assert filters["params"] == convs and filters["orthogonalize"]
+    assert filters["normalize_weights"] and filters["weight_decay"] == 0.0
+    assert (filters["lr"], filters["momentum"]) == (0.2, 0.6)
+    assert [p.ndim for p in weights["params"]] == [2] and not weights["orthogonalize"]
+    assert (weights["lr"], weights["momentum"], weights["weight_decay"]) == (0.05, 0.9, 5e-4)
+    assert shifts["lr"] == pytest.approx(0.2) and not shifts["orthogonalize"]
+    # the one-cycle schedule scales the rates and leaves each group's momentum alone
+    sched = schedule_factory(model._params())(opt, 10)
+    for _ in range(3):
+        sched.step()
+    assert filters["momentum"] == 0.6 and weights["momentum"] == 0.9
+    assert filters["lr"] / weights["lr"] == pytest.approx(4.0)
+    # the filters keep the norm sqrt(out_channels) they are given at each step
+    for conv in convs:
+        assert np.linalg.norm(conv.data) == pytest.approx(np.sqrt(conv.shape[0]), rel=0.2)

@@ -98,3 +98,18 @@ def test_bad_specs_are_refused():
         build_convnet((8, 8, 1), 10, (8,), stem="whiten")
     with pytest.raises(ValueError, match="stem must be"):
         build_convnet((8, 8, 1), 10, (8,), stem="resnet")
+
+
+def test_dirac_init_makes_every_3x3_convolution_start_with_identity_filters():
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((6, 8, 8, 3)).astype(np.float32)
+    kw = dict(stem="whiten", whiten_images=images, random_state=0)
+    net = build_convnet((8, 8, 3), 10, (16, 32), init="dirac", **kw)
+    plain = build_convnet((8, 8, 3), 10, (16, 32), **kw)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 4
+    for conv, other in zip(convs, (m for m in plain.modules() if isinstance(m, nn.Conv2d))):
+        w = conv.weight.data
+        k = min(w.shape[:2])
+        np.testing.assert_array_equal(w[:k], nn.init.dirac((k, w.shape[1], 3, 3)))
+        np.testing.assert_array_equal(w[k:], other.weight.data[k:])  # the same draws

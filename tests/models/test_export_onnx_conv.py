@@ -279,6 +279,24 @@ def test_fitted_estimator_with_test_time_flips(flips, tmp_path):
     assert meta["test_time_flip"] == ("true" if flips else "false")
 
 
+def test_test_time_shifts_are_refused_by_name(tmp_path):
+    # The graph averages the mirror images only: a model that also averages shifted
+    # views is refused before anything is written, and exports with the shifts off.
+    shape = (8, 6, 3)
+    images = images_of(shape, 32, 0)
+    labels = np.arange(32) % 2
+    pre = Preprocessor(flatten=False).fit(images)
+    model = ConvNet(channels=(8,), augment=True, test_time_shift=1, batch_size=16, epochs=1,
+                    random_state=0)  # fmt: skip
+    model.fit(pre.transform(images), labels)
+    with pytest.raises(ValueError, match="test_time_shift=0"):
+        export_onnx(model, tmp_path / "cnn.onnx", preprocessor=pre)
+    assert not (tmp_path / "cnn.onnx").exists()
+    model.set_params(test_time_shift=0)
+    _, proba = load_onnx(export_onnx(model, tmp_path / "cnn.onnx", preprocessor=pre)).run(images)
+    np.testing.assert_allclose(proba, model.predict_proba(pre.transform(images)), atol=PROBA_TOL)
+
+
 # -- the ConvNet estimator ----------------------------------------------------------------
 
 

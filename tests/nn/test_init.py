@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chainrule import nn
 from chainrule.nn import init
 
 SHAPE = (1000, 600)  # 600,000 draws: the sample std is within 0.1% of the true one (1 sd)
@@ -169,3 +170,41 @@ def test_bad_arguments():
         init.xavier_uniform((3, 2), random_state="seed")
     with pytest.raises(ValueError, match="non-negative"):
         init.kaiming_uniform((3, 2), random_state=-1)
+
+
+# ----------------------------------------------------------------- identity filters
+
+
+@pytest.mark.parametrize("shape", [(6, 4, 3, 3), (4, 6, 3, 3), (5, 5, 1, 1), (3, 2, 5, 3)])
+def test_dirac_filters_pass_the_input_channels_through(shape):
+    from chainrule.nn.functional import conv2d
+
+    out, c_in, kh, kw = shape
+    w = init.dirac(shape, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((2, c_in, 7, 8))
+    y = conv2d(x, w, None, 1, (kh // 2, kw // 2)).data
+    k = min(out, c_in)
+    np.testing.assert_array_equal(y[:, :k], x[:, :k])
+    np.testing.assert_array_equal(y[:, k:], 0.0)
+    assert w.sum() == k and w.dtype == np.float64
+
+
+def test_dirac_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    for shape in [(6, 4, 3, 3), (4, 6, 3, 3), (3, 2, 5, 3)]:
+        want = torch.nn.init.dirac_(torch.empty(shape)).numpy()
+        np.testing.assert_array_equal(init.dirac(shape), want)
+
+
+def test_kaiming_dirac_is_kaiming_with_identity_filters_first():
+    shape = (48, 16, 3, 3)
+    rng1, rng2 = np.random.default_rng(5), np.random.default_rng(5)
+    w = init.kaiming_dirac(shape, rng1)
+    he = init.kaiming_normal(shape, rng2)
+    np.testing.assert_array_equal(w[:16], init.dirac((16, 16, 3, 3)))
+    np.testing.assert_array_equal(w[16:], he[16:])
+    assert rng1.random() == rng2.random()  # the same draws
+    conv = nn.Conv2d(16, 48, 3, padding=1, bias=False, init="dirac", random_state=5)
+    np.testing.assert_array_equal(conv.weight.data, w)
+    with pytest.raises(ValueError, match="out_channels, in_channels, kh, kw"):
+        init.kaiming_dirac((4, 4))

@@ -118,3 +118,43 @@ def test_bad_arguments_and_state_are_named():
     state["slow.0"] = np.zeros((2, 2))
     with pytest.raises(ValueError, match=r"slow.0 has shape \(2, 2\)"):
         opt.load_state_dict(state)
+
+
+def test_ramp_pulls_less_early_on():
+    """With ramp_steps, the pull at the sync after t inner steps is
+    1 - (1 - alpha) * min(1, t / T)^3: against a hand-written loop."""
+    params, targets = _make(2)
+    start = [p.data.copy() for p in params]
+    opt = optim.Lookahead(optim.SGD(params, lr=0.2), k=2, alpha=0.3, ramp_steps=8)
+    for _ in range(12):
+        _quadratic_grads(params, targets)
+        opt.step()
+    fast = [s.copy() for s in start]
+    slow = [s.copy() for s in start]
+    pulls = []
+    for step in range(1, 13):
+        for f, t in zip(fast, targets):
+            f -= 0.2 * (f - t)
+        if step % 2 == 0:
+            a = 1 - 0.7 * min(1.0, step / 8) ** 3
+            pulls.append(a)
+            for f, s in zip(fast, slow):
+                s += a * (f - s)
+                f[...] = s
+    for p, f in zip(params, fast):
+        np.testing.assert_allclose(p.data, f, rtol=1e-12, atol=1e-12)
+    assert pulls[0] > 0.98 and pulls[-1] == pytest.approx(0.3) == opt.current_alpha()
+    # without averaging early on, the first syncs change nothing: plain SGD so far
+    p2, _ = _make(2)
+    opt2 = optim.Lookahead(optim.SGD(p2, lr=0.2), k=2, alpha=0.3, ramp_steps=10**9)
+    p3, _ = _make(2)
+    plain = optim.SGD(p3, lr=0.2)
+    for _ in range(6):
+        _quadratic_grads(p2, targets)
+        _quadratic_grads(p3, targets)
+        opt2.step()
+        plain.step()
+    for a, b in zip(p2, p3):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-9)
+    with pytest.raises(ValueError, match="ramp_steps"):
+        optim.Lookahead(optim.SGD(p2, lr=0.2), ramp_steps=0)

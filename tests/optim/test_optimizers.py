@@ -395,8 +395,8 @@ def test_optimizer_errors():
         optim.SGD([np.zeros(2)], 0.1)
     with pytest.raises(ValueError, match="does not require grad"):
         optim.SGD([cr.Tensor(np.zeros(2))], 0.1)
-    with pytest.raises(ValueError, match="'weight_decay'"):
-        optim.SGD([{"params": [p], "lr": 0.1}], 0.1)
+    with pytest.raises(ValueError, match="'weight_decay'.*got keys \\['betas', 'params'\\]"):
+        optim.SGD([{"params": [p], "betas": (0.9, 0.9)}], 0.1)
     with pytest.raises(TypeError, match="one Tensor"):
         optim.SGD(p, 0.1)
 
@@ -522,6 +522,7 @@ def test_make_optimizer_by_name():
         "rmsprop": (optim.RMSProp, {"alpha": 0.99}),
         "adam": (optim.Adam, {"betas": (0.9, 0.999)}),
         "adamw": (optim.AdamW, {"betas": (0.9, 0.999)}),
+        "muon": (optim.Muon, {"momentum": 0.7, "nesterov": True}),
     }
     assert set(expected) == set(optim.OPTIMIZERS)
     for name, (cls, attrs) in expected.items():

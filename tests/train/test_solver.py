@@ -496,3 +496,24 @@ def test_train_accuracy_subsample_has_the_shared_size():
     assert len(s.train_subset) == TRAIN_ACC_SAMPLES == len(np.unique(s.train_subset))
     small = Solver(_net(), optim.SGD(_net().parameters()), _loss, X[:50], y[:50], verbose=False)
     np.testing.assert_array_equal(small.train_subset, np.arange(50))
+
+
+def test_an_augment_that_uses_indices_gets_the_rows_and_the_epoch():
+    X, y = _data()
+    seen = []
+
+    class Recorder:
+        uses_indices = True
+
+        def __call__(self, Xb, rng, indices=None, epoch=None):
+            np.testing.assert_array_equal(Xb, X[indices])
+            seen.append((epoch, indices.copy()))
+            return Xb
+
+    net = _net()
+    Solver(net, optim.SGD(net.parameters(), 0.1), _loss, X, y, batch_size=40, epochs=2,
+           augment=Recorder(), random_state=0, verbose=False).train()  # fmt: skip
+    assert [e for e, _ in seen] == [0] * 4 + [1] * 4
+    for epoch in (0, 1):  # each epoch is a permutation of all rows
+        rows = np.concatenate([i for e, i in seen if e == epoch])
+        np.testing.assert_array_equal(np.sort(rows), np.arange(len(X)))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 
-from .augment import crop_flip, random_crop_flip, random_crop_flip_flat
+from .augment import CropFlip, alternating_flips, crop_flip, random_crop_flip, random_crop_flip_flat
 from .cache import cache_root
 from .dataset import Dataset
 from .loading import DATASETS, SPLITS, available_splits, load
@@ -29,6 +29,8 @@ from .resize import resize_images
 from .splits import stratified_split_indices, train_val_split
 
 __all__ = [
+    "CropFlip",
+    "alternating_flips",
     "DATASETS",
     "SPLITS",
     "DataWarning",

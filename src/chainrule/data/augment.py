@@ -3,6 +3,13 @@
 All functions work on a whole minibatch at once (no Python loop over images): the batch is
 zero-padded once, every crop is one fancy-indexing gather of whole rows from a sliding-window
 view, and the horizontal flips reverse the pixel order of the chosen images in one step.
+
+`CropFlip` is the augmentation a `chainrule.train.Solver` applies to training
+minibatches, with random or alternating flips: alternating flips mirror each image in
+every other epoch (which half of the epochs is fixed at random per image), so that
+over two epochs the network sees every image both ways, instead of each time by the
+toss of a coin (in airbench's measurements on CIFAR-10 this saves about a tenth of the
+epochs of short runs).
 """
 
 from __future__ import annotations
@@ -16,7 +23,13 @@ from chainrule._random import as_generator
 
 from .layout import image_shape as _image_shape
 
-__all__ = ["crop_flip", "random_crop_flip", "random_crop_flip_flat"]
+__all__ = [
+    "CropFlip",
+    "alternating_flips",
+    "crop_flip",
+    "random_crop_flip",
+    "random_crop_flip_flat",
+]
 
 
 def _check_padding(padding) -> int:
@@ -177,3 +190,58 @@ def random_crop_flip_flat(
     full[:, :d] = out
     full[:, d:] = X[:, d:]
     return full
+
+
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def alternating_flips(indices, epoch: int, seed: int = 0) -> np.ndarray:
+    """Which of the images `indices` (int array (B,), rows of the training set) to mirror
+    in `epoch` (0-based): a fixed random bit per image (a hash of the index and `seed`),
+    inverted in odd epochs. bool (B,)."""
+    x = np.asarray(indices).astype(np.uint64) + np.uint64(seed % 2**63) * np.uint64(0x9E3779B9)
+    # splitmix64's finaliser: every input bit moves about half of the output bits.
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    x ^= x >> np.uint64(31)
+    bits = (x >> np.uint64(63)).astype(bool)
+    return bits ^ bool(epoch % 2)
+
+
+class CropFlip:
+    """Random crops of up to `padding` pixels (zero padding) and horizontal flips of
+    minibatches of images of `image_shape` (H, W, C), for `chainrule.train.Solver`: images
+    (B, H, W, C) or rows (B, H*W*C) of them flattened in HWC order.
+
+    flips: ``"random"`` (each image mirrored with probability 1/2, drawn from the
+    Solver's generator), ``"alternate"`` (`alternating_flips` with `seed`: each image
+    mirrored in every other epoch) or ``"none"``.
+
+    Called as ``augment(X, rng, indices=..., epoch=...)`` (the Solver passes the rows'
+    positions in the training set and the 0-based epoch, because ``uses_indices`` is
+    True); returns a new batch of X's shape.
+    """
+
+    uses_indices = True
+    FLIPS = ("random", "alternate", "none")
+
+    def __init__(self, image_shape, padding: int = 2, flips: str = "random", seed: int = 0):
+        self.image_shape = _image_shape(image_shape)
+        self.padding = _check_padding(padding)
+        if flips not in self.FLIPS:
+            raise ValueError(f"flips must be one of {', '.join(self.FLIPS)}, got {flips!r}")
+        self.flips = flips
+        self.seed = int(seed)
+
+    def __call__(self, X, rng, indices=None, epoch: int = 0):
+        n = X.shape[0]
+        images = X.reshape(n, *self.image_shape)
+        dy, dx, flips = _draw(n, self.padding, self.flips == "random", rng)
+        if self.flips == "alternate":
+            if indices is None:
+                raise ValueError('CropFlip(flips="alternate") needs the rows\' indices')
+            flips = alternating_flips(indices, epoch, self.seed)
+        return crop_flip(images, dy, dx, flips, padding=self.padding).reshape(X.shape)
+
+    def __repr__(self) -> str:
+        return f"CropFlip(padding={self.padding}, flips={self.flips!r})"

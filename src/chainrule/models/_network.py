@@ -34,7 +34,9 @@ A family is a subclass whose ``__init__`` lists its hyperparameters (the rules o
 Optional hooks: ``_recipe(data)`` (the values of ``"auto"`` hyperparameters for a
 `DataSummary`), ``_check_architecture(params)``, ``_initialise(net, X)`` (an
 initialisation computed from the training inputs, such as a whitening layer),
-``_penalised(net)`` (the weights ``reg`` acts on), ``_data_loss(scores, y, params)``.
+``_penalised(net)`` (the weights ``reg`` acts on), ``_data_loss(scores, y, params)``,
+``_optimizer(net, params, n_samples)`` (parameter groups, another optimizer),
+``_augmentation(params)`` and ``_eval_views(params)`` (training and test-time views).
 Class attributes: ``_reads`` (``"rows"`` or ``"images"``: what the network takes),
 ``_auto`` (the hyperparameters that may be ``"auto"``), ``_restore_best``,
 ``_progress`` and ``_one_blas_thread`` (how the Solver runs: BLAS keeps to one thread
@@ -129,6 +131,11 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         from chainrule import nn
 
         return [m.weight for m in net.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+    def _optimizer(self, net, p: dict, n_samples: int):
+        """The optimizer over ``net`` for a run on ``n_samples`` training samples:
+        `chainrule.models._options.make_optimizer` of ``p``."""
+        return make_optimizer(net, p)
 
     def _data_loss(self, scores, y, p: dict):
         return cross_entropy(scores, y, label_smoothing=float(p["label_smoothing"]))
@@ -280,8 +287,9 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         rng = as_generator(p["random_state"])
         net = self._build_network(self._network_shape(), len(self.classes_), rng)
         self._initialise(net, X)
+        optimizer = self._optimizer(net, p, len(X))
         solver = Solver(
-            net, make_optimizer(net, p), self._make_loss(net, p), X, y_idx, X_val, y_val,
+            net, optimizer, self._make_loss(net, p), X, y_idx, X_val, y_val,
             batch_size=p["batch_size"], epochs=p["epochs"], lr_schedule=schedule_factory(p),
             schedule_per=p["schedule_per"], augment=augment,
             early_stopping_patience=p["early_stopping_patience"],
@@ -350,7 +358,10 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         return bool(p["augment"]) if tta is None else bool(tta)
 
     def _eval_views(self, p: dict):
-        """The mirror image of each input (a list of one array), for test-time flips."""
+        """The other views of each input whose probabilities prediction averages with
+        its own: a function of the network inputs giving arrays of their shape (weight
+        1) or (array, weight) pairs; None for none. Here the mirror image of each input
+        (a list of one array), for test-time flips."""
         if not self._flips(p):
             return None
         h, w, c = self._need_shape("test_time_flip")
@@ -422,13 +433,17 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
         return np.concatenate(out, axis=0).astype(X.dtype, copy=False)
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
+        """The softmax of X's scores, averaged with those of its `_eval_views` (weighted
+        where a view says; X's own weigh 1)."""
         p = softmax(self._scores(X))
         views = self._eval_views(self._params())
         if views is not None:
-            others = views(X)
-            for V in others:
-                p += softmax(self._scores(V))
-            p /= 1 + len(others)
+            total = 1.0
+            for view in views(X):
+                V, weight = view if isinstance(view, tuple) else (view, 1.0)
+                p += weight * softmax(self._scores(V))
+                total += weight
+            p /= total
         return p
 
     def decision_function(self, X) -> np.ndarray:
@@ -441,18 +456,18 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (N, C), column j for ``classes_[j]``: the softmax of the
-        scores, averaged with that of the mirror images with test-time flips. float32,
-        float64 for float64 input."""
+        scores, averaged with that of the mirror images with test-time flips (and of
+        the family's other views, `_eval_views`). float32, float64 for float64 input."""
         return self._proba(self._inputs(X))
 
     def predict(self, X) -> np.ndarray:
         """Labels (N,): the class of the highest score (the highest averaged
-        probability with test-time flips)."""
+        probability with test-time flips or the family's other views)."""
         X = self._inputs(X)
-        # Without flips, the argmax of the scores: the sign of the two-class
+        # Without other views, the argmax of the scores: the sign of the two-class
         # decision_function agrees with it exactly, which a softmax could blur.
-        flips = self._flips(self._params())
-        best = (self._proba(X) if flips else self._scores(X)).argmax(axis=1)
+        views = self._eval_views(self._params()) is not None
+        best = (self._proba(X) if views else self._scores(X)).argmax(axis=1)
         return self.classes_[best]
 
     # ------------------------------------------------------------ model files

@@ -162,6 +162,8 @@ def schedule_factory(p: dict):
     from chainrule import optim
 
     kwargs = {}
-    if p["lr_schedule"] == "onecycle" and p["optimizer"] in ("sgd", "rmsprop"):
-        kwargs["cycle_momentum"] = False  # they have no momentum to cycle
+    # SGD and RMSProp have no momentum to cycle; Muon's is its own per parameter group
+    # (the orthogonalised filters' differs from the rest's).
+    if p["lr_schedule"] == "onecycle" and p["optimizer"] in ("sgd", "rmsprop", "muon"):
+        kwargs["cycle_momentum"] = False
     return functools.partial(optim.make_schedule, p["lr_schedule"], **kwargs)

@@ -22,10 +22,14 @@ it, 1x1 images of D channels).
 
 Every training default is ``"auto"``: the recipe of ``chainrule train cnn`` for the
 size of the training data (``models/convnet_spec.py``, the one place of its values).
+The tricks of the fast CIFAR-10 recipes (identity-initialised filters, a larger rate
+for biases and batch-norm shifts, alternating flips, shifted test-time views, Muon on
+the filters, Lookahead's ramped averaging) are options, off by default.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -36,6 +40,8 @@ from chainrule.models._options import AUTO, is_auto, is_int, is_real
 __all__ = ["ConvNet"]
 
 STEMS = ("whiten", "conv")
+INITS = ("kaiming", "dirac")
+FLIPS = ("random", "alternate")
 
 
 class ConvNet(NetworkClassifier):
@@ -58,8 +64,37 @@ class ConvNet(NetworkClassifier):
     dropout : float in [0, 1)
         Dropout of the pooled features before the last Linear layer.
     lookahead : int
-        ``k`` of `chainrule.optim.Lookahead` (alpha 0.5) around the optimizer: every k
-        steps the weights move halfway back toward their value k steps before; 0: off.
+        ``k`` of `chainrule.optim.Lookahead` around the optimizer: every k steps the
+        slow weights move by `lookahead_alpha` of the way to the fast ones, which then
+        restart from them; 0: off.
+    lookahead_alpha : float in (0, 1]
+        Lookahead's pull toward the fast weights at each sync (0.5: halfway; 1 - 0.95^5
+        = 0.226 at k = 5: a moving average over about 20 steps).
+    lookahead_ramp : float >= 0
+        The pull starts at 1 (no averaging) and reaches `lookahead_alpha` after this
+        fraction of the run's steps, cubically (`Lookahead`'s ``ramp_steps``), so the
+        averaging does not slow the start; 0: `lookahead_alpha` from the first step.
+    init : "kaiming" or "dirac"
+        Initial 3x3 filters: He normal, or He normal with the first
+        ``min(out, in)`` filters of each convolution identities
+        (`chainrule.nn.init.kaiming_dirac`).
+    bias_lr_factor : float
+        Learning rate of the biases and batch-norm shifts, as a multiple of
+        `learning_rate` (a parameter group of the optimizer; schedules scale both).
+    flips : "random" or "alternate"
+        The flips of `augment`: each image mirrored with probability 1/2, or in every
+        other epoch (`chainrule.data.augment.alternating_flips`).
+    test_time_shift : int
+        With s > 0, prediction also averages views shifted by s pixels up-left and
+        down-right (each, with test-time flips, mirrored too), weighted half as much
+        as the unshifted ones; 0: off. Like `test_time_flip`, it may be changed with
+        ``set_params`` after fit.
+    muon_lr, muon_momentum : float
+        With ``optimizer="muon"``: the rate and the (Nesterov) momentum of the
+        convolution filters, whose steps `chainrule.optim.Muon` orthogonalises, their
+        norm held fixed (a batch norm follows each convolution, so only the filters'
+        direction matters, and no weight decay acts on them); the Linear weights,
+        biases and shifts take Nesterov SGD steps at `learning_rate` and `momentum`.
     aug_padding : int
         Largest translation of the random crops of `augment`, in pixels.
     image_shape : (H, W, C) or None
@@ -81,7 +116,8 @@ class ConvNet(NetworkClassifier):
 
     Batch normalization is always part of this architecture (its statistics are what
     make the high learning rates of the recipes work); its shift is learned, its scale
-    is not (the next convolution absorbs any scale). Initial weights are He-normal.
+    is not (the next convolution absorbs any scale). Initial weights are He-normal
+    (with identity filters first for ``init="dirac"``).
 
     Attributes (after fit)
     ----------------------
@@ -120,6 +156,14 @@ class ConvNet(NetworkClassifier):
         weight_decay=AUTO,
         momentum=AUTO,
         lookahead=AUTO,
+        lookahead_alpha=0.5,
+        lookahead_ramp=0.0,
+        init="kaiming",
+        bias_lr_factor=1.0,
+        flips="random",
+        test_time_shift=0,
+        muon_lr=0.1,
+        muon_momentum=0.6,
         early_stopping_patience=None,
         random_state=None,
         verbose=0,
@@ -144,6 +188,14 @@ class ConvNet(NetworkClassifier):
         self.weight_decay = weight_decay
         self.momentum = momentum
         self.lookahead = lookahead
+        self.lookahead_alpha = lookahead_alpha
+        self.lookahead_ramp = lookahead_ramp
+        self.init = init
+        self.bias_lr_factor = bias_lr_factor
+        self.flips = flips
+        self.test_time_shift = test_time_shift
+        self.muon_lr = muon_lr
+        self.muon_momentum = muon_momentum
         self.early_stopping_patience = early_stopping_patience
         self.random_state = random_state
         self.verbose = verbose
@@ -179,6 +231,7 @@ class ConvNet(NetworkClassifier):
         # "auto" values are chosen from the data in fit; check the rest now.
         stand_in = {"channels": (1,), "stem": "conv", "logit_scale": 1.0}
         self._architecture({**p, **{k: v for k, v in stand_in.items() if is_auto(p[k])}})
+        _check_tricks(p)
 
     def _recipe(self, data) -> dict:
         from chainrule.models.convnet_spec import recipe
@@ -216,7 +269,7 @@ class ConvNet(NetworkClassifier):
         return build_convnet(
             input_shape, n_classes, widths, convs_per_stage=k, stem=stem,
             whiten_filters=filters, logit_scale=scale, random_state=rng, dtype=dtype,
-            dropout=p,
+            dropout=p, init=self._params()["init"],
         )  # fmt: skip
 
     def _initialise(self, net, X) -> None:
@@ -226,3 +279,111 @@ class ConvNet(NetworkClassifier):
 
             stem = net[1].weight
             np.copyto(stem, patch_whitening_filters(X), casting="same_kind")
+
+    # ------------------------------------------------------------ training and views
+    def _optimizer(self, net, p, n_samples):
+        """The optimizer over two parameter groups: the convolution and Linear weights
+        at `learning_rate` with `weight_decay`; biases and batch-norm shifts at
+        ``bias_lr_factor * learning_rate`` without decay; with ``optimizer="muon"`` a
+        third group of the convolution filters (see `muon_lr`); in `Lookahead` (alpha
+        `lookahead_alpha`, ramped over `lookahead_ramp` of the run's steps) if asked."""
+        from chainrule import optim
+
+        lr, wd = float(p["learning_rate"]), float(p["weight_decay"])
+        groups = optim.network_groups(net, lr, wd, bias_lr_factor=float(p["bias_lr_factor"]))
+        if p["optimizer"] == "muon":
+            opt = _muon(net, groups, p)
+        else:
+            opt = optim.make_optimizer(
+                p["optimizer"], groups, lr, momentum=p["momentum"], weight_decay=wd
+            )
+        if p["lookahead"]:
+            ramp = None
+            if p["lookahead_ramp"] > 0:
+                from chainrule.train.solver import batches_per_epoch
+
+                steps = batches_per_epoch(n_samples, int(p["batch_size"])) * int(p["epochs"])
+                ramp = max(1, round(float(p["lookahead_ramp"]) * steps))
+            alpha = float(p["lookahead_alpha"])
+            opt = optim.Lookahead(opt, k=int(p["lookahead"]), alpha=alpha, ramp_steps=ramp)
+        return opt
+
+    def _augmentation(self, p):
+        """Random crops of `aug_padding` pixels with random or alternating flips."""
+        if not p["augment"] or p["flips"] == "random":
+            return super()._augmentation(p)
+        from chainrule.data.augment import CropFlip
+
+        shape = self._need_shape("augment=True")
+        seed = p["random_state"] if is_int(p["random_state"]) else 0
+        return CropFlip(shape, int(p["aug_padding"]), p["flips"], seed=int(seed))
+
+    def _eval_views(self, p):
+        """The other views of each image at prediction: its mirror image (test-time
+        flips), and with `test_time_shift` its shifts (and their mirror images) at
+        half weight."""
+        shift = p["test_time_shift"]
+        if not is_int(shift) or shift < 0:
+            raise ValueError(f"test_time_shift must be a non-negative int, got {shift!r}")
+        if not shift:
+            return super()._eval_views(p)
+        from chainrule.data.augment import crop_flip
+
+        flips = self._flips(p)
+        self._need_shape("test_time_shift")
+
+        def views(X):
+            n = X.shape[0]
+            if flips:
+                yield np.ascontiguousarray(X[:, :, ::-1]), 1.0
+            for offset in (0, 2 * shift):
+                at = np.full(n, offset)
+                for mirror in (False, True) if flips else (False,):
+                    yield crop_flip(X, at, at, np.full(n, mirror), padding=shift), 0.5
+
+        return views
+
+
+def _check_tricks(p: dict) -> None:
+    """Refuse bad values of the options of the fast recipes (off by default)."""
+    a = p["lookahead_alpha"]
+    if not is_real(a) or not 0 < a <= 1:
+        raise ValueError(f"lookahead_alpha must be in (0, 1], got {a!r}")
+    r = p["lookahead_ramp"]
+    if not is_real(r) or not 0 <= r < math.inf:
+        raise ValueError(f"lookahead_ramp must be a non-negative number (0: off), got {r!r}")
+    if p["init"] not in INITS:
+        raise ValueError(f'init must be "kaiming" or "dirac", got {p["init"]!r}')
+    f = p["bias_lr_factor"]
+    if not is_real(f) or f <= 0:
+        raise ValueError(f"bias_lr_factor must be a positive number, got {f!r}")
+    if p["flips"] not in FLIPS:
+        raise ValueError(f'flips must be "random" or "alternate", got {p["flips"]!r}')
+    shift = p["test_time_shift"]
+    if not is_int(shift) or shift < 0:
+        raise ValueError(f"test_time_shift must be a non-negative int, got {shift!r}")
+    if not is_real(p["muon_lr"]) or p["muon_lr"] <= 0:
+        raise ValueError(f"muon_lr must be a positive number, got {p['muon_lr']!r}")
+    mu = p["muon_momentum"]
+    if not is_real(mu) or not 0 < mu < 1:
+        raise ValueError(f"muon_momentum must be in (0, 1), got {mu!r}")
+
+
+def _muon(net, groups, p):
+    """`Muon` over the convolution filters (orthogonalised, fixed norm, at ``muon_lr``
+    and ``muon_momentum``) and `groups` without them (Nesterov SGD steps)."""
+    from chainrule import nn, optim
+
+    filters = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d)]
+    rest = [
+        {**g, "params": [q for q in g["params"] if all(q is not f for f in filters)]}
+        for g in groups
+    ]
+    orthogonal = {
+        "params": filters, "lr": float(p["muon_lr"]), "weight_decay": 0.0,
+        "momentum": float(p["muon_momentum"]), "normalize_weights": True,
+        "orthogonalize": True,
+    }  # fmt: skip
+    rest = [{**g, "orthogonalize": False} for g in rest if g["params"]]
+    lr, momentum = float(p["learning_rate"]), float(p["momentum"])
+    return optim.Muon([orthogonal, *rest], lr, momentum=momentum)

@@ -121,8 +121,14 @@ class Scale(nn.Module):
         return f"{self.factor:g}"
 
 
-def _stage(c_in, width, side, convs, bn_scale, rng, dtype):
-    layers = [nn.Conv2d(c_in, width, 3, padding=1, bias=False, random_state=rng, dtype=dtype)]
+def _conv3x3(c_in, width, init, rng, dtype):
+    return nn.Conv2d(
+        c_in, width, 3, padding=1, bias=False, init=init, random_state=rng, dtype=dtype
+    )
+
+
+def _stage(c_in, width, side, convs, bn_scale, init, rng, dtype):
+    layers = [_conv3x3(c_in, width, init, rng, dtype)]
     # A stage on an image already one pixel wide keeps the pooling's place with an
     # Identity: the layers, and so the names of the parameters, are those of the spec
     # whatever the image size (model files declare them from the hyperparameters).
@@ -133,8 +139,7 @@ def _stage(c_in, width, side, convs, bn_scale, rng, dtype):
         layers.append(nn.Identity())
     layers += [nn.BatchNorm2d(width, scale=bn_scale, dtype=dtype), nn.ReLU()]
     for _ in range(convs - 1):
-        conv = nn.Conv2d(width, width, 3, padding=1, bias=False, random_state=rng, dtype=dtype)
-        layers.append(conv)
+        layers.append(_conv3x3(width, width, init, rng, dtype))
         layers += [nn.BatchNorm2d(width, scale=bn_scale, dtype=dtype), nn.ReLU()]
     return layers, side
 
@@ -153,6 +158,7 @@ def build_convnet(
     dtype=np.float32,
     whiten_filters=None,
     dropout: float = 0.0,
+    init: str = "kaiming",
 ) -> nn.Sequential:
     """The `nn.Sequential` described in the module docstring, taking images (B, H, W, C).
 
@@ -162,7 +168,9 @@ def build_convnet(
     the (F, C, 2, 2) filters themselves, e.g. those of a saved model). logit_scale: a
     fixed factor on the class scores (`Scale`; 1 leaves it out). dropout: probability
     of a `Dropout` of the pooled features before the Linear layer (0 leaves it out;
-    its masks are drawn from `random_state`).
+    its masks are drawn from `random_state`). init: of the 3x3 convolutions,
+    ``"kaiming"`` (He normal) or ``"dirac"`` (He normal with identity filters first,
+    `chainrule.nn.init.kaiming_dirac`).
     """
     h, w, c = (int(s) for s in image_shape)
     widths = tuple(int(v) for v in widths)
@@ -185,13 +193,13 @@ def build_convnet(
         c, side = whiten.out_channels, side - 1
     elif stem == "conv":
         sw = stem_width or max(8, widths[0] // 2)
-        layers.append(nn.Conv2d(c, sw, 3, padding=1, bias=False, random_state=rng, dtype=dtype))
+        layers.append(_conv3x3(c, sw, init, rng, dtype))
         layers += [nn.BatchNorm2d(sw, scale=bn_scale, dtype=dtype), nn.ReLU()]
         c = sw
     else:
         raise ValueError(f'build_convnet: stem must be "conv" or "whiten", got {stem!r}')
     for width in widths:
-        stage, side = _stage(c, width, side, convs_per_stage, bn_scale, rng, dtype)
+        stage, side = _stage(c, width, side, convs_per_stage, bn_scale, init, rng, dtype)
         layers += stage
         c = width
     layers.append(nn.GlobalMaxPool2d())

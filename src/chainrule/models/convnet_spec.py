@@ -138,10 +138,41 @@ LOOKAHEAD = Option(
     "--lookahead", "lookahead", "Lookahead every K optimizer steps (0: off)",
     parse=non_negative_int,
 )  # fmt: skip
-
+LOOKAHEAD_ALPHA = Option(
+    "--lookahead-alpha", "lookahead_alpha",
+    "with --lookahead: the pull toward the fast weights at each sync, in (0, 1]", parse=float,
+)  # fmt: skip
+LOOKAHEAD_RAMP = Option(
+    "--lookahead-ramp", "lookahead_ramp",
+    "with --lookahead: the fraction of the run over which the pull falls from 1 to "
+    "--lookahead-alpha (0: none)", parse=float,
+)  # fmt: skip
 LOGIT_SCALE = Option(
     "--logit-scale", "logit_scale", "fixed factor on the class scores (1: none)",
     parse=float,
+)  # fmt: skip
+INIT = Option(
+    "--init", "init", "3x3 filters: kaiming, or dirac (identity filters first)",
+    choices=("kaiming", "dirac"),
+)  # fmt: skip
+BIAS_LR_FACTOR = Option(
+    "--bias-lr-factor", "bias_lr_factor",
+    "learning rate of biases and batch-norm shifts, times --lr", parse=float,
+)  # fmt: skip
+FLIPS = Option(
+    "--flips", "flips", "flips of --augment: random, or alternate (every other epoch)",
+    choices=("random", "alternate"),
+)  # fmt: skip
+MUON_LR = Option(
+    "--muon-lr", "muon_lr", "with --optimizer muon: the convolution filters' rate", parse=float
+)
+MUON_MOMENTUM = Option(
+    "--muon-momentum", "muon_momentum", "with --optimizer muon: the filters' momentum",
+    parse=float,
+)  # fmt: skip
+TEST_TIME_SHIFT = Option(
+    "--test-time-shift", "test_time_shift",
+    "also predict from views shifted by this many pixels (0: off)", parse=non_negative_int,
 )  # fmt: skip
 
 
@@ -169,7 +200,10 @@ def _activations(model, image_shape, p) -> tuple[int, int]:
 
 
 class ConvNetSpec(ModelSpec):
-    options = (CHANNELS, STEM, *TRAINING, LOOKAHEAD, LOGIT_SCALE)
+    options = (
+        CHANNELS, STEM, *TRAINING, LOOKAHEAD, LOOKAHEAD_ALPHA, LOOKAHEAD_RAMP, LOGIT_SCALE,
+        INIT, BIAS_LR_FACTOR, FLIPS, TEST_TIME_SHIFT, MUON_LR, MUON_MOMENTUM,
+    )  # fmt: skip
     shown = ("channels", "stem", "learning_rate", "epochs")
     searched = ("learning_rate", "weight_decay")
     input_layout = "images"

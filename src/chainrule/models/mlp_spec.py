@@ -38,7 +38,9 @@ __all__ = ["MLP_SPEC", "TWOLAYER_SPEC", "MLPSpec", "TwoLayerSpec", "recipe"]
 # so a larger step and more epochs; a narrower network without the need for width.
 SMALL_DATA = 20000
 # Arrays an optimizer keeps per parameter (Adam: two moments); an unknown name counts two.
-OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+OPTIMIZER_SLOTS = {
+    "sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adam": 2, "adamw": 2, "muon": 1,
+}  # fmt: skip
 # Epochs for about this many updates, within these bounds.
 MIN_UPDATES = 600
 MIN_EPOCHS, MAX_EPOCHS = 10, 30

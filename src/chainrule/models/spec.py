@@ -163,7 +163,9 @@ EPOCHS = Option("--epochs", "epochs", "passes over the training data", parse=pos
 BATCH_SIZE = Option("--batch-size", "batch_size", "images per minibatch", parse=positive_int)
 DROPOUT = Option("--dropout", "dropout", "dropout probability", parse=float)
 BATCHNORM = Option("--batchnorm", "batchnorm", "batch normalization", switch=True)
-OPTIMIZER = Option("--optimizer", "optimizer", "sgd, momentum, nesterov, rmsprop, adam, adamw")
+OPTIMIZER = Option(
+    "--optimizer", "optimizer", "sgd, momentum, nesterov, rmsprop, adam, adamw, muon"
+)
 SCHEDULE = Option(
     "--schedule", "lr_schedule", "learning-rate schedule, e.g. cosine, onecycle, step"
 )

@@ -40,6 +40,7 @@ _CONV_INITS = {
     "kaiming_uniform": _init.kaiming_uniform,
     "xavier": _init.xavier_normal,
     "xavier_uniform": _init.xavier_uniform,
+    "dirac": _init.kaiming_dirac,
 }
 
 
@@ -56,7 +57,9 @@ class Conv2d(Module):
     ``bias=False``, as before a batch norm, whose mean subtraction would cancel it).
     kernel_size, stride, padding: an int or a pair. init: ``"kaiming"`` (He normal with
     fan_in = in_channels * kh * kw, for ReLU networks; the default), ``"kaiming_uniform"``,
-    ``"xavier"`` or ``"xavier_uniform"``; biases start at zero. A plain array input is
+    ``"xavier"``, ``"xavier_uniform"`` or ``"dirac"`` (He normal, the first
+    ``min(out_channels, in_channels)`` filters identities: `chainrule.nn.init.kaiming_dirac`);
+    biases start at zero. A plain array input is
     converted to the weight's dtype.
     """
 

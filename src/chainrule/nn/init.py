@@ -12,6 +12,12 @@ C-contiguous array of the requested dtype (float32 by default).
 - `xavier_normal` / `xavier_uniform` (Glorot and Bengio 2010): variance
   ``2 / (fan_in + fan_out)``, for tanh / sigmoid networks.
 - `normal`: ``weight_scale * standard normal``, the course's scaled-normal initialisation.
+- `dirac` (PyTorch's ``dirac_``): identity filters, a convolution with "same" padding
+  that passes its input channels through; `kaiming_dirac`: He normal filters of which
+  the first ``min(out_channels, in_channels)`` are identities, so a deep stack of
+  convolutions starts close to passing its input on (the fast CIFAR-10 recipes, such as
+  airbench, initialise their convolutions this way) while the other filters still
+  break the symmetry.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from chainrule._random import as_generator
 
 __all__ = [
     "calculate_gain",
+    "dirac",
+    "kaiming_dirac",
     "kaiming_normal",
     "kaiming_uniform",
     "normal",
@@ -115,3 +123,36 @@ def normal(shape, weight_scale=1e-2, random_state=None, dtype=np.float32):
 
 def zeros(shape, dtype=np.float32):
     return np.zeros(tuple(shape), dtype=dtype)
+
+
+def _check_filters(shape) -> tuple[int, int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 4 or min(shape) <= 0:
+        raise ValueError(
+            f"identity filters need a convolution's weight shape (out_channels, "
+            f"in_channels, kh, kw), got {shape}"
+        )
+    return shape
+
+
+def dirac(shape, dtype=np.float32):
+    """Identity filters (PyTorch's ``dirac_``, one group): zeros but
+    ``w[i, i, kh // 2, kw // 2] = 1`` for ``i < min(out_channels, in_channels)``.
+    shape (out_channels, in_channels, kh, kw)."""
+    out, c_in, kh, kw = _check_filters(shape)
+    w = np.zeros((out, c_in, kh, kw), dtype=dtype)
+    k = min(out, c_in)
+    w[np.arange(k), np.arange(k), kh // 2, kw // 2] = 1
+    return w
+
+
+def kaiming_dirac(shape, random_state=None, dtype=np.float32, nonlinearity="relu"):
+    """`kaiming_normal` filters whose first ``min(out_channels, in_channels)`` are
+    replaced by identity filters (`dirac`): output channel i < in_channels starts as a
+    copy of input channel i. The random draws are those of `kaiming_normal` (the same
+    generator state afterwards). shape (out_channels, in_channels, kh, kw)."""
+    out, c_in, kh, kw = _check_filters(shape)
+    w = kaiming_normal(shape, random_state, dtype, nonlinearity)
+    k = min(out, c_in)
+    w[:k] = dirac((k, c_in, kh, kw), dtype)
+    return w

@@ -1,5 +1,5 @@
-"""Optimizers (SGD, RMSProp, Adam, AdamW, the Lookahead wrapper), gradient clipping and
-learning-rate schedules.
+"""Optimizers (SGD, RMSProp, Adam, AdamW, Muon, the Lookahead wrapper), parameter groups,
+gradient clipping and learning-rate schedules.
 
 All optimizers update parameters in place with preallocated state; see
 `chainrule.optim.optimizers` for the formulas and `chainrule.optim.schedules` for the
@@ -7,9 +7,11 @@ schedules and how to step them. `make_optimizer` and `make_schedule` build both 
 (`OPTIMIZERS`, `SCHEDULES`), which is how the estimators choose them.
 """
 
+from chainrule.optim.factory import OPTIMIZERS, make_optimizer
+from chainrule.optim.groups import network_groups
 from chainrule.optim.lookahead import Lookahead
+from chainrule.optim.muon import Muon
 from chainrule.optim.optimizers import (
-    OPTIMIZERS,
     SGD,
     Adam,
     AdamW,
@@ -17,7 +19,6 @@ from chainrule.optim.optimizers import (
     RMSProp,
     clip_grad_norm,
     get_num_threads,
-    make_optimizer,
     set_num_threads,
     weight_decay_groups,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "LRSchedule",
     "LinearWarmup",
     "Lookahead",
+    "Muon",
     "OneCycleLR",
     "Optimizer",
     "RMSProp",
@@ -51,6 +53,7 @@ __all__ = [
     "get_num_threads",
     "make_optimizer",
     "make_schedule",
+    "network_groups",
     "set_num_threads",
     "weight_decay_groups",
 ]

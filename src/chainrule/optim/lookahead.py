@@ -8,7 +8,14 @@ weights restart from there::
 
 The slow weights average the last stretch of the trajectory, which damps the noise of
 large learning rates (the fast CIFAR-10 recipes, such as Keller Jordan's airbench, use
-this kind of averaging). The wrapper has the optimizer interface the `Solver` and the
+this kind of averaging). Averaging early in a run only slows it down; with
+``ramp_steps = T`` the pull starts at nothing and grows over T steps, as in airbench::
+
+    alpha_t = 1 - (1 - alpha) * min(1, t / T) ** 3     (t: inner steps so far)
+
+(alpha_t = 1 makes the slow weights the fast ones; at the end of the ramp alpha_t =
+alpha, e.g. 1 - 0.95^5 = 0.226, an exponential moving average over the syncs of about
+4 syncs, 20 steps at k = 5.) The wrapper has the optimizer interface the `Solver` and the
 schedules use: ``step``, ``zero_grad``, ``lr`` (and ``momentum``/``betas``, which
 one-cycle schedules set) read and written through to the inner optimizer, and
 ``state_dict``/``load_state_dict`` with the slow weights, so that a resumed run
@@ -32,10 +39,14 @@ class Lookahead:
     the way toward the fast ones and the fast weights are reset to them.
 
     The slow weights start as a copy of the parameters at construction. ``k = 1`` with
-    ``alpha = 1`` is the inner optimizer itself.
+    ``alpha = 1`` is the inner optimizer itself. `ramp_steps` (a positive int or None):
+    `alpha` is reached after that many inner steps, from 1 at the start (see the
+    module docstring); None: `alpha` throughout.
     """
 
-    def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5):
+    def __init__(
+        self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5, ramp_steps: int | None = None
+    ):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
                 f"Lookahead wraps a chainrule Optimizer, got {type(optimizer).__name__}"
@@ -45,6 +56,15 @@ class Lookahead:
         object.__setattr__(self, "optimizer", optimizer)
         self.k = int(k)
         self.alpha = _check_number("Lookahead: alpha", alpha, 0.0, 1.0, lo_open=True)
+        if ramp_steps is not None and (
+            isinstance(ramp_steps, bool)
+            or not isinstance(ramp_steps, (int, np.integer))
+            or ramp_steps < 1
+        ):
+            raise ValueError(
+                f"Lookahead: ramp_steps must be a positive int or None, got {ramp_steps!r}"
+            )
+        self.ramp_steps = None if ramp_steps is None else int(ramp_steps)
         self.slow = [p.data.copy() for p in optimizer.params]
         self.fast_steps = 0
 
@@ -67,12 +87,20 @@ class Lookahead:
         self.fast_steps += 1
         if self.fast_steps % self.k:
             return
+        alpha = self.current_alpha()
         for p, slow in zip(self.optimizer.params, self.slow):
             fast = p.data
             fast -= slow  # fast - slow, in place: no temporary of the parameter's size
-            fast *= self.alpha
+            fast *= alpha
             slow += fast
             np.copyto(fast, slow)
+
+    def current_alpha(self) -> float:
+        """The pull toward the fast weights at the current step (`alpha`, or its ramp)."""
+        if self.ramp_steps is None:
+            return self.alpha
+        frac = min(1.0, self.fast_steps / self.ramp_steps)
+        return 1.0 - (1.0 - self.alpha) * frac**3
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The inner optimizer's state (keys prefixed ``"inner."``), the slow weights
@@ -107,4 +135,5 @@ class Lookahead:
         self.fast_steps = int(np.asarray(state["fast_steps"]))
 
     def __repr__(self) -> str:
-        return f"Lookahead({self.optimizer!r}, k={self.k}, alpha={self.alpha})"
+        ramp = "" if self.ramp_steps is None else f", ramp_steps={self.ramp_steps}"
+        return f"Lookahead({self.optimizer!r}, k={self.k}, alpha={self.alpha}{ramp})"

@@ -19,12 +19,12 @@ The formulas are PyTorch's (``torch.optim``), so trajectories agree with it:
 - AdamW: Adam with decoupled weight decay ``p *= 1 - lr * wd`` before the update.
 
 Weight decay is one step (`Optimizer._decay`) before every update rule: coupled, as L2
-regularization added to the gradient, or decoupled (AdamW). Weight decay on weights
-only: `params` is either an iterable of Parameters or a list
-of dicts ``{"params": [...], "weight_decay": wd}`` (the key is optional and defaults to
-the optimizer's `weight_decay`; no other key is accepted). `weight_decay_groups`
-builds such a list from a module: decay for matrices (ndim >= 2), none for biases and
-batch-norm scales and shifts.
+regularization added to the gradient, or decoupled (AdamW). `params` is an iterable of
+Parameters, a Module, or a list of parameter groups as PyTorch's optimizers take them
+(``{"params": [...], "lr": ..., "weight_decay": ...}`` and the rule's other settings;
+see `chainrule.optim.groups`): each group is updated with its own settings.
+`weight_decay_groups` builds such a list from a module: decay for matrices (ndim >= 2),
+none for biases and batch-norm scales and shifts.
 """
 
 from __future__ import annotations
@@ -35,11 +35,16 @@ import numbers
 import numpy as np
 
 from chainrule.autograd.engine import Tensor
+from chainrule.optim.groups import (
+    GroupSetting,
+    LearningRate,
+    check_number,
+    parse_groups,
+    weight_decay_groups,
+)
 
 __all__ = [
     "CHUNK",
-    "OPTIMIZERS",
-    "make_optimizer",
     "get_num_threads",
     "set_num_threads",
     "SGD",
@@ -53,75 +58,34 @@ __all__ = [
 
 # 32768 float32 values = 128 KiB per array: a chunk of each operand fits in L2.
 CHUNK = 1 << 15
+_check_number = check_number
 
 
-def _check_number(name, value, lo=0.0, hi=math.inf, lo_open=False, hi_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < lo or (lo_open and value == lo) or value > hi or (hi_open and value == hi):
-        lb = "(" if lo_open else "["
-        hb = ")" if hi_open else "]"
-        raise ValueError(f"{name} must be in {lb}{lo}, {hi}{hb}, got {value!r}")
-    return float(value)
+def _nonnegative(name, value):
+    return check_number(name, value)
 
 
-def weight_decay_groups(module_or_params, weight_decay: float) -> list[dict]:
-    """Two parameter groups: matrices (ndim >= 2) with `weight_decay`, everything else
-    (biases, batch-norm gamma/beta) without. Accepts a Module or an iterable of
-    Parameters."""
-    params = (
-        module_or_params.parameters()
-        if hasattr(module_or_params, "parameters")
-        else list(module_or_params)
-    )
-    decay = [p for p in params if p.data.ndim >= 2]
-    rest = [p for p in params if p.data.ndim < 2]
-    groups = [{"params": decay, "weight_decay": float(weight_decay)}]
-    if rest:
-        groups.append({"params": rest, "weight_decay": 0.0})
-    return groups
+def _unit(name, value):
+    return check_number(name, value, 0.0, 1.0)
 
 
-def _parse_params(params, weight_decay, name):
-    if isinstance(params, Tensor):
-        raise TypeError(f"{name}: params must be an iterable of Parameters, not one Tensor")
-    if hasattr(params, "parameters") and callable(params.parameters):
-        params = params.parameters()
+def _betas(name, value):
+    """(beta1, beta2), each in [0, 1); `name` ends in "betas"."""
     try:
-        items = list(params)
-    except TypeError:
-        raise TypeError(f"{name}: params must be an iterable of Parameters") from None
-    if not items:
-        raise ValueError(f"{name}: got an empty parameter list")
-    out_params, out_wd = [], []
-    if all(isinstance(it, dict) for it in items):
-        groups = items
-    elif any(isinstance(it, dict) for it in items):
-        raise TypeError(f"{name}: params must be all Parameters or all dicts, not a mixture")
-    else:
-        groups = [{"params": items}]
-    for gi, group in enumerate(groups):
-        extra = set(group) - {"params", "weight_decay"}
-        if extra or "params" not in group:
-            raise ValueError(
-                f"{name}: parameter group {gi} must have a 'params' list and optionally "
-                f"'weight_decay', got keys {sorted(group)}"
-            )
-        wd = _check_number(f"{name}: weight_decay", group.get("weight_decay", weight_decay))
-        for p in group["params"]:
-            if not isinstance(p, Tensor):
-                raise TypeError(f"{name}: expected Parameters (Tensors), got {type(p).__name__}")
-            if not p.requires_grad:
-                raise ValueError(f"{name}: a parameter does not require grad")
-            if p.data.dtype.kind != "f":
-                raise TypeError(f"{name}: parameters must be float, got {p.data.dtype}")
-            if any(p is q for q in out_params):
-                raise ValueError(f"{name}: a parameter appears more than once")
-            out_params.append(p)
-            out_wd.append(wd)
-    if not out_params:
-        raise ValueError(f"{name}: got an empty parameter list")
-    return out_params, out_wd
+        b1, b2 = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (beta1, beta2), got {value!r}") from None
+    prefix = name[: -len("betas")]
+    return (
+        check_number(f"{prefix}beta1", b1, 0.0, 1.0, hi_open=True),
+        check_number(f"{prefix}beta2", b2, 0.0, 1.0, hi_open=True),
+    )
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -132,24 +96,46 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 
 class Optimizer:
-    """Base class: holds the parameters, the learning rate ``lr`` (which schedules
-    set), the step count ``t`` and per-parameter state arrays."""
+    """Base class: holds the parameter groups (``param_groups``, see
+    `chainrule.optim.groups`), the flat list of parameters ``params``, the learning rate
+    ``lr`` (which schedules set), the step count ``t`` and per-parameter state arrays.
+
+    A rule declares its settings beyond ``lr`` and ``weight_decay`` in ``_settings``
+    (name -> check) and as `GroupSetting` attributes, and computes the numbers of one
+    step of a group in ``_constants(group)``.
+    """
 
     _state_names: tuple[str, ...] = ()
+    _settings: dict = {}
     # Decoupled weight decay (AdamW) shrinks the parameters; coupled (L2) adds to the
     # gradient.
     _decoupled_weight_decay = False
 
-    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+    lr = LearningRate(_nonnegative)
+    weight_decay = GroupSetting(_nonnegative)
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0, **settings):
         name = type(self).__name__
-        self.lr = _check_number(f"{name}: lr", lr)
-        self.weight_decay = _check_number(f"{name}: weight_decay", weight_decay)
-        self.params, self.weight_decays = _parse_params(params, self.weight_decay, name)
+        checks = {"lr": _nonnegative, "weight_decay": _nonnegative, **self._settings}
+        given = {"lr": lr, "weight_decay": weight_decay, **settings}
+        self.defaults = {k: checks[k](f"{name}: {k}", v) for k, v in given.items()}
+        self.param_groups, self._lr_scales = parse_groups(params, self.defaults, checks, name)
+        self._check_groups()
+        self.params = [p for g in self.param_groups for p in g["params"]]
+        self._group_of = [gi for gi, g in enumerate(self.param_groups) for _ in g["params"]]
         self.t = 0
         self.state: dict[str, list[np.ndarray | None]] = {
             k: [None] * len(self.params) for k in self._state_names
         }
         self._scratch: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _check_groups(self) -> None:
+        """Checks across the settings of a group (e.g. Nesterov needs momentum)."""
+
+    @property
+    def weight_decays(self) -> list[float]:
+        """The weight decay of each parameter (that of its group)."""
+        return [self.param_groups[gi]["weight_decay"] for gi in self._group_of]
 
     # ------------------------------------------------------------ helpers
     def _buffer(self, key: str, i: int) -> np.ndarray:
@@ -194,32 +180,35 @@ class Optimizer:
             p._grad = None
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient (``t`` is incremented first)."""
+        """One update of every parameter that has a gradient (``t`` is incremented
+        first), each with the settings of its group."""
         self.t += 1
-        consts = self._constants()
+        per_group = [(self._constants(g), g["weight_decay"], g["lr"]) for g in self.param_groups]
         items = []
         for i, p, g in self._grads():
-            states = [_flat(self._buffer(k, i)) for k in self._active_states()]
-            wd = self.weight_decays[i]
+            states = [_flat(self._buffer(k, i)) for k in self._active_states(i)]
+            gi = self._group_of[i]
             for s, e in _chunks(p.size):
-                items.append((p[s:e], g[s:e], [b[s:e] for b in states], wd))
-        _run_chunks(self, items, consts)
+                items.append((p[s:e], g[s:e], [b[s:e] for b in states], gi))
+        _run_chunks(self, items, per_group)
 
-    def _constants(self) -> tuple:
-        """Per-step numbers shared by all chunks (learning rate, bias corrections...)."""
+    def _constants(self, group) -> tuple:
+        """Per-step numbers shared by the chunks of a group (learning rate, bias
+        corrections...)."""
         return ()
 
-    def _active_states(self) -> tuple[str, ...]:
+    def _active_states(self, i: int) -> tuple[str, ...]:
+        """The state arrays parameter i uses."""
         return self._state_names
 
-    def _decay(self, p, g, wd, scratch):
+    def _decay(self, p, g, wd, lr, scratch):
         """The weight-decay step of one chunk, before the update; returns the gradient
         the update uses. Coupled (L2, PyTorch's ``weight_decay``): ``g + wd * p``,
         written to `scratch`. Decoupled: ``p *= 1 - lr * wd`` in place, `g` unchanged."""
         if wd == 0:
             return g
         if self._decoupled_weight_decay:
-            p *= 1.0 - self.lr * wd
+            p *= 1.0 - lr * wd
             return g
         d = scratch[: p.size]
         np.multiply(p, wd, out=d)
@@ -311,16 +300,17 @@ def get_num_threads() -> int:
     return _threads["n"]
 
 
-def _run_group(opt, items, worker, consts):
-    for p, g, states, wd in items:
+def _run_group(opt, items, worker, per_group):
+    for p, g, states, gi in items:
+        consts, wd, lr = per_group[gi]
         a, b = opt._scratch_for(p.dtype, worker)
-        opt._update(p, opt._decay(p, g, wd, a), states, b, consts)
+        opt._update(p, opt._decay(p, g, wd, lr, a), states, b, consts)
 
 
-def _run_chunks(opt, items, consts) -> None:
+def _run_chunks(opt, items, per_group) -> None:
     nt = min(_threads["n"], len(items))
     if nt <= 1 or sum(it[0].size for it in items) < _PARALLEL_MIN:
-        _run_group(opt, items, 0, consts)
+        _run_group(opt, items, 0, per_group)
         return
     if _threads["pool"] is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -337,10 +327,10 @@ def _run_chunks(opt, items, consts) -> None:
             cur = []
     groups.append(cur)
     futures = [
-        _threads["pool"].submit(_run_group, opt, grp, k, consts)
+        _threads["pool"].submit(_run_group, opt, grp, k, per_group)
         for k, grp in enumerate(groups[1:], start=1)
     ]
-    _run_group(opt, groups[0], 0, consts)
+    _run_group(opt, groups[0], 0, per_group)
     for f in futures:
         f.result()
 
@@ -353,6 +343,9 @@ class SGD(Optimizer):
     """
 
     _state_names = ("momentum_buffer",)
+    _settings = {"momentum": _nonnegative, "nesterov": _flag}
+    momentum = GroupSetting(_nonnegative)
+    nesterov = GroupSetting(_flag)
 
     def __init__(
         self,
@@ -362,17 +355,18 @@ class SGD(Optimizer):
         nesterov=False,
         weight_decay: float = 0.0,
     ):
-        super().__init__(params, lr, weight_decay)
-        self.momentum = _check_number("SGD: momentum", momentum)
-        self.nesterov = bool(nesterov)
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0")
+        super().__init__(params, lr, weight_decay, momentum=momentum, nesterov=bool(nesterov))
 
-    def _active_states(self):
-        return self._state_names if self.momentum != 0 else ()
+    def _check_groups(self):
+        for g in self.param_groups:
+            if g["nesterov"] and g["momentum"] == 0:
+                raise ValueError(f"{type(self).__name__}: Nesterov momentum needs momentum > 0")
 
-    def _constants(self):
-        return (self.lr, self.momentum, self.nesterov)
+    def _active_states(self, i):
+        return self._state_names if self.param_groups[self._group_of[i]]["momentum"] else ()
+
+    def _constants(self, group):
+        return (group["lr"], group["momentum"], group["nesterov"])
 
     def _update(self, p, g, states, u, consts):
         lr, mu, nesterov = consts
@@ -400,6 +394,9 @@ class RMSProp(Optimizer):
     """
 
     _state_names = ("square_avg",)
+    _settings = {"alpha": _unit, "eps": _nonnegative}
+    alpha = GroupSetting(_unit)
+    eps = GroupSetting(_nonnegative)
 
     def __init__(
         self,
@@ -409,12 +406,10 @@ class RMSProp(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ):
-        super().__init__(params, lr, weight_decay)
-        self.alpha = _check_number("RMSProp: alpha", alpha, 0.0, 1.0)
-        self.eps = _check_number("RMSProp: eps", eps)
+        super().__init__(params, lr, weight_decay, alpha=alpha, eps=eps)
 
-    def _constants(self):
-        return (self.lr, self.alpha, self.eps)
+    def _constants(self, group):
+        return (group["lr"], group["alpha"], group["eps"])
 
     def _update(self, p, g, states, u, consts):
         lr, alpha, eps = consts
@@ -440,6 +435,9 @@ class Adam(Optimizer):
     """
 
     _state_names = ("exp_avg", "exp_avg_sq")
+    _settings = {"betas": _betas, "eps": _nonnegative}
+    betas = GroupSetting(_betas)
+    eps = GroupSetting(_nonnegative)
 
     def __init__(
         self,
@@ -449,28 +447,16 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ):
-        super().__init__(params, lr, weight_decay)
-        name = type(self).__name__
-        try:
-            b1, b2 = betas
-        except (TypeError, ValueError):
-            msg = f"{name}: betas must be a pair (beta1, beta2), got {betas!r}"
-            raise ValueError(msg) from None
-        self.betas = (
-            _check_number(f"{name}: beta1", b1, 0.0, 1.0, hi_open=True),
-            _check_number(f"{name}: beta2", b2, 0.0, 1.0, hi_open=True),
-        )
-        self.eps = _check_number(f"{name}: eps", eps)
+        super().__init__(params, lr, weight_decay, betas=betas, eps=eps)
 
-    def _constants(self):
+    def _constants(self, group):
         t = self.t
-        lr = self.lr
-        b1, b2 = self.betas
+        b1, b2 = group["betas"]
         bc1 = 1.0 - b1**t
         bc2_sqrt = math.sqrt(1.0 - b2**t)
         # lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
         #   = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)): one pass fewer.
-        return (b1, b2, -lr * bc2_sqrt / bc1, self.eps * bc2_sqrt)
+        return (b1, b2, -group["lr"] * bc2_sqrt / bc1, group["eps"] * bc2_sqrt)
 
     def _update(self, p, g, states, u, consts):
         b1, b2, step_size, eps_hat = consts
@@ -511,33 +497,6 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
     ):
         super().__init__(params, lr, betas, eps, weight_decay)
-
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-
-
-def make_optimizer(
-    name: str, params, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0
-) -> Optimizer:
-    """An optimizer by name, over `params` (Parameters, parameter groups or a Module):
-
-    - ``"sgd"``: `SGD` without momentum;
-    - ``"momentum"`` / ``"nesterov"``: `SGD` with (Nesterov) `momentum` in [0, 1);
-    - ``"rmsprop"``: `RMSProp`;
-    - ``"adam"``: `Adam`;
-    - ``"adamw"``: `AdamW` (decoupled weight decay).
-
-    `weight_decay` applies to every parameter group that sets none of its own (for
-    example pass ``weight_decay_groups(module, wd)`` to decay matrices only); it is added
-    to the gradient except for ``"adamw"``. Other settings are the optimizers' defaults.
-    """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    if name in ("momentum", "nesterov"):
-        mu = _check_number("momentum", momentum, 0.0, 1.0, hi_open=True)
-        return SGD(params, lr, momentum=mu, nesterov=name == "nesterov", weight_decay=weight_decay)
-    cls = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}[name]
-    return cls(params, lr, weight_decay=weight_decay)
 
 
 def clip_grad_norm(

@@ -137,7 +137,10 @@ class Solver:
     schedule_per : "iteration" or "epoch"
         Step the schedule after each optimizer step, or after each epoch.
     augment : callable (X batch (B, ...), rng Generator) -> a batch of that shape, or None
-        Applied to each training minibatch (a copy) before the forward pass.
+        Applied to each training minibatch (a copy) before the forward pass. One with
+        ``uses_indices = True`` (such as `chainrule.data.augment.CropFlip`) is called
+        with the keywords ``indices`` (the samples' positions in X_train) and ``epoch``
+        (0-based) too.
     early_stopping_patience : int or None
         Stop when validation accuracy has not improved for this many epochs.
     restore_best : bool
@@ -341,10 +344,12 @@ class Solver:
             "diverged; lower the learning rate, or check the inputs for NaN"
         )
 
-    def _train_step(self, X_batch, y_batch) -> float:
+    def _train_step(self, X_batch, y_batch, indices=None) -> float:
         from chainrule.autograd.engine import Tensor
 
-        if self.augment is not None:
+        if getattr(self.augment, "uses_indices", False):
+            X_batch = self.augment(X_batch, self.rng, indices=indices, epoch=self.epoch)
+        elif self.augment is not None:
             X_batch = self.augment(X_batch, self.rng)
         self.optimizer.zero_grad()
         scores = self.model(Tensor(X_batch))
@@ -439,7 +444,7 @@ class Solver:
         try:
             for k, sl in enumerate(batches):
                 idx = order[sl]
-                losses.append(self._train_step(self.X_train[idx], self.y_train[idx]))
+                losses.append(self._train_step(self.X_train[idx], self.y_train[idx], idx))
                 seen += len(idx)
                 if run_bar is not None:
                     run_bar.update(1)

@@ -208,6 +208,15 @@ def build_model(ex: Exportable):
             "int64 label, so only models fitted on integer labels can be exported"
         )
     head_of = family(ex.model)
+    shift = ex.params.get("test_time_shift") or 0
+    if shift:
+        raise ValueError(
+            f"the model also averages views shifted by {shift} pixel(s) at prediction "
+            "(test_time_shift), which an exported graph does not compute: it would give "
+            "other answers than chainrule. Export a copy with test_time_shift=0 (in "
+            "Python, model.set_params(test_time_shift=0)), or a model trained without "
+            "--test-time-shift"
+        )
     flips = head_of is _network_head and uses_flips(ex.params)
     if flips:
         _check_flips(ex)
