@@ -47,7 +47,7 @@ class Block:
         """``docs/PAGE.md:LINE``, for messages and tracebacks."""
         parts = page.parts
         last = len(parts) - 1 - parts[::-1].index("docs") if "docs" in parts else 0
-        shown = Path(*parts[last:])
+        shown = Path(page.name) if page.name == "README.md" else Path(*parts[last:])
         return f"{shown}:{self.line}"
 
 

@@ -1,4 +1,4 @@
-"""The docs pages' code runs and prints what the pages show (see ``docblocks`` for the
+"""The README's and the docs pages' code runs and prints what they show (see ``docblocks`` for the
 rules: ``python`` blocks run, ``pycon`` blocks are doctests, ``console`` blocks are
 commands with their output)."""
 
@@ -21,7 +21,8 @@ from chainrule.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 CHECKED = {"python", "pycon", "console"}
-PAGES = sorted(
+# The README and every page of the site but the API reference (made from docstrings).
+PAGES = [ROOT / "README.md"] + sorted(
     p
     for p in DOCS.rglob("*.md")
     if "api" not in p.relative_to(DOCS).parts
@@ -74,7 +75,7 @@ def run_console(block: Block, page: Path, capsys) -> None:
         )
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_the_pages_code_runs_and_prints_what_the_page_shows(page, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / ".cache"))

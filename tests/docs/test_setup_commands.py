@@ -1,5 +1,6 @@
-"""The README's set-up commands are the ones CI runs on a fresh machine (``.ci/run``), in
-the same order. (Its code blocks run, and print what it shows, with the docs pages':
+"""The README: at most 200 lines, starting with the set-up commands that CI runs on a fresh
+machine (``.ci/run``), in the same order, and its CIFAR-10 figures are the numbers page's.
+(Its code blocks run, and print what it shows, with the docs pages':
 ``tests/docs/test_doc_pages.py``.)"""
 
 from __future__ import annotations
@@ -55,3 +56,33 @@ def test_a_step_ci_runs_otherwise_is_not_taken_for_the_readmes(tmp_path):
     changed.write_text(CI.read_text().replace("pip install -q .\n", "pip install -q -e .\n"))
     run, _ = setup_commands()
     assert run[0] in ci_steps() and run[0] not in ci_steps(changed)
+
+
+def test_the_readme_is_short_and_starts_with_the_setup_commands():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    # Nothing but the title before the first command.
+    assert text[: text.index("```")].strip() == "# chainrule"
+    first, second = blocks(text)[:2]
+    assert first.lang == second.lang == "bash"
+
+
+def cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def percentages(text: str) -> list[str]:
+    return re.findall(r"(\d+\.\d\d)%", text)
+
+
+def test_the_readmes_cifar10_figures_are_those_of_the_numbers_page():
+    text = README.read_text()
+    table = text[text.index("| family |") :].split("\n\n")[0].splitlines()[2:]
+    numbers = (ROOT / "docs" / "numbers.md").read_text()
+    section = numbers[numbers.index("## Accuracy") :]
+    section = section[: section.index("\n## ")]
+    rows = [row for row in section.splitlines() if row.startswith("| ")]
+    measured = {f for row in rows for f in percentages(cells(row)[1])}
+    shown = [f for row in table for f in percentages(cells(row)[-1])]
+    assert len(table) == 6 and len(shown) >= 6
+    assert set(shown) <= measured, set(shown) - measured
