@@ -86,3 +86,10 @@ def test_the_readmes_cifar10_figures_are_those_of_the_numbers_page():
     shown = [f for row in table for f in percentages(cells(row)[-1])]
     assert len(table) == 6 and len(shown) >= 6
     assert set(shown) <= measured, set(shown) - measured
+
+
+def test_the_readmes_links_lead_to_files_of_the_repository():
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text())
+    local = [link for link in links if "://" not in link]
+    assert len(local) >= 10  # into the docs
+    assert [link for link in local if not (ROOT / link).is_file()] == []
