@@ -1,8 +1,9 @@
 """Inference speed of an exported model: ONNX Runtime against chainrule's Python path.
 
-Two models (``--models mlp,cnn``). The MLP is the README's best fully connected network
-on CIFAR-10-size images (32x32x3 -> 1024 -> 1024 -> 10, batch norm, dropout 0.1, trained
-with augmentation, so each image is averaged with its mirror image at prediction),
+Two models (``--models mlp,cnn``). The MLP is the best fully connected network of the
+docs' numbers page on CIFAR-10-size images (32x32x3 -> 1024 -> 1024 -> 10, batch norm,
+dropout 0.1, trained with augmentation, so each image is averaged with its mirror image
+at prediction),
 trained briefly: timing does not depend on the weights. It is saved and loaded as a
 model file, exported with ``export_onnx``, and both sides classify the same raw uint8
 images:
@@ -80,7 +81,7 @@ def training_images(args):
 
 
 def train_and_save(args, folder: Path):
-    """The model file of a briefly trained MLP with the README's settings."""
+    """The model file of a briefly trained MLP with the numbers page's settings."""
     from chainrule.data import Preprocessor
     from chainrule.models import FullyConnectedNet, save_model
 

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 DEFAULT_DATA = "/work/data/cifar10/train"
 
-# The best configuration found (see the README's `chainrule train mlp` command).
+# The best configuration found (the `chainrule train mlp` command of docs/numbers.md).
 BEST = dict(
     model="mlp",
     hidden="1024,1024",

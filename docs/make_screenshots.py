@@ -1,4 +1,4 @@
-"""Make the README's screenshots of the pages (docs/images/*.png) in headless Chromium.
+"""Make the docs' screenshots of the pages (docs/images/*.png) in headless Chromium.
 
     python docs/make_screenshots.py
 

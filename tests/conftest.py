@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -64,4 +65,29 @@ def digits_comparison(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("comparison") / "cmp"
     assert main(["compare", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """The site as ``mkdocs build --strict`` writes it.
+
+    ``CHAINRULE_DOCS_SITE=DIR`` names a site built already (CI builds it once, running the
+    tutorials); otherwise it is built here without running them
+    (``tests/docs/test_tutorials.py`` runs them on their own). Needs the docs extra.
+    """
+    given = os.environ.get("CHAINRULE_DOCS_SITE")
+    if given:
+        return Path(given).resolve()
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e .[docs]")
+    out = tmp_path_factory.mktemp("site")
+    env = dict(os.environ, CHAINRULE_DOCS_EXECUTE="false", NO_MKDOCS_2_WARNING="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
     return out

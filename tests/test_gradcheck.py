@@ -119,7 +119,7 @@ def test_gradcheck_catches_a_wrong_forward_rule():
 
 
 class _MultiplyWithoutJvp(Function):
-    """The README's Multiply: forward and backward only (jvp is optional)."""
+    """The engine page's Multiply: forward and backward only (jvp is optional)."""
 
     grad_scale = 1.0
 

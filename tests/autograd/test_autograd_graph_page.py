@@ -163,14 +163,16 @@ def test_formats_and_engines_are_checked(tmp_path):
     assert draw_graph(f).startswith("digraph")
 
 
-def test_the_readmes_neuron_example_prints_the_lecture_numbers(tmp_path, monkeypatch, capsys):
+def test_the_engine_pages_neuron_example_prints_the_lecture_numbers(
+    tmp_path, monkeypatch, capsys
+):
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index('w0 = cr.Tensor(2.0, requires_grad=True, name="w0")')
-    code = "import chainrule as cr\n" + readme[start : readme.index("```", start)]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "engine.md").read_text()
+    start = page.index('w0 = cr.Tensor(2.0, requires_grad=True, name="w0")')
+    code = "import chainrule as cr\n" + page[start : page.index("```", start)]
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/engine.md", "exec"), {})
     assert capsys.readouterr().out == "0.73 -0.20 0.39\n"
     assert payload((tmp_path / "neuron.html").read_text())["nodes"][0]["label"] == "w0"
 

@@ -45,6 +45,8 @@ class Tensor:
     requires_grad : bool
         Whether `backward` should compute ``.grad`` for this tensor.
 
+    Notes
+    -----
     Operations follow NumPy broadcasting; the gradient reaching an input is summed back
     to that input's shape. Operators and math methods come from
     `chainrule.autograd.methods` (see the module docstring).

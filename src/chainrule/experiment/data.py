@@ -24,6 +24,8 @@ class TrialData:
     source : where the data came from, kept in model files and metrics
         (``{"name": "digits", "val_fraction": 0.2, "seed": 0}``)
 
+    Notes
+    -----
     The preprocessing (scale to [0, 1], subtract the training images' channel means) is
     fitted once on the training images; :meth:`inputs` gives each split in the layout a
     model wants (``"rows"`` (N, H*W*C) or ``"images"`` (N, H, W, C), float32), computed on

@@ -107,6 +107,8 @@ class ConvNet(NetworkClassifier):
         and `weight_decay` act on the convolution and Linear weights (not on batch norm,
         not on the frozen whitening filters).
 
+    Notes
+    -----
     ``"auto"`` (the default of channels, stem, logit_scale, lookahead, aug_padding and
     every training setting of the recipes) takes the value of the command line's recipe
     for the training data: `convnet_spec.LARGE_DATA` from 20,000 training samples on

@@ -35,14 +35,8 @@ __all__ = ["CNN_SPEC", "LARGE_DATA", "SMALL_DATA_RECIPE", "ConvNetSpec", "recipe
 # whitening stem and three stages of two 3x3 convolutions, Nesterov SGD on a one-cycle
 # schedule, weight decay of the convolution and Linear weights, label smoothing, random
 # 2-pixel translations and flips, test-time flips (they follow `augment`), class scores
-# scaled by 1/9. Chosen on the CIFAR-10 validation split. In 4-epoch runs of
-# benchmarks/cnn_cifar10.py (validation accuracy with test-time flips), scores scaled by
-# 1/9 with a higher rate and weight decay, as in airbench, and smaller batches at the
-# same rate per image did best (74.4% for rate 0.4 and weight decay 5e-4 at batch 512;
-# 82.0% for rate 0.19 and weight decay 1.3e-3 at batch 128); Lookahead (k=5, alpha=0.5)
-# cost 1.4 points. In full runs the weight decay mattered little (86.07% at 1.3e-3, 86.27%
-# at 5e-4, batch 128, 15 epochs) and batches of 256 run faster, so 18 epochs fit in 15
-# minutes on 2 cores, validation after each epoch included (86.50%).
+# scaled by 1/9. Chosen on the CIFAR-10 validation split; the runs that chose it are on
+# the docs' numbers page (docs/numbers.md).
 LARGE_DATA = {
     "channels": (32, 64, 128),
     "stem": "whiten",
@@ -59,16 +53,12 @@ LARGE_DATA = {
     "lookahead": 0,
     "logit_scale": 0.111,
 }
-# The recipe for small data sets (the bundled 8x8 digits, 1,150 training images): the
-# same widths with a 3x3 stem (whose filters show what it learned), smaller batches and
-# steps, and no augmentation (digits are not mirror-symmetric: no flips, as for the
-# fully connected networks). On digits, 10 epochs take about 5 s on 2 cores; 98.6% to
-# 99.3% validation accuracy over seeds 0-2, against 97.9% for widths (16, 32, 64) at
-# learning rate 0.1 and 97.9% for the two-layer net. Its epochs are at least 10, and
-# enough for SMALL_DATA_UPDATES steps: the 180 of the digits' 10 epochs. On 312 photos
-# of 64x48 (benchmarks/small_photos.py, seeds 0-1; 5 minibatches an epoch), 10 epochs
-# reached 55-59% validation accuracy (45-51% with --augment), 36 epochs 76-83% (78-82%
-# with --augment), where the fully connected net reached 73-83%.
+# The recipe for small data sets (the bundled 8x8 digits, 1,150 training images; a
+# robot's few hundred photos): the same widths with a 3x3 stem (whose filters show what
+# it learned), smaller batches and steps, and no augmentation (digits are not
+# mirror-symmetric: no flips, as for the fully connected networks). Its epochs are at
+# least 10, and enough for SMALL_DATA_UPDATES optimizer steps (`recipe`). Its
+# measurements on the digits and on photos are on the numbers page (docs/numbers.md).
 SMALL_DATA_RECIPE = {
     "channels": (32, 64, 128),
     "stem": "conv",

@@ -196,7 +196,10 @@ def save_model(path, model, preprocessor=None, classes=None, extra=None) -> Path
         number).
     extra : JSON-able dict stored as is (training metrics, data source, ...)
 
-    Returns the path written.
+    Returns
+    -------
+    Path
+        The path written.
     """
     path = Path(path)
     name = model_name(model)
@@ -329,6 +332,8 @@ def load_model(path, model: str | None = None, *, max_bytes: int | None = None) 
     max_bytes : refuse a file whose arrays, or whose model built for one image, take
         more memory than this (default: the machine's physical memory)
 
+    Notes
+    -----
     The file is checked before its arrays are read: exactly the members its header
     lists, only those its model family declares (see ``ModelSpec.stored``), with sizes
     that agree with each other and with the hyperparameters, each holding exactly the

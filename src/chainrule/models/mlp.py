@@ -149,6 +149,8 @@ class FullyConnectedNet(_FullyConnected):
     verbose : int or bool, default 0
         Nonzero: a progress bar and one line per epoch (the command line turns it on).
 
+    Notes
+    -----
     The defaults are those of ``chainrule train mlp`` for the data. Attributes after fit:
     see `chainrule.models.NetworkClassifier`.
     """

@@ -168,6 +168,8 @@ class Solver:
         and prints one line per epoch; "run" shows one bar for the whole run with the
         loss and accuracies of the last epoch, on a terminal only.
 
+    Notes
+    -----
     After `train`, ``history`` holds ``loss`` (per iteration), ``epoch_loss`` (mean per
     epoch), ``train_acc``, ``val_acc``, ``lr`` and ``epoch_time`` (per epoch), and
     ``best_val_acc`` / ``best_epoch`` say which epoch's model was kept. A loss or class

@@ -103,10 +103,22 @@ def export_onnx(
     external_data : True writes the weights to ``<path>.data`` beside the model file,
         False into it, None (default) beside it when they exceed 1 GiB
 
-    Returns the path written. Raises ``ImportError`` without the onnx package,
-    ``TypeError`` for a model (or a layer) that cannot be exported, ``ValueError`` for an
-    unfitted or inconsistent model (``verify.ExportMismatch`` for a graph that disagrees
-    with chainrule), ``OSError`` when ``path`` cannot be written.
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    ImportError
+        Without the onnx package.
+    TypeError
+        For a model (or a layer) that cannot be exported.
+    ValueError
+        For an unfitted or inconsistent model (``verify.ExportMismatch`` for a graph that
+        disagrees with chainrule).
+    OSError
+        When ``path`` cannot be written.
     """
     return export_checked(
         model, path, preprocessor=preprocessor, classes=classes, image_shape=image_shape,

@@ -60,9 +60,7 @@ SAMPLE = 2048
 # by correlation (the correlation matrix is G x G).
 MAX_PAIRED = 4096
 # Coarse level: about D / 64 groups (48 for 3,072 features); finer levels 4 and 16 times
-# as many. Measured on CIFAR-10 (2,500 queries in interleaved bursts): 96 -> 384,
-# 24 -> 96 -> 384 and 48 -> 192 took 1.24x, 1.34x and 1.63x the time of 48 -> 192 -> 768
-# at k = 1, and 1.07x, 1.78x and 1.76x at k = 10.
+# as many (the fastest of the level schemes measured on CIFAR-10: docs/numbers.md).
 COARSE_SHARE = 64
 FINE_STEPS = 2
 # A query whose coarse bound leaves more than this share of the training rows goes to

@@ -33,8 +33,7 @@ MIN_CAPTURED = 0.8
 # The basis is estimated from at most this many evenly spaced training rows.
 SAMPLE = 2048
 # Prepared (by ``fit``) for k up to this: with more neighbours the filter needs too many
-# candidates to pay off (CIFAR-10 l2, 1,000-query bursts against brute force: 3.6x as
-# fast at k = 1, 1.6x at 16, 1.5x at 32, 0.96x at 64, 0.8x at 100).
+# candidates to pay off (measured against brute force on CIFAR-10: docs/numbers.md).
 MAX_K = 32
 # Queries the candidates do not settle: reduced values of a few of them against every
 # training row at once (memory, float32), surviving pairs measured at once, and the share
