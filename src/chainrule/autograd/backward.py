@@ -91,11 +91,16 @@ def _local_gradients(ctx, g, outputs) -> tuple:
     if grads.__class__ is not tuple:
         grads = (grads,)
     if len(grads) != len(ctx.inputs):
-        raise RuntimeError(
-            f"{fn.__name__}.backward returned {len(grads)} gradients for "
-            f"{len(ctx.inputs)} inputs"
-        )
+        raise wrong_gradient_count(fn, grads, ctx.inputs)
     return tuple(gx if need else None for gx, need in zip(grads, ctx.needs_input_grad))
+
+
+def wrong_gradient_count(fn, grads: tuple, inputs: tuple) -> RuntimeError:
+    """The error for a backward that returned another number of gradients than its
+    Function had inputs (both passes raise it)."""
+    return RuntimeError(
+        f"{fn.__name__}.backward returned {len(grads)} gradients for {len(inputs)} inputs"
+    )
 
 
 def _keep_or_release(ctx, g, in_grads, backward_pass: bool, retain_graph: bool) -> None:

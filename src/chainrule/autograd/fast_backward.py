@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule.autograd.backward import _shaped, _store_leaf_gradients
+from chainrule.autograd.backward import _shaped, _store_leaf_gradients, wrong_gradient_count
 from chainrule.autograd.function import _RELEASED_MESSAGE
 
 __all__ = ["first_order_backward"]
@@ -85,8 +85,10 @@ def _run_ready(ready: list, visit, leaf_grads: dict) -> int:
                 gx = in_grads[i]
                 if gx is not None:
                     d = x._data
-                    if gx.__class__ is not d.__class__ or gx.__class__ is _ndarray and (
-                        gx.shape != d.shape or gx.dtype != d.dtype
+                    if (
+                        gx.__class__ is not d.__class__
+                        or gx.__class__ is _ndarray
+                        and (gx.shape != d.shape or gx.dtype != d.dtype)
                     ):
                         gx = _shaped(gx, x, c, g)
                 pc = x._ctx
@@ -123,10 +125,7 @@ def _checked_backward(fn, c, g) -> tuple:
     if in_grads.__class__ is not tuple:
         in_grads = (in_grads,)
     if len(in_grads) != len(c.inputs):
-        raise RuntimeError(
-            f"{fn.__name__}.backward returned {len(in_grads)} gradients for "
-            f"{len(c.inputs)} inputs"
-        )
+        raise wrong_gradient_count(fn, in_grads, c.inputs)
     c.__dict__.clear()
     return in_grads
 
