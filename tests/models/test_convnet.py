@@ -392,6 +392,8 @@ def test_test_time_shifts_average_six_views_with_weights(data):
     [
         ({"init": "orthogonal"}, 'init must be "kaiming" or "dirac"'),
         ({"bias_lr_factor": 0}, "bias_lr_factor must be a positive number"),
+        ({"bias_lr_factor": float("nan")}, "bias_lr_factor must be a positive number"),
+        ({"lookahead": 2, "lookahead_ramp": float("nan")}, "lookahead_ramp must be a non-negative"),
         ({"flips": "sometimes"}, 'flips must be "random" or "alternate"'),
         ({"test_time_shift": -1}, "test_time_shift must be a non-negative int"),
         ({"muon_lr": 0}, "muon_lr must be a positive number"),

@@ -178,3 +178,7 @@ def test_muon_errors():
         optim.Muon([W], ns_steps=0)
     with pytest.raises(ValueError, match="Nesterov"):
         optim.Muon([W], momentum=0.0)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        optim.Muon([W], lr=float("nan"))
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Muon([])
